@@ -1,0 +1,3 @@
+from vae.cli import main
+
+main()

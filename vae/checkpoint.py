@@ -1,0 +1,232 @@
+"""safetensors checkpoints: self-describing metadata, atomic saves, one loading factory.
+
+Reading a header needs no torch (``info`` relies on that); torch is imported only by the functions
+that move tensors. There is no pickle and no ``torch.load`` anywhere: a checkpoint from a stranger
+cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vae import __version__
+from vae.errors import CheckpointError
+from vae.fileio import atomic_write_bytes
+
+if TYPE_CHECKING:
+    import torch
+
+    from vae.model import VAE
+
+FORMAT_NAME = "vae-checkpoint"
+FORMAT_VERSION = 1
+BEST_NAME = "checkpoint_best.safetensors"
+LAST_NAME = "checkpoint_last.safetensors"
+DEFAULT_CHECKPOINT = Path("pretrained") / BEST_NAME
+MODEL_PREFIX = "model."
+OPTIMIZER_PREFIX = "optimizer."
+RNG_PREFIX = "rng."
+_MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors reference implementation's own limit
+
+
+@dataclass
+class CheckpointHeader:
+    """What a safetensors header says: tensor table, our metadata, and sizes."""
+
+    path: Path
+    tensors: dict[str, dict[str, Any]]
+    metadata: dict[str, Any]
+    training_state: dict[str, Any] | None
+    file_size: int
+
+
+def read_header(path: str | Path) -> CheckpointHeader:
+    """Parse and check a checkpoint's header without reading its tensors.
+
+    Raises CheckpointError with a distinct message for: a missing file, a file that is not
+    safetensors, a truncated file, a safetensors file that vae did not write, and a newer format.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint path is not a file: {path}")
+    try:
+        file_size = path.stat().st_size
+        with open(path, "rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise CheckpointError(f"{path} is not a safetensors file (only {file_size} bytes)")
+            (header_size,) = struct.unpack("<Q", prefix)
+            if header_size > _MAX_HEADER_BYTES:
+                raise CheckpointError(f"{path} is not a safetensors file (no valid header)")
+            header_bytes = handle.read(header_size)
+    except OSError as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror or error}") from None
+    if len(header_bytes) < header_size:
+        if header_bytes[:1] == b"{":
+            raise CheckpointError(
+                f"{path} is truncated: its header needs {header_size} bytes but the file has "
+                f"{file_size}; the file was cut short (copy it again)"
+            )
+        raise CheckpointError(f"{path} is not a safetensors file (no valid header)")
+    try:
+        header = json.loads(header_bytes)
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+        raw_metadata = header.pop("__metadata__", None) or {}
+        data_end = max((int(t["data_offsets"][1]) for t in header.values()), default=0)
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise CheckpointError(f"{path} is not a safetensors file (header is not valid)") from None
+    expected = 8 + header_size + data_end
+    if file_size < expected:
+        raise CheckpointError(
+            f"{path} is truncated: {file_size} bytes where the header promises {expected}; "
+            "the file was cut short (copy it again)"
+        )
+    if not isinstance(raw_metadata, dict) or raw_metadata.get("format") != FORMAT_NAME:
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a vae checkpoint (it has no '{FORMAT_NAME}' "
+            "metadata); vae loads only checkpoints written by vae train"
+        )
+    try:
+        version = int(raw_metadata.get("format_version", ""))
+    except ValueError:
+        raise CheckpointError(f"{path} has an unreadable checkpoint format version") from None
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} uses checkpoint format version {version}, newer than this vae "
+            f"{__version__} can read (up to {FORMAT_VERSION}): upgrade vae"
+        )
+    try:
+        metadata = json.loads(raw_metadata["vae"])
+        state_text = raw_metadata.get("training_state")
+        training_state = json.loads(state_text) if state_text else None
+    except (KeyError, ValueError):
+        raise CheckpointError(f"{path} has corrupt vae metadata (not valid JSON)") from None
+    return CheckpointHeader(path, header, metadata, training_state, file_size)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's vae metadata (model spec, data, objective, metrics...)."""
+    return read_header(path).metadata
+
+
+def build_metadata(
+    *,
+    model: VAE,
+    data_info: dict[str, Any],
+    config: dict[str, Any],
+    epoch: int,
+    step: int,
+    validation: dict[str, float] | None,
+    kind: str,
+    run_name: str | None,
+) -> dict[str, Any]:
+    """Everything needed to rebuild and describe a model, as stored in its checkpoint."""
+    import torch
+
+    objective = config.get("objective", {})
+    return {
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "kind": kind,
+        "run_name": run_name,
+        "model": model.spec.to_dict(),
+        "data": data_info,
+        "likelihood": {
+            "name": model.spec.likelihood,
+            "gaussian_sigma": objective.get("gaussian_sigma")
+            if model.spec.likelihood == "mse"
+            else None,
+        },
+        "beta_schedule": {
+            key: objective.get(key)
+            for key in (
+                "beta_schedule",
+                "beta",
+                "beta_warmup",
+                "beta_cycles",
+                "beta_ramp_ratio",
+                "free_bits",
+            )
+        },
+        "epoch": epoch,
+        "step": step,
+        "validation": validation or {},
+        "parameter_count": model.parameter_count(),
+        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "torch_version": torch.__version__,
+        "config": config,
+    }
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: VAE,
+    metadata: dict[str, Any],
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+    training_state: dict[str, Any] | None = None,
+) -> None:
+    """Write weights (+ optional training tensors and state) and metadata, atomically."""
+    from safetensors.torch import save
+
+    tensors = {
+        MODEL_PREFIX + name: value.detach().to("cpu").contiguous()
+        for name, value in model.state_dict().items()
+    }
+    for name, value in (extra_tensors or {}).items():
+        tensors[name] = value.detach().to("cpu").contiguous()
+    header_metadata = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "vae": json.dumps(metadata, sort_keys=True),
+    }
+    if training_state is not None:
+        header_metadata["training_state"] = json.dumps(training_state, sort_keys=True)
+    atomic_write_bytes(path, save(tensors, metadata=header_metadata))
+
+
+def read_tensors(
+    path: str | Path, prefix: str, device: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Tensors whose names start with ``prefix`` (prefix removed), loaded onto ``device``."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as handle:
+            return {
+                name[len(prefix) :]: handle.get_tensor(name)
+                for name in handle.keys()
+                if name.startswith(prefix)
+            }
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"cannot read tensors from {path}: {error}") from None
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> VAE:
+    """The one factory that rebuilds any vae checkpoint from its own metadata, on any device."""
+    from vae.errors import ConfigError
+    from vae.model import ModelSpec, build_model
+
+    header = read_header(path)
+    try:
+        spec = ModelSpec.from_dict(header.metadata["model"])
+        model = build_model(spec)
+    except (KeyError, TypeError, ConfigError) as error:
+        raise CheckpointError(f"{path} describes a model this vae cannot build: {error}") from None
+    weights = read_tensors(path, MODEL_PREFIX, device="cpu")
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path}: weights do not match the model in its metadata ({first})"
+        ) from None
+    model.eval()
+    return model.to(device)

@@ -1,0 +1,442 @@
+"""Command line: parse options, call the library, turn expected errors into one line + exit code.
+
+Torch is imported inside the commands that need it, never at module level, so that ``info``
+starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from vae import __version__
+from vae.config import (
+    ARCHITECTURES,
+    BETA_SCHEDULES,
+    BINARIZATIONS,
+    DATASETS,
+    DEVICES,
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    RunConfig,
+    load_config_file,
+)
+from vae.errors import ConfigError, VAEError
+from vae.reporting import print_error
+
+F = TypeVar("F", bound=Callable[..., Any])
+_DEFAULT = RunConfig()
+DEFAULT_CHECKPOINT = Path("pretrained") / "checkpoint_best.safetensors"
+IMAGES_DIR = Path("images")
+
+
+def handle_errors(function: F) -> F:
+    """Expected failures become 'error: ...' on stderr and the error's exit code."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except VAEError as error:
+            print_error(str(error))
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            print_error("interrupted; files from the last completed save are intact")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _choices(values: tuple[str, ...]) -> str:
+    return ", ".join(values)
+
+
+def _joined(values: list[int]) -> str:
+    return ",".join(str(v) for v in values)
+
+
+# --- train ---------------------------------------------------------------------------------
+
+
+@handle_errors
+def train_command(
+    ctx: typer.Context,
+    run_name: Annotated[
+        str | None,
+        typer.Argument(help="Run folder name under --runs-dir (default: dataset-arch-timestamp)."),
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="YAML file of options (a run's config.yaml); flags override it."
+        ),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue the run in this folder exactly where it stopped."),
+    ] = None,
+    dataset: Annotated[
+        str, typer.Option(help=f"{_choices(DATASETS)}, or folder:PATH for a folder of images.")
+    ] = _DEFAULT.data.dataset,
+    data_dir: Annotated[
+        str | None,
+        typer.Option(help="Dataset root (default: $VAE_DATA_DIR, else ./data)."),
+    ] = None,
+    download: Annotated[
+        bool, typer.Option("--download/--no-download", help="Download missing named datasets.")
+    ] = _DEFAULT.data.download,
+    image_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Resize images to this many pixels a side (default: the dataset's own; 64 for folders)."
+        ),
+    ] = None,
+    channels: Annotated[
+        int | None, typer.Option(help="1 (grayscale) or 3 (RGB); default: the dataset's own.")
+    ] = None,
+    binarize: Annotated[
+        str, typer.Option(help=f"For bce: {_choices(BINARIZATIONS)} (dynamic: fresh draw per use).")
+    ] = _DEFAULT.data.binarize,
+    val_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Validation images carved from the training set with a fixed seed (default: min(5000, 10%))."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Train on the first N training images only (smoke runs).")
+    ] = None,
+    architecture: Annotated[
+        str, typer.Option(help=_choices(ARCHITECTURES))
+    ] = _DEFAULT.model.architecture,
+    latent_dim: Annotated[int, typer.Option(help="Latent dimensions.")] = _DEFAULT.model.latent_dim,
+    hidden_sizes: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated dense layer sizes (mlp: all layers; conv: after the convolutions)."
+        ),
+    ] = _joined(_DEFAULT.model.hidden_sizes),
+    conv_widths: Annotated[
+        str, typer.Option(help="Comma-separated channel widths of the stride-2 conv layers.")
+    ] = _joined(_DEFAULT.model.conv_widths),
+    likelihood: Annotated[
+        str, typer.Option(help="bce (Bernoulli) or mse (Gaussian, fixed sigma).")
+    ] = _DEFAULT.objective.likelihood,
+    gaussian_sigma: Annotated[
+        float, typer.Option(help="Fixed standard deviation of the Gaussian likelihood (mse).")
+    ] = _DEFAULT.objective.gaussian_sigma,
+    beta: Annotated[float, typer.Option(help="KL weight after warm-up.")] = _DEFAULT.objective.beta,
+    beta_schedule: Annotated[
+        str, typer.Option(help=_choices(BETA_SCHEDULES))
+    ] = _DEFAULT.objective.beta_schedule,
+    beta_warmup: Annotated[
+        str, typer.Option(help="Warm-up length: epochs (10) or steps (2000steps).")
+    ] = _DEFAULT.objective.beta_warmup,
+    beta_cycles: Annotated[
+        int, typer.Option(help="Cycles within the warm-up (cyclical schedule).")
+    ] = _DEFAULT.objective.beta_cycles,
+    beta_ramp_ratio: Annotated[
+        float, typer.Option(help="Fraction of each cycle spent ramping (cyclical schedule).")
+    ] = _DEFAULT.objective.beta_ramp_ratio,
+    free_bits: Annotated[
+        float,
+        typer.Option(help="Minimum KL per latent dimension in the training loss (nats; 0 = off)."),
+    ] = _DEFAULT.objective.free_bits,
+    epochs: Annotated[int, typer.Option(help="Epochs to train.")] = _DEFAULT.train.epochs,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = _DEFAULT.train.batch_size,
+    optimizer: Annotated[str, typer.Option(help=_choices(OPTIMIZERS))] = _DEFAULT.train.optimizer,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = _DEFAULT.train.lr,
+    weight_decay: Annotated[
+        float, typer.Option(help="Weight decay.")
+    ] = _DEFAULT.train.weight_decay,
+    grad_clip: Annotated[
+        float, typer.Option(help="Clip the gradient norm to this value (0 = off).")
+    ] = _DEFAULT.train.grad_clip,
+    lr_schedule: Annotated[
+        str,
+        typer.Option(help=f"{_choices(LR_SCHEDULES)} (cosine: per epoch; plateau: on validation)."),
+    ] = _DEFAULT.train.lr_schedule,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = _DEFAULT.train.seed,
+    device: Annotated[
+        str, typer.Option(help=f"{_choices(DEVICES)} (auto: an accelerator when present).")
+    ] = _DEFAULT.train.device,
+    bf16: Annotated[
+        bool, typer.Option("--bf16/--no-bf16", help="bf16 autocast (CUDA only).")
+    ] = _DEFAULT.train.bf16,
+    sample_every: Annotated[
+        int, typer.Option(help="Write sample and reconstruction grids every N epochs (0 = never).")
+    ] = _DEFAULT.train.sample_every,
+    runs_dir: Annotated[
+        str, typer.Option(help="Folder that holds run folders.")
+    ] = _DEFAULT.train.runs_dir,
+    quiet: Annotated[bool, typer.Option(help="No progress bar or per-epoch tables.")] = False,
+) -> None:
+    """Train a VAE; writes runs/<RUN_NAME>/ with config, checkpoints, metrics and grids."""
+    from vae.reporting import RichReporter
+    from vae.training import default_run_name, prepare_resume, train
+
+    control = {"run_name", "config_file", "resume", "quiet", "ctx"}
+    given = {
+        name: value
+        for name, value in ctx.params.items()
+        if name not in control and ctx.get_parameter_source(name).name != "DEFAULT"
+    }
+    if resume is not None:
+        if run_name is not None or config_file is not None:
+            raise ConfigError(
+                "--resume takes the run folder; do not also give RUN_NAME or --config"
+            )
+        config = prepare_resume(resume, given)
+        run_dir = resume
+    else:
+        config = load_config_file(config_file) if config_file is not None else RunConfig()
+        config.override(given).validate()
+        run_dir = Path(config.train.runs_dir) / (run_name or default_run_name(config))
+    result = train(config, run_dir, resume=resume is not None, reporter=RichReporter(quiet=quiet))
+    typer.echo(f"best checkpoint: {result.best_path}")
+    typer.echo(f"last checkpoint: {result.last_path}")
+
+
+# --- generate ------------------------------------------------------------------------------
+
+
+CheckpointOption = Annotated[Path, typer.Option(help="A vae checkpoint (.safetensors).")]
+SeedOption = Annotated[int, typer.Option(help="Random seed: the same seed gives the same PNG.")]
+DeviceOption = Annotated[str, typer.Option(help=f"{_choices(DEVICES)}.")]
+
+
+@handle_errors
+def generate_command(
+    checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
+    num_samples: Annotated[int, typer.Option(help="Images to generate.")] = 64,
+    grid_size: Annotated[int, typer.Option(help="Images per grid row.")] = 8,
+    output: Annotated[Path, typer.Option(help="PNG file to write.")] = IMAGES_DIR / "samples.png",
+    seed: SeedOption = 0,
+    temperature: Annotated[
+        float, typer.Option(help="Scale of the prior's standard deviation (1 = the true prior).")
+    ] = 1.0,
+    info_only: Annotated[
+        bool, typer.Option(help="Describe the checkpoint and exit without generating.")
+    ] = False,
+    device: DeviceOption = "cpu",
+) -> None:
+    """Draw samples from a checkpoint's prior and save them as a grid PNG."""
+    if info_only:
+        _print_info(checkpoint, as_json=False)
+        return
+    _check_positive(num_samples=num_samples, grid_size=grid_size)
+    if not temperature > 0:
+        raise ConfigError(f"invalid value for --temperature: {temperature} (expected positive)")
+    import torch
+
+    from vae.checkpoint import load_model
+    from vae.device import resolve_device
+    from vae.images import save_grid
+
+    model = load_model(checkpoint, resolve_device(device))
+    samples = model.sample(num_samples, torch.Generator().manual_seed(seed), temperature)
+    path = _write_safely(lambda: save_grid(samples, output, grid_size), output)
+    typer.echo(f"wrote {num_samples} samples to {path}")
+
+
+# --- inference -----------------------------------------------------------------------------
+
+
+@handle_errors
+def inference_command(
+    checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
+    mode: Annotated[str, typer.Option(help="sample, reconstruct or both.")] = "both",
+    input_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            help="Image file or folder to reconstruct (default: test images of the checkpoint's dataset).",
+        ),
+    ] = None,
+    num_images: Annotated[int, typer.Option(help="Images to reconstruct.")] = 32,
+    num_samples: Annotated[int, typer.Option(help="Images to sample.")] = 64,
+    grid_size: Annotated[int, typer.Option(help="Images per grid row.")] = 8,
+    output_dir: Annotated[
+        Path, typer.Option(help="Folder for reconstructions.png and samples.png.")
+    ] = IMAGES_DIR,
+    data_dir: Annotated[
+        str | None, typer.Option(help="Dataset root (default: $VAE_DATA_DIR, else ./data).")
+    ] = None,
+    download: Annotated[bool, typer.Option("--download/--no-download")] = True,
+    seed: SeedOption = 0,
+    device: DeviceOption = "cpu",
+) -> None:
+    """Reconstruct images (originals above reconstructions) and/or sample from a checkpoint."""
+    if mode not in ("sample", "reconstruct", "both"):
+        raise ConfigError(
+            f"invalid value for --mode: {mode!r} (expected sample, reconstruct or both)"
+        )
+    _check_positive(num_images=num_images, num_samples=num_samples, grid_size=grid_size)
+    import torch
+
+    from vae.checkpoint import load_model, read_metadata
+    from vae.device import resolve_device
+    from vae.images import save_grid, save_reconstruction_grid
+
+    torch_device = resolve_device(device)
+    model = load_model(checkpoint, torch_device)
+    if mode in ("reconstruct", "both"):
+        originals = _images_to_reconstruct(
+            read_metadata(checkpoint), input_path, num_images, data_dir, download
+        )
+        originals = originals.to(torch_device)
+        reconstructions = model.reconstruct(originals)
+        target = output_dir / "reconstructions.png"
+        _write_safely(
+            lambda: save_reconstruction_grid(originals, reconstructions, target, grid_size), target
+        )
+        typer.echo(f"wrote {originals.shape[0]} reconstructions to {target}")
+    if mode in ("sample", "both"):
+        samples = model.sample(num_samples, torch.Generator().manual_seed(seed))
+        target = output_dir / "samples.png"
+        _write_safely(lambda: save_grid(samples, target, grid_size), target)
+        typer.echo(f"wrote {num_samples} samples to {target}")
+
+
+def _images_to_reconstruct(
+    metadata: dict[str, Any],
+    input_path: Path | None,
+    count: int,
+    data_dir: str | None,
+    download: bool,
+) -> Any:
+    from vae.data import (
+        IMAGE_EXTENSIONS,
+        data_config_for_checkpoint,
+        load_splits,
+        read_image_files,
+        to_float,
+    )
+
+    data = metadata["data"]
+    if input_path is not None:
+        if input_path.is_dir():
+            files = sorted(p for p in input_path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        elif input_path.is_file():
+            files = [input_path]
+        else:
+            raise VAEError(f"--input not found: {input_path}")
+        if not files:
+            raise VAEError(
+                f"--input folder {input_path} holds no images ({', '.join(IMAGE_EXTENSIONS)})"
+            )
+        if data["height"] != data["width"]:
+            raise VAEError("--input needs a model trained on square images")
+        return to_float(read_image_files(files[:count], data["height"], data["channels"]))
+    config = data_config_for_checkpoint(metadata, data_dir, download)
+    splits = load_splits(config, metadata["model"]["likelihood"])
+    images = splits.test if len(splits.test) else splits.val
+    return to_float(images.images[:count])
+
+
+# --- info ----------------------------------------------------------------------------------
+
+
+@handle_errors
+def info_command(
+    path: Annotated[Path, typer.Argument(help="A vae checkpoint (.safetensors).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Describe a checkpoint from its header (no tensors read, no torch import)."""
+    _print_info(path, as_json)
+
+
+def _print_info(path: Path, as_json: bool) -> None:
+    from vae.info import describe_checkpoint, render_json, render_table
+
+    description = describe_checkpoint(path)
+    if as_json:
+        typer.echo(render_json(description))
+    else:
+        from rich.console import Console
+
+        Console(highlight=False).print(render_table(description))
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise ConfigError(
+                f"invalid value for --{name.replace('_', '-')}: {value} (expected at least 1)"
+            )
+
+
+def _write_safely(write: Callable[[], Path], target: Path) -> Path:
+    try:
+        return write()
+    except OSError as error:
+        raise VAEError(f"cannot write {target}: {error.strerror or error}") from None
+
+
+# --- applications --------------------------------------------------------------------------
+
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "train": train_command,
+    "generate": generate_command,
+    "inference": inference_command,
+    "info": info_command,
+}
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"vae {__version__}")
+        raise typer.Exit()
+
+
+app = typer.Typer(
+    name="vae",
+    help="Train variational autoencoders on images; generate, reconstruct and inspect checkpoints.",
+    add_completion=False,
+    no_args_is_help=True,
+)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Show the version."
+        ),
+    ] = False,
+) -> None:
+    """vae: variational autoencoders for images."""
+
+
+for _name, _command in COMMANDS.items():
+    app.command(_name)(_command)
+
+
+def _single(name: str) -> typer.Typer:
+    single = typer.Typer(name=name, add_completion=False)
+    single.command(name)(COMMANDS[name])
+    return single
+
+
+train_app = _single("train")
+generate_app = _single("generate")
+inference_app = _single("inference")
+info_app = _single("info")
+
+
+def main() -> None:
+    """``python -m vae``."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""Datasets: named torchvision datasets or a folder of images, held in memory as uint8 tensors.
+
+Each split is loaded once into a ``[N, C, H, W]`` uint8 tensor; batches are slices of it, so no
+per-sample PIL conversion happens while training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from vae.config import DATA_DIR_ENV, DataConfig, resolve_data_dir
+from vae.errors import DataError
+
+# Fixed seeds: the validation split and the binarized evaluation sets are the same in every run.
+SPLIT_SEED = 0
+VALIDATION_BINARIZATION_SEED = 1
+TEST_BINARIZATION_SEED = 2
+DEFAULT_VAL_SIZE = 5000
+DEFAULT_FOLDER_IMAGE_SIZE = 64
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+_TORCHVISION: dict[str, tuple[str, str]] = {
+    # name: (torchvision class, folder that holds its files under the data root)
+    "mnist": ("MNIST", "MNIST/raw"),
+    "fashionmnist": ("FashionMNIST", "FashionMNIST/raw"),
+    "kmnist": ("KMNIST", "KMNIST/raw"),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py"),
+    "svhn": ("SVHN", "."),
+}
+
+
+@dataclass
+class ImageSet:
+    """Images as uint8 ``[N, C, H, W]``; ``binary`` means values are already 0 or 255."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None = None
+    binary: bool = False
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def to(self, device: torch.device | str) -> ImageSet:
+        labels = None if self.labels is None else self.labels.to(device)
+        return ImageSet(self.images.to(device), labels, self.binary)
+
+    def subset(self, index: torch.Tensor | slice) -> ImageSet:
+        labels = None if self.labels is None else self.labels[index]
+        return ImageSet(self.images[index], labels, self.binary)
+
+
+@dataclass
+class DataSplits:
+    """Train, validation and test splits plus a description for checkpoint metadata."""
+
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    info: dict[str, Any]
+
+    def to(self, device: torch.device | str) -> DataSplits:
+        return DataSplits(
+            self.train.to(device), self.val.to(device), self.test.to(device), self.info
+        )
+
+
+def effective_binarize(config: DataConfig, likelihood: str) -> str:
+    """Binarization only applies to the Bernoulli likelihood."""
+    return config.binarize if likelihood == "bce" else "none"
+
+
+def load_splits(config: DataConfig, likelihood: str) -> DataSplits:
+    """Load train/validation/test splits as described by ``config``.
+
+    The validation split is carved from the training set with a fixed seed; ``limit`` then keeps
+    the first N remaining training images. The official test split is kept for test metrics.
+    """
+    train, test = load_raw(config)
+    train = ImageSet(*_shape(train.images, train.labels, config))
+    test = ImageSet(*_shape(test.images, test.labels, config))
+    val_size = config.val_size
+    if val_size is None:
+        val_size = min(DEFAULT_VAL_SIZE, max(1, len(train) // 10))
+    if val_size >= len(train):
+        raise DataError(
+            f"--val-size {val_size} leaves no training images out of {len(train)} in "
+            f"'{config.dataset}': choose a smaller --val-size"
+        )
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    val = train.subset(order[:val_size])
+    train = train.subset(order[val_size:].sort().values)
+    if config.limit is not None:
+        train = train.subset(slice(0, config.limit))
+    binarize = effective_binarize(config, likelihood)
+    if binarize != "none":
+        val = binarize_once(val, VALIDATION_BINARIZATION_SEED)
+        test = binarize_once(test, TEST_BINARIZATION_SEED)
+        if binarize == "static":
+            train = binarize_once(train, SPLIT_SEED)
+    _, channels, height, width = train.images.shape
+    info = {
+        "dataset": config.dataset,
+        "channels": int(channels),
+        "height": int(height),
+        "width": int(width),
+        "value_range": [0.0, 1.0],
+        "binarize": binarize,
+        "val_binarization_seed": VALIDATION_BINARIZATION_SEED if binarize != "none" else None,
+        "test_binarization_seed": TEST_BINARIZATION_SEED if binarize != "none" else None,
+        "num_train": len(train),
+        "num_val": len(val),
+        "num_test": len(test),
+    }
+    return DataSplits(train, val, test, info)
+
+
+def binarize_once(images: ImageSet, seed: int) -> ImageSet:
+    """A Bernoulli draw of every pixel with a fixed seed, stored as 0/255 uint8."""
+    generator = torch.Generator(device=images.images.device).manual_seed(seed)
+    probabilities = images.images.float() / 255.0
+    drawn = torch.bernoulli(probabilities, generator=generator).to(torch.uint8) * 255
+    return ImageSet(drawn, images.labels, binary=True)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [0, 1]."""
+    return images.float().div_(255.0)
+
+
+def batch_seed(seed: int, epoch: int, batch: int) -> int:
+    """A distinct, reproducible seed per (run seed, epoch, batch)."""
+    return (seed * 1_000_003 + epoch) * 1_000_033 + batch
+
+
+def epoch_order(num_images: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled order of one epoch: a pure function of (seed, epoch), so resumes match."""
+    generator = torch.Generator().manual_seed(batch_seed(seed, epoch, -1))
+    return torch.randperm(num_images, generator=generator)
+
+
+def training_batches(
+    train: ImageSet,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    dynamic_binarize: bool,
+    start_batch: int = 0,
+) -> Iterator[torch.Tensor]:
+    """Float batches in [0, 1] for one epoch, starting at ``start_batch`` (for resume)."""
+    device = train.images.device
+    order = epoch_order(len(train), seed, epoch).to(device)
+    for batch, begin in enumerate(range(0, len(train), batch_size)):
+        if batch < start_batch:
+            continue
+        x = to_float(train.images[order[begin : begin + batch_size]])
+        if dynamic_binarize:
+            generator = torch.Generator(device=device).manual_seed(batch_seed(seed, epoch, batch))
+            x = torch.bernoulli(x, generator=generator)
+        yield x
+
+
+def batches_per_epoch(num_images: int, batch_size: int) -> int:
+    return (num_images + batch_size - 1) // batch_size
+
+
+def evaluation_batches(images: ImageSet, batch_size: int) -> Iterator[torch.Tensor]:
+    """Float batches in [0, 1], in order (evaluation sets are binarized already when needed)."""
+    for begin in range(0, len(images), batch_size):
+        yield to_float(images.images[begin : begin + batch_size])
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def load_raw(config: DataConfig) -> tuple[ImageSet, ImageSet]:
+    """(train, test) at the dataset's own size and channels."""
+    if config.dataset.startswith("folder:"):
+        return _load_folder(Path(config.dataset[len("folder:") :]).expanduser(), config)
+    if config.dataset not in _TORCHVISION:
+        known = ", ".join(_TORCHVISION)
+        raise DataError(f"unknown dataset '{config.dataset}' (known: {known}, or folder:PATH)")
+    root = resolve_data_dir(config.data_dir)
+    return _load_torchvision(config.dataset, root, config.download)
+
+
+def _load_torchvision(name: str, root: Path, download: bool) -> tuple[ImageSet, ImageSet]:
+    import torchvision.datasets as tv
+
+    class_name, subfolder = _TORCHVISION[name]
+    dataset_class = getattr(tv, class_name)
+    searched = (root / subfolder).resolve()
+    splits = []
+    for train in (True, False):
+        kwargs: dict[str, Any] = {"split": "train" if train else "test"} if name == "svhn" else {}
+        if name != "svhn":
+            kwargs["train"] = train
+        try:
+            dataset = dataset_class(root=str(root), download=download, **kwargs)
+            images, labels = _as_tensors(name, dataset)
+        except Exception as error:  # noqa: BLE001 - torchvision raises many types; all mean the same
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            action = (
+                "download failed or files are missing or corrupt"
+                if download
+                else ("files are missing or corrupt and --no-download was given")
+            )
+            raise DataError(
+                f"cannot load dataset '{name}' from {searched} ({action}: {reason}); "
+                f"put the files there or point --data-dir / {DATA_DIR_ENV} at a folder holding "
+                f"{subfolder if subfolder != '.' else 'them'}"
+            ) from None
+        splits.append(ImageSet(images, labels))
+    return splits[0], splits[1]
+
+
+def _as_tensors(name: str, dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    data = dataset.data
+    if name in ("mnist", "fashionmnist", "kmnist"):
+        images = torch.as_tensor(data).unsqueeze(1)
+        labels = torch.as_tensor(dataset.targets)
+    elif name == "cifar10":
+        images = torch.as_tensor(data).permute(0, 3, 1, 2)
+        labels = torch.as_tensor(dataset.targets)
+    else:  # svhn stores [N, 3, 32, 32] already
+        images = torch.as_tensor(data)
+        labels = torch.as_tensor(dataset.labels)
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(f"unexpected image array {tuple(images.shape)} {images.dtype}")
+    return images.contiguous(), labels.long()
+
+
+def _load_folder(folder: Path, config: DataConfig) -> tuple[ImageSet, ImageSet]:
+
+    if not folder.is_dir():
+        raise DataError(f"image folder not found: {folder} (from --dataset folder:{folder})")
+    files = sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    if len(files) < 2:
+        raise DataError(
+            f"image folder {folder} holds {len(files)} image file(s); at least 2 are needed "
+            f"({', '.join(IMAGE_EXTENSIONS)})"
+        )
+    images = read_image_files(
+        files, config.image_size or DEFAULT_FOLDER_IMAGE_SIZE, config.channels
+    )
+    # A fixed tenth of the folder is its test split; the rest is train (and validation).
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    test_count = len(files) // 10
+    test = images[order[:test_count].sort().values]
+    train = images[order[test_count:].sort().values]
+    return ImageSet(train), ImageSet(test)
+
+
+def read_image_files(files: list[Path], size: int, channels: int | None) -> torch.Tensor:
+    """Image files -> uint8 [N, C, size, size]; channels None infers from the first file."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    arrays = []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                if channels is None:
+                    channels = 1 if image.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+                converted = image.convert("L" if channels == 1 else "RGB")
+                converted = converted.resize((size, size), Image.Resampling.BILINEAR)
+                array = np.asarray(converted, dtype=np.uint8)
+        except (OSError, UnidentifiedImageError, ValueError) as error:
+            raise DataError(f"cannot read image {path}: {error}") from None
+        arrays.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
+    return torch.from_numpy(np.stack(arrays))
+
+
+def _shape(
+    images: torch.Tensor, labels: torch.Tensor | None, config: DataConfig
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Convert channels and resize once, at load time."""
+    if config.channels is not None and images.shape[1] != config.channels:
+        if config.channels == 3:
+            images = images.expand(-1, 3, -1, -1).contiguous()
+        else:
+            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            images = (images.float() * weights).sum(1, keepdim=True).round().to(torch.uint8)
+    size = config.image_size
+    if size is not None and tuple(images.shape[2:]) != (size, size):
+        chunks = []
+        for begin in range(0, images.shape[0], 4096):
+            chunk = images[begin : begin + 4096].float()
+            resized = F.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True)
+            chunks.append(resized.round().clamp(0, 255).to(torch.uint8))
+        images = torch.cat(chunks)
+    return images, labels
+
+
+def data_config_for_checkpoint(
+    metadata: dict[str, Any], data_dir: str | None, download: bool
+) -> DataConfig:
+    """The data a checkpoint was trained on, prepared the same way (size, channels, binarization)."""
+    info = metadata["data"]
+    return DataConfig(
+        dataset=info["dataset"],
+        data_dir=data_dir,
+        download=download,
+        image_size=info["height"] if info["height"] == info["width"] else None,
+        channels=info["channels"],
+        binarize=info.get("binarize", "none"),
+    )

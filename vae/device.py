@@ -1,0 +1,37 @@
+"""Device choice: ``auto`` picks an accelerator when one is present, else the CPU."""
+
+from __future__ import annotations
+
+import torch
+
+from vae.errors import ConfigError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' | 'cpu' | 'cuda' | 'mps' (or 'cuda:N') -> a usable torch.device."""
+    if name == "auto":
+        accelerator = getattr(torch, "accelerator", None)
+        if accelerator is not None and accelerator.is_available():
+            current = accelerator.current_accelerator()
+            if current is not None and current.type in ("cuda", "mps"):
+                return torch.device(current.type)
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(
+            f"invalid value for --device: {name!r} (expected auto, cpu, cuda or mps)"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "--device cuda was asked for but CUDA is not available here; use --device auto or cpu"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            "--device mps was asked for but MPS is not available here; use --device auto or cpu"
+        )
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"invalid value for --device: {name!r} (expected auto, cpu, cuda or mps)")
+    return device

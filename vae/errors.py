@@ -1,0 +1,31 @@
+"""Errors that the command line reports as one clear line instead of a traceback."""
+
+
+class VAEError(Exception):
+    """An expected failure at run time (exit code 1)."""
+
+    exit_code = 1
+
+
+class ConfigError(VAEError):
+    """A bad option, option value or configuration file (exit code 2: bad usage)."""
+
+    exit_code = 2
+
+
+class DataError(VAEError):
+    """A dataset that cannot be found, downloaded or read."""
+
+
+class CheckpointError(VAEError):
+    """A checkpoint that cannot be read: missing, not safetensors, truncated, foreign, too new."""
+
+
+class TrainingDiverged(VAEError):
+    """The loss became NaN or infinite; the last good checkpoints are kept."""
+
+
+class TrainingInterrupted(VAEError):
+    """Training stopped on Ctrl-C after saving the last checkpoint (exit code 130)."""
+
+    exit_code = 130

@@ -1,0 +1,236 @@
+"""VAE architectures (mlp and conv) for any image size and channel count."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from vae.config import ARCHITECTURES, LIKELIHOODS
+from vae.errors import CheckpointError, ConfigError
+
+# Keeps exp(logvar) finite and away from zero however wild the encoder's output gets.
+LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to rebuild a model; stored in every checkpoint's metadata."""
+
+    architecture: str
+    latent_dim: int
+    channels: int
+    height: int
+    width: int
+    likelihood: str
+    hidden_sizes: list[int] = field(default_factory=list)
+    conv_widths: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelSpec:
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = sorted(names - set(raw) - {"hidden_sizes", "conv_widths"})
+        if missing:
+            raise CheckpointError(f"model metadata lacks {', '.join(missing)}")
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+
+class MLPEncoder(nn.Module):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = spec.channels * spec.height * spec.width
+        for hidden in spec.hidden_sizes:
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, 2 * spec.latent_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class MLPDecoder(nn.Module):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = spec.latent_dim
+        for hidden in reversed(spec.hidden_sizes):
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        layers.append(nn.Linear(width, spec.channels * spec.height * spec.width))
+        self.body = nn.Sequential(*layers)
+        self.shape = (spec.channels, spec.height, spec.width)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(z).view(z.shape[0], *self.shape)
+
+
+def conv_feature_sizes(height: int, width: int, layers: int) -> list[tuple[int, int]]:
+    """Spatial sizes after each stride-2 convolution (kernel 4, padding 1): floor(n / 2)."""
+    sizes = [(height, width)]
+    for _ in range(layers):
+        h, w = sizes[-1]
+        sizes.append((h // 2, w // 2))
+    return sizes
+
+
+class ConvEncoder(nn.Module):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = spec.channels
+        for width in spec.conv_widths:
+            layers += [nn.Conv2d(channels, width, 4, stride=2, padding=1), nn.ReLU()]
+            channels = width
+        layers.append(nn.Flatten())
+        h, w = conv_feature_sizes(spec.height, spec.width, len(spec.conv_widths))[-1]
+        features = channels * h * w
+        for hidden in spec.hidden_sizes:
+            layers += [nn.Linear(features, hidden), nn.ReLU()]
+            features = hidden
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(features, 2 * spec.latent_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+class ConvDecoder(nn.Module):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        sizes = conv_feature_sizes(spec.height, spec.width, len(spec.conv_widths))
+        widths = list(spec.conv_widths)
+        self.start_shape = (widths[-1], *sizes[-1])
+        dense: list[nn.Module] = []
+        features = spec.latent_dim
+        for hidden in reversed(spec.hidden_sizes):
+            dense += [nn.Linear(features, hidden), nn.ReLU()]
+            features = hidden
+        start = widths[-1] * sizes[-1][0] * sizes[-1][1]
+        dense += [nn.Linear(features, start), nn.ReLU()]
+        self.dense = nn.Sequential(*dense)
+        layers: list[nn.Module] = []
+        outputs = list(reversed(widths[:-1])) + [spec.channels]
+        channels = widths[-1]
+        for index, out_channels in enumerate(outputs):
+            (in_h, in_w), (out_h, out_w) = sizes[-1 - index], sizes[-2 - index]
+            # Undo floor(n / 2) exactly: odd sizes (7 -> 3 -> 7) need one extra row/column.
+            padding = (out_h - 2 * in_h, out_w - 2 * in_w)
+            layers.append(
+                nn.ConvTranspose2d(
+                    channels, out_channels, 4, stride=2, padding=1, output_padding=padding
+                )
+            )
+            if index < len(outputs) - 1:
+                layers.append(nn.ReLU())
+            channels = out_channels
+        self.deconv = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.deconv(self.dense(z).view(z.shape[0], *self.start_shape))
+
+
+class VAE(nn.Module):
+    """A VAE with a diagonal Gaussian posterior and a standard normal prior.
+
+    ``decode`` returns logits for the Bernoulli likelihood (``bce``) and means in [0, 1] for the
+    Gaussian likelihood (``mse``); ``decoded_to_image`` turns either into pixel values in [0, 1].
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        _check_spec(spec)
+        self.spec = spec
+        if spec.architecture == "mlp":
+            self.encoder: nn.Module = MLPEncoder(spec)
+            self.decoder: nn.Module = MLPDecoder(spec)
+        else:
+            self.encoder = ConvEncoder(spec)
+            self.decoder = ConvDecoder(spec)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.spec.latent_dim
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and log-variance (clamped to a numerically safe range)."""
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
+
+    @staticmethod
+    def reparameterize(
+        mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """z = mu + sigma * eps with eps ~ N(0, I), drawn from ``generator`` when given."""
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + torch.exp(0.5 * logvar) * eps
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits (bce) or means in [0, 1] (mse), shaped like the images."""
+        out = self.decoder(z)
+        return torch.sigmoid(out) if self.spec.likelihood == "mse" else out
+
+    def decoded_to_image(self, decoded: torch.Tensor) -> torch.Tensor:
+        """Pixel values in [0, 1]: the Bernoulli mean for bce, the Gaussian mean for mse."""
+        return torch.sigmoid(decoded) if self.spec.likelihood == "bce" else decoded
+
+    def forward(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(decoded, mu, logvar) for one posterior sample per image."""
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar, generator)
+        return self.decode(z), mu, logvar
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
+        """n images in [0, 1] decoded from z ~ N(0, temperature^2 I).
+
+        The noise is drawn on the generator's device (CPU by default) and then moved, so a seed
+        gives the same latents on every device.
+        """
+        device = next(self.parameters()).device
+        noise_device = generator.device if generator is not None else torch.device("cpu")
+        z = torch.randn(n, self.latent_dim, generator=generator, device=noise_device)
+        return self.decoded_to_image(self.decode(z.to(device) * temperature))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] decoded from the posterior mean of each input."""
+        mu, _ = self.encode(x)
+        return self.decoded_to_image(self.decode(mu))
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def _check_spec(spec: ModelSpec) -> None:
+    if spec.architecture not in ARCHITECTURES:
+        raise ConfigError(f"unknown architecture '{spec.architecture}'")
+    if spec.likelihood not in LIKELIHOODS:
+        raise ConfigError(f"unknown likelihood '{spec.likelihood}'")
+    if spec.architecture == "conv":
+        smallest = min(spec.height, spec.width)
+        layers = len(spec.conv_widths)
+        if smallest // 2**layers < 1:
+            raise ConfigError(
+                f"{layers} conv layers need images of at least {2**layers} pixels a side, "
+                f"got {spec.height}x{spec.width}: use fewer --conv-widths or a larger --image-size"
+            )
+
+
+def build_model(spec: ModelSpec) -> VAE:
+    """The one place a VAE is constructed from a spec (training and checkpoint loading)."""
+    return VAE(spec)

@@ -1,0 +1,163 @@
+"""Likelihoods, KL divergence, the ELBO, KL-weight (beta) schedules and free bits.
+
+All figures are in nats per image: sums over pixels and latent dimensions, averaged over the
+batch (the convention of Kingma & Welling and pytorch/examples).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from vae.config import ObjectiveConfig, parse_warmup
+from vae.errors import ConfigError
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)) per latent dimension, shape like ``mu``."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log p(x | logits) per image, summed over pixels; ``x`` in [0, 1] (binary or grey)."""
+    per_pixel = F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none")
+    return -per_pixel.flatten(1).sum(1)
+
+
+def gaussian_log_likelihood(mean: torch.Tensor, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """log N(x; mean, sigma^2 I) per image, summed over pixels, constant included.
+
+    Per pixel: -(x - mean)^2 / (2 sigma^2) - log(sigma) - log(2 pi) / 2.
+    """
+    squared = (x.float() - mean.float()).pow(2)
+    per_pixel = -0.5 * squared / sigma**2 - math.log(sigma) - 0.5 * LOG_2PI
+    return per_pixel.flatten(1).sum(1)
+
+
+def log_likelihood(
+    decoded: torch.Tensor, x: torch.Tensor, likelihood: str, gaussian_sigma: float = 0.1
+) -> torch.Tensor:
+    """log p(x|z) per image for the decoder output of the given likelihood."""
+    if likelihood == "bce":
+        return bernoulli_log_likelihood(decoded, x)
+    if likelihood == "mse":
+        return gaussian_log_likelihood(decoded, x, gaussian_sigma)
+    raise ConfigError(f"unknown likelihood '{likelihood}' (expected bce or mse)")
+
+
+@dataclass
+class ElboTerms:
+    """Batch-averaged terms of one evaluation of the objective, in nats per image."""
+
+    loss: torch.Tensor  # what is minimised: recon + beta * KL (with free bits if any)
+    neg_elbo: torch.Tensor  # recon + KL, the true negative ELBO (beta = 1, no free bits)
+    recon: torch.Tensor  # -log p(x|z)
+    kl: torch.Tensor  # KL(q(z|x) || p(z))
+    per_image_neg_elbo: torch.Tensor  # shape [batch]
+
+
+def elbo_terms(
+    decoded: torch.Tensor,
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    likelihood: str,
+    beta: float = 1.0,
+    free_bits: float = 0.0,
+    gaussian_sigma: float = 0.1,
+) -> ElboTerms:
+    """Negative ELBO and its parts, summed per image and averaged over the batch.
+
+    Free bits (Kingma et al. 2016) apply to the training loss only: each latent dimension's
+    batch-averaged KL counts as at least ``free_bits`` nats. Reported KL is always the true one.
+    """
+    recon_per_image = -log_likelihood(decoded, x, likelihood, gaussian_sigma)
+    kl_per_dim = gaussian_kl(mu.float(), logvar.float())
+    kl_per_image = kl_per_dim.sum(1)
+    recon = recon_per_image.mean()
+    kl = kl_per_image.mean()
+    if free_bits > 0:
+        kl_for_loss = torch.clamp(kl_per_dim.mean(0), min=free_bits).sum()
+    else:
+        kl_for_loss = kl
+    per_image = recon_per_image + kl_per_image
+    return ElboTerms(
+        loss=recon + beta * kl_for_loss,
+        neg_elbo=per_image.mean(),
+        recon=recon,
+        kl=kl,
+        per_image_neg_elbo=per_image,
+    )
+
+
+class BetaSchedule:
+    """KL weight as a function of the optimisation step.
+
+    ``warmup_steps`` is the length of the annealing phase; after it beta stays at ``beta_max``.
+    For ``cyclical`` (Fu et al. 2019) the warm-up is split into ``cycles`` equal cycles, each
+    ramping linearly from 0 to ``beta_max`` over its first ``ramp_ratio`` and then holding.
+    """
+
+    SIGMOID_STEEPNESS = 12.0
+
+    def __init__(
+        self,
+        schedule: str,
+        beta_max: float,
+        warmup_steps: int,
+        cycles: int = 4,
+        ramp_ratio: float = 0.5,
+    ) -> None:
+        self.schedule = schedule
+        self.beta_max = beta_max
+        self.warmup_steps = max(0, int(warmup_steps))
+        self.cycles = cycles
+        self.ramp_ratio = ramp_ratio
+
+    @classmethod
+    def from_config(cls, objective: ObjectiveConfig, steps_per_epoch: int) -> BetaSchedule:
+        """Resolve ``--beta-warmup`` (epochs or steps) against the epoch length."""
+        amount, unit = parse_warmup(objective.beta_warmup)
+        steps = amount * steps_per_epoch if unit == "epochs" else amount
+        if objective.beta_schedule == "constant":
+            steps = 0
+        return cls(
+            objective.beta_schedule,
+            objective.beta,
+            int(round(steps)),
+            objective.beta_cycles,
+            objective.beta_ramp_ratio,
+        )
+
+    def warmup_done(self, step: int) -> bool:
+        """True once annealing is over, which is when a checkpoint may become 'best'."""
+        return step >= self.warmup_steps
+
+    def __call__(self, step: int) -> float:
+        if self.schedule == "constant" or self.warmup_done(step):
+            return self.beta_max
+        t = step / self.warmup_steps
+        if self.schedule == "linear":
+            fraction = t
+        elif self.schedule == "cosine":
+            fraction = 0.5 * (1.0 - math.cos(math.pi * t))
+        elif self.schedule == "sigmoid":
+            # Rescaled so that it is exactly 0 at the start and exactly 1 at the end.
+            k = self.SIGMOID_STEEPNESS
+            low, high = _sigmoid(-k / 2), _sigmoid(k / 2)
+            fraction = (_sigmoid(k * (t - 0.5)) - low) / (high - low)
+        elif self.schedule == "cyclical":
+            position = (t * self.cycles) % 1.0
+            fraction = min(1.0, position / self.ramp_ratio)
+        else:
+            raise ConfigError(f"unknown beta schedule '{self.schedule}'")
+        return self.beta_max * fraction
+
+
+def _sigmoid(value: float) -> float:
+    return 1.0 / (1.0 + math.exp(-value))

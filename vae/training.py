@@ -1,0 +1,494 @@
+"""The training loop: beta annealing per step, validation with beta = 1, atomic checkpoints,
+exact resume, a NaN guard and a clean stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vae.checkpoint import (
+    BEST_NAME,
+    LAST_NAME,
+    OPTIMIZER_PREFIX,
+    RNG_PREFIX,
+    build_metadata,
+    read_header,
+    read_tensors,
+    save_checkpoint,
+)
+from vae.config import RunConfig, config_to_yaml, load_config_file
+from vae.data import DataSplits, batches_per_epoch, load_splits, training_batches
+from vae.device import resolve_device
+from vae.errors import CheckpointError, ConfigError, TrainingDiverged, TrainingInterrupted
+from vae.evaluation import evaluate_elbo
+from vae.fileio import atomic_write_text
+from vae.images import save_grid, save_reconstruction_grid
+from vae.model import VAE, ModelSpec, build_model
+from vae.objectives import BetaSchedule, elbo_terms
+from vae.reporting import Reporter
+
+CONFIG_NAME = "config.yaml"
+METRICS_NAME = "metrics.jsonl"
+SAMPLE_SEED = 0  # the grids written during training use fixed latents, comparable across epochs
+GRID_IMAGES = 64
+# Options that may change when resuming; anything else would make the resumed run a different run.
+RESUMABLE_OVERRIDES = frozenset({"epochs", "device", "bf16", "sample_every"})
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in the last checkpoint so that a resume continues exactly."""
+
+    epoch: int = 0  # epochs fully completed
+    step: int = 0  # optimisation steps taken
+    batch_in_epoch: int = 0  # batches of epoch ``epoch`` already done (non-zero after Ctrl-C)
+    epoch_sums: dict[str, float] = field(default_factory=dict)
+    best_val: float | None = None
+    best_epoch: int | None = None
+
+
+@dataclass
+class TrainingResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    best_path: Path
+    last_path: Path
+    progress: Progress
+    history: list[dict[str, Any]]
+
+
+StepCallback = Callable[[int], None]
+
+
+def default_run_name(config: RunConfig) -> str:
+    """e.g. ``mnist-conv-20261121-101500`` (folder datasets use their folder name)."""
+    dataset = config.data.dataset
+    if dataset.startswith("folder:"):
+        dataset = Path(dataset[len("folder:") :]).name or "folder"
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{dataset}-{config.model.architecture}-{stamp}"
+
+
+def prepare_resume(run_dir: Path, overrides: dict[str, Any]) -> RunConfig:
+    """The configuration of an existing run, with the few options a resume may change."""
+    if not (run_dir / LAST_NAME).exists():
+        raise ConfigError(f"cannot resume {run_dir}: no {LAST_NAME} there")
+    rejected = sorted(set(overrides) - RESUMABLE_OVERRIDES)
+    if rejected:
+        flags = ", ".join("--" + name.replace("_", "-") for name in rejected)
+        allowed = ", ".join("--" + name.replace("_", "-") for name in sorted(RESUMABLE_OVERRIDES))
+        raise ConfigError(f"{flags} cannot change on --resume (only {allowed} can)")
+    config = load_config_file(run_dir / CONFIG_NAME)
+    return config.override(overrides).validate()
+
+
+def train(
+    config: RunConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+    step_callback: StepCallback | None = None,
+) -> TrainingResult:
+    """Train a VAE as ``config`` says, writing everything to ``run_dir``.
+
+    ``step_callback(step)`` runs after every optimisation step (tests use it to simulate a
+    Ctrl-C or a crash at a chosen moment).
+    """
+    config.validate()
+    reporter = reporter or Reporter()
+    run_dir = Path(run_dir)
+    if not resume and run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(
+            f"run directory {run_dir} already exists: continue it with --resume {run_dir} "
+            "or choose another run name"
+        )
+    device = resolve_device(config.train.device)
+    splits = load_splits(config.data, config.objective.likelihood).to(device)
+    run = _Run(config, run_dir, device, splits, reporter, step_callback)
+    if resume:
+        run.restore()
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / CONFIG_NAME, config_to_yaml(config))
+    return run.fit()
+
+
+class _Run:
+    """One training run's state. Kept private: the public surface is :func:`train`."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: Path,
+        device: torch.device,
+        splits: DataSplits,
+        reporter: Reporter,
+        step_callback: StepCallback | None,
+    ) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.device = device
+        self.splits = splits
+        self.reporter = reporter
+        self.step_callback = step_callback
+        train_config = config.train
+        torch.manual_seed(train_config.seed)
+        self.spec = ModelSpec(
+            architecture=config.model.architecture,
+            latent_dim=config.model.latent_dim,
+            channels=splits.info["channels"],
+            height=splits.info["height"],
+            width=splits.info["width"],
+            likelihood=config.objective.likelihood,
+            hidden_sizes=list(config.model.hidden_sizes),
+            conv_widths=list(config.model.conv_widths)
+            if config.model.architecture == "conv"
+            else [],
+        )
+        self.model: VAE = build_model(self.spec).to(device)
+        optimizer_class = (
+            torch.optim.AdamW if train_config.optimizer == "adamw" else torch.optim.Adam
+        )
+        self.optimizer = optimizer_class(
+            self.model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
+        )
+        self.scheduler: Any = None
+        if train_config.lr_schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=train_config.epochs
+            )
+        elif train_config.lr_schedule == "plateau":
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, factor=0.5, patience=3
+            )
+        self.steps_per_epoch = batches_per_epoch(len(splits.train), train_config.batch_size)
+        self.beta_schedule = BetaSchedule.from_config(config.objective, self.steps_per_epoch)
+        self.noise = torch.Generator(device=device).manual_seed(train_config.seed)
+        self.progress = Progress()
+        self.history: list[dict[str, Any]] = []
+        self.use_bf16 = train_config.bf16 and device.type == "cuda"
+        self.dynamic = splits.info["binarize"] == "dynamic"
+
+    # --- state ----------------------------------------------------------------------------
+
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        tensors: dict[str, torch.Tensor] = {}
+        for index, state in self.optimizer.state_dict()["state"].items():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"{OPTIMIZER_PREFIX}{index}.{key}"] = value
+        tensors[RNG_PREFIX + "torch"] = torch.get_rng_state()
+        tensors[RNG_PREFIX + "noise"] = self.noise.get_state()
+        if self.device.type == "cuda":
+            tensors[RNG_PREFIX + "cuda"] = torch.cuda.get_rng_state(self.device)
+        return tensors
+
+    def _state_json(self) -> dict[str, Any]:
+        optimizer_state = self.optimizer.state_dict()
+        scalars = {
+            str(index): {k: v for k, v in state.items() if not isinstance(v, torch.Tensor)}
+            for index, state in optimizer_state["state"].items()
+        }
+        return {
+            "progress": self.progress.__dict__,
+            "beta": self.beta_schedule(self.progress.step),
+            "optimizer": {"param_groups": optimizer_state["param_groups"], "scalars": scalars},
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+        }
+
+    def restore(self) -> None:
+        """Load model, optimizer, scheduler, progress and random states from the last checkpoint."""
+        path = self.run_dir / LAST_NAME
+        header = read_header(path)
+        state = header.training_state
+        if state is None:
+            raise CheckpointError(f"{path} holds no training state (weights only): cannot resume")
+        weights = read_tensors(path, "model.", "cpu")
+        self.model.load_state_dict(weights)
+        tensors = read_tensors(path, OPTIMIZER_PREFIX, "cpu")
+        per_param: dict[int, dict[str, Any]] = {}
+        for name, value in tensors.items():
+            index, key = name.split(".", 1)
+            per_param.setdefault(int(index), {})[key] = value
+        for index, scalars in state["optimizer"]["scalars"].items():
+            per_param.setdefault(int(index), {}).update(scalars)
+        self.optimizer.load_state_dict(
+            {"state": per_param, "param_groups": state["optimizer"]["param_groups"]}
+        )
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        rng = read_tensors(path, RNG_PREFIX, "cpu")
+        torch.set_rng_state(rng["torch"])
+        self.noise.set_state(rng["noise"])
+        if self.device.type == "cuda" and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.progress = Progress(**state["progress"])
+        self.history = [
+            r
+            for r in _read_metrics(self.run_dir / METRICS_NAME)
+            if r["epoch"] <= self.progress.epoch
+        ]
+        self.reporter.message(
+            f"resuming {self.run_dir} at epoch {self.progress.epoch + 1}, step {self.progress.step}"
+        )
+
+    def _metadata(self, kind: str, validation: dict[str, float] | None) -> dict[str, Any]:
+        return build_metadata(
+            model=self.model,
+            data_info=self.splits.info,
+            config=self.config.to_dict(),
+            epoch=self.progress.epoch,
+            step=self.progress.step,
+            validation=validation,
+            kind=kind,
+            run_name=self.run_dir.name,
+        )
+
+    def save_last(self, validation: dict[str, float] | None) -> Path:
+        path = self.run_dir / LAST_NAME
+        save_checkpoint(
+            path,
+            self.model,
+            self._metadata("last", validation),
+            extra_tensors=self._state_tensors(),
+            training_state=self._state_json(),
+        )
+        return path
+
+    def save_best(self, validation: dict[str, float]) -> Path:
+        path = self.run_dir / BEST_NAME
+        save_checkpoint(path, self.model, self._metadata("best", validation))
+        return path
+
+    # --- loop -----------------------------------------------------------------------------
+
+    def fit(self) -> TrainingResult:
+        train_config = self.config.train
+        total_steps = self.steps_per_epoch * train_config.epochs
+        description = (
+            f"training {self.spec.architecture} VAE ({self.model.parameter_count():,} parameters) "
+            f"on {self.splits.info['dataset']} ({self.splits.info['num_train']:,} train / "
+            f"{self.splits.info['num_val']:,} val images) on {self.device}; run folder {self.run_dir}"
+        )
+        self.reporter.run_started(description, total_steps, self.progress.step)
+        try:
+            with _graceful_interrupt() as stop_requested:
+                while self.progress.epoch < train_config.epochs:
+                    self._train_epoch(stop_requested)
+        finally:
+            self.reporter.run_ended()
+        best_path = self.run_dir / BEST_NAME
+        if not best_path.exists():
+            # The warm-up outlasted the run: the final model is the only candidate left.
+            self.reporter.warning(
+                "the beta warm-up did not finish within the run; checkpoint_best is the final epoch"
+            )
+            self.save_best(self.history[-1]["validation"] if self.history else {})
+        self.reporter.message(
+            f"done: best validation -ELBO {self.progress.best_val if self.progress.best_val is not None else float('nan'):.3f} "
+            f"nats (epoch {self.progress.best_epoch}); checkpoints in {self.run_dir}"
+        )
+        return TrainingResult(
+            self.run_dir, best_path, self.run_dir / LAST_NAME, self.progress, self.history
+        )
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.use_bf16:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _train_epoch(self, stop_requested: Callable[[], bool]) -> None:
+        train_config = self.config.train
+        objective = self.config.objective
+        progress = self.progress
+        epoch = progress.epoch
+        sums = progress.epoch_sums or {
+            "loss": 0.0,
+            "neg_elbo": 0.0,
+            "recon": 0.0,
+            "kl": 0.0,
+            "images": 0.0,
+            "seconds": 0.0,
+        }
+        self.model.train()
+        batches = training_batches(
+            self.splits.train,
+            train_config.batch_size,
+            train_config.seed,
+            epoch,
+            self.dynamic,
+            start_batch=progress.batch_in_epoch,
+        )
+        last_time = time.perf_counter()
+        for x in batches:
+            beta = self.beta_schedule(progress.step)
+            with self._autocast():
+                decoded, mu, logvar = self.model(x, self.noise)
+            terms = elbo_terms(
+                decoded,
+                x,
+                mu,
+                logvar,
+                objective.likelihood,
+                beta,
+                objective.free_bits,
+                objective.gaussian_sigma,
+            )
+            if not torch.isfinite(terms.loss):
+                raise TrainingDiverged(
+                    f"loss became {terms.loss.item()} at epoch {epoch + 1}, step {progress.step + 1}; "
+                    f"stopped without saving: the last good checkpoints in {self.run_dir} are intact "
+                    "(try a lower --lr or --grad-clip)"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            if train_config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), train_config.grad_clip)
+            self.optimizer.step()
+            progress.step += 1
+            progress.batch_in_epoch += 1
+            n = x.shape[0]
+            now = time.perf_counter()
+            elapsed, last_time = now - last_time, now
+            for key in ("loss", "neg_elbo", "recon", "kl"):
+                sums[key] += getattr(terms, key).item() * n
+            sums["images"] += n
+            sums["seconds"] += elapsed
+            progress.epoch_sums = sums
+            self.reporter.step(
+                progress.step,
+                {
+                    "loss": terms.loss.item(),
+                    "recon": terms.recon.item(),
+                    "kl": terms.kl.item(),
+                    "beta": beta,
+                    "images_per_second": n / elapsed if elapsed > 0 else 0.0,
+                },
+            )
+            if self.step_callback is not None:
+                self.step_callback(progress.step)
+            if stop_requested() and progress.batch_in_epoch < self.steps_per_epoch:
+                path = self.save_last(self.history[-1]["validation"] if self.history else None)
+                raise TrainingInterrupted(
+                    f"interrupted at epoch {epoch + 1}, step {progress.step}: saved {path}; "
+                    f"continue with: train --resume {self.run_dir}"
+                )
+        self._end_epoch(sums)
+        if stop_requested():
+            raise TrainingInterrupted(
+                f"interrupted after epoch {progress.epoch}, step {progress.step}: saved "
+                f"{self.run_dir / LAST_NAME}; continue with: train --resume {self.run_dir}"
+            )
+
+    def _end_epoch(self, sums: dict[str, float]) -> None:
+        progress = self.progress
+        train_config = self.config.train
+        validation = evaluate_elbo(
+            self.model, self.splits.val, self.config.objective.gaussian_sigma, batch_size=1000
+        )
+        if not all(math.isfinite(v) for v in validation.values()):
+            raise TrainingDiverged(
+                f"validation -ELBO became {validation['neg_elbo']} after epoch {progress.epoch + 1}; "
+                f"stopped without saving: the last good checkpoints in {self.run_dir} are intact"
+            )
+        if self.scheduler is not None:
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(validation["neg_elbo"])
+            else:
+                self.scheduler.step()
+        progress.epoch += 1
+        progress.batch_in_epoch = 0
+        progress.epoch_sums = {}
+        eligible = self.beta_schedule.warmup_done(progress.step)
+        is_best = eligible and (
+            progress.best_val is None or validation["neg_elbo"] < progress.best_val
+        )
+        if is_best:
+            progress.best_val = validation["neg_elbo"]
+            progress.best_epoch = progress.epoch
+            self.save_best(validation)
+        self.save_last(validation)
+        images = max(sums["images"], 1.0)
+        record: dict[str, Any] = {
+            "epoch": progress.epoch,
+            "step": progress.step,
+            "beta": self.beta_schedule(progress.step - 1),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": sums["loss"] / images,
+            "train_neg_elbo": sums["neg_elbo"] / images,
+            "train_recon": sums["recon"] / images,
+            "train_kl": sums["kl"] / images,
+            **{f"val_{key}": value for key, value in validation.items()},
+            "validation": validation,
+            "warmup_done": eligible,
+            "best": is_best,
+            "epoch_seconds": sums["seconds"],
+            "images_per_second": images / sums["seconds"] if sums["seconds"] > 0 else 0.0,
+        }
+        self.history.append(record)
+        atomic_write_text(
+            self.run_dir / METRICS_NAME,
+            "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.history),
+        )
+        if train_config.sample_every and progress.epoch % train_config.sample_every == 0:
+            self._write_grids()
+        self.reporter.epoch_ended(record)
+
+    @torch.no_grad()
+    def _write_grids(self) -> None:
+        self.model.eval()
+        generator = torch.Generator().manual_seed(SAMPLE_SEED)
+        folder = self.run_dir / "images"
+        epoch = self.progress.epoch
+        save_grid(
+            self.model.sample(GRID_IMAGES, generator), folder / f"samples_epoch_{epoch:03d}.png"
+        )
+        originals = self.splits.val.images[:32].float() / 255.0
+        save_reconstruction_grid(
+            originals,
+            self.model.reconstruct(originals),
+            folder / f"reconstructions_epoch_{epoch:03d}.png",
+        )
+        self.model.train()
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+
+
+@contextlib.contextmanager
+def _graceful_interrupt() -> Iterator[Callable[[], bool]]:
+    """The first Ctrl-C asks the loop to stop at the next step boundary (so the saved state is
+    consistent); a second one interrupts at once, leaving the files from the last save."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested.is_set
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
