@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+from vae.errors import ConfigError
+from vae.model import LOGVAR_MAX, LOGVAR_MIN, ModelSpec, build_model
+
+
+def spec(architecture="conv", size=28, channels=1, likelihood="bce", latent=5):
+    return ModelSpec(architecture, latent, channels, size, size, likelihood, [16], [8, 16])
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+@pytest.mark.parametrize("size", [28, 32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_shapes_for_every_architecture_size_and_channel_count(architecture, size, channels):
+    model = build_model(spec(architecture, size, channels))
+    x = torch.rand(3, channels, size, size)
+    mu, logvar = model.encode(x)
+    assert mu.shape == logvar.shape == (3, 5)
+    decoded, _, _ = model(x)
+    assert decoded.shape == x.shape
+    assert model.sample(2).shape == (2, channels, size, size)
+    assert model.reconstruct(x).shape == x.shape
+
+
+def test_odd_sizes_work_with_deep_conv_stacks():
+    model = build_model(ModelSpec("conv", 4, 1, 28, 28, "bce", [], [8, 8, 8]))  # 28 -> 14 -> 7 -> 3
+    assert model(torch.rand(2, 1, 28, 28))[0].shape == (2, 1, 28, 28)
+
+
+def test_gaussian_decoder_returns_means_in_unit_interval_and_bernoulli_returns_logits():
+    torch.manual_seed(0)
+    gaussian = build_model(spec(likelihood="mse"))
+    z = torch.randn(8, 5) * 50
+    means = gaussian.decode(z)
+    assert means.min() >= 0 and means.max() <= 1
+    bernoulli = build_model(spec(likelihood="bce"))
+    logits = bernoulli.decode(z)
+    assert logits.min() < 0 or logits.max() > 1  # unbounded logits
+    images = bernoulli.decoded_to_image(logits)
+    assert images.min() >= 0 and images.max() <= 1
+
+
+def test_log_variance_is_clamped_to_a_safe_range():
+    model = build_model(spec())
+    with torch.no_grad():
+        model.encoder.head.bias.fill_(1e6)
+    _, logvar = model.encode(torch.rand(2, 1, 28, 28))
+    assert logvar.max() <= LOGVAR_MAX and logvar.min() >= LOGVAR_MIN
+    assert torch.isfinite(torch.exp(logvar)).all()
+
+
+def test_sampling_with_a_seeded_generator_is_deterministic():
+    model = build_model(spec())
+    first = model.sample(4, torch.Generator().manual_seed(3))
+    second = model.sample(4, torch.Generator().manual_seed(3))
+    other = model.sample(4, torch.Generator().manual_seed(4))
+    assert torch.equal(first, second)
+    assert not torch.equal(first, other)
+
+
+def test_temperature_zero_point_five_halves_the_latents():
+    model = build_model(spec())
+    with torch.no_grad():
+        z = torch.randn(2, 5, generator=torch.Generator().manual_seed(1))
+        expected = model.decoded_to_image(model.decode(z * 0.5))
+    got = model.sample(2, torch.Generator().manual_seed(1), temperature=0.5)
+    assert torch.allclose(got, expected)
+
+
+def test_too_many_conv_layers_for_the_image_size_is_a_clear_error():
+    with pytest.raises(ConfigError, match="at least 32 pixels"):
+        build_model(ModelSpec("conv", 4, 1, 28, 28, "bce", [], [8, 8, 8, 8, 8]))

@@ -1,0 +1,167 @@
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from vae.checkpoint import load_model, read_header, read_metadata, read_tensors
+from vae.config import load_config_file
+from vae.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+from vae.training import prepare_resume, train
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return read_tensors(path, "")
+
+
+def run_dir(config, name: str) -> Path:
+    return Path(config.train.runs_dir) / name
+
+
+def test_training_writes_the_run_folder_and_lowers_validation_loss(tiny_config):
+    tiny_config.train.epochs = 3
+    result = train(tiny_config, run_dir(tiny_config, "basic"))
+    folder = result.run_dir
+    names = {p.name for p in folder.iterdir()}
+    assert {"config.yaml", "checkpoint_best.safetensors", "checkpoint_last.safetensors", "metrics.jsonl", "images"} <= names
+    lines = (folder / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert records[-1]["val_neg_elbo"] < records[0]["val_neg_elbo"]
+    assert (folder / "images" / "samples_epoch_003.png").exists()
+    assert (folder / "images" / "reconstructions_epoch_003.png").exists()
+    best = read_metadata(result.best_path)
+    assert best["kind"] == "best" and "config" in best
+    assert read_header(result.best_path).training_state is None  # weights only
+    assert read_header(result.last_path).training_state is not None
+
+
+def test_saved_config_reproduces_the_run(tiny_config):
+    first = train(tiny_config, run_dir(tiny_config, "first"))
+    config = load_config_file(first.run_dir / "config.yaml")
+    assert config.to_dict() == tiny_config.to_dict()
+    second = train(config, run_dir(tiny_config, "second"))
+    a, b = weights(first.last_path), weights(second.last_path)
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("model."))
+
+
+@pytest.mark.parametrize("interrupt_at_step", [3, 4, 6])  # mid-epoch, epoch boundary, 2nd epoch
+def test_interrupted_and_resumed_run_equals_uninterrupted(tiny_config, interrupt_at_step):
+    tiny_config.train.epochs = 3
+    tiny_config.train.lr_schedule = "cosine"
+    tiny_config.objective.beta_warmup = "6steps"
+    reference = train(tiny_config, run_dir(tiny_config, "reference"))
+
+    def ctrl_c(step: int) -> None:
+        if step == interrupt_at_step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    folder = run_dir(tiny_config, "interrupted")
+    with pytest.raises(TrainingInterrupted, match="--resume") as caught:
+        train(tiny_config, folder, step_callback=ctrl_c)
+    assert caught.value.exit_code == 130
+    state = read_header(folder / "checkpoint_last.safetensors").training_state
+    assert state["progress"]["step"] == interrupt_at_step
+    resumed = train(prepare_resume(folder, {}), folder, resume=True)
+    expected, got = weights(reference.last_path), weights(resumed.last_path)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        if not name.startswith("rng."):
+            assert torch.equal(expected[name], got[name]), name
+    strip = lambda r: {k: v for k, v in r.items() if "second" not in k}  # noqa: E731
+    assert [strip(r) for r in resumed.history] == [strip(r) for r in reference.history]
+    assert read_metadata(resumed.best_path)["validation"] == read_metadata(reference.best_path)["validation"]
+
+
+def test_ctrl_c_saves_a_loadable_last_checkpoint(tiny_config):
+    folder = run_dir(tiny_config, "ctrl-c")
+
+    def ctrl_c(step: int) -> None:
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted, match="saved .*checkpoint_last.safetensors"):
+        train(tiny_config, folder, step_callback=ctrl_c)
+    last = folder / "checkpoint_last.safetensors"
+    load_model(last)
+    assert read_header(last).training_state["progress"]["batch_in_epoch"] == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_nan_loss_stops_and_keeps_good_checkpoints(tiny_config):
+    folder = run_dir(tiny_config, "nan")
+
+    def poison(step: int) -> None:
+        if step == 5:  # first step of epoch 2: epoch 1's checkpoints exist
+            best = (folder / "checkpoint_best.safetensors").read_bytes()
+            last = (folder / "checkpoint_last.safetensors").read_bytes()
+            poison.saved = (best, last)
+            model_parameters = poison.model_parameters
+            with torch.no_grad():
+                for parameter in model_parameters():
+                    parameter.fill_(float("nan"))
+
+    import vae.training as training_module
+
+    original_init = training_module._Run.__init__
+
+    def capture(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        poison.model_parameters = self.model.parameters
+
+    training_module._Run.__init__ = capture
+    try:
+        with pytest.raises(TrainingDiverged, match="loss became nan .* intact"):
+            train(tiny_config, folder, step_callback=poison)
+    finally:
+        training_module._Run.__init__ = original_init
+    best, last = poison.saved
+    assert (folder / "checkpoint_best.safetensors").read_bytes() == best
+    assert (folder / "checkpoint_last.safetensors").read_bytes() == last
+    assert torch.isfinite(next(load_model(folder / "checkpoint_last.safetensors").parameters())).all()
+
+
+def test_best_is_only_chosen_after_warmup(tiny_config):
+    tiny_config.train.epochs = 3
+    tiny_config.objective.beta_warmup = "2"
+    result = train(tiny_config, run_dir(tiny_config, "warmup"))
+    flags = [(r["warmup_done"], r["best"]) for r in result.history]
+    assert flags[0] == (False, False)
+    assert flags[1][0] and flags[1][1]  # first eligible epoch is best so far
+    assert read_metadata(result.best_path)["epoch"] >= 2
+
+
+def test_warmup_longer_than_the_run_still_leaves_a_best_checkpoint(tiny_config):
+    tiny_config.objective.beta_warmup = "10"
+    result = train(tiny_config, run_dir(tiny_config, "long-warmup"))
+    assert read_metadata(result.best_path)["epoch"] == tiny_config.train.epochs
+
+
+def test_existing_run_folder_is_never_overwritten(tiny_config):
+    folder = run_dir(tiny_config, "exists")
+    folder.mkdir(parents=True)
+    (folder / "precious.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="already exists"):
+        train(tiny_config, folder)
+    assert (folder / "precious.txt").read_text() == "keep me"
+
+
+def test_resume_rejects_changed_options(tiny_config):
+    result = train(tiny_config, run_dir(tiny_config, "fixed"))
+    with pytest.raises(ConfigError, match="--lr cannot change on --resume"):
+        prepare_resume(result.run_dir, {"lr": 0.5})
+    extended = prepare_resume(result.run_dir, {"epochs": 3})
+    assert extended.train.epochs == 3
+    more = train(extended, result.run_dir, resume=True)
+    assert [r["epoch"] for r in more.history] == [1, 2, 3]
+
+
+def test_gaussian_likelihood_reports_mse(tiny_config):
+    tiny_config.objective.likelihood = "mse"
+    tiny_config.train.epochs = 1
+    result = train(tiny_config, run_dir(tiny_config, "mse"))
+    record = result.history[-1]
+    assert 0 <= record["val_mse"] <= 1
+    assert read_metadata(result.best_path)["data"]["binarize"] == "none"
