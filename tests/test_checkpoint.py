@@ -76,7 +76,9 @@ def test_checkpoint_saved_from_gpu_loads_on_cpu(tmp_path, model, checkpoint):
     path = tmp_path / "from_gpu.safetensors"
     save_checkpoint(path, gpu_model, read_metadata(checkpoint))
     restored = load_model(path, device="cpu")
-    for original, loaded in zip(model.state_dict().values(), restored.state_dict().values(), strict=True):
+    for original, loaded in zip(
+        model.state_dict().values(), restored.state_dict().values(), strict=True
+    ):
         assert torch.equal(original, loaded)
 
 

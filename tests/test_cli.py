@@ -26,7 +26,8 @@ TINY = [
 def trained(tmp_path_factory, synthetic_data_dir):
     runs = tmp_path_factory.mktemp("runs")
     result = runner.invoke(
-        app, ["train", "tiny", "--runs-dir", str(runs), "--data-dir", str(synthetic_data_dir), *TINY]
+        app,
+        ["train", "tiny", "--runs-dir", str(runs), "--data-dir", str(synthetic_data_dir), *TINY],
     )
     assert result.exit_code == 0, result.output
     return runs / "tiny"
@@ -85,7 +86,16 @@ def test_train_bad_usage_exits_2_with_a_message(tmp_path, arguments, message):
 
 def test_train_without_data_exits_1_with_one_line(tmp_path):
     result = runner.invoke(
-        app, ["train", "x", "--runs-dir", str(tmp_path), "--data-dir", str(tmp_path / "none"), "--no-download"]
+        app,
+        [
+            "train",
+            "x",
+            "--runs-dir",
+            str(tmp_path),
+            "--data-dir",
+            str(tmp_path / "none"),
+            "--no-download",
+        ],
     )
     assert result.exit_code == 1
     assert result.output.startswith("error: cannot load dataset 'mnist'")
@@ -113,7 +123,17 @@ def test_generate_is_deterministic_per_seed(tmp_path, trained):
 
 def test_generate_info_only_and_errors(tmp_path, trained):
     checkpoint = str(trained / "checkpoint_best.safetensors")
-    info = runner.invoke(app, ["generate", "--checkpoint", checkpoint, "--info-only", "--output", str(tmp_path / "x.png")])
+    info = runner.invoke(
+        app,
+        [
+            "generate",
+            "--checkpoint",
+            checkpoint,
+            "--info-only",
+            "--output",
+            str(tmp_path / "x.png"),
+        ],
+    )
     assert info.exit_code == 0 and "parameter_count" in info.output
     assert not (tmp_path / "x.png").exists()
     missing = runner.invoke(app, ["generate", "--checkpoint", str(tmp_path / "nope.safetensors")])
@@ -164,7 +184,13 @@ def test_info_table_and_json(trained):
     checkpoint = trained / "checkpoint_best.safetensors"
     table = runner.invoke(app, ["info", str(checkpoint)])
     assert table.exit_code == 0
-    for field in ("model.architecture", "sha256", "validation.neg_elbo", "torch_version", "file_size"):
+    for field in (
+        "model.architecture",
+        "sha256",
+        "validation.neg_elbo",
+        "torch_version",
+        "file_size",
+    ):
         assert field in table.output
     result = runner.invoke(app, ["info", str(checkpoint), "--json"])
     described = json.loads(result.output)
@@ -198,7 +224,9 @@ def test_installed_entry_points(tmp_path, trained):
     assert info.returncode == 0, info.stderr
     assert json.loads(info.stdout)["kind"] == "best"
     assert info_seconds < 3.0  # typically ~0.3 s; generous for loaded CI machines
-    generated = run_entry("generate", "--checkpoint", checkpoint, "--output", str(tmp_path / "s.png"))
+    generated = run_entry(
+        "generate", "--checkpoint", checkpoint, "--output", str(tmp_path / "s.png")
+    )
     assert generated.returncode == 0 and (tmp_path / "s.png").exists()
     umbrella = run_entry("vae", "info", checkpoint, "--json")
     assert umbrella.returncode == 0 and json.loads(umbrella.stdout) == json.loads(info.stdout)
@@ -219,7 +247,9 @@ def test_info_does_not_import_torch(trained):
         "assert 'torch' not in sys.modules, 'info imported torch'\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
 

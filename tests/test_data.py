@@ -19,7 +19,12 @@ def test_missing_data_gives_one_line_naming_dataset_folder_and_options(tmp_path)
         load_splits(config_for(tmp_path / "empty"), "bce")
     message = str(caught.value)
     assert "\n" not in message
-    for expected in ("'mnist'", str((tmp_path / "empty" / "MNIST" / "raw").resolve()), "--data-dir", "VAE_DATA_DIR"):
+    for expected in (
+        "'mnist'",
+        str((tmp_path / "empty" / "MNIST" / "raw").resolve()),
+        "--data-dir",
+        "VAE_DATA_DIR",
+    ):
         assert expected in message
 
 
@@ -27,10 +32,14 @@ def test_failed_download_is_reported_the_same_way(tmp_path, monkeypatch):
     import torchvision.datasets as tv
 
     def offline(self):
-        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried mirrors, all failed")
+        raise RuntimeError(
+            "Error downloading train-images-idx3-ubyte.gz:\nTried mirrors, all failed"
+        )
 
     monkeypatch.setattr(tv.MNIST, "download", offline)
-    with pytest.raises(DataError, match=r"download failed.*Error downloading.*--data-dir / VAE_DATA_DIR"):
+    with pytest.raises(
+        DataError, match=r"download failed.*Error downloading.*--data-dir / VAE_DATA_DIR"
+    ):
         load_splits(config_for(tmp_path, download=True), "bce")
 
 
@@ -71,7 +80,9 @@ def test_dynamic_batches_are_fresh_each_epoch_and_resumable(synthetic_data_dir):
     epoch0 = list(training_batches(splits.train, 64, seed=1, epoch=0, dynamic_binarize=True))
     again = list(training_batches(splits.train, 64, seed=1, epoch=0, dynamic_binarize=True))
     epoch1 = list(training_batches(splits.train, 64, seed=1, epoch=1, dynamic_binarize=True))
-    tail = list(training_batches(splits.train, 64, seed=1, epoch=0, dynamic_binarize=True, start_batch=2))
+    tail = list(
+        training_batches(splits.train, 64, seed=1, epoch=0, dynamic_binarize=True, start_batch=2)
+    )
     assert all(torch.equal(a, b) for a, b in zip(epoch0, again, strict=True))
     assert not torch.equal(epoch0[0], epoch1[0])
     assert all(torch.equal(a, b) for a, b in zip(epoch0[2:], tail, strict=True))
@@ -98,7 +109,9 @@ def test_folder_dataset(tmp_path):
     splits = load_splits(config, "mse")
     assert len(splits.train) + len(splits.val) + len(splits.test) == 12
     assert splits.train.images.shape[1:] == (3, 16, 16)
-    gray = load_splits(DataConfig(dataset=f"folder:{folder}", image_size=8, channels=1, val_size=2), "bce")
+    gray = load_splits(
+        DataConfig(dataset=f"folder:{folder}", image_size=8, channels=1, val_size=2), "bce"
+    )
     assert gray.train.images.shape[1:] == (1, 8, 8)
 
 

@@ -43,7 +43,10 @@ def test_bernoulli_log_likelihood_by_hand():
     x = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
     sigmoid = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
     expected = (
-        math.log(0.5) + math.log(1 - sigmoid(2.0)) + math.log(1 - sigmoid(-1.0)) + math.log(sigmoid(3.0))
+        math.log(0.5)
+        + math.log(1 - sigmoid(2.0))
+        + math.log(1 - sigmoid(-1.0))
+        + math.log(sigmoid(3.0))
     )
     assert bernoulli_log_likelihood(logits, x).item() == pytest.approx(expected, rel=1e-6)
 

@@ -25,7 +25,13 @@ def test_training_writes_the_run_folder_and_lowers_validation_loss(tiny_config):
     result = train(tiny_config, run_dir(tiny_config, "basic"))
     folder = result.run_dir
     names = {p.name for p in folder.iterdir()}
-    assert {"config.yaml", "checkpoint_best.safetensors", "checkpoint_last.safetensors", "metrics.jsonl", "images"} <= names
+    assert {
+        "config.yaml",
+        "checkpoint_best.safetensors",
+        "checkpoint_last.safetensors",
+        "metrics.jsonl",
+        "images",
+    } <= names
     lines = (folder / "metrics.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert [r["epoch"] for r in records] == [1, 2, 3]
@@ -72,7 +78,10 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tiny_config, interrupt
             assert torch.equal(expected[name], got[name]), name
     strip = lambda r: {k: v for k, v in r.items() if "second" not in k}  # noqa: E731
     assert [strip(r) for r in resumed.history] == [strip(r) for r in reference.history]
-    assert read_metadata(resumed.best_path)["validation"] == read_metadata(reference.best_path)["validation"]
+    assert (
+        read_metadata(resumed.best_path)["validation"]
+        == read_metadata(reference.best_path)["validation"]
+    )
 
 
 def test_ctrl_c_saves_a_loadable_last_checkpoint(tiny_config):
@@ -120,7 +129,9 @@ def test_nan_loss_stops_and_keeps_good_checkpoints(tiny_config):
     best, last = poison.saved
     assert (folder / "checkpoint_best.safetensors").read_bytes() == best
     assert (folder / "checkpoint_last.safetensors").read_bytes() == last
-    assert torch.isfinite(next(load_model(folder / "checkpoint_last.safetensors").parameters())).all()
+    assert torch.isfinite(
+        next(load_model(folder / "checkpoint_last.safetensors").parameters())
+    ).all()
 
 
 def test_best_is_only_chosen_after_warmup(tiny_config):

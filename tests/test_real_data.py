@@ -1,0 +1,54 @@
+"""A few checks on the real MNIST files (skipped with a reason when they are not found)."""
+
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import REPO
+from vae.cli import app
+from vae.config import RunConfig
+from vae.data import load_splits
+from vae.training import train
+
+
+def test_real_mnist_layout_is_found_without_download(mnist_dir):
+    config = RunConfig().data
+    config.data_dir = str(mnist_dir)
+    config.download = False
+    splits = load_splits(config, "bce")
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (55_000, 5_000, 10_000)
+    assert tuple(splits.train.images.shape[1:]) == (1, 28, 28)
+
+
+def test_training_on_a_small_real_subset_lowers_validation_loss(mnist_dir, tmp_path):
+    config = RunConfig()
+    config.data.data_dir = str(mnist_dir)
+    config.data.download = False
+    config.data.limit = 2_000
+    config.data.val_size = 500
+    config.model.hidden_sizes = [128]
+    config.model.conv_widths = [16, 32]
+    config.objective.beta_warmup = "1"
+    config.train.epochs = 3
+    config.train.device = "cpu"
+    config.train.sample_every = 0
+    result = train(config, tmp_path / "real")
+    losses = [record["val_neg_elbo"] for record in result.history]
+    uniform = 784 * math.log(2)  # -log p(x) of a model that says 0.5 for every pixel
+    assert losses[0] < uniform
+    assert losses[-1] < losses[0] - 20, losses
+
+
+def test_inference_reconstructs_real_test_images(mnist_dir, tmp_path):
+    checkpoint = REPO / "pretrained" / "checkpoint_best.safetensors"
+    if not checkpoint.exists():
+        pytest.skip("no shipped checkpoint in this checkout yet")
+    result = CliRunner().invoke(
+        app,
+        ["inference", "--checkpoint", str(checkpoint), "--data-dir", str(mnist_dir),
+         "--output-dir", str(tmp_path), "--no-download"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "reconstructions.png").stat().st_size > 1000
+    assert (tmp_path / "samples.png").stat().st_size > 1000
