@@ -281,3 +281,14 @@ def test_generate_from_a_fresh_clone_uses_the_shipped_checkpoint(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "samples.png").stat().st_size > 1000
     assert read_metadata(shipped)["data"]["dataset"] == "mnist"
+
+
+def test_unwritable_run_folder_is_one_line_and_exit_1(tmp_path, synthetic_data_dir):
+    blocker = tmp_path / "runs"
+    blocker.write_text("a file where the runs folder should be")
+    result = runner.invoke(
+        app, ["train", "x", "--runs-dir", str(blocker), "--data-dir", str(synthetic_data_dir), *TINY]
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert blocker.read_text() == "a file where the runs folder should be"

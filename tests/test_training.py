@@ -99,39 +99,49 @@ def test_ctrl_c_saves_a_loadable_last_checkpoint(tiny_config):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
-def test_nan_loss_stops_and_keeps_good_checkpoints(tiny_config):
-    folder = run_dir(tiny_config, "nan")
-
-    def poison(step: int) -> None:
-        if step == 5:  # first step of epoch 2: epoch 1's checkpoints exist
-            best = (folder / "checkpoint_best.safetensors").read_bytes()
-            last = (folder / "checkpoint_last.safetensors").read_bytes()
-            poison.saved = (best, last)
-            model_parameters = poison.model_parameters
-            with torch.no_grad():
-                for parameter in model_parameters():
-                    parameter.fill_(float("nan"))
-
+def test_nan_loss_stops_and_keeps_good_checkpoints(tiny_config, monkeypatch):
     import vae.training as training_module
 
-    original_init = training_module._Run.__init__
+    folder = run_dir(tiny_config, "nan")
+    saved = {}
+    real_elbo_terms = training_module.elbo_terms
 
-    def capture(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        poison.model_parameters = self.model.parameters
+    def poisoned(*args, **kwargs):
+        terms = real_elbo_terms(*args, **kwargs)
+        if (
+            torch.is_grad_enabled()
+            and len(saved) == 0
+            and (folder / "checkpoint_last.safetensors").exists()
+        ):
+            # First training step of epoch 2: epoch 1's checkpoints exist; snapshot, then diverge.
+            for name in ("checkpoint_best.safetensors", "checkpoint_last.safetensors"):
+                saved[name] = (folder / name).read_bytes()
+            terms.loss = terms.loss * float("nan")
+        return terms
 
-    training_module._Run.__init__ = capture
-    try:
-        with pytest.raises(TrainingDiverged, match="loss became nan .* intact"):
-            train(tiny_config, folder, step_callback=poison)
-    finally:
-        training_module._Run.__init__ = original_init
-    best, last = poison.saved
-    assert (folder / "checkpoint_best.safetensors").read_bytes() == best
-    assert (folder / "checkpoint_last.safetensors").read_bytes() == last
+    monkeypatch.setattr(training_module, "elbo_terms", poisoned)
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 2, step 5.* intact"):
+        train(tiny_config, folder)
+    for name, content in saved.items():
+        assert (folder / name).read_bytes() == content
     assert torch.isfinite(
         next(load_model(folder / "checkpoint_last.safetensors").parameters())
     ).all()
+
+
+def test_nan_validation_stops_without_saving(tiny_config, monkeypatch):
+    import vae.training as training_module
+
+    monkeypatch.setattr(
+        training_module,
+        "evaluate_elbo",
+        lambda *a, **k: {"neg_elbo": float("nan"), "recon": 1.0, "kl": 1.0},
+    )
+    folder = run_dir(tiny_config, "nan-val")
+    with pytest.raises(TrainingDiverged, match="validation -ELBO became nan"):
+        train(tiny_config, folder)
+    assert not (folder / "checkpoint_best.safetensors").exists()
+    assert not (folder / "checkpoint_last.safetensors").exists()
 
 
 def test_best_is_only_chosen_after_warmup(tiny_config):

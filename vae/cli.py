@@ -45,6 +45,10 @@ def handle_errors(function: F) -> F:
         except VAEError as error:
             print_error(str(error))
             raise typer.Exit(error.exit_code) from None
+        except OSError as error:  # disk full, permission denied, ...: say which file
+            where = f": {error.filename}" if error.filename else ""
+            print_error(f"{error.strerror or error}{where}")
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             print_error("interrupted; files from the last completed save are intact")
             raise typer.Exit(130) from None

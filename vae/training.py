@@ -120,9 +120,9 @@ def train(
     run = _Run(config, run_dir, device, splits, reporter, step_callback)
     if resume:
         run.restore()
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / CONFIG_NAME, config_to_yaml(config))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # Rewritten on resume too, so that it keeps describing the run (e.g. after --epochs grew).
+    atomic_write_text(run_dir / CONFIG_NAME, config_to_yaml(config))
     return run.fit()
 
 
