@@ -60,11 +60,9 @@ def render_table(description: dict[str, Any]) -> Any:
     table = Table(title=f"vae checkpoint {description['path']}", title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
-    first = dict(description)
-    first["file_size"] = (
-        f"{_human_size(description['file_size_bytes'])} ({description['file_size_bytes']:,} bytes)"
-    )
-    del first["file_size_bytes"]
+    size = description["file_size_bytes"]
+    first = {"path": description["path"], "file_size": f"{_human_size(size)} ({size:,} bytes)"}
+    first.update((k, v) for k, v in description.items() if k not in ("path", "file_size_bytes"))
     config = first.pop("config", None)
     rows: list[tuple[str, str]] = []
     _flatten("", first, rows)
