@@ -287,8 +287,26 @@ def test_unwritable_run_folder_is_one_line_and_exit_1(tmp_path, synthetic_data_d
     blocker = tmp_path / "runs"
     blocker.write_text("a file where the runs folder should be")
     result = runner.invoke(
-        app, ["train", "x", "--runs-dir", str(blocker), "--data-dir", str(synthetic_data_dir), *TINY]
+        app,
+        ["train", "x", "--runs-dir", str(blocker), "--data-dir", str(synthetic_data_dir), *TINY],
     )
     assert result.exit_code == 1
     assert result.output.startswith("error: ") and result.output.count("\n") == 1
     assert blocker.read_text() == "a file where the runs folder should be"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("model:\n  latent: 3\n", "unknown option 'model.latent'"),
+        ("model: [1\n", "is not valid YAML"),
+        ("train:\n  epochs: many\n", "invalid value for --epochs: 'many'"),
+        ("optimiser: {}\n", "unknown section 'optimiser'"),
+    ],
+)
+def test_bad_config_files_exit_2(tmp_path, content, message):
+    path = tmp_path / "config.yaml"
+    path.write_text(content)
+    result = runner.invoke(app, ["train", "x", "--config", str(path), "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert message in result.output and result.output.count("\n") == 1

@@ -290,7 +290,10 @@ def load_config_file(path: str | Path) -> RunConfig:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        reason = str(error).splitlines()[0]
+        mark = getattr(error, "problem_mark", None)
+        reason = getattr(error, "problem", None) or str(error).splitlines()[0]
+        if mark is not None:
+            reason += f" at line {mark.line + 1}, column {mark.column + 1}"
         raise ConfigError(f"{path} is not valid YAML: {reason}") from None
     return RunConfig.from_dict(raw or {}, source=str(path))
 
