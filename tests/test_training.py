@@ -173,10 +173,12 @@ def test_resume_rejects_changed_options(tiny_config):
     result = train(tiny_config, run_dir(tiny_config, "fixed"))
     with pytest.raises(ConfigError, match="--lr cannot change on --resume"):
         prepare_resume(result.run_dir, {"lr": 0.5})
+    (result.run_dir / "config.yaml").unlink()  # the checkpoint carries its own configuration
     extended = prepare_resume(result.run_dir, {"epochs": 3})
     assert extended.train.epochs == 3
     more = train(extended, result.run_dir, resume=True)
     assert [r["epoch"] for r in more.history] == [1, 2, 3]
+    assert load_config_file(result.run_dir / "config.yaml").train.epochs == 3
 
 
 def test_gaussian_likelihood_reports_mse(tiny_config):

@@ -26,7 +26,7 @@ from vae.config import (
     RunConfig,
     load_config_file,
 )
-from vae.errors import ConfigError, VAEError
+from vae.errors import ConfigError, TrainingInterrupted, VAEError
 from vae.reporting import print_error
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,7 +43,10 @@ def handle_errors(function: F) -> F:
         try:
             return function(*args, **kwargs)
         except VAEError as error:
-            print_error(str(error))
+            # A requested stop is not an error; its message already says what happened.
+            print_error(
+                str(error), prefix="" if isinstance(error, TrainingInterrupted) else "error: "
+            )
             raise typer.Exit(error.exit_code) from None
         except OSError as error:  # disk full, permission denied, ...: say which file
             where = f": {error.filename}" if error.filename else ""

@@ -133,7 +133,7 @@ class RichReporter(Reporter):
         self.error_console.print(f"[yellow]warning:[/yellow] {text}")
 
 
-def print_error(text: str) -> None:
-    """One-line error on stderr (used by the CLI for expected failures)."""
-    sys.stderr.write(f"error: {text}\n")
+def print_error(text: str, prefix: str = "error: ") -> None:
+    """One line on stderr for an expected failure (used by the CLI)."""
+    sys.stderr.write(f"{prefix}{text}\n")
     sys.stderr.flush()

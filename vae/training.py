@@ -27,7 +27,7 @@ from vae.checkpoint import (
     read_tensors,
     save_checkpoint,
 )
-from vae.config import RunConfig, config_to_yaml, load_config_file
+from vae.config import RunConfig, config_to_yaml
 from vae.data import DataSplits, batches_per_epoch, load_splits, training_batches
 from vae.device import resolve_device
 from vae.errors import CheckpointError, ConfigError, TrainingDiverged, TrainingInterrupted
@@ -90,7 +90,9 @@ def prepare_resume(run_dir: Path, overrides: dict[str, Any]) -> RunConfig:
         flags = ", ".join("--" + name.replace("_", "-") for name in rejected)
         allowed = ", ".join("--" + name.replace("_", "-") for name in sorted(RESUMABLE_OVERRIDES))
         raise ConfigError(f"{flags} cannot change on --resume (only {allowed} can)")
-    config = load_config_file(run_dir / CONFIG_NAME)
+    # The checkpoint's own copy of the configuration is authoritative: config.yaml may be edited.
+    metadata = read_header(run_dir / LAST_NAME).metadata
+    config = RunConfig.from_dict(metadata["config"], source=str(run_dir / LAST_NAME))
     return config.override(overrides).validate()
 
 
@@ -387,7 +389,7 @@ class _Run:
                     f"continue with: train --resume {self.run_dir}"
                 )
         self._end_epoch(sums)
-        if stop_requested():
+        if stop_requested() and progress.epoch < train_config.epochs:
             raise TrainingInterrupted(
                 f"interrupted after epoch {progress.epoch}, step {progress.step}: saved "
                 f"{self.run_dir / LAST_NAME}; continue with: train --resume {self.run_dir}"
