@@ -228,6 +228,13 @@ def test_installed_entry_points(tmp_path, trained):
         "generate", "--checkpoint", checkpoint, "--output", str(tmp_path / "s.png")
     )
     assert generated.returncode == 0 and (tmp_path / "s.png").exists()
+    sampled = run_entry(
+        "inference", "--checkpoint", checkpoint, "--mode", "sample", "--output-dir", str(tmp_path)
+    )
+    assert sampled.returncode == 0, sampled.stderr
+    assert (tmp_path / "samples.png").read_bytes() == (
+        tmp_path / "s.png"
+    ).read_bytes()  # same seed 0
     umbrella = run_entry("vae", "info", checkpoint, "--json")
     assert umbrella.returncode == 0 and json.loads(umbrella.stdout) == json.loads(info.stdout)
     for name in ("train", "inference", "generate", "info", "vae"):
