@@ -127,3 +127,46 @@ def test_folder_errors(tmp_path):
 def test_validation_larger_than_training_set_is_an_error(synthetic_data_dir):
     with pytest.raises(DataError, match="--val-size 1000 leaves no training images"):
         load_splits(config_for(synthetic_data_dir, val_size=1000), "bce")
+
+
+@pytest.mark.parametrize(
+    ("name", "class_name", "layout"),
+    [
+        ("fashionmnist", "FashionMNIST", "NHW"),
+        ("kmnist", "KMNIST", "NHW"),
+        ("cifar10", "CIFAR10", "NHWC"),
+        ("svhn", "SVHN", "NCHW"),
+    ],
+)
+def test_each_named_dataset_becomes_uint8_nchw(tmp_path, monkeypatch, name, class_name, layout):
+    """Stands in for torchvision's classes (no downloads here) to check the array layouts."""
+    import numpy as np
+    import torchvision.datasets as tv
+
+    calls = []
+
+    class FakeDataset:
+        def __init__(self, root, download, train=None, split=None):
+            calls.append({"root": root, "download": download, "train": train, "split": split})
+            count = 30 if (train or split == "train") else 10
+            shape = {
+                "NHW": (count, 28, 28),
+                "NHWC": (count, 32, 32, 3),
+                "NCHW": (count, 3, 32, 32),
+            }[layout]
+            data = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+            self.data = torch.from_numpy(data) if layout == "NHW" else data
+            labels = list(range(count))
+            self.targets, self.labels = labels, np.array(labels)
+
+    monkeypatch.setattr(tv, class_name, FakeDataset)
+    splits = load_splits(DataConfig(dataset=name, data_dir=str(tmp_path), val_size=5), "mse")
+    channels, size = (1, 28) if layout == "NHW" else (3, 32)
+    assert splits.train.images.shape == (25, channels, size, size)
+    assert splits.test.images.shape == (10, channels, size, size)
+    assert splits.train.images.dtype == torch.uint8
+    if name == "svhn":
+        assert [c["split"] for c in calls] == ["train", "test"]
+    else:
+        assert [c["train"] for c in calls] == [True, False]
+    assert all(c["download"] for c in calls)
