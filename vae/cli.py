@@ -7,6 +7,7 @@ starts fast.
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -317,33 +318,109 @@ def _images_to_reconstruct(
     data_dir: str | None,
     download: bool,
 ) -> Any:
-    from vae.data import (
-        IMAGE_EXTENSIONS,
-        data_config_for_checkpoint,
-        load_splits,
-        read_image_files,
-        to_float,
-    )
+    from vae.data import load_images_for_model, to_float
+    from vae.evaluation import prepare_evaluation_images
 
-    data = metadata["data"]
-    if input_path is not None:
-        if input_path.is_dir():
-            files = sorted(p for p in input_path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-        elif input_path.is_file():
-            files = [input_path]
-        else:
-            raise VAEError(f"--input not found: {input_path}")
-        if not files:
-            raise VAEError(
-                f"--input folder {input_path} holds no images ({', '.join(IMAGE_EXTENSIONS)})"
-            )
-        if data["height"] != data["width"]:
-            raise VAEError("--input needs a model trained on square images")
-        return to_float(read_image_files(files[:count], data["height"], data["channels"]))
-    config = data_config_for_checkpoint(metadata, data_dir, download)
-    splits = load_splits(config, metadata["model"]["likelihood"])
-    images = splits.test if len(splits.test) else splits.val
-    return to_float(images.images[:count])
+    images = load_images_for_model(
+        metadata["data"], input_path=input_path, data_dir=data_dir, download=download, limit=count
+    )
+    if input_path is None and metadata["data"].get("binarize", "none") != "none":
+        # Show test images as the model is scored on them: binarized once with the fixed seed.
+        images = prepare_evaluation_images(images, "static", 0)
+    return to_float(images)
+
+
+# --- evaluate ------------------------------------------------------------------------------
+
+
+@handle_errors
+def evaluate_command(
+    checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
+    k: Annotated[
+        int, typer.Option("--k", help="Importance samples per image (5000 for paper comparisons).")
+    ] = 1000,
+    repeats: Annotated[int, typer.Option(help="Evaluation seeds; reports mean and std.")] = 1,
+    binarize_test: Annotated[
+        str | None,
+        typer.Option(
+            help="static (fixed seed, default for Bernoulli models), dynamic (redrawn per repeat) or none."
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="Evaluate on this dataset's test split instead of the model's own."),
+    ] = None,
+    input_path: Annotated[
+        Path | None, typer.Option("--input", help="Evaluate on an image file or folder instead.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N images.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per evaluation batch.")] = 100,
+    ood_dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="Out-of-distribution dataset (name or folder:PATH) for outlier detection."
+        ),
+    ] = None,
+    histogram: Annotated[
+        Path, typer.Option(help="PNG of the score histograms (with --ood-dataset).")
+    ] = IMAGES_DIR / "ood_histogram.png",
+    output: Annotated[
+        Path | None, typer.Option(help="Write every figure to this JSON file.")
+    ] = None,
+    data_dir: Annotated[
+        str | None, typer.Option(help="Dataset root (default: $VAE_DATA_DIR, else ./data).")
+    ] = None,
+    download: Annotated[bool, typer.Option("--download/--no-download")] = True,
+    seed: Annotated[int, typer.Option(help="First evaluation seed.")] = 0,
+    device: Annotated[str, typer.Option(help=f"{_choices(DEVICES)}.")] = "auto",
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """ELBO, importance-weighted NLL (nats and bits/dim), active units; outlier detection."""
+    _check_positive(k=k, repeats=repeats, batch_size=batch_size)
+    if limit is not None:
+        _check_positive(limit=limit)
+    if binarize_test not in (None, "static", "dynamic", "none"):
+        raise ConfigError(
+            f"invalid value for --binarize-test: {binarize_test!r} (expected static, dynamic or none)"
+        )
+    if dataset is not None and input_path is not None:
+        raise ConfigError("give --dataset or --input, not both")
+    from rich.console import Console
+
+    from vae.evaluation import evaluate_checkpoint
+    from vae.fileio import atomic_write_text
+    from vae.reporting import RichReporter, evaluation_table, ood_table
+
+    result = evaluate_checkpoint(
+        checkpoint,
+        k=k,
+        repeats=repeats,
+        binarize_test=binarize_test,
+        dataset=dataset,
+        input_path=input_path,
+        data_dir=data_dir,
+        download=download,
+        limit=limit,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        ood_dataset=ood_dataset,
+        histogram=histogram,
+        reporter=RichReporter(quiet=quiet),
+    )
+    result["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    console = Console(highlight=False)
+    console.print(evaluation_table(result))
+    if "ood" in result:
+        console.print(ood_table(result["ood"]))
+    if output is not None:
+        _write_safely(lambda: _write_json(output, result, atomic_write_text), output)
+        typer.echo(f"wrote {output}")
+
+
+def _write_json(path: Path, result: dict[str, Any], write: Callable[[Path, str], None]) -> Path:
+    write(path, json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return path
 
 
 # --- info ----------------------------------------------------------------------------------
@@ -395,6 +472,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "generate": generate_command,
     "inference": inference_command,
     "info": info_command,
+    "evaluate": evaluate_command,
 }
 
 
@@ -438,6 +516,7 @@ train_app = _single("train")
 generate_app = _single("generate")
 inference_app = _single("inference")
 info_app = _single("info")
+evaluate_app = _single("evaluate")
 
 
 def main() -> None:

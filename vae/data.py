@@ -299,16 +299,48 @@ def _shape(
     return images, labels
 
 
-def data_config_for_checkpoint(
-    metadata: dict[str, Any], data_dir: str | None, download: bool
-) -> DataConfig:
-    """The data a checkpoint was trained on, prepared the same way (size, channels, binarization)."""
-    info = metadata["data"]
-    return DataConfig(
-        dataset=info["dataset"],
+def collect_image_files(path: Path) -> list[Path]:
+    """An image file, or every image file under a folder (sorted)."""
+    if path.is_dir():
+        return sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        )
+    if path.is_file():
+        return [path]
+    raise DataError(f"--input not found: {path}")
+
+
+def load_images_for_model(
+    data_info: dict[str, Any],
+    *,
+    dataset: str | None = None,
+    input_path: Path | None = None,
+    data_dir: str | None = None,
+    download: bool = True,
+    limit: int | None = None,
+) -> torch.Tensor:
+    """Grey (not binarized) uint8 images shaped for a model trained on ``data_info``: the test
+    split of ``dataset`` (default: the model's own), or the files at ``input_path``."""
+    channels, height, width = data_info["channels"], data_info["height"], data_info["width"]
+    if input_path is not None:
+        files = collect_image_files(input_path)
+        if not files:
+            raise DataError(f"--input {input_path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        if height != width:
+            raise DataError("--input needs a model trained on square images")
+        return read_image_files(files[:limit] if limit else files, height, channels)
+    config = DataConfig(
+        dataset=dataset or data_info["dataset"],
         data_dir=data_dir,
         download=download,
-        image_size=info["height"] if info["height"] == info["width"] else None,
-        channels=info["channels"],
-        binarize=info.get("binarize", "none"),
+        image_size=height if height == width else None,
+        channels=channels,
+        binarize="none",
     )
+    splits = load_splits(config, "mse")
+    images = splits.test.images if len(splits.test) else splits.val.images
+    if tuple(images.shape[1:]) != (channels, height, width):
+        raise DataError(
+            f"'{config.dataset}' images are {tuple(images.shape[1:])}, the model needs {(channels, height, width)}"
+        )
+    return images[:limit] if limit else images

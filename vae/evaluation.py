@@ -1,12 +1,25 @@
-"""Evaluation of a model on a set of images: the true ELBO (beta = 1) and its parts."""
+"""Evaluation: the true ELBO (beta = 1) and its parts, the importance-weighted NLL, active units."""
 
 from __future__ import annotations
 
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import torch
 
-from vae.data import ImageSet, evaluation_batches
+from vae.data import TEST_BINARIZATION_SEED, ImageSet, binarize_once, evaluation_batches, to_float
 from vae.model import VAE
-from vae.objectives import elbo_terms
+from vae.objectives import (
+    elbo_terms,
+    gaussian_kl,
+    log_importance_weights,
+    log_likelihood,
+    nats_to_bits_per_dim,
+)
+from vae.reporting import Reporter
 
 EVALUATION_SEED = 0
 
@@ -48,3 +61,300 @@ def evaluate_elbo(
     if model.spec.likelihood != "mse":
         del results["mse"]
     return results
+
+
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: Var_x(E_q[z_d | x]) above this counts as active
+DEFAULT_MAX_DECODES = 16_384  # images decoded at once: bounds memory whatever k and batch size are
+
+
+@dataclass
+class ImageScores:
+    """Per-image figures of one evaluation pass, in nats (CPU, float64)."""
+
+    neg_elbo: torch.Tensor
+    recon: torch.Tensor
+    kl: torch.Tensor
+    nll: torch.Tensor | None  # importance-weighted estimate; None for the Gaussian likelihood
+    squared_error: torch.Tensor | None  # per-pixel MSE of the reconstruction (Gaussian only)
+    posterior_means: torch.Tensor
+
+
+@torch.no_grad()
+def score_batch(
+    model: VAE,
+    x: torch.Tensor,
+    k: int,
+    generator: torch.Generator,
+    gaussian_sigma: float = 0.1,
+    max_decodes: int = DEFAULT_MAX_DECODES,
+) -> dict[str, torch.Tensor]:
+    """-ELBO (with a k-sample reconstruction term and the analytic KL) and the k-sample
+    importance-weighted NLL of each image in ``x``, streaming over chunks of samples."""
+    mu, logvar = model.encode(x)
+    batch, latent = mu.shape
+    kl = gaussian_kl(mu, logvar).sum(1)
+    log_sum = torch.full((batch,), -math.inf, device=x.device)
+    recon_sum = torch.zeros(batch, device=x.device)
+    chunk = max(1, max_decodes // batch)
+    std = torch.exp(0.5 * logvar)
+    done = 0
+    while done < k:
+        count = min(chunk, k - done)
+        eps = torch.randn((count, batch, latent), generator=generator, device=x.device)
+        z = mu + std * eps
+        decoded = model.decode(z.reshape(count * batch, latent))
+        targets = x.unsqueeze(0).expand(count, *x.shape).reshape(count * batch, *x.shape[1:])
+        log_px = log_likelihood(decoded, targets, model.spec.likelihood, gaussian_sigma).view(
+            count, batch
+        )
+        log_weights = log_importance_weights(log_px, z, mu, logvar)
+        log_sum = torch.logaddexp(log_sum, torch.logsumexp(log_weights, dim=0))
+        recon_sum -= log_px.sum(0)
+        done += count
+    recon = recon_sum / k
+    return {
+        "nll": -(log_sum - math.log(k)),
+        "recon": recon,
+        "kl": kl,
+        "neg_elbo": recon + kl,
+        "mu": mu,
+    }
+
+
+@torch.no_grad()
+def score_images(
+    model: VAE,
+    images: torch.Tensor,
+    k: int,
+    seed: int,
+    batch_size: int = 100,
+    gaussian_sigma: float = 0.1,
+    max_decodes: int = DEFAULT_MAX_DECODES,
+    reporter: Reporter | None = None,
+) -> ImageScores:
+    """Score float images in [0, 1] (already binarized where the protocol says so)."""
+    model.eval()
+    reporter = reporter or Reporter()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    parts: dict[str, list[torch.Tensor]] = {
+        "nll": [],
+        "recon": [],
+        "kl": [],
+        "neg_elbo": [],
+        "mu": [],
+        "se": [],
+    }
+    gaussian = model.spec.likelihood == "mse"
+    for begin in range(0, images.shape[0], batch_size):
+        x = images[begin : begin + batch_size].to(device)
+        scores = score_batch(model, x, k, generator, gaussian_sigma, max_decodes)
+        for key in ("nll", "recon", "kl", "neg_elbo", "mu"):
+            parts[key].append(scores[key].double().cpu())
+        if gaussian:
+            parts["se"].append((model.reconstruct(x) - x).pow(2).flatten(1).mean(1).double().cpu())
+        reporter.task_advanced(x.shape[0])
+    return ImageScores(
+        neg_elbo=torch.cat(parts["neg_elbo"]),
+        recon=torch.cat(parts["recon"]),
+        kl=torch.cat(parts["kl"]),
+        nll=None if gaussian else torch.cat(parts["nll"]),
+        squared_error=torch.cat(parts["se"]) if gaussian else None,
+        posterior_means=torch.cat(parts["mu"]),
+    )
+
+
+def active_units(posterior_means: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
+    """Latent dimensions whose posterior mean varies over the data by more than ``threshold``."""
+    return int((posterior_means.var(dim=0, unbiased=False) > threshold).sum())
+
+
+def summarize(values: list[float]) -> dict[str, float | None]:
+    """Mean and standard deviation over repeats (std is None for a single repeat)."""
+    tensor = torch.tensor(values, dtype=torch.float64)
+    return {
+        "mean": float(tensor.mean()),
+        "std": float(tensor.std(unbiased=True)) if len(values) > 1 else None,
+        "values": [float(v) for v in values],
+    }
+
+
+def protocol_text(likelihood: str, binarize: str, gaussian_sigma: float) -> str:
+    """How the figures were computed, printed beside every figure."""
+    if likelihood == "mse":
+        return (
+            f"Gaussian likelihood (sigma {gaussian_sigma}) on continuous pixel values; no likelihood "
+            "in nats or bits/dim is reported without a stated dequantization"
+        )
+    if binarize == "static":
+        return f"Bernoulli likelihood; test images binarized once with fixed seed {TEST_BINARIZATION_SEED}"
+    if binarize == "dynamic":
+        return (
+            "Bernoulli likelihood; test images re-binarized for every repeat (as in the IWAE paper)"
+        )
+    return "Bernoulli cross-entropy on grey values: not a likelihood of the images"
+
+
+def prepare_evaluation_images(
+    images: torch.Tensor, binarize: str, repeat_seed: int
+) -> torch.Tensor:
+    """uint8 [N, C, H, W] -> the uint8 images the model is scored on under the protocol."""
+    if binarize == "static":
+        return binarize_once(ImageSet(images), TEST_BINARIZATION_SEED).images
+    if binarize == "dynamic":
+        return binarize_once(ImageSet(images), repeat_seed).images
+    return images
+
+
+def evaluate_images(
+    model: VAE,
+    images: torch.Tensor,
+    *,
+    k: int,
+    repeats: int = 1,
+    binarize: str = "static",
+    seed: int = 0,
+    batch_size: int = 100,
+    gaussian_sigma: float = 0.1,
+    reporter: Reporter | None = None,
+) -> tuple[dict[str, Any], ImageScores, torch.Tensor]:
+    """Evaluate on uint8 images under the stated protocol, ``repeats`` times with seeds
+    ``seed .. seed + repeats - 1``. Returns (summary, first repeat's per-image scores, the uint8
+    images scored in the first repeat)."""
+    reporter = reporter or Reporter()
+    likelihood = model.spec.likelihood
+    if likelihood == "mse":
+        binarize = "none"
+    dimensions = model.spec.channels * model.spec.height * model.spec.width
+    per_repeat: dict[str, list[float]] = {}
+    first: ImageScores | None = None
+    first_images = images
+    started = time.perf_counter()
+    reporter.task_started(f"evaluate (k={k})", images.shape[0] * repeats)
+    try:
+        for repeat in range(repeats):
+            repeat_seed = seed + repeat
+            scored = prepare_evaluation_images(images, binarize, repeat_seed)
+            scores = score_images(
+                model,
+                to_float(scored),
+                k,
+                repeat_seed,
+                batch_size,
+                gaussian_sigma,
+                reporter=reporter,
+            )
+            figures = {
+                "neg_elbo": float(scores.neg_elbo.mean()),
+                "recon": float(scores.recon.mean()),
+                "kl": float(scores.kl.mean()),
+            }
+            if scores.nll is not None:
+                figures["nll"] = float(scores.nll.mean())
+                figures["nll_bits_per_dim"] = float(
+                    nats_to_bits_per_dim(figures["nll"], dimensions)
+                )
+                figures["neg_elbo_bits_per_dim"] = float(
+                    nats_to_bits_per_dim(figures["neg_elbo"], dimensions)
+                )
+            if scores.squared_error is not None:
+                figures["mse"] = float(scores.squared_error.mean())
+            for key, value in figures.items():
+                per_repeat.setdefault(key, []).append(value)
+            if first is None:
+                first, first_images = scores, scored
+    finally:
+        reporter.task_ended()
+    assert first is not None
+    summary: dict[str, Any] = {
+        "protocol": protocol_text(likelihood, binarize, gaussian_sigma),
+        "likelihood": likelihood,
+        "test_binarization": binarize,
+        "test_binarization_seed": TEST_BINARIZATION_SEED if binarize == "static" else None,
+        "k": k,
+        "repeats": repeats,
+        "seeds": list(range(seed, seed + repeats)),
+        "num_images": int(images.shape[0]),
+        "dimensions": dimensions,
+        "metrics": {key: summarize(values) for key, values in per_repeat.items()},
+        "active_units": active_units(first.posterior_means),
+        "latent_dim": model.spec.latent_dim,
+        "seconds": time.perf_counter() - started,
+    }
+    return summary, first, first_images
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    k: int = 1000,
+    repeats: int = 1,
+    binarize_test: str | None = None,
+    dataset: str | None = None,
+    input_path: Path | None = None,
+    data_dir: str | None = None,
+    download: bool = True,
+    limit: int | None = None,
+    batch_size: int = 100,
+    seed: int = 0,
+    device: str = "auto",
+    ood_dataset: str | None = None,
+    histogram: Path | None = None,
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
+    """Every figure of ``evaluate``, JSON-ready: ELBO, its parts, IW NLL, bits/dim, active units,
+    and with ``ood_dataset`` the outlier-detection metrics (plus a histogram PNG)."""
+    from vae.checkpoint import load_model, read_metadata
+    from vae.data import load_images_for_model
+    from vae.device import resolve_device
+    from vae.fileio import sha256_file
+    from vae.ood import ood_report, png_bits
+    from vae.plots import save_score_histograms
+
+    reporter = reporter or Reporter()
+    model = load_model(checkpoint, resolve_device(device))
+    metadata = read_metadata(checkpoint)
+    data_info = metadata["data"]
+    if binarize_test is None:
+        binarize_test = "static" if data_info.get("binarize", "none") != "none" else "none"
+    sigma = (metadata.get("likelihood") or {}).get("gaussian_sigma") or 0.1
+    load = dict(data_dir=data_dir, download=download, limit=limit)
+    images = load_images_for_model(data_info, dataset=dataset, input_path=input_path, **load)
+    options = dict(
+        k=k, binarize=binarize_test, seed=seed, batch_size=batch_size, gaussian_sigma=sigma
+    )
+    summary, scores, scored = evaluate_images(
+        model, images, repeats=repeats, reporter=reporter, **options
+    )
+    result: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": sha256_file(checkpoint),
+        "dataset": str(input_path) if input_path is not None else (dataset or data_info["dataset"]),
+        **summary,
+    }
+    if ood_dataset is not None:
+        ood_images = load_images_for_model(data_info, dataset=ood_dataset, **load)
+        ood_summary, ood_scores, ood_scored = evaluate_images(
+            model, ood_images, reporter=reporter, **options
+        )
+        raw_name = "NLL" if scores.nll is not None else "-ELBO"
+        raw_in = (scores.nll if scores.nll is not None else scores.neg_elbo).numpy()
+        raw_out = (ood_scores.nll if ood_scores.nll is not None else ood_scores.neg_elbo).numpy()
+        report = ood_report(raw_in, raw_out, png_bits(scored), png_bits(ood_scored), raw_name)
+        histogram_path = None
+        if histogram is not None:
+            histogram_path = str(
+                save_score_histograms(report, result["dataset"], ood_dataset, raw_name, histogram)
+            )
+        result["ood"] = {
+            "in_dataset": result["dataset"],
+            "out_dataset": ood_dataset,
+            "num_in": int(images.shape[0]),
+            "num_out": int(ood_images.shape[0]),
+            "protocol": f"{ood_summary['protocol']}; k={k}; seed {seed}; OOD is the positive class",
+            "raw": report["raw"],
+            "complexity_corrected": report["complexity_corrected"],
+            "out_metrics": ood_summary["metrics"],
+            "histogram": histogram_path,
+        }
+    return result

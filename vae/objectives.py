@@ -161,3 +161,37 @@ class BetaSchedule:
 
 def _sigmoid(value: float) -> float:
     return 1.0 / (1.0 + math.exp(-value))
+
+
+def diagonal_gaussian_log_density(
+    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+) -> torch.Tensor:
+    """log N(z; mu, diag(exp(logvar))), summed over the last dimension."""
+    return (-0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + LOG_2PI)).sum(-1)
+
+
+def standard_normal_log_density(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I), summed over the last dimension."""
+    return (-0.5 * (z.pow(2) + LOG_2PI)).sum(-1)
+
+
+def log_importance_weights(
+    log_likelihood_values: torch.Tensor, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+) -> torch.Tensor:
+    """log w = log p(x|z) + log p(z) - log q(z|x), elementwise over leading sample/batch dims."""
+    return (
+        log_likelihood_values
+        + standard_normal_log_density(z)
+        - diagonal_gaussian_log_density(z, mu, logvar)
+    )
+
+
+def importance_weighted_nll(log_weights: torch.Tensor) -> torch.Tensor:
+    """-log p(x) ~= -(logsumexp_i log w_i - log k) from ``log_weights`` of shape [k, batch]."""
+    k = log_weights.shape[0]
+    return -(torch.logsumexp(log_weights, dim=0) - math.log(k))
+
+
+def nats_to_bits_per_dim(nats: float | torch.Tensor, dimensions: int) -> float | torch.Tensor:
+    """Nats per image -> bits per dimension (pixel and channel)."""
+    return nats / (dimensions * math.log(2.0))

@@ -21,6 +21,15 @@ class Reporter:
     def run_ended(self) -> None:
         """Training stopped (normally or not): release the terminal."""
 
+    def task_started(self, description: str, total: int) -> None:
+        """A long computation other than training begins (evaluation, scoring)."""
+
+    def task_advanced(self, amount: int) -> None:
+        """``amount`` more units of the current task are done."""
+
+    def task_ended(self) -> None:
+        """The current task is over."""
+
     def message(self, text: str) -> None:
         """A line for the user."""
 
@@ -123,6 +132,37 @@ class RichReporter(Reporter):
             self._progress.stop()
             self._progress = None
 
+    def task_started(self, description: str, total: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        if self.quiet:
+            return
+        self._progress = Progress(
+            TextColumn(f"[bold]{description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.error_console,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(description, total=total)
+
+    def task_advanced(self, amount: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, amount)
+
+    def task_ended(self) -> None:
+        self.run_ended()
+
     def message(self, text: str) -> None:
         if self._progress is not None:
             self._progress.console.print(text)
@@ -137,3 +177,69 @@ def print_error(text: str, prefix: str = "error: ") -> None:
     """One line on stderr for an expected failure (used by the CLI)."""
     sys.stderr.write(f"{prefix}{text}\n")
     sys.stderr.flush()
+
+
+_METRIC_LABELS = {
+    "nll": ("NLL (importance-weighted)", "nats"),
+    "nll_bits_per_dim": ("NLL", "bits/dim"),
+    "neg_elbo": ("-ELBO (beta = 1)", "nats"),
+    "neg_elbo_bits_per_dim": ("-ELBO", "bits/dim"),
+    "recon": ("reconstruction -log p(x|z)", "nats"),
+    "kl": ("KL(q(z|x) || p(z))", "nats"),
+    "mse": ("MSE per pixel", ""),
+}
+
+
+def _mean_std(summary: dict[str, Any]) -> str:
+    text = f"{summary['mean']:.3f}"
+    if summary.get("std") is not None:
+        text += f" ± {summary['std']:.3f}"
+    return text
+
+
+def evaluation_table(result: dict[str, Any]) -> Any:
+    """A rich Table of an evaluation result, with its protocol as the caption."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"{result['dataset']}: {result['num_images']:,} images, k = {result['k']}, "
+        f"{result['repeats']} repeat(s)",
+        title_justify="left",
+    )
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("unit")
+    for key, (label, unit) in _METRIC_LABELS.items():
+        if key in result["metrics"]:
+            table.add_row(label, _mean_std(result["metrics"][key]), unit)
+    table.add_row("active units", f"{result['active_units']} / {result['latent_dim']}", "")
+    table.add_row("time", f"{result['seconds']:.1f}", "s")
+    table.caption = f"protocol: {result['protocol']}; seeds {result['seeds']}"
+    table.caption_justify = "left"
+    return table
+
+
+def ood_table(ood: dict[str, Any]) -> Any:
+    """A rich Table of outlier-detection metrics for the raw and corrected scores."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"outlier detection: {ood['in_dataset']} (in, {ood['num_in']:,}) vs "
+        f"{ood['out_dataset']} (out, {ood['num_out']:,})",
+        title_justify="left",
+    )
+    for column in ("score", "AUROC", "AUPRC", "FPR at 95% TPR"):
+        table.add_column(column, justify="left" if column == "score" else "right")
+    for key in ("raw", "complexity_corrected"):
+        row = ood[key]
+        table.add_row(
+            row["score"],
+            f"{row['auroc']:.3f}",
+            f"{row['auprc']:.3f}",
+            f"{row['fpr_at_95_tpr']:.3f}",
+        )
+    table.caption = f"protocol: {ood['protocol']}" + (
+        f"; histogram {ood['histogram']}" if ood["histogram"] else ""
+    )
+    table.caption_justify = "left"
+    return table
