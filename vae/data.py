@@ -322,6 +322,8 @@ def load_images_for_model(
     """Grey (not binarized) uint8 images shaped for a model trained on ``data_info``: the test
     split of ``dataset`` (default: the model's own), or the files at ``input_path``."""
     channels, height, width = data_info["channels"], data_info["height"], data_info["width"]
+    if dataset is not None and dataset.startswith("folder:"):
+        input_path = Path(dataset[len("folder:") :]).expanduser()  # every image of the folder
     if input_path is not None:
         files = collect_image_files(input_path)
         if not files:

@@ -100,7 +100,10 @@ def score_batch(
     done = 0
     while done < k:
         count = min(chunk, k - done)
-        eps = torch.randn((count, batch, latent), generator=generator, device=x.device)
+        # One draw per sample index, so the noise (and the figure) does not depend on chunking.
+        eps = torch.stack(
+            [torch.randn((batch, latent), generator=generator, device=x.device) for _ in range(count)]
+        )
         z = mu + std * eps
         decoded = model.decode(z.reshape(count * batch, latent))
         targets = x.unsqueeze(0).expand(count, *x.shape).reshape(count * batch, *x.shape[1:])
