@@ -71,3 +71,16 @@ def test_temperature_zero_point_five_halves_the_latents():
 def test_too_many_conv_layers_for_the_image_size_is_a_clear_error():
     with pytest.raises(ConfigError, match="at least 32 pixels"):
         build_model(ModelSpec("conv", 4, 1, 28, 28, "bce", [], [8, 8, 8, 8, 8]))
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_decoder_can_be_smaller_than_the_encoder(architecture):
+    mirror = build_model(spec(architecture))
+    small = ModelSpec(architecture, 5, 1, 28, 28, "bce", [16], [8, 16], decoder_hidden_sizes=[4])
+    if architecture == "conv":
+        small.decoder_conv_widths = [2, 4, 4]  # a different depth: 28 -> 14 -> 7 -> 3 and back
+    model = build_model(small)
+    assert model(torch.rand(2, 1, 28, 28))[0].shape == (2, 1, 28, 28)
+    decoder_size = sum(p.numel() for p in model.decoder.parameters())
+    assert decoder_size < sum(p.numel() for p in mirror.decoder.parameters())
+    assert ModelSpec.from_dict(small.to_dict()) == small

@@ -132,6 +132,16 @@ def train_command(
     conv_widths: Annotated[
         str, typer.Option(help="Comma-separated channel widths of the stride-2 conv layers.")
     ] = _joined(_DEFAULT.model.conv_widths),
+    decoder_hidden_sizes: Annotated[
+        str | None,
+        typer.Option(help="Dense layer sizes of the decoder (default: mirror --hidden-sizes)."),
+    ] = None,
+    decoder_conv_widths: Annotated[
+        str | None,
+        typer.Option(
+            help="Conv widths of the decoder, encoder order (default: mirror --conv-widths)."
+        ),
+    ] = None,
     likelihood: Annotated[
         str, typer.Option(help="bce (Bernoulli) or mse (Gaussian, fixed sigma).")
     ] = _DEFAULT.objective.likelihood,

@@ -48,6 +48,8 @@ class ModelConfig:
     latent_dim: int = 32
     hidden_sizes: list[int] = field(default_factory=lambda: [512])
     conv_widths: list[int] = field(default_factory=lambda: [32, 64])
+    decoder_hidden_sizes: list[int] | None = None  # None: mirror hidden_sizes
+    decoder_conv_widths: list[int] | None = None  # None: mirror conv_widths
 
 
 @dataclass
@@ -151,6 +153,12 @@ class RunConfig:
             _bad("hidden-sizes", m.hidden_sizes, "at least one size for the mlp architecture")
         if m.architecture == "conv" and (not m.conv_widths or any(w < 1 for w in m.conv_widths)):
             _bad("conv-widths", m.conv_widths, "one or more positive integers")
+        if m.decoder_hidden_sizes is not None and any(h < 1 for h in m.decoder_hidden_sizes):
+            _bad("decoder-hidden-sizes", m.decoder_hidden_sizes, "positive integers")
+        if m.decoder_conv_widths is not None and (
+            not m.decoder_conv_widths or any(w < 1 for w in m.decoder_conv_widths)
+        ):
+            _bad("decoder-conv-widths", m.decoder_conv_widths, "one or more positive integers")
         _choice("likelihood", o.likelihood, LIKELIHOODS)
         if not o.gaussian_sigma > 0:
             _bad("gaussian-sigma", o.gaussian_sigma, "positive")

@@ -102,7 +102,10 @@ def score_batch(
         count = min(chunk, k - done)
         # One draw per sample index, so the noise (and the figure) does not depend on chunking.
         eps = torch.stack(
-            [torch.randn((batch, latent), generator=generator, device=x.device) for _ in range(count)]
+            [
+                torch.randn((batch, latent), generator=generator, device=x.device)
+                for _ in range(count)
+            ]
         )
         z = mu + std * eps
         decoded = model.decode(z.reshape(count * batch, latent))

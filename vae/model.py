@@ -28,6 +28,17 @@ class ModelSpec:
     likelihood: str
     hidden_sizes: list[int] = field(default_factory=list)
     conv_widths: list[int] = field(default_factory=list)
+    # None mirrors the encoder; a cheaper decoder makes importance-weighted evaluation faster.
+    decoder_hidden_sizes: list[int] | None = None
+    decoder_conv_widths: list[int] | None = None
+
+    @property
+    def decoder_hidden(self) -> list[int]:
+        return self.hidden_sizes if self.decoder_hidden_sizes is None else self.decoder_hidden_sizes
+
+    @property
+    def decoder_widths(self) -> list[int]:
+        return self.conv_widths if self.decoder_conv_widths is None else self.decoder_conv_widths
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -35,7 +46,8 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelSpec:
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(names - set(raw) - {"hidden_sizes", "conv_widths"})
+        optional = {"hidden_sizes", "conv_widths", "decoder_hidden_sizes", "decoder_conv_widths"}
+        missing = sorted(names - set(raw) - optional)
         if missing:
             raise CheckpointError(f"model metadata lacks {', '.join(missing)}")
         return cls(**{k: v for k, v in raw.items() if k in names})
@@ -61,7 +73,7 @@ class MLPDecoder(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         width = spec.latent_dim
-        for hidden in reversed(spec.hidden_sizes):
+        for hidden in reversed(spec.decoder_hidden):
             layers += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
         layers.append(nn.Linear(width, spec.channels * spec.height * spec.width))
@@ -105,12 +117,12 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
-        sizes = conv_feature_sizes(spec.height, spec.width, len(spec.conv_widths))
-        widths = list(spec.conv_widths)
+        widths = list(spec.decoder_widths)
+        sizes = conv_feature_sizes(spec.height, spec.width, len(widths))
         self.start_shape = (widths[-1], *sizes[-1])
         dense: list[nn.Module] = []
         features = spec.latent_dim
-        for hidden in reversed(spec.hidden_sizes):
+        for hidden in reversed(spec.decoder_hidden):
             dense += [nn.Linear(features, hidden), nn.ReLU()]
             features = hidden
         start = widths[-1] * sizes[-1][0] * sizes[-1][1]
@@ -223,7 +235,7 @@ def _check_spec(spec: ModelSpec) -> None:
         raise ConfigError(f"unknown likelihood '{spec.likelihood}'")
     if spec.architecture == "conv":
         smallest = min(spec.height, spec.width)
-        layers = len(spec.conv_widths)
+        layers = max(len(spec.conv_widths), len(spec.decoder_widths))
         if smallest // 2**layers < 1:
             raise ConfigError(
                 f"{layers} conv layers need images of at least {2**layers} pixels a side, "

@@ -148,6 +148,7 @@ class _Run:
         self.step_callback = step_callback
         train_config = config.train
         torch.manual_seed(train_config.seed)
+        conv = config.model.architecture == "conv"
         self.spec = ModelSpec(
             architecture=config.model.architecture,
             latent_dim=config.model.latent_dim,
@@ -156,9 +157,9 @@ class _Run:
             width=splits.info["width"],
             likelihood=config.objective.likelihood,
             hidden_sizes=list(config.model.hidden_sizes),
-            conv_widths=list(config.model.conv_widths)
-            if config.model.architecture == "conv"
-            else [],
+            conv_widths=list(config.model.conv_widths) if conv else [],
+            decoder_hidden_sizes=_optional_list(config.model.decoder_hidden_sizes),
+            decoder_conv_widths=_optional_list(config.model.decoder_conv_widths) if conv else None,
         )
         self.model: VAE = build_model(self.spec).to(device)
         optimizer_class = (
@@ -465,6 +466,10 @@ class _Run:
             folder / f"reconstructions_epoch_{epoch:03d}.png",
         )
         self.model.train()
+
+
+def _optional_list(values: list[int] | None) -> list[int] | None:
+    return None if values is None else list(values)
 
 
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
