@@ -10,7 +10,17 @@ from typing import Any
 
 import torch
 
-from vae.data import TEST_BINARIZATION_SEED, ImageSet, binarize_once, evaluation_batches, to_float
+from vae.checkpoint import load_model, read_metadata
+from vae.data import (
+    TEST_BINARIZATION_SEED,
+    ImageSet,
+    binarize_once,
+    evaluation_batches,
+    load_images_for_model,
+    to_float,
+)
+from vae.device import resolve_device
+from vae.fileio import sha256_file
 from vae.model import VAE
 from vae.objectives import (
     elbo_terms,
@@ -19,6 +29,8 @@ from vae.objectives import (
     log_likelihood,
     nats_to_bits_per_dim,
 )
+from vae.ood import ood_report, png_bits
+from vae.plots import save_score_histograms
 from vae.reporting import Reporter
 
 EVALUATION_SEED = 0
@@ -310,13 +322,6 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Every figure of ``evaluate``, JSON-ready: ELBO, its parts, IW NLL, bits/dim, active units,
     and with ``ood_dataset`` the outlier-detection metrics (plus a histogram PNG)."""
-    from vae.checkpoint import load_model, read_metadata
-    from vae.data import load_images_for_model
-    from vae.device import resolve_device
-    from vae.fileio import sha256_file
-    from vae.ood import ood_report, png_bits
-    from vae.plots import save_score_histograms
-
     reporter = reporter or Reporter()
     model = load_model(checkpoint, resolve_device(device))
     metadata = read_metadata(checkpoint)
