@@ -157,9 +157,10 @@ def test_evaluate_end_to_end_with_outliers_and_json(tmp_path, small_checkpoint, 
     assert nll <= neg_elbo
     assert saved["metrics"]["nll_bits_per_dim"]["mean"] == pytest.approx(nll / (784 * math.log(2)))
     assert 0 <= saved["active_units"] <= 4
-    for score in ("raw", "complexity_corrected"):
-        assert 0 <= saved["ood"][score]["auroc"] <= 1
-        assert set(saved["ood"][score]) == {"score", "auroc", "auprc", "fpr_at_95_tpr"}
+    assert set(saved["ood"]["scores"]) == {"raw", "complexity_png", "complexity_bz2"}
+    for score in saved["ood"]["scores"].values():
+        assert 0 <= score["auroc"] <= 1
+        assert set(score) == {"score", "auroc", "auprc", "fpr_at_95_tpr"}
     assert saved["ood"]["num_out"] == 20
     assert (tmp_path / "hist.png").stat().st_size > 1000
 

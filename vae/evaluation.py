@@ -29,7 +29,7 @@ from vae.objectives import (
     log_likelihood,
     nats_to_bits_per_dim,
 )
-from vae.ood import ood_report, png_bits
+from vae.ood import ood_report
 from vae.plots import save_score_histograms
 from vae.reporting import Reporter
 
@@ -351,7 +351,7 @@ def evaluate_checkpoint(
         raw_name = "NLL" if scores.nll is not None else "-ELBO"
         raw_in = (scores.nll if scores.nll is not None else scores.neg_elbo).numpy()
         raw_out = (ood_scores.nll if ood_scores.nll is not None else ood_scores.neg_elbo).numpy()
-        report = ood_report(raw_in, raw_out, png_bits(scored), png_bits(ood_scored), raw_name)
+        report = ood_report(raw_in, raw_out, scored, ood_scored, raw_name)
         histogram_path = None
         if histogram is not None:
             histogram_path = str(
@@ -363,8 +363,7 @@ def evaluate_checkpoint(
             "num_in": int(images.shape[0]),
             "num_out": int(ood_images.shape[0]),
             "protocol": f"{ood_summary['protocol']}; k={k}; seed {seed}; OOD is the positive class",
-            "raw": report["raw"],
-            "complexity_corrected": report["complexity_corrected"],
+            "scores": report["metrics"],
             "out_metrics": ood_summary["metrics"],
             "histogram": histogram_path,
         }

@@ -5,12 +5,19 @@ positive class. The raw score is the model's negative log-likelihood (or -ELBO);
 score is Serra et al. (2020)'s S(x) = -log2 p(x) - L(x), with L(x) the length in bits of the image
 compressed losslessly as PNG: it discounts how simple an image is, which raw likelihoods mistake for
 how typical it is.
+
+Two compressors are reported: PNG, the paper's default, and bz2 (on bit-packed pixels for binarized
+images, raw bytes otherwise). bz2 was chosen among PNG, zlib, bz2 and CCITT Group 4 by the worst
+AUROC over the pairs MNIST/Fashion-MNIST and Fashion-MNIST/MNIST measured on validation images,
+never on the test images that the reported figures use.
 """
 
 from __future__ import annotations
 
+import bz2
 import io
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,6 +37,21 @@ def png_bits(images: torch.Tensor) -> np.ndarray:
         picture.save(buffer, format="PNG", compress_level=9)
         lengths[index] = 8 * len(buffer.getvalue())
     return lengths
+
+
+def bz2_bits(images: torch.Tensor) -> np.ndarray:
+    """Length in bits of each uint8 image compressed with bz2 (level 9); binarized images
+    (only 0 and 255) are bit-packed first, so that the codec sees one bit per pixel."""
+    array = images.cpu().numpy()
+    binary = bool(np.isin(array, (0, 255)).all())
+    lengths = np.empty(array.shape[0], dtype=np.float64)
+    for index in range(array.shape[0]):
+        payload = np.packbits(array[index] > 0).tobytes() if binary else array[index].tobytes()
+        lengths[index] = 8 * len(bz2.compress(payload, 9))
+    return lengths
+
+
+COMPRESSORS: dict[str, Callable[[torch.Tensor], np.ndarray]] = {"png": png_bits, "bz2": bz2_bits}
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:
@@ -88,23 +110,23 @@ def detection_metrics(in_scores: np.ndarray, out_scores: np.ndarray) -> dict[str
 def ood_report(
     raw_in_nats: np.ndarray,
     raw_out_nats: np.ndarray,
-    complexity_in_bits: np.ndarray,
-    complexity_out_bits: np.ndarray,
+    images_in: torch.Tensor,
+    images_out: torch.Tensor,
     raw_name: str,
 ) -> dict[str, Any]:
-    """Detection metrics for the raw score and the input-complexity-corrected score."""
-    corrected_in = raw_in_nats / math.log(2) - complexity_in_bits
-    corrected_out = raw_out_nats / math.log(2) - complexity_out_bits
-    return {
-        "raw": {"score": f"{raw_name} (nats)", **detection_metrics(raw_in_nats, raw_out_nats)},
-        "complexity_corrected": {
-            "score": f"{raw_name} in bits minus PNG length in bits (Serra et al. 2020)",
-            **detection_metrics(corrected_in, corrected_out),
-        },
-        "scores": {
-            "raw_in": raw_in_nats,
-            "raw_out": raw_out_nats,
-            "corrected_in": corrected_in,
-            "corrected_out": corrected_out,
-        },
+    """Detection metrics for the raw score and for the complexity-corrected score with each
+    compressor; ``scores`` holds the per-image values (for histograms)."""
+    metrics: dict[str, Any] = {
+        "raw": {"score": f"{raw_name} (nats)", **detection_metrics(raw_in_nats, raw_out_nats)}
     }
+    scores: dict[str, tuple[np.ndarray, np.ndarray]] = {"raw": (raw_in_nats, raw_out_nats)}
+    for name, compressed_bits in COMPRESSORS.items():
+        corrected_in = raw_in_nats / math.log(2) - compressed_bits(images_in)
+        corrected_out = raw_out_nats / math.log(2) - compressed_bits(images_out)
+        key = f"complexity_{name}"
+        metrics[key] = {
+            "score": f"{raw_name} in bits minus {name} length in bits (Serra et al. 2020)",
+            **detection_metrics(corrected_in, corrected_out),
+        }
+        scores[key] = (corrected_in, corrected_out)
+    return {"metrics": metrics, "scores": scores}

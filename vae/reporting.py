@@ -230,8 +230,7 @@ def ood_table(ood: dict[str, Any]) -> Any:
     )
     for column in ("score", "AUROC", "AUPRC", "FPR at 95% TPR"):
         table.add_column(column, justify="left" if column == "score" else "right")
-    for key in ("raw", "complexity_corrected"):
-        row = ood[key]
+    for row in ood["scores"].values():
         table.add_row(
             row["score"],
             f"{row['auroc']:.3f}",
