@@ -49,7 +49,9 @@ class RichReporter(Reporter):
         self._progress: Any = None
         self._task: Any = None
 
-    def run_started(self, description: str, total_steps: int, start_step: int) -> None:
+    def _start_progress(
+        self, label: str, total: int, completed: int, stats: str, console: Any, **fields: Any
+    ) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -59,35 +61,28 @@ class RichReporter(Reporter):
             TimeRemainingColumn,
         )
 
+        columns = [TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn()]
+        if stats:
+            columns.append(TextColumn(stats))
+        columns += [TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+        self._progress = Progress(*columns, console=console)
+        self._progress.start()
+        self._task = self._progress.add_task(label, total=total, completed=completed, **fields)
+
+    def run_started(self, description: str, total_steps: int, start_step: int) -> None:
         self.message(description)
         if self.quiet:
             return
-        self._progress = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn(
-                "loss {task.fields[loss]:.2f} recon {task.fields[recon]:.2f} "
-                "KL {task.fields[kl]:.2f} beta {task.fields[beta]:.3f} "
-                "{task.fields[images_per_second]:.0f} img/s"
-            ),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
+        stats = (
+            "loss {task.fields[loss]:.2f} recon {task.fields[recon]:.2f} "
+            "KL {task.fields[kl]:.2f} beta {task.fields[beta]:.3f} "
+            "{task.fields[images_per_second]:.0f} img/s"
         )
-        self._progress.start()
-        self._task = self._progress.add_task(
-            "train",
-            total=total_steps,
-            completed=start_step,
-            loss=float("nan"),
-            recon=float("nan"),
-            kl=float("nan"),
-            beta=0.0,
-            images_per_second=0.0,
-        )
+        nan = float("nan")
+        self._start_progress(
+            "train", total_steps, start_step, stats, self.console,
+            loss=nan, recon=nan, kl=nan, beta=0.0, images_per_second=0.0,
+        )  # fmt: skip
 
     def step(self, step: int, metrics: dict[str, float]) -> None:
         if self._progress is not None:
@@ -133,28 +128,8 @@ class RichReporter(Reporter):
             self._progress = None
 
     def task_started(self, description: str, total: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        if self.quiet:
-            return
-        self._progress = Progress(
-            TextColumn(f"[bold]{description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=self.error_console,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task(description, total=total)
+        if not self.quiet:
+            self._start_progress(description, total, 0, "", self.error_console)
 
     def task_advanced(self, amount: int) -> None:
         if self._progress is not None:
