@@ -158,6 +158,8 @@ def test_warmup_longer_than_the_run_still_leaves_a_best_checkpoint(tiny_config):
     tiny_config.objective.beta_warmup = "10"
     result = train(tiny_config, run_dir(tiny_config, "long-warmup"))
     assert read_metadata(result.best_path)["epoch"] == tiny_config.train.epochs
+    assert result.progress.best_epoch == tiny_config.train.epochs
+    assert result.progress.best_val == result.history[-1]["val_neg_elbo"]
 
 
 def test_existing_run_folder_is_never_overwritten(tiny_config):

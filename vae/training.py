@@ -299,10 +299,13 @@ class _Run:
             self.reporter.warning(
                 "the beta warm-up did not finish within the run; checkpoint_best is the final epoch"
             )
-            self.save_best(self.history[-1]["validation"] if self.history else {})
+            final = self.history[-1]["validation"] if self.history else {}
+            self.progress.best_val = final.get("neg_elbo")
+            self.progress.best_epoch = self.progress.epoch
+            self.save_best(final)
         self.reporter.message(
-            f"done: best validation -ELBO {self.progress.best_val if self.progress.best_val is not None else float('nan'):.3f} "
-            f"nats (epoch {self.progress.best_epoch}); checkpoints in {self.run_dir}"
+            f"done: best validation -ELBO {self.progress.best_val:.3f} nats (epoch "
+            f"{self.progress.best_epoch}); checkpoints in {self.run_dir}"
         )
         return TrainingResult(
             self.run_dir, best_path, self.run_dir / LAST_NAME, self.progress, self.history
