@@ -190,3 +190,12 @@ def test_gaussian_likelihood_reports_mse(tiny_config):
     record = result.history[-1]
     assert 0 <= record["val_mse"] <= 1
     assert read_metadata(result.best_path)["data"]["binarize"] == "none"
+
+
+def test_resuming_a_finished_run_changes_nothing(tiny_config):
+    tiny_config.objective.beta_warmup = "10"  # best comes from the fallback, best_val unset in state
+    result = train(tiny_config, run_dir(tiny_config, "finished"))
+    before = result.best_path.read_bytes()
+    again = train(prepare_resume(result.run_dir, {}), result.run_dir, resume=True)
+    assert again.best_path.read_bytes() == before
+    assert [r["epoch"] for r in again.history] == [1, 2]

@@ -303,10 +303,11 @@ class _Run:
             self.progress.best_val = final.get("neg_elbo")
             self.progress.best_epoch = self.progress.epoch
             self.save_best(final)
-        self.reporter.message(
-            f"done: best validation -ELBO {self.progress.best_val:.3f} nats (epoch "
-            f"{self.progress.best_epoch}); checkpoints in {self.run_dir}"
-        )
+        if self.progress.best_val is not None:
+            self.reporter.message(
+                f"done: best validation -ELBO {self.progress.best_val:.3f} nats (epoch "
+                f"{self.progress.best_epoch}); checkpoints in {self.run_dir}"
+            )
         return TrainingResult(
             self.run_dir, best_path, self.run_dir / LAST_NAME, self.progress, self.history
         )
