@@ -84,6 +84,13 @@ def test_train_bad_usage_exits_2_with_a_message(tmp_path, arguments, message):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("name", ["../escape", "a/b", ".."])
+def test_run_name_cannot_escape_the_runs_folder(tmp_path, name):
+    result = runner.invoke(app, ["train", name, "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "invalid RUN_NAME" in result.output
+    assert not (tmp_path / "escape").exists()
+
+
 def test_train_without_data_exits_1_with_one_line(tmp_path):
     result = runner.invoke(
         app,

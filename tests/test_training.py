@@ -193,7 +193,9 @@ def test_gaussian_likelihood_reports_mse(tiny_config):
 
 
 def test_resuming_a_finished_run_changes_nothing(tiny_config):
-    tiny_config.objective.beta_warmup = "10"  # best comes from the fallback, best_val unset in state
+    tiny_config.objective.beta_warmup = (
+        "10"  # best comes from the fallback, best_val unset in state
+    )
     result = train(tiny_config, run_dir(tiny_config, "finished"))
     before = result.best_path.read_bytes()
     again = train(prepare_resume(result.run_dir, {}), result.run_dir, resume=True)

@@ -212,6 +212,12 @@ def train_command(
         config = prepare_resume(resume, given)
         run_dir = resume
     else:
+        if run_name is not None and (
+            run_name in ("", ".", "..") or any(c in run_name for c in "/\\")
+        ):
+            raise ConfigError(
+                f"invalid RUN_NAME {run_name!r}: a folder name, without path separators"
+            )
         config = load_config_file(config_file) if config_file is not None else RunConfig()
         config.override(given).validate()
         run_dir = Path(config.train.runs_dir) / (run_name or default_run_name(config))
