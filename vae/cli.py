@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from vae import __version__
+from vae.checkpoint import DEFAULT_CHECKPOINT
 from vae.config import (
     ARCHITECTURES,
     BETA_SCHEDULES,
@@ -32,7 +33,6 @@ from vae.reporting import print_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DEFAULT = RunConfig()
-DEFAULT_CHECKPOINT = Path("pretrained") / "checkpoint_best.safetensors"
 IMAGES_DIR = Path("images")
 
 
