@@ -239,9 +239,7 @@ def _load_folder(folder: Path, config: DataConfig) -> tuple[ImageSet, ImageSet]:
 
     if not folder.is_dir():
         raise DataError(f"image folder not found: {folder} (from --dataset folder:{folder})")
-    files = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
+    files = collect_image_files(folder)
     if len(files) < 2:
         raise DataError(
             f"image folder {folder} holds {len(files)} image file(s); at least 2 are needed "
@@ -307,7 +305,7 @@ def collect_image_files(path: Path) -> list[Path]:
         )
     if path.is_file():
         return [path]
-    raise DataError(f"--input not found: {path}")
+    raise DataError(f"image file or folder not found: {path}")
 
 
 def load_images_for_model(
@@ -327,9 +325,9 @@ def load_images_for_model(
     if input_path is not None:
         files = collect_image_files(input_path)
         if not files:
-            raise DataError(f"--input {input_path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            raise DataError(f"{input_path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
         if height != width:
-            raise DataError("--input needs a model trained on square images")
+            raise DataError(f"images from {input_path} need a model trained on square images")
         return read_image_files(files[:limit] if limit else files, height, channels)
     config = DataConfig(
         dataset=dataset or data_info["dataset"],

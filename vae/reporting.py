@@ -89,36 +89,28 @@ class RichReporter(Reporter):
             self._progress.update(self._task, completed=step, **metrics)
 
     def epoch_ended(self, record: dict[str, Any]) -> None:
-        from rich.table import Table
-
         if self.quiet:
             return
         best = "  [green]new best[/green]" if record.get("best") else ""
-        table = Table(
-            title=f"epoch {record['epoch']} (step {record['step']}){best}", title_justify="left"
-        )
-        table.add_column("split")
-        for name in ("loss", "-ELBO", "recon", "KL"):
-            table.add_column(name, justify="right")
-        table.add_row(
-            "train",
-            f"{record['train_loss']:.3f}",
-            f"{record['train_neg_elbo']:.3f}",
-            f"{record['train_recon']:.3f}",
-            f"{record['train_kl']:.3f}",
-        )
-        table.add_row(
-            "val (beta=1)",
-            f"{record['val_neg_elbo']:.3f}",
-            f"{record['val_neg_elbo']:.3f}",
-            f"{record['val_recon']:.3f}",
-            f"{record['val_kl']:.3f}",
-        )
-        extra = f"beta {record['beta']:.3f}  lr {record['lr']:.2e}  {record['images_per_second']:.0f} img/s"
+        caption = f"beta {record['beta']:.3f}  lr {record['lr']:.2e}  {record['images_per_second']:.0f} img/s"
         if "val_mse" in record:
-            extra += f"  val MSE/pixel {record['val_mse']:.5f}"
-        table.caption = extra
-        table.caption_justify = "left"
+            caption += f"  val MSE/pixel {record['val_mse']:.5f}"
+        table = _table(
+            f"epoch {record['epoch']} (step {record['step']}){best}",
+            [("split", "left")] + [(name, "right") for name in ("loss", "-ELBO", "recon", "KL")],
+            caption,
+        )
+        for split, loss_key, label in (
+            ("train", "train_loss", "train"),
+            ("val", "val_neg_elbo", "val (beta=1)"),
+        ):
+            table.add_row(
+                label,
+                *(
+                    f"{record[key]:.3f}"
+                    for key in (loss_key, f"{split}_neg_elbo", f"{split}_recon", f"{split}_kl")
+                ),
+            )
         target = self._progress.console if self._progress is not None else self.console
         target.print(table)
 
@@ -172,39 +164,41 @@ def _mean_std(summary: dict[str, Any]) -> str:
     return text
 
 
-def evaluation_table(result: dict[str, Any]) -> Any:
-    """A rich Table of an evaluation result, with its protocol as the caption."""
+def _table(title: str, columns: list[tuple[str, str]], caption: str) -> Any:
+    """A left-aligned rich Table with (name, justify) columns and a caption."""
     from rich.table import Table
 
-    table = Table(
-        title=f"{result['dataset']}: {result['num_images']:,} images, k = {result['k']}, "
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    for name, justify in columns:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    return table
+
+
+def evaluation_table(result: dict[str, Any]) -> Any:
+    """A rich Table of an evaluation result, with its protocol as the caption."""
+    table = _table(
+        f"{result['dataset']}: {result['num_images']:,} images, k = {result['k']}, "
         f"{result['repeats']} repeat(s)",
-        title_justify="left",
+        [("figure", "left"), ("value", "right"), ("unit", "left")],
+        f"protocol: {result['protocol']}; seeds {result['seeds']}",
     )
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("unit")
     for key, (label, unit) in _METRIC_LABELS.items():
         if key in result["metrics"]:
             table.add_row(label, _mean_std(result["metrics"][key]), unit)
     table.add_row("active units", f"{result['active_units']} / {result['latent_dim']}", "")
     table.add_row("time", f"{result['seconds']:.1f}", "s")
-    table.caption = f"protocol: {result['protocol']}; seeds {result['seeds']}"
-    table.caption_justify = "left"
     return table
 
 
 def ood_table(ood: dict[str, Any]) -> Any:
     """A rich Table of outlier-detection metrics for the raw and corrected scores."""
-    from rich.table import Table
-
-    table = Table(
-        title=f"outlier detection: {ood['in_dataset']} (in, {ood['num_in']:,}) vs "
+    histogram = f"; histogram {ood['histogram']}" if ood["histogram"] else ""
+    table = _table(
+        f"outlier detection: {ood['in_dataset']} (in, {ood['num_in']:,}) vs "
         f"{ood['out_dataset']} (out, {ood['num_out']:,})",
-        title_justify="left",
+        [("score", "left"), ("AUROC", "right"), ("AUPRC", "right"), ("FPR at 95% TPR", "right")],
+        f"protocol: {ood['protocol']}{histogram}",
     )
-    for column in ("score", "AUROC", "AUPRC", "FPR at 95% TPR"):
-        table.add_column(column, justify="left" if column == "score" else "right")
     for row in ood["scores"].values():
         table.add_row(
             row["score"],
@@ -212,8 +206,4 @@ def ood_table(ood: dict[str, Any]) -> Any:
             f"{row['auprc']:.3f}",
             f"{row['fpr_at_95_tpr']:.3f}",
         )
-    table.caption = f"protocol: {ood['protocol']}" + (
-        f"; histogram {ood['histogram']}" if ood["histogram"] else ""
-    )
-    table.caption_justify = "left"
     return table

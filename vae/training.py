@@ -28,7 +28,7 @@ from vae.checkpoint import (
     save_checkpoint,
 )
 from vae.config import RunConfig, config_to_yaml
-from vae.data import DataSplits, batches_per_epoch, load_splits, training_batches
+from vae.data import DataSplits, batches_per_epoch, load_splits, to_float, training_batches
 from vae.device import resolve_device
 from vae.errors import CheckpointError, ConfigError, TrainingDiverged, TrainingInterrupted
 from vae.evaluation import evaluate_elbo
@@ -463,7 +463,7 @@ class _Run:
         save_grid(
             self.model.sample(GRID_IMAGES, generator), folder / f"samples_epoch_{epoch:03d}.png"
         )
-        originals = self.splits.val.images[:32].float() / 255.0
+        originals = to_float(self.splits.val.images[:32])
         save_reconstruction_grid(
             originals,
             self.model.reconstruct(originals),
