@@ -122,6 +122,12 @@ def train_command(
     architecture: Annotated[
         str, typer.Option(help=_choices(ARCHITECTURES))
     ] = _DEFAULT.model.architecture,
+    model_type: Annotated[
+        str,
+        typer.Option(
+            "--model", help="vae, or ae: a plain autoencoder with the same layers, for comparison."
+        ),
+    ] = _DEFAULT.model.model_type,
     latent_dim: Annotated[int, typer.Option(help="Latent dimensions.")] = _DEFAULT.model.latent_dim,
     hidden_sizes: Annotated[
         str,
@@ -263,6 +269,7 @@ def generate_command(
     from vae.images import save_grid
 
     model = load_model(checkpoint, resolve_device(device))
+    _explain_autoencoder_samples(model)
     samples = model.sample(num_samples, torch.Generator().manual_seed(seed), temperature)
     path = _write_safely(lambda: save_grid(samples, output, grid_size), output)
     typer.echo(f"wrote {num_samples} samples to {path}")
@@ -303,47 +310,45 @@ def inference_command(
     _check_positive(num_images=num_images, num_samples=num_samples, grid_size=grid_size)
     import torch
 
-    from vae.checkpoint import load_model, read_metadata
+    from vae.checkpoint import load_model
     from vae.device import resolve_device
     from vae.images import save_grid, save_reconstruction_grid
 
-    torch_device = resolve_device(device)
-    model = load_model(checkpoint, torch_device)
     if mode in ("reconstruct", "both"):
-        originals = _images_to_reconstruct(
-            read_metadata(checkpoint), input_path, num_images, data_dir, download
+        from vae.visualize import load_inputs
+
+        inputs = load_inputs(
+            checkpoint,
+            input_path=input_path,
+            data_dir=data_dir,
+            download=download,
+            limit=num_images,
+            device=device,
         )
-        originals = originals.to(torch_device)
+        model = inputs.model
+        originals = inputs.images.to(next(model.parameters()).device)
         reconstructions = model.reconstruct(originals)
         target = output_dir / "reconstructions.png"
         _write_safely(
             lambda: save_reconstruction_grid(originals, reconstructions, target, grid_size), target
         )
         typer.echo(f"wrote {originals.shape[0]} reconstructions to {target}")
+    else:
+        model = load_model(checkpoint, resolve_device(device))
     if mode in ("sample", "both"):
+        _explain_autoencoder_samples(model)
         samples = model.sample(num_samples, torch.Generator().manual_seed(seed))
         target = output_dir / "samples.png"
         _write_safely(lambda: save_grid(samples, target, grid_size), target)
         typer.echo(f"wrote {num_samples} samples to {target}")
 
 
-def _images_to_reconstruct(
-    metadata: dict[str, Any],
-    input_path: Path | None,
-    count: int,
-    data_dir: str | None,
-    download: bool,
-) -> Any:
-    from vae.data import load_images_for_model, to_float
-    from vae.evaluation import prepare_evaluation_images
-
-    images = load_images_for_model(
-        metadata["data"], input_path=input_path, data_dir=data_dir, download=download, limit=count
-    )
-    if input_path is None and metadata["data"].get("binarize", "none") != "none":
-        # Show test images as the model is scored on them: binarized once with the fixed seed.
-        images = prepare_evaluation_images(images, "static", 0)
-    return to_float(images)
+def _explain_autoencoder_samples(model: Any) -> None:
+    if model.is_autoencoder:
+        typer.echo(
+            "note: this checkpoint is a plain autoencoder, which has no prior to sample from; "
+            "these samples are decoded from a Gaussian fitted to its training codes"
+        )
 
 
 # --- evaluate ------------------------------------------------------------------------------
@@ -463,6 +468,238 @@ def _print_info(path: Path, as_json: bool) -> None:
         Console(highlight=False).print(render_table(description))
 
 
+# --- visualize -----------------------------------------------------------------------------
+
+visualize_app = typer.Typer(
+    name="visualize",
+    help="Pictures of what a model learned: interpolate, traverse, latent-map, manifold, curves, gallery.",
+    add_completion=False,
+    no_args_is_help=True,
+)
+InputOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--input", help="Image file or folder to use instead of the checkpoint's test images."
+    ),
+]
+DataDirOption = Annotated[
+    str | None, typer.Option(help="Dataset root (default: $VAE_DATA_DIR, else ./data).")
+]
+DownloadOption = Annotated[bool, typer.Option("--download/--no-download")]
+LimitOption = Annotated[int | None, typer.Option(help="Use only the first N images.")]
+
+
+def _inputs(
+    checkpoint: Path,
+    input_path: Path | None,
+    data_dir: str | None,
+    download: bool,
+    limit: int | None,
+    device: str,
+) -> Any:
+    from vae.visualize import load_inputs
+
+    if limit is not None:
+        _check_positive(limit=limit)
+    return load_inputs(
+        checkpoint,
+        input_path=input_path,
+        data_dir=data_dir,
+        download=download,
+        limit=limit,
+        device=device,
+    )
+
+
+@visualize_app.command("interpolate")
+@handle_errors
+def interpolate_command(
+    checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
+    pairs: Annotated[int, typer.Option(help="Pairs of images (drawn with --seed).")] = 6,
+    steps: Annotated[int, typer.Option(help="Decoded points per pair, ends included.")] = 10,
+    method: Annotated[str, typer.Option(help="slerp (spherical) or lerp (linear).")] = "slerp",
+    chain: Annotated[
+        str | None,
+        typer.Option(help="Walk through one test image of each class in turn, e.g. 0,1,2,...,9."),
+    ] = None,
+    output: Annotated[Path, typer.Option(help="Grid PNG, one row per pair.")] = IMAGES_DIR
+    / "interpolation.png",
+    gif: Annotated[
+        Path | None, typer.Option(help="Animated GIF (default: --output with .gif).")
+    ] = None,
+    input_path: InputOption = None,
+    data_dir: DataDirOption = None,
+    download: DownloadOption = True,
+    seed: SeedOption = 0,
+    device: DeviceOption = "cpu",
+) -> None:
+    """Interpolate between posterior means: a grid PNG (originals at both ends) and a GIF."""
+    from vae.config import parse_int_list
+    from vae.latent import INTERPOLATIONS
+    from vae.visualize import interpolate
+
+    _check_positive(pairs=pairs)
+    if method not in INTERPOLATIONS:
+        raise ConfigError(f"invalid value for --method: {method!r} (expected slerp or lerp)")
+    classes = parse_int_list(chain, "chain") if chain is not None else None
+    inputs = _inputs(checkpoint, input_path, data_dir, download, None, device)
+    gif_path = gif if gif is not None else output.with_suffix(".gif")
+    result = _write_safely(
+        lambda: interpolate(
+            inputs,
+            output,
+            gif_path,
+            pairs=pairs,
+            steps=steps,
+            method=method,
+            chain=classes,
+            seed=seed,
+        ),
+        output,
+    )
+    typer.echo(f"wrote {result.grid_path} and {result.gif_path} ({result.frames} frames)")
+
+
+@visualize_app.command("traverse")
+@handle_errors
+def traverse_command(
+    checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
+    index: Annotated[int, typer.Option(help="Base image (index into the test images).")] = 0,
+    steps: Annotated[int, typer.Option(help="Columns per row.")] = 11,
+    span: Annotated[float, typer.Option(help="Sweep +-span standard deviations.")] = 3.0,
+    max_dims: Annotated[int | None, typer.Option(help="Show at most this many rows.")] = None,
+    include_inactive: Annotated[
+        bool, typer.Option(help="Also show inactive dimensions (labelled) instead of skipping.")
+    ] = False,
+    output: Annotated[Path, typer.Option(help="PNG to write.")] = IMAGES_DIR / "traversal.png",
+    input_path: InputOption = None,
+    data_dir: DataDirOption = None,
+    download: DownloadOption = True,
+    limit: LimitOption = None,
+    device: DeviceOption = "cpu",
+) -> None:
+    """Latent traversals: one row per dimension, most informative (highest KL) first."""
+    from vae.visualize import traverse
+
+    if max_dims is not None:
+        _check_positive(max_dims=max_dims)
+    inputs = _inputs(checkpoint, input_path, data_dir, download, limit, device)
+    result = _write_safely(
+        lambda: traverse(
+            inputs,
+            output,
+            index=index,
+            steps=steps,
+            span=span,
+            max_dims=max_dims,
+            include_inactive=include_inactive,
+        ),
+        output,
+    )
+    skipped = (
+        f"; skipped inactive {', '.join(f'z{d}' for d in result.skipped)}" if result.skipped else ""
+    )
+    typer.echo(f"wrote {result.path}: rows {', '.join(f'z{d}' for d in result.dims)}{skipped}")
+
+
+@visualize_app.command("latent-map")
+@handle_errors
+def latent_map_command(
+    checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
+    compare: Annotated[
+        Path | None,
+        typer.Option(help="A second checkpoint (e.g. an autoencoder) drawn side by side."),
+    ] = None,
+    output: Annotated[Path, typer.Option(help="PNG to write.")] = IMAGES_DIR / "latent_map.png",
+    input_path: InputOption = None,
+    data_dir: DataDirOption = None,
+    download: DownloadOption = True,
+    limit: LimitOption = None,
+    device: DeviceOption = "cpu",
+) -> None:
+    """Posterior means in 2-D (PCA when the latent is larger), coloured by label."""
+    from vae.visualize import latent_map
+
+    panels = [_inputs(checkpoint, input_path, data_dir, download, limit, device)]
+    if compare is not None:
+        panels.append(_inputs(compare, input_path, data_dir, download, limit, device))
+    path = _write_safely(lambda: latent_map(panels, output), output)
+    typer.echo(f"wrote {path}")
+
+
+@visualize_app.command("manifold")
+@handle_errors
+def manifold_command(
+    checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
+    size: Annotated[int, typer.Option(help="Images per side of the mosaic.")] = 20,
+    span: Annotated[float, typer.Option(help="Cover +-span standard deviations.")] = 2.0,
+    output: Annotated[Path, typer.Option(help="PNG to write.")] = IMAGES_DIR / "manifold.png",
+    input_path: InputOption = None,
+    data_dir: DataDirOption = None,
+    download: DownloadOption = True,
+    limit: LimitOption = None,
+    device: DeviceOption = "cpu",
+) -> None:
+    """Decode a regular grid over the 2-D latent (or its two leading PCA directions)."""
+    from vae.visualize import manifold
+
+    inputs = _inputs(checkpoint, input_path, data_dir, download, limit, device)
+    path = _write_safely(lambda: manifold(inputs, output, size=size, span=span), output)
+    typer.echo(f"wrote {path}")
+
+
+@visualize_app.command("curves")
+@handle_errors
+def curves_command(
+    run: Annotated[Path, typer.Argument(help="A run folder (or its metrics.jsonl).")],
+    output: Annotated[
+        Path | None, typer.Option(help="PNG to write (default: RUN/curves.png).")
+    ] = None,
+) -> None:
+    """Redraw a run's training curves (loss, reconstruction, KL, beta) from metrics.jsonl."""
+    from vae.visualize import curves
+
+    path = _write_safely(lambda: curves(run, output), output or run)
+    typer.echo(f"wrote {path}")
+
+
+@visualize_app.command("gallery")
+@handle_errors
+def gallery_command(
+    checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
+    autoencoder: Annotated[
+        Path | None, typer.Option(help="Autoencoder checkpoint for the AE vs VAE pictures.")
+    ] = Path("pretrained/ae/checkpoint_best.safetensors"),
+    metrics: Annotated[
+        Path | None, typer.Option(help="metrics.jsonl of the checkpoint's training run.")
+    ] = Path("pretrained/metrics.jsonl"),
+    output_dir: Annotated[Path, typer.Option(help="Folder for the pictures.")] = IMAGES_DIR,
+    data_dir: DataDirOption = None,
+    download: DownloadOption = True,
+    seed: SeedOption = 0,
+) -> None:
+    """Regenerate every README picture from the shipped checkpoints."""
+    from vae.visualize import gallery
+
+    for optional in (autoencoder, metrics):
+        if optional is not None and not optional.exists():
+            raise ConfigError(f"{optional} not found (pass another path)")
+    paths = _write_safely(
+        lambda: gallery(
+            checkpoint,
+            output_dir,
+            autoencoder=autoencoder,
+            metrics=metrics,
+            data_dir=data_dir,
+            download=download,
+            seed=seed,
+        ),
+        output_dir,
+    )
+    for path in paths:
+        typer.echo(f"wrote {path}")
+
+
 # --- helpers -------------------------------------------------------------------------------
 
 
@@ -520,6 +757,7 @@ def _main(
 
 for _name, _command in COMMANDS.items():
     app.command(_name)(_command)
+app.add_typer(visualize_app, name="visualize")
 
 
 def _single(name: str) -> typer.Typer:

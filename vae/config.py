@@ -16,6 +16,7 @@ from vae.errors import ConfigError
 
 DATASETS = ("mnist", "fashionmnist", "kmnist", "cifar10", "svhn")
 ARCHITECTURES = ("mlp", "conv")
+MODEL_TYPES = ("vae", "ae")
 LIKELIHOODS = ("bce", "mse")
 BINARIZATIONS = ("dynamic", "static", "none")
 BETA_SCHEDULES = ("constant", "linear", "sigmoid", "cosine", "cyclical")
@@ -45,6 +46,7 @@ class ModelConfig:
     """The architecture a user chooses; image shape and likelihood come from data and objective."""
 
     architecture: str = "conv"
+    model_type: str = "vae"  # "ae": a plain autoencoder baseline (no KL, no sampling noise)
     latent_dim: int = 32
     hidden_sizes: list[int] = field(default_factory=lambda: [512])
     conv_widths: list[int] = field(default_factory=lambda: [32, 64])
@@ -145,6 +147,7 @@ class RunConfig:
         if d.limit is not None and d.limit < 1:
             _bad("limit", d.limit, "at least 1")
         _choice("architecture", m.architecture, ARCHITECTURES)
+        _choice("model", m.model_type, MODEL_TYPES)
         if m.latent_dim < 1:
             _bad("latent-dim", m.latent_dim, "at least 1")
         if any(h < 1 for h in m.hidden_sizes):

@@ -319,6 +319,26 @@ def load_images_for_model(
 ) -> torch.Tensor:
     """Grey (not binarized) uint8 images shaped for a model trained on ``data_info``: the test
     split of ``dataset`` (default: the model's own), or the files at ``input_path``."""
+    return load_test_set(
+        data_info,
+        dataset=dataset,
+        input_path=input_path,
+        data_dir=data_dir,
+        download=download,
+        limit=limit,
+    ).images
+
+
+def load_test_set(
+    data_info: dict[str, Any],
+    *,
+    dataset: str | None = None,
+    input_path: Path | None = None,
+    data_dir: str | None = None,
+    download: bool = True,
+    limit: int | None = None,
+) -> ImageSet:
+    """Like :func:`load_images_for_model`, with the labels when the dataset has them."""
     channels, height, width = data_info["channels"], data_info["height"], data_info["width"]
     if dataset is not None and dataset.startswith("folder:"):
         input_path = Path(dataset[len("folder:") :]).expanduser()  # every image of the folder
@@ -328,7 +348,7 @@ def load_images_for_model(
             raise DataError(f"{input_path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
         if height != width:
             raise DataError(f"images from {input_path} need a model trained on square images")
-        return read_image_files(files[:limit] if limit else files, height, channels)
+        return ImageSet(read_image_files(files[:limit] if limit else files, height, channels))
     config = DataConfig(
         dataset=dataset or data_info["dataset"],
         data_dir=data_dir,
@@ -338,9 +358,9 @@ def load_images_for_model(
         binarize="none",
     )
     splits = load_splits(config, "mse")
-    images = splits.test.images if len(splits.test) else splits.val.images
-    if tuple(images.shape[1:]) != (channels, height, width):
+    images = splits.test if len(splits.test) else splits.val
+    if tuple(images.images.shape[1:]) != (channels, height, width):
         raise DataError(
-            f"'{config.dataset}' images are {tuple(images.shape[1:])}, the model needs {(channels, height, width)}"
+            f"'{config.dataset}' images are {tuple(images.images.shape[1:])}, the model needs {(channels, height, width)}"
         )
-    return images[:limit] if limit else images
+    return images.subset(slice(0, limit)) if limit else images

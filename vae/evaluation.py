@@ -20,6 +20,7 @@ from vae.data import (
     to_float,
 )
 from vae.device import resolve_device
+from vae.errors import ConfigError
 from vae.fileio import sha256_file
 from vae.model import VAE
 from vae.objectives import (
@@ -324,6 +325,11 @@ def evaluate_checkpoint(
     and with ``ood_dataset`` the outlier-detection metrics (plus a histogram PNG)."""
     reporter = reporter or Reporter()
     model = load_model(checkpoint, resolve_device(device))
+    if model.is_autoencoder:
+        raise ConfigError(
+            f"{checkpoint} is a plain autoencoder: it has no ELBO or likelihood to evaluate "
+            "(compare it with visualize or inference instead)"
+        )
     metadata = read_metadata(checkpoint)
     data_info = metadata["data"]
     if binarize_test is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -39,16 +40,8 @@ def tile(images: torch.Tensor, columns: int) -> torch.Tensor:
 
 def grid_png_bytes(images: torch.Tensor, columns: int) -> bytes:
     """PNG bytes of a grid; the same tensor always gives the same bytes."""
-    from PIL import Image
-
-    grid = tile(images, columns)
-    pixels = grid.mul(255.0).round().to(torch.uint8)
-    if pixels.shape[0] == 1:
-        picture = Image.fromarray(pixels[0].numpy())
-    else:
-        picture = Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy())
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
+    _to_pil(tile(images, columns)).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -78,3 +71,78 @@ def save_reconstruction_grid(
             chunk_reconstructions = torch.cat([chunk_reconstructions.cpu(), blank])
         rows += [chunk_originals.cpu(), chunk_reconstructions.cpu()]
     return save_grid(torch.cat(rows), path, columns)
+
+
+def _to_pil(image: torch.Tensor, scale: int = 1) -> Any:
+    """[C, H, W] in [0, 1] -> a PIL image ('L' or 'RGB'), enlarged ``scale`` times (nearest)."""
+    from PIL import Image
+
+    pixels = image.detach().float().cpu().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+    if pixels.shape[0] == 1:
+        picture = Image.fromarray(pixels[0].numpy())
+    else:
+        picture = Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy())
+    if scale > 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    return picture
+
+
+def gif_bytes(frames: list[torch.Tensor], scale: int = 3, frame_ms: int = 80) -> bytes:
+    """An endlessly looping GIF of [C, H, W] frames in [0, 1]; the same frames give the same
+    bytes. Identical neighbouring frames are kept as separate frames."""
+    if not frames:
+        raise ValueError("a GIF needs at least one frame")
+    pictures = [_to_pil(frame, scale) for frame in frames]
+    if pictures[0].mode == "RGB":
+        pictures = [p.quantize(colors=256, method=2, dither=0) for p in pictures]
+    buffer = io.BytesIO()
+    pictures[0].save(
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=pictures[1:],
+        duration=frame_ms,
+        loop=0,
+        optimize=False,
+        disposal=1,
+    )
+    return buffer.getvalue()
+
+
+def save_gif(
+    frames: list[torch.Tensor], path: str | Path, scale: int = 3, frame_ms: int = 80
+) -> Path:
+    """Write an animated GIF atomically; returns the path."""
+    path = Path(path)
+    atomic_write_bytes(path, gif_bytes(frames, scale, frame_ms))
+    return path
+
+
+LABEL_WIDTH = 84  # pixels of the text margin left of labelled rows
+
+
+def save_labelled_rows(
+    images: torch.Tensor, labels: list[str], path: str | Path, columns: int
+) -> Path:
+    """A grid with ``columns`` images per row and a text label left of each row."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    grid = _to_pil(tile(images, columns))
+    height = images.shape[2]
+    canvas = Image.new(
+        grid.mode,
+        (grid.width + LABEL_WIDTH, grid.height),
+        color=255 if grid.mode == "L" else (255, 255, 255),
+    )
+    canvas.paste(grid, (LABEL_WIDTH, 0))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    black = 0 if grid.mode == "L" else (0, 0, 0)
+    for row, text in enumerate(labels):
+        top = PADDING + row * (height + PADDING) + max(0, height // 2 - 6)
+        draw.text((4, top), text, fill=black, font=font)
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    path = Path(path)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vae.config import ARCHITECTURES, LIKELIHOODS
+from vae.config import ARCHITECTURES, LIKELIHOODS, MODEL_TYPES
 from vae.errors import CheckpointError, ConfigError
 
 # Keeps exp(logvar) finite and away from zero however wild the encoder's output gets.
@@ -31,6 +31,12 @@ class ModelSpec:
     # None mirrors the encoder; a cheaper decoder makes importance-weighted evaluation faster.
     decoder_hidden_sizes: list[int] | None = None
     decoder_conv_widths: list[int] | None = None
+    # "vae", or "ae": a deterministic autoencoder with the same layers, for comparison.
+    model_type: str = "vae"
+
+    @property
+    def encoder_outputs(self) -> int:
+        return self.latent_dim if self.model_type == "ae" else 2 * self.latent_dim
 
     @property
     def decoder_hidden(self) -> list[int]:
@@ -46,7 +52,13 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelSpec:
         names = {f.name for f in dataclasses.fields(cls)}
-        optional = {"hidden_sizes", "conv_widths", "decoder_hidden_sizes", "decoder_conv_widths"}
+        optional = {
+            "hidden_sizes",
+            "conv_widths",
+            "decoder_hidden_sizes",
+            "decoder_conv_widths",
+            "model_type",
+        }
         missing = sorted(names - set(raw) - optional)
         if missing:
             raise CheckpointError(f"model metadata lacks {', '.join(missing)}")
@@ -62,7 +74,7 @@ class MLPEncoder(nn.Module):
             layers += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(width, 2 * spec.latent_dim)
+        self.head = nn.Linear(width, spec.encoder_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
@@ -108,7 +120,7 @@ class ConvEncoder(nn.Module):
             layers += [nn.Linear(features, hidden), nn.ReLU()]
             features = hidden
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(features, 2 * spec.latent_dim)
+        self.head = nn.Linear(features, spec.encoder_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
@@ -150,10 +162,13 @@ class ConvDecoder(nn.Module):
 
 
 class VAE(nn.Module):
-    """A VAE with a diagonal Gaussian posterior and a standard normal prior.
+    """A VAE with a diagonal Gaussian posterior and a standard normal prior, or (``model_type``
+    "ae") a deterministic autoencoder with the same layers.
 
     ``decode`` returns logits for the Bernoulli likelihood (``bce``) and means in [0, 1] for the
     Gaussian likelihood (``mse``); ``decoded_to_image`` turns either into pixel values in [0, 1].
+    An autoencoder's ``encode`` gives ``logvar = None``; it samples from a Gaussian fitted to its
+    training codes (the ``fitted_mean`` and ``fitted_scale_tril`` buffers, kept in checkpoints).
     """
 
     def __init__(self, spec: ModelSpec) -> None:
@@ -166,13 +181,23 @@ class VAE(nn.Module):
         else:
             self.encoder = ConvEncoder(spec)
             self.decoder = ConvDecoder(spec)
+        if self.is_autoencoder:
+            self.register_buffer("fitted_mean", torch.zeros(spec.latent_dim))
+            self.register_buffer("fitted_scale_tril", torch.eye(spec.latent_dim))
 
     @property
     def latent_dim(self) -> int:
         return self.spec.latent_dim
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior mean and log-variance (clamped to a numerically safe range)."""
+    @property
+    def is_autoencoder(self) -> bool:
+        return self.spec.model_type == "ae"
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Posterior mean and log-variance (clamped to a numerically safe range); an
+        autoencoder's code and None."""
+        if self.is_autoencoder:
+            return self.encoder(x), None
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
 
@@ -195,10 +220,11 @@ class VAE(nn.Module):
 
     def forward(
         self, x: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(decoded, mu, logvar) for one posterior sample per image."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(decoded, mu, logvar) for one posterior sample per image (the code itself for an
+        autoencoder, whose logvar is None)."""
         mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar, generator)
+        z = mu if logvar is None else self.reparameterize(mu, logvar, generator)
         return self.decode(z), mu, logvar
 
     @torch.no_grad()
@@ -208,7 +234,8 @@ class VAE(nn.Module):
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
     ) -> torch.Tensor:
-        """n images in [0, 1] decoded from z ~ N(0, temperature^2 I).
+        """n images in [0, 1] decoded from z ~ N(0, temperature^2 I) (an autoencoder: from its
+        fitted Gaussian, with the same temperature scaling).
 
         The noise is drawn on the generator's device (CPU by default) and then moved, so a seed
         gives the same latents on every device.
@@ -216,13 +243,32 @@ class VAE(nn.Module):
         device = next(self.parameters()).device
         noise_device = generator.device if generator is not None else torch.device("cpu")
         z = torch.randn(n, self.latent_dim, generator=generator, device=noise_device)
-        return self.decoded_to_image(self.decode(z.to(device) * temperature))
+        z = z.to(device) * temperature
+        if self.is_autoencoder:
+            z = self.fitted_mean + z @ self.fitted_scale_tril.T
+        return self.decoded_to_image(self.decode(z))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] decoded from the posterior mean of each input."""
         mu, _ = self.encode(x)
         return self.decoded_to_image(self.decode(mu))
+
+    @torch.no_grad()
+    def fit_code_distribution(self, codes: torch.Tensor) -> None:
+        """Fit the autoencoder's sampling Gaussian to codes ``[N, latent_dim]`` of its
+        training images (mean and Cholesky factor of the covariance)."""
+        codes = codes.double()
+        mean = codes.mean(0)
+        centred = codes - mean
+        covariance = centred.T @ centred / max(codes.shape[0] - 1, 1)
+        # A small ridge keeps the factorisation defined when some code dimension is constant.
+        ridge = 1e-6 * (covariance.diagonal().mean() + 1e-12)
+        covariance = covariance + ridge * torch.eye(
+            codes.shape[1], dtype=codes.dtype, device=codes.device
+        )
+        self.fitted_mean.copy_(mean.float())
+        self.fitted_scale_tril.copy_(torch.linalg.cholesky(covariance).float())
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -231,6 +277,8 @@ class VAE(nn.Module):
 def _check_spec(spec: ModelSpec) -> None:
     if spec.architecture not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture '{spec.architecture}'")
+    if spec.model_type not in MODEL_TYPES:
+        raise ConfigError(f"unknown model type '{spec.model_type}'")
     if spec.likelihood not in LIKELIHOODS:
         raise ConfigError(f"unknown likelihood '{spec.likelihood}'")
     if spec.architecture == "conv":

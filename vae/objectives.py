@@ -65,7 +65,7 @@ def elbo_terms(
     decoded: torch.Tensor,
     x: torch.Tensor,
     mu: torch.Tensor,
-    logvar: torch.Tensor,
+    logvar: torch.Tensor | None,
     likelihood: str,
     beta: float = 1.0,
     free_bits: float = 0.0,
@@ -75,9 +75,13 @@ def elbo_terms(
 
     Free bits (Kingma et al. 2016) apply to the training loss only: each latent dimension's
     batch-averaged KL counts as at least ``free_bits`` nats. Reported KL is always the true one.
+    An autoencoder (``logvar`` None) has no KL term: its loss is the reconstruction alone.
     """
     recon_per_image = -log_likelihood(decoded, x, likelihood, gaussian_sigma)
-    kl_per_dim = gaussian_kl(mu.float(), logvar.float())
+    if logvar is None:
+        kl_per_dim = torch.zeros_like(mu, dtype=torch.float32)
+    else:
+        kl_per_dim = gaussian_kl(mu.float(), logvar.float())
     kl_per_image = kl_per_dim.sum(1)
     recon = recon_per_image.mean()
     kl = kl_per_image.mean()

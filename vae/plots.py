@@ -18,16 +18,28 @@ def _figure_png(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
-def save_score_histograms(
-    report: dict[str, Any], in_name: str, out_name: str, raw_name: str, path: str | Path
-) -> Path:
-    """One panel per score (raw, then each complexity correction), with the in- and
-    out-of-distribution histograms overlaid and the AUROC in the title."""
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(figure: Any, path: str | Path) -> Path:
+    path = Path(path)
+    atomic_write_bytes(path, _figure_png(figure))
+    _pyplot().close(figure)
+    return path
+
+
+def save_score_histograms(
+    report: dict[str, Any], in_name: str, out_name: str, raw_name: str, path: str | Path
+) -> Path:
+    """One panel per score (raw, then each complexity correction), with the in- and
+    out-of-distribution histograms overlaid and the AUROC in the title."""
+    plt = _pyplot()
     scores, metrics = report["scores"], report["metrics"]
     figure, axes = plt.subplots(1, len(scores), figsize=(5 * len(scores), 3.6))
     for axis, (key, (inside, outside)) in zip(np.atleast_1d(axes), scores.items(), strict=True):
@@ -45,7 +57,78 @@ def save_score_histograms(
         axis.set_ylabel("density")
         axis.set_title(f"{key.replace('_', ' ')}: AUROC {metrics[key]['auroc']:.3f}")
         axis.legend()
-    path = Path(path)
-    atomic_write_bytes(path, _figure_png(figure))
-    plt.close(figure)
-    return path
+    return _save(figure, path)
+
+
+def save_latent_maps(panels: list[dict[str, Any]], path: str | Path) -> Path:
+    """Scatter plots side by side, one per panel: ``points`` [N, 2], ``labels`` [N] or None,
+    ``title`` and ``axes`` (what the two axes are). Points are coloured by label, with a legend."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 5.0), squeeze=False)
+    for axis, panel in zip(axes[0], panels, strict=True):
+        points = np.asarray(panel["points"])
+        labels = panel.get("labels")
+        if labels is None:
+            axis.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, color="tab:blue")
+        else:
+            labels = np.asarray(labels)
+            colours = plt.get_cmap("tab10")
+            for index, value in enumerate(np.unique(labels)):
+                chosen = labels == value
+                axis.scatter(
+                    points[chosen, 0],
+                    points[chosen, 1],
+                    s=2,
+                    alpha=0.6,
+                    color=colours(index % 10),
+                    label=str(value),
+                )
+            axis.legend(markerscale=5, fontsize=8, loc="best", title="label")
+        axis.set_title(panel["title"], fontsize=10)
+        axis.set_xlabel(panel["axes"][0])
+        axis.set_ylabel(panel["axes"][1])
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+CURVE_PANELS = (
+    (
+        "loss (nats per image)",
+        (
+            ("train_loss", "train loss (beta-weighted)"),
+            ("train_neg_elbo", "train -ELBO"),
+            ("val_neg_elbo", "validation -ELBO"),
+        ),
+    ),
+    ("reconstruction (nats)", (("train_recon", "train"), ("val_recon", "validation"))),
+    ("KL (nats)", (("train_kl", "train"), ("val_kl", "validation"))),
+    ("beta", (("beta", "beta"),)),
+)
+
+
+def save_training_curves(records: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Loss, reconstruction, KL and beta against epoch, train and validation, from the records
+    of a run's ``metrics.jsonl``."""
+    plt = _pyplot()
+    if not records:
+        raise ValueError("no epochs recorded yet")
+    epochs = [r["epoch"] for r in records]
+    figure, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(4.2 * len(CURVE_PANELS), 3.4))
+    for axis, (name, series) in zip(axes, CURVE_PANELS, strict=True):
+        for key, label in series:
+            values = [r.get(key) for r in records]
+            if all(v is None for v in values):
+                continue
+            axis.plot(epochs, [np.nan if v is None else v for v in values], marker=".", label=label)
+        axis.set_title(name, fontsize=10)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        if len(series) > 1:
+            axis.legend(fontsize=8)
+    best = [r["epoch"] for r in records if r.get("best")]
+    if best:
+        axes[0].axvline(best[-1], color="grey", linestyle=":", linewidth=1)
+    if title:
+        figure.suptitle(title, fontsize=11)
+    figure.tight_layout()
+    return _save(figure, path)

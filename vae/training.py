@@ -28,18 +28,35 @@ from vae.checkpoint import (
     save_checkpoint,
 )
 from vae.config import RunConfig, config_to_yaml
-from vae.data import DataSplits, batches_per_epoch, load_splits, to_float, training_batches
+from vae.data import (
+    SPLIT_SEED,
+    DataSplits,
+    batches_per_epoch,
+    binarize_once,
+    evaluation_batches,
+    load_splits,
+    to_float,
+    training_batches,
+)
 from vae.device import resolve_device
-from vae.errors import CheckpointError, ConfigError, TrainingDiverged, TrainingInterrupted
+from vae.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    TrainingDiverged,
+    TrainingInterrupted,
+)
 from vae.evaluation import evaluate_elbo
 from vae.fileio import atomic_write_text
 from vae.images import save_grid, save_reconstruction_grid
 from vae.model import VAE, ModelSpec, build_model
 from vae.objectives import BetaSchedule, elbo_terms
+from vae.plots import save_training_curves
 from vae.reporting import Reporter
 
 CONFIG_NAME = "config.yaml"
 METRICS_NAME = "metrics.jsonl"
+CURVES_NAME = "curves.png"
 SAMPLE_SEED = 0  # the grids written during training use fixed latents, comparable across epochs
 GRID_IMAGES = 64
 # Options that may change when resuming; anything else would make the resumed run a different run.
@@ -160,6 +177,7 @@ class _Run:
             conv_widths=list(config.model.conv_widths) if conv else [],
             decoder_hidden_sizes=_optional_list(config.model.decoder_hidden_sizes),
             decoder_conv_widths=_optional_list(config.model.decoder_conv_widths) if conv else None,
+            model_type=config.model.model_type,
         )
         self.model: VAE = build_model(self.spec).to(device)
         optimizer_class = (
@@ -241,7 +259,7 @@ class _Run:
         self.progress = Progress(**state["progress"])
         self.history = [
             r
-            for r in _read_metrics(self.run_dir / METRICS_NAME)
+            for r in read_metrics(self.run_dir / METRICS_NAME)
             if r["epoch"] <= self.progress.epoch
         ]
         self.reporter.message(
@@ -282,7 +300,7 @@ class _Run:
         train_config = self.config.train
         total_steps = self.steps_per_epoch * train_config.epochs
         description = (
-            f"training {self.spec.architecture} VAE ({self.model.parameter_count():,} parameters) "
+            f"training {self.spec.architecture} {self.spec.model_type.upper()} ({self.model.parameter_count():,} parameters) "
             f"on {self.splits.info['dataset']} ({self.splits.info['num_train']:,} train / "
             f"{self.splits.info['num_val']:,} val images) on {self.device}; run folder {self.run_dir}"
         )
@@ -419,7 +437,10 @@ class _Run:
         progress.epoch += 1
         progress.batch_in_epoch = 0
         progress.epoch_sums = {}
-        eligible = self.beta_schedule.warmup_done(progress.step)
+        # An autoencoder has no KL term to anneal: every epoch is eligible.
+        eligible = self.model.is_autoencoder or self.beta_schedule.warmup_done(progress.step)
+        if self.model.is_autoencoder:
+            self._fit_code_distribution()
         is_best = eligible and (
             progress.best_val is None or validation["neg_elbo"] < progress.best_val
         )
@@ -450,9 +471,22 @@ class _Run:
             self.run_dir / METRICS_NAME,
             "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.history),
         )
+        save_training_curves(self.history, self.run_dir / CURVES_NAME, title=self.run_dir.name)
         if train_config.sample_every and progress.epoch % train_config.sample_every == 0:
             self._write_grids()
         self.reporter.epoch_ended(record)
+
+    @torch.no_grad()
+    def _fit_code_distribution(self) -> None:
+        """An autoencoder samples from a Gaussian fitted to its training codes; refit it before
+        each save so that every checkpoint can generate."""
+        self.model.eval()
+        train = self.splits.train
+        if self.dynamic:
+            train = binarize_once(train, SPLIT_SEED)  # the kind of image the model trains on
+        codes = torch.cat([self.model.encode(x)[0] for x in evaluation_batches(train, 1000)])
+        self.model.fit_code_distribution(codes)
+        self.model.train()
 
     @torch.no_grad()
     def _write_grids(self) -> None:
@@ -476,12 +510,22 @@ def _optional_list(values: list[int] | None) -> list[int] | None:
     return None if values is None else list(values)
 
 
-def _read_metrics(path: Path) -> list[dict[str, Any]]:
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The per-epoch records of a run's ``metrics.jsonl`` ([] when the file does not exist)."""
     if not path.exists():
         return []
-    return [
-        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise DataError(f"{path}: line {number} is not valid JSON") from None
+        if not isinstance(record, dict) or "epoch" not in record:
+            raise DataError(f"{path}: line {number} is not an epoch record")
+        records.append(record)
+    return records
 
 
 @contextlib.contextmanager

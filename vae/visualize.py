@@ -1,0 +1,314 @@
+"""Pictures of what a model learned: interpolations (grid + GIF), latent traversals, latent
+maps, manifolds, training curves, and the README gallery that holds them all.
+
+Every function is deterministic for its ``seed``: the same checkpoint and options write the
+same bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vae.checkpoint import load_model, read_metadata
+from vae.data import load_test_set, to_float
+from vae.device import resolve_device
+from vae.errors import ConfigError, DataError
+from vae.evaluation import prepare_evaluation_images
+from vae.images import save_gif, save_grid, save_labelled_rows, save_reconstruction_grid, tile
+from vae.latent import (
+    Codes,
+    chain_indices,
+    chain_path,
+    encode_images,
+    interpolation_path,
+    manifold_codes,
+    plane_of,
+    random_pairs,
+    traversal_codes,
+    traversal_order,
+)
+from vae.model import VAE
+from vae.plots import save_latent_maps, save_training_curves
+
+
+@dataclass
+class Inputs:
+    """A model and the images it is shown, as it sees them (Bernoulli models get test images
+    binarized once with the evaluation seed; files are used as they are)."""
+
+    model: VAE
+    images: torch.Tensor  # float [N, C, H, W] in [0, 1]
+    labels: torch.Tensor | None
+    source: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    _codes: Codes | None = None
+
+    def codes(self) -> Codes:
+        if self._codes is None:
+            self._codes = encode_images(self.model, self.images)
+        return self._codes
+
+    @property
+    def name(self) -> str:
+        return "autoencoder" if self.model.is_autoencoder else "VAE"
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            device = next(self.model.parameters()).device
+            return self.model.decoded_to_image(self.model.decode(codes.to(device))).cpu()
+
+
+def load_inputs(
+    checkpoint: str | Path,
+    *,
+    input_path: Path | None = None,
+    data_dir: str | None = None,
+    download: bool = True,
+    limit: int | None = None,
+    device: str = "cpu",
+) -> Inputs:
+    """Load a checkpoint and its test images (or the image files at ``input_path``)."""
+    model = load_model(checkpoint, resolve_device(device))
+    metadata = read_metadata(checkpoint)
+    test = load_test_set(
+        metadata["data"], input_path=input_path, data_dir=data_dir, download=download, limit=limit
+    )
+    images = test.images
+    if input_path is None and metadata["data"].get("binarize", "none") != "none":
+        images = prepare_evaluation_images(images, "static", 0)
+    source = str(input_path) if input_path is not None else f"{metadata['data']['dataset']} test"
+    return Inputs(model, to_float(images), test.labels, source, metadata)
+
+
+# --- interpolation ---------------------------------------------------------------------------
+
+
+@dataclass
+class Interpolation:
+    grid_path: Path
+    gif_path: Path
+    indices: list[int]  # images used, in order (pairs flattened, or the chain)
+    frames: int
+
+
+def interpolate(
+    inputs: Inputs,
+    grid_path: Path,
+    gif_path: Path,
+    *,
+    pairs: int = 6,
+    steps: int = 10,
+    method: str = "slerp",
+    chain: list[int] | None = None,
+    seed: int = 0,
+) -> Interpolation:
+    """Decode paths between posterior means: a grid PNG with one row per pair (originals at
+    both ends) and an animated GIF.
+
+    Pairs are drawn with ``seed`` from the test images (consecutive files for ``--input``).
+    With ``chain`` (class labels), the walk visits one test image of each class in turn; the
+    GIF then shows the whole walk, (len(chain) - 1) * (steps - 1) + 1 frames.
+    """
+    if steps < 2:
+        raise ConfigError(f"invalid value for --steps: {steps} (expected at least 2)")
+    count = inputs.images.shape[0]
+    if chain is not None:
+        if len(chain) < 2:
+            raise ConfigError("--chain needs at least two class labels, e.g. 0,1,2")
+        if inputs.labels is None:
+            raise DataError(f"--chain needs labelled images; {inputs.source} has no labels")
+        indices = chain_indices(inputs.labels, chain, seed)
+        legs = [(indices[i], indices[i + 1]) for i in range(len(indices) - 1)]
+    elif inputs.labels is None:  # files: consecutive pairs, in sorted file order
+        if count < 2:
+            raise DataError(f"interpolation needs at least two images; {inputs.source} has {count}")
+        legs = [(i, i + 1) for i in range(0, count - 1, 2)][:pairs]
+        indices = [i for leg in legs for i in leg]
+    else:
+        legs = random_pairs(count, pairs, seed)
+        indices = [i for leg in legs for i in leg]
+    means = inputs.codes().means
+    rows, leg_images = [], []
+    for first, second in legs:
+        decoded = inputs.decode(interpolation_path(means[first], means[second], steps, method))
+        leg_images.append(decoded)
+        rows += [inputs.images[first : first + 1], decoded, inputs.images[second : second + 1]]
+    save_grid(torch.cat(rows), grid_path, columns=steps + 2)
+    if chain is not None:
+        walk = inputs.decode(chain_path(means[indices], steps, method))
+        frames = list(walk)
+    else:
+        # Every pair moves at once: frame t shows step t of each pair side by side.
+        frames = [
+            tile(torch.stack([leg[t] for leg in leg_images]), len(leg_images)) for t in range(steps)
+        ]
+    save_gif(frames, gif_path)
+    return Interpolation(Path(grid_path), Path(gif_path), indices, len(frames))
+
+
+# --- traversal -------------------------------------------------------------------------------
+
+
+@dataclass
+class Traversal:
+    path: Path
+    dims: list[int]  # latent dimension of each row, top to bottom
+    importance: list[float]  # average KL in nats (VAE) or code variance (autoencoder) per row
+    skipped: list[int]  # inactive dimensions left out
+
+
+def traverse(
+    inputs: Inputs,
+    path: Path,
+    *,
+    index: int = 0,
+    steps: int = 11,
+    span: float = 3.0,
+    max_dims: int | None = None,
+    include_inactive: bool = False,
+) -> Traversal:
+    """One row per latent dimension, ordered by average KL (most informative first); columns
+    sweep the dimension from -span to +span standard deviations (of the aggregate posterior)
+    around the posterior mean of image ``index``, all other dimensions held. Inactive
+    dimensions are skipped (or, with ``include_inactive``, shown and labelled inactive)."""
+    count = inputs.images.shape[0]
+    if not 0 <= index < count:
+        raise ConfigError(f"invalid value for --index: {index} (expected 0 to {count - 1})")
+    if steps < 2:
+        raise ConfigError(f"invalid value for --steps: {steps} (expected at least 2)")
+    if not span > 0:
+        raise ConfigError(f"invalid value for --span: {span} (expected positive)")
+    codes = inputs.codes()
+    dims = traversal_order(codes, include_inactive)
+    active = codes.active()
+    skipped = [d for d in range(codes.means.shape[1]) if not bool(active[d])]
+    if include_inactive:
+        skipped = []
+    if not dims:
+        raise DataError("no active latent dimension to traverse (use --include-inactive)")
+    if max_dims is not None:
+        dims = dims[:max_dims]
+    offsets = torch.linspace(-span, span, steps)
+    decoded = inputs.decode(
+        traversal_codes(codes.means[index], dims, offsets, codes.aggregate_std())
+    )
+    importance = codes.importance()
+    unit = "var" if inputs.model.is_autoencoder else "KL"
+    labels = [
+        f"z{d} {unit} {importance[d]:.2f}" + ("" if bool(active[d]) else " inactive") for d in dims
+    ]
+    save_labelled_rows(decoded, labels, path, columns=steps)
+    return Traversal(Path(path), dims, [float(importance[d]) for d in dims], skipped)
+
+
+# --- latent map and manifold ---------------------------------------------------------------
+
+
+def latent_map(panels: list[Inputs], path: Path) -> Path:
+    """The posterior means of each input set in 2-D (the latent itself when it is 2-D,
+    otherwise a PCA projection, said in the title), coloured by label; one panel per model."""
+    drawn = []
+    for inputs in panels:
+        means = inputs.codes().means
+        plane = plane_of(means)
+        title = f"{inputs.name}, {inputs.source} ({means.shape[0]:,} images)\n{plane.label}"
+        if plane.explained is not None:
+            title += f" ({100 * plane.explained:.0f}% of variance)"
+        axes = ("z1", "z2") if plane.explained is None else ("PC1", "PC2")
+        drawn.append(
+            {
+                "points": plane.project(means).numpy(),
+                "labels": None if inputs.labels is None else inputs.labels.numpy(),
+                "title": title,
+                "axes": axes,
+            }
+        )
+    return save_latent_maps(drawn, path)
+
+
+def manifold(inputs: Inputs, path: Path, *, size: int = 20, span: float = 2.0) -> Path:
+    """Decode a ``size`` x ``size`` grid over the 2-D latent (or the plane of the two leading
+    principal directions of the posterior means), ``span`` standard deviations each way."""
+    if size < 2:
+        raise ConfigError(f"invalid value for --size: {size} (expected at least 2)")
+    if not span > 0:
+        raise ConfigError(f"invalid value for --span: {span} (expected positive)")
+    means = inputs.codes().means
+    plane = plane_of(means)
+    decoded = inputs.decode(manifold_codes(plane, plane.project(means), size, span))
+    return save_grid(decoded, path, columns=size)
+
+
+# --- curves ----------------------------------------------------------------------------------
+
+
+def curves(run: Path, path: Path | None = None) -> Path:
+    """Redraw ``curves.png`` of a run folder (or of a metrics.jsonl file) from its metrics."""
+    from vae.training import CURVES_NAME, METRICS_NAME, read_metrics
+
+    metrics = run if run.is_file() else run / METRICS_NAME
+    if not metrics.exists():
+        raise DataError(f"{metrics} not found: give a run folder written by train")
+    records = read_metrics(metrics)
+    if not records:
+        raise DataError(f"{metrics} holds no finished epoch yet")
+    target = path if path is not None else metrics.parent / CURVES_NAME
+    title = metrics.parent.name if metrics.name == METRICS_NAME else metrics.stem
+    return save_training_curves(records, target, title=title)
+
+
+# --- gallery ---------------------------------------------------------------------------------
+
+GALLERY_CHAIN = list(range(10))
+
+
+def gallery(
+    checkpoint: Path,
+    output_dir: Path,
+    *,
+    autoencoder: Path | None = None,
+    metrics: Path | None = None,
+    data_dir: str | None = None,
+    download: bool = True,
+    seed: int = 0,
+) -> list[Path]:
+    """Every README picture from the shipped checkpoints, into ``output_dir``."""
+    inputs = load_inputs(checkpoint, data_dir=data_dir, download=download)
+    generator = torch.Generator().manual_seed(seed)
+    written = [save_grid(inputs.model.sample(64, generator), output_dir / "samples.png", 8)]
+    originals = inputs.images[:32]
+    written.append(
+        save_reconstruction_grid(
+            originals, inputs.model.reconstruct(originals), output_dir / "reconstructions.png"
+        )
+    )
+    chain = interpolate(
+        inputs,
+        output_dir / "interpolation_chain.png",
+        output_dir / "interpolation_chain.gif",
+        chain=GALLERY_CHAIN,
+        steps=12,
+        seed=seed,
+    )
+    pairs = interpolate(
+        inputs,
+        output_dir / "interpolation_pairs.png",
+        output_dir / "interpolation_pairs.gif",
+        seed=seed,
+    )
+    written += [chain.grid_path, chain.gif_path, pairs.grid_path, pairs.gif_path]
+    written.append(traverse(inputs, output_dir / "traversal.png").path)
+    written.append(latent_map([inputs], output_dir / "latent_map.png"))
+    written.append(manifold(inputs, output_dir / "manifold.png"))
+    if metrics is not None:
+        written.append(curves(metrics, output_dir / "training_curves.png"))
+    if autoencoder is not None:
+        ae_inputs = load_inputs(autoencoder, data_dir=data_dir, download=download)
+        written.append(latent_map([inputs, ae_inputs], output_dir / "latent_map_vae_vs_ae.png"))
+        written.append(manifold(ae_inputs, output_dir / "manifold_ae.png"))
+    return written
