@@ -132,7 +132,9 @@ def test_interpolate_pairs_grid_and_gif_are_deterministic(tmp_path, runs, synthe
     assert digest(other) != digest(outputs[0])
 
 
-def test_interpolate_chain_picks_one_image_of_each_class_in_turn(tmp_path, runs, synthetic_data_dir):
+def test_interpolate_chain_picks_one_image_of_each_class_in_turn(
+    tmp_path, runs, synthetic_data_dir
+):
     from vae.visualize import interpolate, load_inputs
 
     checkpoint = runs["vae"] / "checkpoint_best.safetensors"
@@ -270,7 +272,9 @@ def test_autoencoder_trains_without_kl_and_samples_from_its_fitted_gaussian(
     covariance = model.fitted_scale_tril @ model.fitted_scale_tril.T
     assert torch.allclose(covariance, torch.cov(codes.T), rtol=1e-3, atol=1e-4)
     output = tmp_path / "ae_samples.png"
-    result = runner.invoke(app, ["generate", "--checkpoint", str(checkpoint), "--output", str(output)])
+    result = runner.invoke(
+        app, ["generate", "--checkpoint", str(checkpoint), "--output", str(output)]
+    )
     assert result.exit_code == 0, result.output
     assert "plain autoencoder" in result.output and "fitted to its training codes" in result.output
     assert output.exists()
@@ -306,3 +310,25 @@ def test_visualize_entry_point_runs_as_a_real_process(tmp_path, runs, synthetic_
     bad = subprocess.run([str(BIN / "visualize"), "curves", str(tmp_path / "none")],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert bad.returncode == 1 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+
+
+def test_gallery_writes_every_readme_picture_deterministically(tmp_path, runs, synthetic_data_dir):
+    arguments = [
+        "visualize", "gallery", "--checkpoint", str(runs["vae"] / "checkpoint_best.safetensors"),
+        "--autoencoder", str(runs["ae"] / "checkpoint_best.safetensors"),
+        "--metrics", str(runs["vae"] / "metrics.jsonl"), "--data-dir", str(synthetic_data_dir),
+        "--no-download",
+    ]  # fmt: skip
+    first = runner.invoke(app, [*arguments, "--output-dir", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == sorted([
+        "samples.png", "reconstructions.png", "interpolation_chain.png", "interpolation_chain.gif",
+        "interpolation_pairs.png", "interpolation_pairs.gif", "traversal.png", "latent_map.png",
+        "manifold.png", "training_curves.png", "latent_map_vae_vs_ae.png", "manifold_ae.png",
+    ])  # fmt: skip
+    runner.invoke(app, [*arguments, "--output-dir", str(tmp_path / "b")])
+    for name in names:
+        assert digest(tmp_path / "a" / name) == digest(tmp_path / "b" / name), name
+    missing = runner.invoke(app, ["visualize", "gallery", "--autoencoder", str(tmp_path / "no")])
+    assert missing.exit_code == 2 and "not found" in missing.output

@@ -308,25 +308,11 @@ def collect_image_files(path: Path) -> list[Path]:
     raise DataError(f"image file or folder not found: {path}")
 
 
-def load_images_for_model(
-    data_info: dict[str, Any],
-    *,
-    dataset: str | None = None,
-    input_path: Path | None = None,
-    data_dir: str | None = None,
-    download: bool = True,
-    limit: int | None = None,
-) -> torch.Tensor:
+def load_images_for_model(data_info: dict[str, Any], **options: Any) -> torch.Tensor:
     """Grey (not binarized) uint8 images shaped for a model trained on ``data_info``: the test
-    split of ``dataset`` (default: the model's own), or the files at ``input_path``."""
-    return load_test_set(
-        data_info,
-        dataset=dataset,
-        input_path=input_path,
-        data_dir=data_dir,
-        download=download,
-        limit=limit,
-    ).images
+    split of ``dataset`` (default: the model's own), or the files at ``input_path``; the
+    options are those of :func:`load_test_set`."""
+    return load_test_set(data_info, **options).images
 
 
 def load_test_set(
@@ -338,7 +324,9 @@ def load_test_set(
     download: bool = True,
     limit: int | None = None,
 ) -> ImageSet:
-    """Like :func:`load_images_for_model`, with the labels when the dataset has them."""
+    """The test split of ``dataset`` (default: the model's own) or the image files at
+    ``input_path``, as grey uint8 images shaped for a model trained on ``data_info``, with the
+    labels when the dataset has them."""
     channels, height, width = data_info["channels"], data_info["height"], data_info["width"]
     if dataset is not None and dataset.startswith("folder:"):
         input_path = Path(dataset[len("folder:") :]).expanduser()  # every image of the folder

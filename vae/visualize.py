@@ -258,8 +258,7 @@ def curves(run: Path, path: Path | None = None) -> Path:
     if not records:
         raise DataError(f"{metrics} holds no finished epoch yet")
     target = path if path is not None else metrics.parent / CURVES_NAME
-    title = metrics.parent.name if metrics.name == METRICS_NAME else metrics.stem
-    return save_training_curves(records, target, title=title)
+    return save_training_curves(records, target, title=str(metrics))
 
 
 # --- gallery ---------------------------------------------------------------------------------
@@ -302,7 +301,9 @@ def gallery(
         seed=seed,
     )
     written += [chain.grid_path, chain.gif_path, pairs.grid_path, pairs.gif_path]
-    written.append(traverse(inputs, output_dir / "traversal.png").path)
+    # A model with no active dimension still gets a (labelled) traversal picture.
+    everything = not bool(inputs.codes().active().any())
+    written.append(traverse(inputs, output_dir / "traversal.png", include_inactive=everything).path)
     written.append(latent_map([inputs], output_dir / "latent_map.png"))
     written.append(manifold(inputs, output_dir / "manifold.png"))
     if metrics is not None:
