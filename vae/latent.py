@@ -163,13 +163,14 @@ class Projection:
 
 def plane_of(means: torch.Tensor) -> Projection:
     """The latent itself when it is 2-D; otherwise the two leading principal directions of the
-    codes (signs fixed so that the result does not depend on the SVD routine)."""
+    centred codes (signs fixed so that the result does not depend on the SVD routine)."""
     means = means.double()
     center = means.mean(0)
     if means.shape[1] == 1:
         raise DataError("a 1-D latent has no plane to map: train with --latent-dim 2 or more")
     if means.shape[1] == 2:
-        return Projection(center.float(), torch.eye(2), "latent dimensions z1, z2", None)
+        # Not centred: the axes show the latent's own values (the prior is centred at 0 anyway).
+        return Projection(torch.zeros(2), torch.eye(2), "latent dimensions z1, z2", None)
     centred = means - center
     _, singular, vh = torch.linalg.svd(centred, full_matrices=False)
     axes = vh[:2]
