@@ -31,6 +31,7 @@ from vae.config import RunConfig, config_to_yaml
 from vae.data import (
     SPLIT_SEED,
     DataSplits,
+    ImageSet,
     batches_per_epoch,
     binarize_once,
     evaluation_batches,
@@ -202,6 +203,7 @@ class _Run:
         self.history: list[dict[str, Any]] = []
         self.use_bf16 = train_config.bf16 and device.type == "cuda"
         self.dynamic = splits.info["binarize"] == "dynamic"
+        self._code_images: ImageSet | None = None  # an autoencoder's training images, drawn once
 
     # --- state ----------------------------------------------------------------------------
 
@@ -481,10 +483,14 @@ class _Run:
         """An autoencoder samples from a Gaussian fitted to its training codes; refit it before
         each save so that every checkpoint can generate."""
         self.model.eval()
-        train = self.splits.train
-        if self.dynamic:
-            train = binarize_once(train, SPLIT_SEED)  # the kind of image the model trains on
-        codes = torch.cat([self.model.encode(x)[0] for x in evaluation_batches(train, 1000)])
+        if self._code_images is None:
+            train = self.splits.train
+            if self.dynamic:
+                train = binarize_once(train, SPLIT_SEED)  # the kind of image the model trains on
+            self._code_images = train
+        codes = torch.cat(
+            [self.model.encode(x)[0] for x in evaluation_batches(self._code_images, 1000)]
+        )
         self.model.fit_code_distribution(codes)
         self.model.train()
 

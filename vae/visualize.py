@@ -46,7 +46,7 @@ class Inputs:
     source: str
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    _codes: Codes | None = None
+    _codes: Codes | None = field(default=None, init=False, repr=False)
 
     def codes(self) -> Codes:
         if self._codes is None:
