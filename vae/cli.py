@@ -190,7 +190,11 @@ def train_command(
         str, typer.Option(help=f"{_choices(DEVICES)} (auto: an accelerator when present).")
     ] = _DEFAULT.train.device,
     bf16: Annotated[
-        bool, typer.Option("--bf16/--no-bf16", help="bf16 autocast (CUDA only).")
+        bool,
+        typer.Option(
+            "--bf16/--no-bf16",
+            help="bf16 autocast where the hardware has native bf16 (GPUs, AVX512-BF16/AMX CPUs); loss in float32.",
+        ),
     ] = _DEFAULT.train.bf16,
     sample_every: Annotated[
         int, typer.Option(help="Write sample and reconstruction grids every N epochs (0 = never).")

@@ -62,7 +62,7 @@ class ObjectiveConfig:
     gaussian_sigma: float = 0.1
     beta: float = 1.0
     beta_schedule: str = "linear"
-    beta_warmup: str = "10"
+    beta_warmup: str = "3"
     beta_cycles: int = 4
     beta_ramp_ratio: float = 0.5
     free_bits: float = 0.0
@@ -72,13 +72,13 @@ class ObjectiveConfig:
 class TrainConfig:
     """Optimisation and bookkeeping."""
 
-    epochs: int = 30
+    epochs: int = 160
     batch_size: int = 128
     optimizer: str = "adam"
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 0.0
     grad_clip: float = 0.0
-    lr_schedule: str = "none"
+    lr_schedule: str = "cosine"
     seed: int = 0
     device: str = "auto"
     bf16: bool = True

@@ -35,3 +35,17 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"invalid value for --device: {name!r} (expected auto, cpu, cuda or mps)")
     return device
+
+
+def bf16_autocast_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast speeds this device up: a bf16 GPU, or a CPU with native bf16 (AVX512-BF16, AMX).
+
+    CPUs without native bf16 emulate it, which is slower than float32, so they keep float32.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        # Native bf16 only: oneDNN emulates bf16 on other AVX512 CPUs, more slowly than float32.
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+    return False

@@ -158,7 +158,12 @@ class ConvDecoder(nn.Module):
         self.deconv = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.deconv(self.dense(z).view(z.shape[0], *self.start_shape))
+        features = self.dense(z).view(z.shape[0], *self.start_shape)
+        if not self.training:
+            # oneDNN's transposed convolutions run ~1.3x faster on channels-last activations (same
+            # values); that is the cost of importance-weighted evaluation, which decodes k per image.
+            features = features.contiguous(memory_format=torch.channels_last)
+        return self.deconv(features)
 
 
 class VAE(nn.Module):

@@ -39,7 +39,7 @@ from vae.data import (
     to_float,
     training_batches,
 )
-from vae.device import resolve_device
+from vae.device import bf16_autocast_supported, resolve_device
 from vae.errors import (
     CheckpointError,
     ConfigError,
@@ -146,6 +146,40 @@ def train(
     return run.fit()
 
 
+SUMMED_TERMS = ("loss", "neg_elbo", "recon", "kl")
+REPORT_EVERY = 20  # steps between reads of the training metrics (and the NaN guard)
+
+
+class _Interval:
+    """Training metrics of a few steps, summed on the device without synchronising."""
+
+    def __init__(self, device: torch.device, step: int) -> None:
+        # float64 (where the device has it) keeps the sums exact, so that they do not depend on
+        # where an interval was cut (an interrupted and resumed run matches an uninterrupted one).
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.sums = torch.zeros(len(SUMMED_TERMS), dtype=dtype, device=device)
+        self.bad_step = torch.full((), -1, dtype=torch.long, device=device)
+        self.images = 0
+        self.steps = 0
+        self.started = time.perf_counter()
+
+    def add(self, terms: Any, images: int, step: int) -> None:
+        values = torch.stack([getattr(terms, key).detach() for key in SUMMED_TERMS])
+        # The first non-finite step is remembered so that the guard can name it.
+        finite = torch.isfinite(values[0])
+        self.bad_step = torch.where(finite | (self.bad_step >= 0), self.bad_step, step)
+        self.sums += values.to(self.sums.dtype) * images
+        self.images += images
+        self.steps += 1
+
+    def read(self) -> tuple[dict[str, float], int | None]:
+        sums = self.sums.tolist()  # the one synchronisation of the interval
+        bad_step = int(self.bad_step.item())
+        totals = dict(zip(SUMMED_TERMS, sums, strict=True))
+        totals["seconds"] = time.perf_counter() - self.started
+        return totals, (bad_step if bad_step >= 0 else None)
+
+
 class _Run:
     """One training run's state. Kept private: the public surface is :func:`train`."""
 
@@ -185,7 +219,11 @@ class _Run:
             torch.optim.AdamW if train_config.optimizer == "adamw" else torch.optim.Adam
         )
         self.optimizer = optimizer_class(
-            self.model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
+            self.model.parameters(),
+            lr=train_config.lr,
+            weight_decay=train_config.weight_decay,
+            # One fused kernel per step instead of a loop over parameter tensors.
+            fused=device.type in ("cpu", "cuda"),
         )
         self.scheduler: Any = None
         if train_config.lr_schedule == "cosine":
@@ -201,7 +239,7 @@ class _Run:
         self.noise = torch.Generator(device=device).manual_seed(train_config.seed)
         self.progress = Progress()
         self.history: list[dict[str, Any]] = []
-        self.use_bf16 = train_config.bf16 and device.type == "cuda"
+        self.use_bf16 = train_config.bf16 and bf16_autocast_supported(device)
         self.dynamic = splits.info["binarize"] == "dynamic"
         self._code_images: ImageSet | None = None  # an autoencoder's training images, drawn once
 
@@ -334,7 +372,7 @@ class _Run:
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.use_bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _train_epoch(self, stop_requested: Callable[[], bool]) -> None:
@@ -342,14 +380,7 @@ class _Run:
         objective = self.config.objective
         progress = self.progress
         epoch = progress.epoch
-        sums = progress.epoch_sums or {
-            "loss": 0.0,
-            "neg_elbo": 0.0,
-            "recon": 0.0,
-            "kl": 0.0,
-            "images": 0.0,
-            "seconds": 0.0,
-        }
+        sums = progress.epoch_sums or {key: 0.0 for key in (*SUMMED_TERMS, "images", "seconds")}
         self.model.train()
         batches = training_batches(
             self.splits.train,
@@ -359,7 +390,9 @@ class _Run:
             self.dynamic,
             start_batch=progress.batch_in_epoch,
         )
-        last_time = time.perf_counter()
+        # Metrics stay on the device and are read once per interval: a per-step .item() would make
+        # a GPU wait for every step before the next one can be queued.
+        interval = _Interval(self.device, progress.step)
         for x in batches:
             beta = self.beta_schedule(progress.step)
             with self._autocast():
@@ -374,12 +407,6 @@ class _Run:
                 objective.free_bits,
                 objective.gaussian_sigma,
             )
-            if not torch.isfinite(terms.loss):
-                raise TrainingDiverged(
-                    f"loss became {terms.loss.item()} at epoch {epoch + 1}, step {progress.step + 1}; "
-                    f"stopped without saving: the last good checkpoints in {self.run_dir} are intact "
-                    "(try a lower --lr or --grad-clip)"
-                )
             self.optimizer.zero_grad(set_to_none=True)
             terms.loss.backward()
             if train_config.grad_clip > 0:
@@ -387,27 +414,15 @@ class _Run:
             self.optimizer.step()
             progress.step += 1
             progress.batch_in_epoch += 1
-            n = x.shape[0]
-            now = time.perf_counter()
-            elapsed, last_time = now - last_time, now
-            for key in ("loss", "neg_elbo", "recon", "kl"):
-                sums[key] += getattr(terms, key).item() * n
-            sums["images"] += n
-            sums["seconds"] += elapsed
-            progress.epoch_sums = sums
-            self.reporter.step(
-                progress.step,
-                {
-                    "loss": terms.loss.item(),
-                    "recon": terms.recon.item(),
-                    "kl": terms.kl.item(),
-                    "beta": beta,
-                    "images_per_second": n / elapsed if elapsed > 0 else 0.0,
-                },
-            )
+            interval.add(terms, x.shape[0], progress.step)
+            last_batch = progress.batch_in_epoch == self.steps_per_epoch
             if self.step_callback is not None:
                 self.step_callback(progress.step)
-            if stop_requested() and progress.batch_in_epoch < self.steps_per_epoch:
+            stop = stop_requested()
+            if last_batch or stop or interval.steps >= REPORT_EVERY:
+                self._close_interval(interval, sums, beta)
+                interval = _Interval(self.device, progress.step)
+            if stop and not last_batch:
                 path = self.save_last(self.history[-1]["validation"] if self.history else None)
                 raise TrainingInterrupted(
                     f"interrupted at epoch {epoch + 1}, step {progress.step}: saved {path}; "
@@ -419,6 +434,33 @@ class _Run:
                 f"interrupted after epoch {progress.epoch}, step {progress.step}: saved "
                 f"{self.run_dir / LAST_NAME}; continue with: train --resume {self.run_dir}"
             )
+
+    def _close_interval(self, interval: _Interval, sums: dict[str, float], beta: float) -> None:
+        """Read an interval's metrics off the device (the NaN guard included), add them to the
+        epoch's sums and report them."""
+        totals, bad_step = interval.read()
+        if bad_step is not None:
+            raise TrainingDiverged(
+                f"loss became {totals['loss']} at epoch {self.progress.epoch + 1}, step {bad_step}; "
+                f"stopped without saving: the last good checkpoints in {self.run_dir} are intact "
+                "(try a lower --lr or --grad-clip)"
+            )
+        for key in SUMMED_TERMS:
+            sums[key] += totals[key]
+        sums["images"] += interval.images
+        sums["seconds"] += totals["seconds"]
+        self.progress.epoch_sums = sums
+        images = max(interval.images, 1)
+        self.reporter.step(
+            self.progress.step,
+            {
+                **{key: totals[key] / images for key in ("loss", "recon", "kl")},
+                "beta": beta,
+                "images_per_second": interval.images / totals["seconds"]
+                if totals["seconds"] > 0
+                else 0.0,
+            },
+        )
 
     def _end_epoch(self, sums: dict[str, float]) -> None:
         progress = self.progress

@@ -1,0 +1,125 @@
+"""The fast paths (device-side metrics, fused Adam, channels-last decoding, bf16 autocast,
+vectorised binarization) give what a straightforward implementation gives."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vae.data import ImageSet, training_batches
+from vae.device import bf16_autocast_supported
+from vae.model import ModelSpec, build_model
+from vae.objectives import elbo_terms
+from vae.training import train
+
+CONV = ModelSpec("conv", 8, 1, 28, 28, "bce", [64], [8, 16])
+
+
+def reference_negative_elbo(model, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Textbook maths: sigmoid probabilities, summed BCE and closed-form KL, batch mean."""
+    h = model.encoder(x)
+    mu, logvar = h[:, : h.shape[1] // 2], h[:, h.shape[1] // 2 :]
+    z = mu + torch.exp(0.5 * logvar) * eps
+    probabilities = torch.sigmoid(model.decoder(z)).clamp(1e-7, 1 - 1e-7)
+    bce = F.binary_cross_entropy(probabilities, x, reduction="sum")
+    kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return (bce + kl) / x.shape[0]
+
+
+def test_training_loss_equals_the_textbook_formula_on_the_same_batch():
+    torch.manual_seed(0)
+    model = build_model(CONV)
+    x = torch.bernoulli(torch.full((16, 1, 28, 28), 0.3))
+    generator = torch.Generator().manual_seed(5)
+    decoded, mu, logvar = model(x, generator)
+    ours = elbo_terms(decoded, x, mu, logvar, "bce").loss
+    eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(5))
+    assert ours.item() == pytest.approx(reference_negative_elbo(model, x, eps).item(), rel=1e-5)
+
+
+def test_channels_last_evaluation_decodes_the_same_values_as_training_mode():
+    torch.manual_seed(0)
+    model = build_model(CONV)
+    z = torch.randn(32, CONV.latent_dim)
+    training_output = model.decode(z)
+    model.eval()
+    assert torch.allclose(model.decode(z), training_output, atol=1e-5)
+
+
+def test_fused_adam_steps_like_the_plain_loop():
+    torch.manual_seed(0)
+    plain, fused = build_model(CONV), build_model(CONV)
+    fused.load_state_dict(plain.state_dict())
+    optimizers = [
+        torch.optim.Adam(plain.parameters(), lr=1e-3, foreach=False),
+        torch.optim.Adam(fused.parameters(), lr=1e-3, fused=True),
+    ]
+    x = torch.bernoulli(torch.full((8, 1, 28, 28), 0.3))
+    for _ in range(3):
+        for model, optimizer in zip((plain, fused), optimizers, strict=True):
+            decoded, mu, logvar = model(x, torch.Generator().manual_seed(1))
+            optimizer.zero_grad()
+            elbo_terms(decoded, x, mu, logvar, "bce").loss.backward()
+            optimizer.step()
+    for a, b in zip(plain.parameters(), fused.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.skipif(
+    not bf16_autocast_supported(torch.device("cpu")), reason="this CPU has no native bf16"
+)
+def test_bf16_autocast_loss_is_close_to_float32():
+    torch.manual_seed(0)
+    model = build_model(CONV)
+    x = torch.bernoulli(torch.full((64, 1, 28, 28), 0.3))
+    losses = []
+    for enabled in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
+            decoded, mu, logvar = model(x, torch.Generator().manual_seed(2))
+        terms = elbo_terms(decoded, x, mu, logvar, "bce")
+        assert terms.loss.dtype == torch.float32  # the loss is always summed in float32
+        losses.append(terms.loss.item())
+    assert losses[1] == pytest.approx(losses[0], rel=1e-2)
+
+
+def test_epoch_metrics_read_once_per_interval_equal_the_per_step_losses(
+    tiny_config, monkeypatch
+):
+    import vae.training as training_module
+
+    per_step: list[tuple[float, int]] = []
+    real = training_module.elbo_terms
+
+    def recording(decoded, x, *args, **kwargs):
+        terms = real(decoded, x, *args, **kwargs)
+        if torch.is_grad_enabled():
+            per_step.append((terms.loss.item(), x.shape[0]))
+        return terms
+
+    monkeypatch.setattr(training_module, "elbo_terms", recording)
+    monkeypatch.setattr(training_module, "REPORT_EVERY", 3)  # intervals cut inside the epoch
+    tiny_config.train.epochs = 1
+    tiny_config.train.batch_size = 32  # 200 training images: 7 batches, the last one short
+    result = train(tiny_config, tiny_config.train.runs_dir + "/metrics")
+    expected = sum(loss * n for loss, n in per_step) / sum(n for _, n in per_step)
+    record = json.loads((result.run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert len(per_step) == 7
+    assert record["train_loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_dynamic_binarization_mean_equals_the_grey_level():
+    grey = torch.tensor([0, 32, 128, 200, 255], dtype=torch.uint8)
+    images = ImageSet(grey.view(1, 1, 1, 5).expand(400, 1, 1, 5).contiguous(), torch.zeros(400))
+    draws = torch.cat(
+        [torch.cat(list(training_batches(images, 100, 0, epoch, True))) for epoch in range(20)]
+    )
+    assert set(draws.unique().tolist()) <= {0.0, 1.0}
+    p = grey.double() / 255
+    mean = draws.double().mean(dim=(0, 1, 2))
+    n = draws.shape[0]
+    # Within 5 standard errors of a Bernoulli mean over n draws; exact at 0 and 1.
+    assert torch.all((mean - p).abs() <= 5 * torch.sqrt(p * (1 - p) / n) + 1e-12)
+    assert mean[0] == 0 and mean[-1] == 1
