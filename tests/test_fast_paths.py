@@ -85,9 +85,7 @@ def test_bf16_autocast_loss_is_close_to_float32():
     assert losses[1] == pytest.approx(losses[0], rel=1e-2)
 
 
-def test_epoch_metrics_read_once_per_interval_equal_the_per_step_losses(
-    tiny_config, monkeypatch
-):
+def test_epoch_metrics_read_once_per_interval_equal_the_per_step_losses(tiny_config, monkeypatch):
     import vae.training as training_module
 
     per_step: list[tuple[float, int]] = []

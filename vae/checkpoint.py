@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vae import __version__
-from vae.errors import CheckpointError
+from vae.errors import CheckpointError, ConfigError
 from vae.fileio import atomic_write_bytes
 
 if TYPE_CHECKING:
     import torch
 
     from vae.model import VAE
+    from vae.spec import ModelSpec
 
 FORMAT_NAME = "vae-checkpoint"
 FORMAT_VERSION = 1
@@ -109,6 +110,8 @@ def read_header(path: str | Path) -> CheckpointHeader:
         training_state = json.loads(state_text) if state_text else None
     except (KeyError, ValueError):
         raise CheckpointError(f"{path} has corrupt vae metadata (not valid JSON)") from None
+    if not isinstance(metadata, dict) or not isinstance(training_state, dict | None):
+        raise CheckpointError(f"{path} has corrupt vae metadata (not a JSON object)")
     return CheckpointHeader(path, header, metadata, training_state, file_size)
 
 
@@ -209,17 +212,26 @@ def read_tensors(
         raise CheckpointError(f"cannot read tensors from {path}: {error}") from None
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> VAE:
-    """The one factory that rebuilds any vae checkpoint from its own metadata, on any device."""
-    from vae.errors import ConfigError
-    from vae.model import ModelSpec, build_model
+def check_model_tensors(path: str | Path, header: CheckpointHeader) -> ModelSpec:
+    """The model spec in the header, checked against the file's tensor table (no torch needed):
+    a hostile header can then never make a loader allocate more than the file itself holds."""
+    from vae.spec import ModelSpec, expected_tensors
 
-    header = read_header(path)
     try:
         spec = ModelSpec.from_dict(header.metadata["model"])
-        model = build_model(spec)
-    except (KeyError, TypeError, ConfigError) as error:
+        expected = expected_tensors(spec)
+    except (KeyError, TypeError, ValueError, ConfigError) as error:
         raise CheckpointError(f"{path} describes a model this vae cannot build: {error}") from None
+    check_tensor_table(path, header, expected)
+    return spec
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> VAE:
+    """The one factory that rebuilds any vae checkpoint from its own metadata, on any device."""
+    from vae.model import build_model
+
+    spec = check_model_tensors(path, read_header(path))
+    model = build_model(spec)
     weights = read_tensors(path, MODEL_PREFIX, device="cpu")
     try:
         model.load_state_dict(weights, strict=True)
@@ -230,3 +242,35 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> VAE:
         ) from None
     model.eval()
     return model.to(device)
+
+
+_SAFETENSORS_DTYPES = {"F32": "float32", "F64": "float64", "F16": "float16", "BF16": "bfloat16"}
+
+
+def check_tensor_table(
+    path: str | Path, header: CheckpointHeader, expected: dict[str, Any]
+) -> None:
+    """Every weight the model needs is in the file with the right shape and dtype, and no more."""
+    stored = {
+        name[len(MODEL_PREFIX) :]: entry
+        for name, entry in header.tensors.items()
+        if name.startswith(MODEL_PREFIX)
+    }
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    if missing or unexpected:
+        problem = f"missing {', '.join(missing[:3])}" if missing else ""
+        if unexpected:
+            problem += ("; " if problem else "") + f"unexpected {', '.join(unexpected[:3])}"
+        raise CheckpointError(f"{path}: weights do not match the model in its metadata ({problem})")
+    for name, tensor in expected.items():
+        entry = stored[name]
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        dtype = _SAFETENSORS_DTYPES.get(entry.get("dtype")) if isinstance(entry, dict) else None
+        needed = str(tensor.dtype).removeprefix("torch.")
+        if shape != list(tensor.shape) or dtype != needed:
+            found = entry.get("dtype") if isinstance(entry, dict) else "?"
+            raise CheckpointError(
+                f"{path}: weight {name} is {found} {shape}, the model in its metadata needs "
+                f"{needed} {list(tensor.shape)}"
+            )

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vae.checkpoint import read_header
+from vae.checkpoint import check_model_tensors, read_header
 from vae.fileio import sha256_file
 
 
 def describe_checkpoint(path: str | Path) -> dict[str, Any]:
     """Metadata plus file facts (size, sha256, tensor count) for ``info``."""
     header = read_header(path)
+    check_model_tensors(path, header)  # a checkpoint no command could load is reported as such
     description: dict[str, Any] = {
         "path": str(path),
         "file_size_bytes": header.file_size,

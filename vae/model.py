@@ -2,67 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
-
 import torch
 from torch import nn
 
-from vae.config import ARCHITECTURES, LIKELIHOODS, MODEL_TYPES
-from vae.errors import CheckpointError, ConfigError
+from vae.spec import ModelSpec, check_spec, conv_feature_sizes
+
+__all__ = ["LOGVAR_MAX", "LOGVAR_MIN", "VAE", "ModelSpec", "build_model", "conv_feature_sizes"]
 
 # Keeps exp(logvar) finite and away from zero however wild the encoder's output gets.
 LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
-
-
-@dataclass
-class ModelSpec:
-    """Everything needed to rebuild a model; stored in every checkpoint's metadata."""
-
-    architecture: str
-    latent_dim: int
-    channels: int
-    height: int
-    width: int
-    likelihood: str
-    hidden_sizes: list[int] = field(default_factory=list)
-    conv_widths: list[int] = field(default_factory=list)
-    # None mirrors the encoder; a cheaper decoder makes importance-weighted evaluation faster.
-    decoder_hidden_sizes: list[int] | None = None
-    decoder_conv_widths: list[int] | None = None
-    # "vae", or "ae": a deterministic autoencoder with the same layers, for comparison.
-    model_type: str = "vae"
-
-    @property
-    def encoder_outputs(self) -> int:
-        return self.latent_dim if self.model_type == "ae" else 2 * self.latent_dim
-
-    @property
-    def decoder_hidden(self) -> list[int]:
-        return self.hidden_sizes if self.decoder_hidden_sizes is None else self.decoder_hidden_sizes
-
-    @property
-    def decoder_widths(self) -> list[int]:
-        return self.conv_widths if self.decoder_conv_widths is None else self.decoder_conv_widths
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ModelSpec:
-        names = {f.name for f in dataclasses.fields(cls)}
-        optional = {
-            "hidden_sizes",
-            "conv_widths",
-            "decoder_hidden_sizes",
-            "decoder_conv_widths",
-            "model_type",
-        }
-        missing = sorted(names - set(raw) - optional)
-        if missing:
-            raise CheckpointError(f"model metadata lacks {', '.join(missing)}")
-        return cls(**{k: v for k, v in raw.items() if k in names})
 
 
 class MLPEncoder(nn.Module):
@@ -94,15 +42,6 @@ class MLPDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.body(z).view(z.shape[0], *self.shape)
-
-
-def conv_feature_sizes(height: int, width: int, layers: int) -> list[tuple[int, int]]:
-    """Spatial sizes after each stride-2 convolution (kernel 4, padding 1): floor(n / 2)."""
-    sizes = [(height, width)]
-    for _ in range(layers):
-        h, w = sizes[-1]
-        sizes.append((h // 2, w // 2))
-    return sizes
 
 
 class ConvEncoder(nn.Module):
@@ -178,7 +117,7 @@ class VAE(nn.Module):
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
-        _check_spec(spec)
+        check_spec(spec)
         self.spec = spec
         if spec.architecture == "mlp":
             self.encoder: nn.Module = MLPEncoder(spec)
@@ -277,23 +216,6 @@ class VAE(nn.Module):
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-def _check_spec(spec: ModelSpec) -> None:
-    if spec.architecture not in ARCHITECTURES:
-        raise ConfigError(f"unknown architecture '{spec.architecture}'")
-    if spec.model_type not in MODEL_TYPES:
-        raise ConfigError(f"unknown model type '{spec.model_type}'")
-    if spec.likelihood not in LIKELIHOODS:
-        raise ConfigError(f"unknown likelihood '{spec.likelihood}'")
-    if spec.architecture == "conv":
-        smallest = min(spec.height, spec.width)
-        layers = max(len(spec.conv_widths), len(spec.decoder_widths))
-        if smallest // 2**layers < 1:
-            raise ConfigError(
-                f"{layers} conv layers need images of at least {2**layers} pixels a side, "
-                f"got {spec.height}x{spec.width}: use fewer --conv-widths or a larger --image-size"
-            )
 
 
 def build_model(spec: ModelSpec) -> VAE:

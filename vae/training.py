@@ -23,6 +23,8 @@ from vae.checkpoint import (
     OPTIMIZER_PREFIX,
     RNG_PREFIX,
     build_metadata,
+    check_model_tensors,
+    check_tensor_table,
     read_header,
     read_tensors,
     save_checkpoint,
@@ -110,6 +112,8 @@ def prepare_resume(run_dir: Path, overrides: dict[str, Any]) -> RunConfig:
         raise ConfigError(f"{flags} cannot change on --resume (only {allowed} can)")
     # The checkpoint's own copy of the configuration is authoritative: config.yaml may be edited.
     metadata = read_header(run_dir / LAST_NAME).metadata
+    if not isinstance(metadata.get("config"), dict):
+        raise CheckpointError(f"{run_dir / LAST_NAME} has no run configuration: cannot resume")
     config = RunConfig.from_dict(metadata["config"], source=str(run_dir / LAST_NAME))
     return config.override(overrides).validate()
 
@@ -277,6 +281,27 @@ class _Run:
         state = header.training_state
         if state is None:
             raise CheckpointError(f"{path} holds no training state (weights only): cannot resume")
+        check_model_tensors(path, header)
+        check_tensor_table(path, header, self.model.state_dict())
+        try:
+            self._restore_state(path, state)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as error:
+            # The file passed every format check, so this is a damaged or hand-edited state.
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise CheckpointError(
+                f"{path} has a corrupt training state ({type(error).__name__}: {detail}); "
+                "it cannot be resumed (checkpoint_best and the run's other files are untouched)"
+            ) from None
+        self.history = [
+            r
+            for r in read_metrics(self.run_dir / METRICS_NAME)
+            if r["epoch"] <= self.progress.epoch
+        ]
+        self.reporter.message(
+            f"resuming {self.run_dir} at epoch {self.progress.epoch + 1}, step {self.progress.step}"
+        )
+
+    def _restore_state(self, path: Path, state: dict[str, Any]) -> None:
         weights = read_tensors(path, "model.", "cpu")
         self.model.load_state_dict(weights)
         tensors = read_tensors(path, OPTIMIZER_PREFIX, "cpu")
@@ -297,14 +322,6 @@ class _Run:
         if self.device.type == "cuda" and "cuda" in rng:
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         self.progress = Progress(**state["progress"])
-        self.history = [
-            r
-            for r in read_metrics(self.run_dir / METRICS_NAME)
-            if r["epoch"] <= self.progress.epoch
-        ]
-        self.reporter.message(
-            f"resuming {self.run_dir} at epoch {self.progress.epoch + 1}, step {self.progress.step}"
-        )
 
     def _metadata(self, kind: str, validation: dict[str, float] | None) -> dict[str, Any]:
         return build_metadata(

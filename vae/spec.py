@@ -1,0 +1,164 @@
+"""What a model is, without torch: the spec stored in checkpoints and the tensors it implies.
+
+Kept free of torch so that ``info`` can check a checkpoint's header quickly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from vae.config import ARCHITECTURES, LIKELIHOODS, MODEL_TYPES
+from vae.errors import CheckpointError, ConfigError
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to rebuild a model; stored in every checkpoint's metadata."""
+
+    architecture: str
+    latent_dim: int
+    channels: int
+    height: int
+    width: int
+    likelihood: str
+    hidden_sizes: list[int] = field(default_factory=list)
+    conv_widths: list[int] = field(default_factory=list)
+    # None mirrors the encoder; a cheaper decoder makes importance-weighted evaluation faster.
+    decoder_hidden_sizes: list[int] | None = None
+    decoder_conv_widths: list[int] | None = None
+    # "vae", or "ae": a deterministic autoencoder with the same layers, for comparison.
+    model_type: str = "vae"
+
+    @property
+    def encoder_outputs(self) -> int:
+        return self.latent_dim if self.model_type == "ae" else 2 * self.latent_dim
+
+    @property
+    def decoder_hidden(self) -> list[int]:
+        return self.hidden_sizes if self.decoder_hidden_sizes is None else self.decoder_hidden_sizes
+
+    @property
+    def decoder_widths(self) -> list[int]:
+        return self.conv_widths if self.decoder_conv_widths is None else self.decoder_conv_widths
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelSpec:
+        names = {f.name for f in dataclasses.fields(cls)}
+        optional = {
+            "hidden_sizes",
+            "conv_widths",
+            "decoder_hidden_sizes",
+            "decoder_conv_widths",
+            "model_type",
+        }
+        missing = sorted(names - set(raw) - optional)
+        if missing:
+            raise CheckpointError(f"model metadata lacks {', '.join(missing)}")
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+
+def conv_feature_sizes(height: int, width: int, layers: int) -> list[tuple[int, int]]:
+    """Spatial sizes after each stride-2 convolution (kernel 4, padding 1): floor(n / 2)."""
+    sizes = [(height, width)]
+    for _ in range(layers):
+        h, w = sizes[-1]
+        sizes.append((h // 2, w // 2))
+    return sizes
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def check_spec(spec: ModelSpec) -> None:
+    """Raise ConfigError unless ``spec`` describes a model that can be built."""
+    for name in ("latent_dim", "channels", "height", "width"):
+        if not _positive_int(getattr(spec, name)):
+            raise ConfigError(
+                f"model {name} must be a positive integer, got {getattr(spec, name)!r}"
+            )
+    for name in ("hidden_sizes", "conv_widths", "decoder_hidden_sizes", "decoder_conv_widths"):
+        sizes = getattr(spec, name)
+        if sizes is not None and not (
+            isinstance(sizes, list) and all(_positive_int(size) for size in sizes)
+        ):
+            raise ConfigError(f"model {name} must be a list of positive integers, got {sizes!r}")
+    if spec.architecture not in ARCHITECTURES:
+        raise ConfigError(f"unknown architecture '{spec.architecture}'")
+    if spec.model_type not in MODEL_TYPES:
+        raise ConfigError(f"unknown model type '{spec.model_type}'")
+    if spec.likelihood not in LIKELIHOODS:
+        raise ConfigError(f"unknown likelihood '{spec.likelihood}'")
+    if spec.architecture == "conv":
+        smallest = min(spec.height, spec.width)
+        layers = max(len(spec.conv_widths), len(spec.decoder_widths))
+        if smallest // 2**layers < 1:
+            raise ConfigError(
+                f"{layers} conv layers need images of at least {2**layers} pixels a side, "
+                f"got {spec.height}x{spec.width}: use fewer --conv-widths or a larger --image-size"
+            )
+
+
+class TensorShape(NamedTuple):
+    """Shape and dtype of one stored weight (duck-types the parts of a tensor that are checked)."""
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+
+def expected_tensors(spec: ModelSpec) -> dict[str, TensorShape]:
+    """The state-dict entries (names, shapes) of the model ``spec`` describes; must match
+    ``build_model(spec).state_dict()`` (a test checks that)."""
+    check_spec(spec)
+    tensors: dict[str, TensorShape] = {}
+
+    def linear(prefix: str, inputs: int, outputs: int) -> None:
+        tensors[f"{prefix}.weight"] = TensorShape((outputs, inputs))
+        tensors[f"{prefix}.bias"] = TensorShape((outputs,))
+
+    def conv(prefix: str, weight: tuple[int, ...], outputs: int) -> None:
+        tensors[f"{prefix}.weight"] = TensorShape(weight)
+        tensors[f"{prefix}.bias"] = TensorShape((outputs,))
+
+    if spec.architecture == "mlp":
+        width, index = spec.channels * spec.height * spec.width, 1  # body[0] is Flatten
+        for hidden in spec.hidden_sizes:
+            linear(f"encoder.body.{index}", width, hidden)
+            width, index = hidden, index + 2
+        linear("encoder.head", width, spec.encoder_outputs)
+        width, index = spec.latent_dim, 0
+        for hidden in reversed(spec.decoder_hidden):
+            linear(f"decoder.body.{index}", width, hidden)
+            width, index = hidden, index + 2
+        linear(f"decoder.body.{index}", width, spec.channels * spec.height * spec.width)
+    else:
+        channels, index = spec.channels, 0
+        for width in spec.conv_widths:
+            conv(f"encoder.body.{index}", (width, channels, 4, 4), width)
+            channels, index = width, index + 2
+        h, w = conv_feature_sizes(spec.height, spec.width, len(spec.conv_widths))[-1]
+        features, index = channels * h * w, index + 1  # then Flatten
+        for hidden in spec.hidden_sizes:
+            linear(f"encoder.body.{index}", features, hidden)
+            features, index = hidden, index + 2
+        linear("encoder.head", features, spec.encoder_outputs)
+        widths = list(spec.decoder_widths)
+        h, w = conv_feature_sizes(spec.height, spec.width, len(widths))[-1]
+        features, index = spec.latent_dim, 0
+        for hidden in reversed(spec.decoder_hidden):
+            linear(f"decoder.dense.{index}", features, hidden)
+            features, index = hidden, index + 2
+        linear(f"decoder.dense.{index}", features, widths[-1] * h * w)
+        channels, index = widths[-1], 0
+        for outputs in [*reversed(widths[:-1]), spec.channels]:
+            conv(f"decoder.deconv.{index}", (channels, outputs, 4, 4), outputs)
+            channels, index = outputs, index + 2
+    if spec.model_type == "ae":
+        tensors["fitted_mean"] = TensorShape((spec.latent_dim,))
+        tensors["fitted_scale_tril"] = TensorShape((spec.latent_dim, spec.latent_dim))
+    return tensors
