@@ -264,6 +264,7 @@ def generate_command(
         _print_info(checkpoint, as_json=False)
         return
     _check_positive(num_samples=num_samples, grid_size=grid_size)
+    _check_grid_fits(grid_size, num_samples=num_samples)
     if not temperature > 0:
         raise ConfigError(f"invalid value for --temperature: {temperature} (expected positive)")
     import torch
@@ -312,6 +313,8 @@ def inference_command(
             f"invalid value for --mode: {mode!r} (expected sample, reconstruct or both)"
         )
     _check_positive(num_images=num_images, num_samples=num_samples, grid_size=grid_size)
+    if mode in ("sample", "both"):
+        _check_grid_fits(grid_size, num_samples=num_samples)
     import torch
 
     from vae.checkpoint import load_model
@@ -712,6 +715,16 @@ def _check_positive(**values: int) -> None:
         if value < 1:
             raise ConfigError(
                 f"invalid value for --{name.replace('_', '-')}: {value} (expected at least 1)"
+            )
+
+
+def _check_grid_fits(grid_size: int, **counts: int) -> None:
+    """A grid row wider than the images it shows would leave the whole picture padded out."""
+    for name, count in counts.items():
+        if grid_size > count:
+            raise ConfigError(
+                f"--grid-size {grid_size} is more than --{name.replace('_', '-')} {count}: "
+                f"use --grid-size {count} or fewer"
             )
 
 

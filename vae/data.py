@@ -256,24 +256,65 @@ def _load_folder(folder: Path, config: DataConfig) -> tuple[ImageSet, ImageSet]:
     return ImageSet(train), ImageSet(test)
 
 
+MAX_IMAGE_PIXELS = 40_000_000  # larger files are refused before decoding (decompression bombs)
+_GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
 def read_image_files(files: list[Path], size: int, channels: int | None) -> torch.Tensor:
-    """Image files -> uint8 [N, C, size, size]; channels None infers from the first file."""
+    """Image files -> uint8 [N, C, size, size]; channels None infers from the first file.
+
+    16-bit and float images are scaled to 8 bits (not clipped); transparency is composited onto
+    black, the background of the datasets these models train on; palettes are expanded.
+    """
+    import warnings
+
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     arrays = []
     for path in files:
         try:
-            with Image.open(path) as image:
-                if channels is None:
-                    channels = 1 if image.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
-                converted = image.convert("L" if channels == 1 else "RGB")
-                converted = converted.resize((size, size), Image.Resampling.BILINEAR)
-                array = np.asarray(converted, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError) as error:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    width, height = image.size
+                    if width * height > MAX_IMAGE_PIXELS:
+                        raise DataError(
+                            f"cannot read image {path}: {width}x{height} pixels is over the "
+                            f"{MAX_IMAGE_PIXELS:,}-pixel limit (refused before decoding)"
+                        )
+                    if channels is None:
+                        channels = 1 if image.mode in _GREY_MODES else 3
+                    converted = _to_8bit(image, channels)
+                    converted = converted.resize((size, size), Image.Resampling.BILINEAR)
+                    array = np.asarray(converted, dtype=np.uint8)
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
+            raise DataError(f"cannot read image {path}: {error}") from None
+        except Image.DecompressionBombWarning as error:
             raise DataError(f"cannot read image {path}: {error}") from None
         arrays.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
     return torch.from_numpy(np.stack(arrays))
+
+
+def _to_8bit(image: Any, channels: int) -> Any:
+    """A PIL image in mode L (channels 1) or RGB (channels 3)."""
+    import numpy as np
+    from PIL import Image
+
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode != "F":
+            values = values / 257.0  # integer grey images are 16-bit in practice (PNG, TIFF)
+        elif values.max(initial=0.0) <= 1.0:
+            values = values * 255.0  # float images in [0, 1]; otherwise already in [0, 255]
+        image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        image = image.convert("RGBA")
+        black = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(black, image)
+    return image.convert("L" if channels == 1 else "RGB")
 
 
 def _shape(

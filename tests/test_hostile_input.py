@@ -1,0 +1,220 @@
+"""Bad options, bad images and failing disks: one line, the right exit code, nothing lost."""
+
+from __future__ import annotations
+
+import errno
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from vae.cli import app
+from vae.data import MAX_IMAGE_PIXELS, read_image_files
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "--limit", "60", "--val-size", "20", "--epochs", "1", "--batch-size", "30",
+    "--latent-dim", "2", "--hidden-sizes", "8", "--conv-widths", "2,4", "--beta-warmup", "0",
+    "--sample-every", "0", "--device", "cpu", "--no-download",
+]  # fmt: skip
+
+
+def one_line_error(result, exit_code: int, *fragments: str) -> None:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == exit_code, result.output
+    assert isinstance(result.exception, SystemExit | None), repr(result.exception)
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, synthetic_data_dir) -> Path:
+    runs = tmp_path_factory.mktemp("runs")
+    result = runner.invoke(
+        app,
+        ["train", "tiny", "--runs-dir", str(runs), "--data-dir", str(synthetic_data_dir), *TINY],
+    )
+    assert result.exit_code == 0, result.output
+    return runs / "tiny"
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        (["--latent-dim", "0"], "--latent-dim"),
+        (["--latent-dim", "-3"], "--latent-dim"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--epochs", "0"], "--epochs"),
+        (["--hidden-sizes", "0"], "--hidden-sizes"),
+        (["--conv-widths", "4,-1"], "--conv-widths"),
+        (["--lr", "-1"], "--lr"),
+        (["--lr", "nan"], "--lr"),
+        (["--image-size", "0"], "--image-size"),
+        (["--dataset", "imagenet-22k"], "imagenet-22k"),
+        (["--beta-warmup", "soon"], "--beta-warmup"),
+        (["--val-size", "0"], "--val-size"),
+    ],
+)
+def test_bad_training_options_exit_2_naming_the_flag(tmp_path, synthetic_data_dir, flags, fragment):
+    result = runner.invoke(
+        app,
+        ["train", "x", "--runs-dir", str(tmp_path), "--data-dir", str(synthetic_data_dir),
+         "--no-download", *flags],
+    )  # fmt: skip
+    one_line_error(result, 2, fragment)
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_yaml_keys_are_all_named(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("model:\n  latent: 3\n  widths: [1]\n")
+    result = runner.invoke(app, ["train", "x", "--config", str(path), "--runs-dir", str(tmp_path)])
+    one_line_error(result, 2, "model.latent")
+
+
+def test_grid_larger_than_the_samples_is_refused(tmp_path, tiny_run):
+    output = tmp_path / "g.png"
+    result = runner.invoke(
+        app,
+        ["generate", "--checkpoint", str(tiny_run / "checkpoint_best.safetensors"),
+         "--num-samples", "10", "--grid-size", "16", "--output", str(output)],
+    )  # fmt: skip
+    one_line_error(result, 2, "--grid-size", "--num-samples")
+    assert not output.exists()
+
+
+def write_png(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode=mode).save(path)
+    return path
+
+
+def evaluate_input(checkpoint: Path, input_path: Path):
+    return runner.invoke(
+        app,
+        ["evaluate", "--checkpoint", str(checkpoint), "--input", str(input_path), "--k", "2",
+         "--quiet"],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["empty folder", "text files only", "corrupt png", "missing"])
+def test_unusable_input_is_one_line_exit_1(tmp_path, tiny_run, kind):
+    folder = tmp_path / "input"
+    folder.mkdir()
+    if kind == "text files only":
+        (folder / "notes.txt").write_text("not an image")
+    elif kind == "corrupt png":
+        noise = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+        good = write_png(folder / "good.png", noise)
+        (folder / "bad.png").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    elif kind == "missing":
+        folder = tmp_path / "nowhere"
+    for command in ("evaluate", "inference"):
+        if command == "evaluate":
+            result = evaluate_input(tiny_run / "checkpoint_best.safetensors", folder)
+        else:
+            result = runner.invoke(
+                app,
+                ["inference", "--checkpoint", str(tiny_run / "checkpoint_best.safetensors"),
+                 "--input", str(folder), "--output-dir", str(tmp_path / "out")],
+            )  # fmt: skip
+        one_line_error(result, 1, str(folder.name))
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path, tiny_run):
+    side = int(MAX_IMAGE_PIXELS**0.5) + 100
+    bomb = write_png(tmp_path / "bomb" / "big.png", np.zeros((side, side), np.uint8))
+    result = evaluate_input(tiny_run / "checkpoint_best.safetensors", bomb.parent)
+    one_line_error(result, 1, "pixel limit")
+
+
+def test_sixteen_bit_rgba_and_palette_images_are_converted_not_clipped(tmp_path):
+    ramp = np.linspace(0, 65535, 28 * 28).reshape(28, 28).astype(np.uint16)
+    sixteen = tmp_path / "sixteen.png"
+    Image.fromarray(ramp).save(sixteen)
+    assert Image.open(sixteen).mode.startswith("I")
+    grey = read_image_files([sixteen], 28, 1)[0, 0].numpy().astype(float)
+    assert np.abs(grey - ramp / 257.0).max() <= 1.0  # scaled to 8 bits, not clipped at 255
+
+    rgba = np.zeros((28, 28, 4), np.uint8)
+    rgba[..., :3] = 255
+    rgba[:14, :, 3] = 255  # top half opaque white, bottom half transparent white
+    path = write_png(tmp_path / "rgba.png", rgba, "RGBA")
+    grey = read_image_files([path], 28, 1)[0, 0].numpy()
+    assert grey[:12].min() == 255 and grey[16:].max() == 0  # transparent -> black background
+
+    palette = Image.fromarray(np.arange(28 * 28, dtype=np.uint8).reshape(28, 28) % 2 * 255)
+    palette.convert("P").save(tmp_path / "palette.png")
+    grey = read_image_files([tmp_path / "palette.png"], 28, 1)[0, 0].numpy()
+    assert set(np.unique(grey).tolist()) == {0, 255}
+
+
+@pytest.mark.parametrize("error_number", [errno.ENOSPC, errno.EROFS])
+def test_failing_disk_keeps_the_previous_checkpoint_and_config(
+    tmp_path, tiny_run, monkeypatch, error_number
+):
+    import shutil
+
+    import vae.fileio as fileio
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    real_open = open
+
+    def failing_open(path, mode="r", *args, **kwargs):
+        handle = real_open(path, mode, *args, **kwargs)
+        if "w" in mode and str(path).endswith(".tmp") and ".safetensors" in str(path):
+
+            class Failing:
+                def __enter__(self):
+                    return self
+
+                def __exit__(self, *exc):
+                    handle.close()
+                    return False
+
+                def write(self, data):
+                    raise OSError(
+                        error_number, "simulated " + __import__("os").strerror(error_number)
+                    )
+
+                def __getattr__(self, name):
+                    return getattr(handle, name)
+
+            return Failing()
+        return handle
+
+    monkeypatch.setattr(fileio, "open", failing_open, raising=False)
+    result = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "2"])
+    # train prints its progress first; the failure is its last line and the only error line.
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit | None)
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:], result.output
+    assert (
+        "simulated" in lines[-1] and "checkpoint_" in lines[-1] and "Traceback" not in result.output
+    )
+    after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    for name in ("checkpoint_best.safetensors", "checkpoint_last.safetensors", "metrics.jsonl"):
+        assert after[name] == before[name], name
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_source_has_no_unsafe_loaders():
+    """No pickle-based or code-running loaders anywhere in the package, benchmarks or tests."""
+    pattern = re.compile(
+        r"torch\.load\(|import pickle|pickle\.|yaml\.load\(|yaml\.unsafe_load|yaml\.Loader"
+        r"|(?<![\w.])eval\(|(?<![\w.])exec\("
+    )
+    offenders = []
+    for folder in ("vae", "benchmarks"):
+        for path in (REPO / folder).rglob("*.py"):
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if pattern.search(line):
+                    offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
