@@ -20,7 +20,8 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, diag(exp(logvar))) || N(0, I)) per latent dimension, shape like ``mu``."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+    # expm1(v) - v instead of exp(v) - 1 - v: exact near v = 0, so the KL never rounds below 0.
+    return 0.5 * (mu.pow(2) + torch.expm1(logvar) - logvar)
 
 
 def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
