@@ -82,7 +82,7 @@ def read_header(path: str | Path) -> CheckpointHeader:
             raise ValueError("header is not a JSON object")
         raw_metadata = header.pop("__metadata__", None) or {}
         data_end = max((int(t["data_offsets"][1]) for t in header.values()), default=0)
-    except (ValueError, KeyError, TypeError, IndexError):
+    except (ValueError, KeyError, TypeError, IndexError, OverflowError):
         raise CheckpointError(f"{path} is not a safetensors file (header is not valid)") from None
     expected = 8 + header_size + data_end
     if file_size < expected:

@@ -205,6 +205,21 @@ def train_command(
     quiet: Annotated[bool, typer.Option(help="No progress bar or per-epoch tables.")] = False,
 ) -> None:
     """Train a VAE; writes runs/<RUN_NAME>/ with config, checkpoints, metrics and grids."""
+    from vae.interrupts import graceful_interrupt
+
+    # Installed before torch is imported: a Ctrl-C during start-up then stops cleanly too.
+    with graceful_interrupt() as stop_requested:
+        _train(ctx, run_name, config_file, resume, quiet, stop_requested)
+
+
+def _train(
+    ctx: typer.Context,
+    run_name: str | None,
+    config_file: Path | None,
+    resume: Path | None,
+    quiet: bool,
+    stop_requested: Callable[[], bool],
+) -> None:
     from vae.reporting import RichReporter
     from vae.training import default_run_name, prepare_resume, train
 
@@ -231,7 +246,13 @@ def train_command(
         config = load_config_file(config_file) if config_file is not None else RunConfig()
         config.override(given).validate()
         run_dir = Path(config.train.runs_dir) / (run_name or default_run_name(config))
-    result = train(config, run_dir, resume=resume is not None, reporter=RichReporter(quiet=quiet))
+    result = train(
+        config,
+        run_dir,
+        resume=resume is not None,
+        reporter=RichReporter(quiet=quiet),
+        stop_requested=stop_requested,
+    )
     typer.echo(f"best checkpoint: {result.best_path}")
     typer.echo(f"last checkpoint: {result.last_path}")
 

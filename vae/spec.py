@@ -95,6 +95,8 @@ def check_spec(spec: ModelSpec) -> None:
     if spec.likelihood not in LIKELIHOODS:
         raise ConfigError(f"unknown likelihood '{spec.likelihood}'")
     if spec.architecture == "conv":
+        if not spec.conv_widths or not spec.decoder_widths:
+            raise ConfigError("a conv model needs at least one conv width in encoder and decoder")
         smallest = min(spec.height, spec.width)
         layers = max(len(spec.conv_widths), len(spec.decoder_widths))
         if smallest // 2**layers < 1:

@@ -6,10 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -52,6 +50,7 @@ from vae.errors import (
 from vae.evaluation import evaluate_elbo
 from vae.fileio import atomic_write_text
 from vae.images import save_grid, save_reconstruction_grid
+from vae.interrupts import graceful_interrupt
 from vae.model import VAE, ModelSpec, build_model
 from vae.objectives import BetaSchedule, elbo_terms
 from vae.plots import save_training_curves
@@ -125,29 +124,48 @@ def train(
     resume: bool = False,
     reporter: Reporter | None = None,
     step_callback: StepCallback | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> TrainingResult:
     """Train a VAE as ``config`` says, writing everything to ``run_dir``.
 
     ``step_callback(step)`` runs after every optimisation step (tests use it to simulate a
-    Ctrl-C or a crash at a chosen moment).
+    Ctrl-C or a crash at a chosen moment). ``stop_requested`` tells whether Ctrl-C was pressed;
+    by default this function installs its own handler (the CLI installs one earlier, before its
+    imports, so that a Ctrl-C at start-up is handled the same way).
     """
+    if stop_requested is None:
+        with graceful_interrupt() as own_stop_requested:
+            return train(
+                config,
+                run_dir,
+                resume=resume,
+                reporter=reporter,
+                step_callback=step_callback,
+                stop_requested=own_stop_requested,
+            )
     config.validate()
     reporter = reporter or Reporter()
     run_dir = Path(run_dir)
-    if not resume and run_dir.exists() and any(run_dir.iterdir()):
+    if not resume and run_dir.exists() and not _restartable(run_dir):
         raise ConfigError(
             f"run directory {run_dir} already exists: continue it with --resume {run_dir} "
             "or choose another run name"
         )
+    _remove_stale_temporaries(run_dir)
     device = resolve_device(config.train.device)
     splits = load_splits(config.data, config.objective.likelihood).to(device)
     run = _Run(config, run_dir, device, splits, reporter, step_callback)
     if resume:
         run.restore()
+    if stop_requested():
+        again = f"train --resume {run_dir}" if resume else "the same train command"
+        raise TrainingInterrupted(
+            f"interrupted before training started: nothing was written; start again with {again}"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     # Rewritten on resume too, so that it keeps describing the run (e.g. after --epochs grew).
     atomic_write_text(run_dir / CONFIG_NAME, config_to_yaml(config))
-    return run.fit()
+    return run.fit(stop_requested)
 
 
 SUMMED_TERMS = ("loss", "neg_elbo", "recon", "kl")
@@ -182,6 +200,27 @@ class _Interval:
         totals = dict(zip(SUMMED_TERMS, sums, strict=True))
         totals["seconds"] = time.perf_counter() - self.started
         return totals, (bad_step if bad_step >= 0 else None)
+
+
+# What a run writes before its first checkpoint; a folder holding only these (a run stopped
+# before it saved anything) may be started again from scratch under the same name.
+_REGENERATED = {CONFIG_NAME, METRICS_NAME, CURVES_NAME, "images"}
+
+
+def _restartable(run_dir: Path) -> bool:
+    return all(item.name in _REGENERATED or _is_temporary(item) for item in run_dir.iterdir())
+
+
+def _is_temporary(item: Path) -> bool:
+    """A file that :func:`atomic_write_bytes` was writing when its process was killed."""
+    return item.is_file() and item.name.startswith(".") and item.name.endswith(".tmp")
+
+
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    if run_dir.is_dir():
+        for item in run_dir.iterdir():
+            if _is_temporary(item):
+                item.unlink(missing_ok=True)
 
 
 class _Run:
@@ -353,7 +392,7 @@ class _Run:
 
     # --- loop -----------------------------------------------------------------------------
 
-    def fit(self) -> TrainingResult:
+    def fit(self, stop_requested: Callable[[], bool]) -> TrainingResult:
         train_config = self.config.train
         total_steps = self.steps_per_epoch * train_config.epochs
         description = (
@@ -363,9 +402,8 @@ class _Run:
         )
         self.reporter.run_started(description, total_steps, self.progress.step)
         try:
-            with _graceful_interrupt() as stop_requested:
-                while self.progress.epoch < train_config.epochs:
-                    self._train_epoch(stop_requested)
+            while self.progress.epoch < train_config.epochs:
+                self._train_epoch(stop_requested)
         finally:
             self.reporter.run_ended()
         best_path = self.run_dir / BEST_NAME
@@ -509,7 +547,6 @@ class _Run:
             progress.best_val = validation["neg_elbo"]
             progress.best_epoch = progress.epoch
             self.save_best(validation)
-        self.save_last(validation)
         images = max(sums["images"], 1.0)
         record: dict[str, Any] = {
             "epoch": progress.epoch,
@@ -528,10 +565,13 @@ class _Run:
             "images_per_second": images / sums["seconds"] if sums["seconds"] > 0 else 0.0,
         }
         self.history.append(record)
+        # metrics.jsonl before checkpoint_last: a kill between the two leaves a record that the
+        # resume (from the previous epoch) drops and writes again, never an epoch with no record.
         atomic_write_text(
             self.run_dir / METRICS_NAME,
             "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.history),
         )
+        self.save_last(validation)
         save_training_curves(self.history, self.run_dir / CURVES_NAME, title=self.run_dir.name)
         if train_config.sample_every and progress.epoch % train_config.sample_every == 0:
             self._write_grids()
@@ -591,24 +631,3 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             raise DataError(f"{path}: line {number} is not an epoch record")
         records.append(record)
     return records
-
-
-@contextlib.contextmanager
-def _graceful_interrupt() -> Iterator[Callable[[], bool]]:
-    """The first Ctrl-C asks the loop to stop at the next step boundary (so the saved state is
-    consistent); a second one interrupts at once, leaving the files from the last save."""
-    requested = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield requested.is_set
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if requested.is_set():
-            raise KeyboardInterrupt
-        requested.set()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield requested.is_set
-    finally:
-        signal.signal(signal.SIGINT, previous)

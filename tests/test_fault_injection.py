@@ -1,0 +1,33 @@
+"""Kill -9 and Ctrl-C at random moments, resume, and check every file (a small fast variant of
+benchmarks/fault_injection.py, which runs 20+ kills on real MNIST)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from fault_injection import run_trials  # noqa: E402
+
+TINY_RUN = [
+    "--limit", "200", "--val-size", "40", "--epochs", "3", "--batch-size", "20",
+    "--latent-dim", "2", "--hidden-sizes", "16", "--conv-widths", "4,8",
+    "--device", "cpu", "--no-download",
+]  # fmt: skip
+
+
+def test_killed_and_interrupted_runs_resume_with_no_corrupt_file(tmp_path, synthetic_data_dir):
+    summary = run_trials(
+        kills=2,
+        interrupts=1,
+        seed=7,
+        data_dir=str(synthetic_data_dir),
+        workdir=tmp_path,
+        run_arguments=TINY_RUN,
+        epochs=3,
+    )
+    assert summary.kills == 2 and summary.interrupts == 1
+    assert summary.resumes + summary.restarts >= 3
+    assert summary.corrupt_files == 0
+    assert not summary.problems, "\n".join(summary.problems)
