@@ -25,6 +25,24 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the installed entry points live beside this interpreter
 
 
+def training_benchmark_setup(doc: str | None) -> tuple[Any, str, torch.device]:
+    """Parse --steps, --rounds, --device; print the machine; return (args, data root, device)."""
+    import argparse
+
+    from vae.device import resolve_device
+
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    print(describe_machine(device))
+    return args, data_dir(), device
+
+
 def data_dir() -> str:
     """The dataset root: $VAE_DATA_DIR, else ../shared/data beside the repository."""
     root = os.environ.get("VAE_DATA_DIR") or str(REPO.parent / "shared" / "data")

@@ -9,22 +9,19 @@ same run (float32 and bf16, 2048x2048). The fraction is against the float32 figu
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import torch
 from common import (
-    data_dir,
-    describe_machine,
     matmul_flops_per_second,
     summary,
     trainer_images_per_second,
+    training_benchmark_setup,
 )
 from throughput import MLP_AS_TEXTBOOK
 from torch.utils.flop_counter import FlopCounterMode
 
 from vae.config import RunConfig
-from vae.device import resolve_device
 from vae.model import ModelSpec, build_model
 from vae.objectives import elbo_terms
 
@@ -57,16 +54,7 @@ def training_flops_per_image(overrides: dict, batch_size: int = 128) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
-    root = data_dir()
-    device = resolve_device(args.device)
-    print(describe_machine(device))
+    args, root, device = training_benchmark_setup(__doc__)
     matmul: list[float] = []
     matmul_bf16: list[float] = []
     rates: dict[str, list[float]] = {name: [] for name in MODELS}

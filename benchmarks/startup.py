@@ -68,12 +68,12 @@ def main() -> None:
         )
         _, evaluate_rss = wall_and_peak_rss(
             [
-                "evaluate", "--checkpoint", CHECKPOINT, "--k", "5000", "--limit", "200",
+                "evaluate", "--checkpoint", CHECKPOINT, "--k", "5000", "--limit", "20",
                 "--quiet", "--no-download",
             ]
         )  # fmt: skip
     print(f"peak RSS, train (default model, MNIST, 1 epoch): {train_rss:,.0f} MiB (target < 1,536)")
-    print(f"peak RSS, evaluate --k 5000 (200 images):       {evaluate_rss:,.0f} MiB")
+    print(f"peak RSS, evaluate --k 5000 (20 images):        {evaluate_rss:,.0f} MiB")
 
 
 if __name__ == "__main__":

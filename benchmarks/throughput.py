@@ -10,18 +10,14 @@ medians, min-max and the ratio, then the default conv model's images/s through o
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
 from common import (
-    data_dir,
-    describe_machine,
     summary,
     textbook_images_per_second,
     trainer_images_per_second,
+    training_benchmark_setup,
 )
-
-from vae.device import resolve_device
 
 # Our trainer with the textbook's model and optimiser settings (no KL warm-up, constant lr).
 MLP_AS_TEXTBOOK = {
@@ -36,16 +32,7 @@ MLP_AS_TEXTBOOK = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
-    root = data_dir()
-    device = resolve_device(args.device)
-    print(describe_machine(device))
+    args, root, device = training_benchmark_setup(__doc__)
     textbook, ours, ours_fp32 = [], [], []
     for round_index in range(args.rounds):
         textbook.append(textbook_images_per_second(root, device, args.steps))
