@@ -2,8 +2,9 @@
 
     poetry run python benchmarks/fault_injection.py [--kills 20] [--interrupts 3] [--seed 0]
 
-Each trial starts a small run (a 2,000-image MNIST subset, 4 epochs) as a subprocess of the
-installed `train` entry point and stops it at a seeded random moment: SIGKILL (no chance to
+Each trial starts a small run (a 2,000-image MNIST subset, 6 epochs) as a subprocess of the
+installed `train` entry point and stops it at a seeded random moment (three in four after its
+first save): SIGKILL (no chance to
 clean up) or SIGINT (Ctrl-C). After every stop: both checkpoints (when present) load,
 metrics.jsonl parses with epochs 1..n exactly once each. Then `train --resume` (or a fresh
 start, if the run was stopped before its first save) runs to the end and the finished run must
@@ -25,7 +26,7 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 SMALL_RUN = [
-    "--limit", "2000", "--val-size", "500", "--epochs", "4", "--batch-size", "100",
+    "--limit", "2000", "--val-size", "500", "--epochs", "6", "--batch-size", "100",
     "--latent-dim", "8", "--hidden-sizes", "64", "--conv-widths", "8,16",
     "--device", "cpu", "--no-download",
 ]  # fmt: skip
@@ -54,8 +55,9 @@ class Summary:
             f"{self.restarts}",
             f"half-written temporary files left by a kill (removed on the next start): "
             f"{self.stale_temporaries}",
-            f"most work lost to one kill: {self.most_seconds_lost:.1f} s = "
-            f"{self.most_epochs_lost:.2f} epochs (an epoch takes {self.epoch_seconds:.1f} s)",
+            f"most work lost to one kill: {self.most_seconds_lost:.1f} s since the last save = "
+            f"{self.most_epochs_lost:.2f} epochs (an epoch with its validation and writes takes "
+            f"{self.epoch_seconds:.1f} s)",
             f"files found corrupt: {self.corrupt_files}",
             f"problems: {len(self.problems)}",
             *[f"  {problem}" for problem in self.problems],
@@ -104,7 +106,7 @@ def run_trials(
     data_dir: str,
     workdir: Path,
     run_arguments: list[str] = SMALL_RUN,
-    epochs: int = 4,
+    epochs: int = 6,
 ) -> Summary:
     """Stop runs ``kills`` times with SIGKILL and ``interrupts`` times with SIGINT."""
     from vae.checkpoint import LAST_NAME
@@ -118,15 +120,25 @@ def run_trials(
             return [str(BIN / "train"), "--resume", str(workdir / name)]
         return [str(BIN / "train"), name, "--runs-dir", str(workdir), *run_arguments]
 
-    # One undisturbed run gives the time scale to draw the stop moments from.
-    started = time.perf_counter()
-    subprocess.run(command("reference", False), env=env, check=True, capture_output=True)
-    duration = time.perf_counter() - started
+    # One undisturbed run gives the time scale: when the first epoch is saved, and how long an
+    # epoch takes (steps, validation and writes; the gaps between metrics.jsonl records).
     reference = workdir / "reference"
-    from vae.training import read_metrics
-
-    records = read_metrics(reference / "metrics.jsonl")
-    summary.epoch_seconds = duration / len(records)  # wall time per epoch, start-up included
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command("reference", False), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    record_times: list[float] = []
+    while process.poll() is None:
+        time.sleep(0.05)
+        metrics = reference / "metrics.jsonl"
+        count = len(metrics.read_text().splitlines()) if metrics.exists() else 0
+        record_times += [time.perf_counter() - started] * (count - len(record_times))
+    duration = time.perf_counter() - started
+    if process.returncode != 0 or len(record_times) < 2:
+        raise SystemExit(f"error: the reference run failed (exit {process.returncode})")
+    first_save = record_times[0]
+    gaps = [b - a for a, b in zip(record_times, record_times[1:], strict=False)]
+    summary.epoch_seconds = sorted(gaps)[len(gaps) // 2]
     check_run(reference, summary, finished_epochs=epochs)
 
     stops = ["kill"] * kills + ["interrupt"] * interrupts
@@ -141,6 +153,7 @@ def run_trials(
         # Stop each run one to three times, then let it finish.
         for _ in range(min(len(stops), generator.randint(1, 3))):
             stop = stops.pop()
+            launched = time.time()
             process = subprocess.Popen(
                 command(name, resume),
                 env=env,
@@ -148,7 +161,9 @@ def run_trials(
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            time.sleep(generator.uniform(0.2, duration * 0.9))
+            # Three stops in four land after the first save (mid-training), the rest anywhere.
+            earliest = first_save if generator.random() < 0.75 else 0.2
+            time.sleep(generator.uniform(earliest, duration * 0.95))
             if process.poll() is not None:  # it finished first: nothing was stopped
                 stops.append(stop)
                 completed = process.returncode == 0
@@ -170,7 +185,9 @@ def run_trials(
             if stop == "interrupt" and process.returncode not in (130, 0, -signal.SIGINT):
                 summary.problems.append(f"{name}: SIGINT exit {process.returncode}: {stderr}")
             if stop == "kill":
-                lost = now - saved_at if saved_at is not None else 0.0
+                # Work this process did since the later of its launch and the last save (an upper
+                # bound: it includes the start-up of a resumed process, which redoes nothing).
+                lost = now - max(saved_at or launched, launched)
                 summary.most_seconds_lost = max(summary.most_seconds_lost, lost)
             summary.stale_temporaries += len(list(run.glob(".*.tmp")))
             resume = check_run(run, summary) > 0

@@ -202,9 +202,10 @@ class _Interval:
         return totals, (bad_step if bad_step >= 0 else None)
 
 
-# What a run writes before its first checkpoint; a folder holding only these (a run stopped
-# before it saved anything) may be started again from scratch under the same name.
-_REGENERATED = {CONFIG_NAME, METRICS_NAME, CURVES_NAME, "images"}
+# What a run writes before its first checkpoint_last. A folder holding only these (a run stopped
+# before it could be resumed) may be started again from scratch under the same name: the same
+# configuration rewrites them, epoch 1's checkpoint_best included.
+_REGENERATED = {CONFIG_NAME, METRICS_NAME, CURVES_NAME, "images", BEST_NAME}
 
 
 def _restartable(run_dir: Path) -> bool:
