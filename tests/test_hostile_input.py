@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vae.cli import app
+from vae.config import load_config_file
 from vae.data import MAX_IMAGE_PIXELS, read_image_files
 
 runner = CliRunner()
@@ -198,9 +200,19 @@ def test_failing_disk_keeps_the_previous_checkpoint_and_config(
         "simulated" in lines[-1] and "checkpoint_" in lines[-1] and "Traceback" not in result.output
     )
     after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
-    for name in ("checkpoint_best.safetensors", "checkpoint_last.safetensors", "metrics.jsonl"):
+    for name in ("checkpoint_best.safetensors", "checkpoint_last.safetensors"):
         assert after[name] == before[name], name
+    # config.yaml was rewritten (atomically) when the resume started, to say --epochs 2.
+    assert load_config_file(run / "config.yaml").train.epochs == 2
+    # metrics.jsonl is written just before checkpoint_last: it may hold the failed epoch's record
+    # after the old ones (a resume drops it), never fewer or changed records.
+    assert after["metrics.jsonl"].startswith(before["metrics.jsonl"])
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.undo()
+    resumed = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "2", "--quiet"])
+    assert resumed.exit_code == 0, resumed.output  # the disk is back: the run goes on
+    records = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in records] == [1, 2]
 
 
 def test_source_has_no_unsafe_loaders():
