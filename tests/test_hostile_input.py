@@ -74,7 +74,7 @@ def test_unknown_yaml_keys_are_all_named(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("model:\n  latent: 3\n  widths: [1]\n")
     result = runner.invoke(app, ["train", "x", "--config", str(path), "--runs-dir", str(tmp_path)])
-    one_line_error(result, 2, "model.latent")
+    one_line_error(result, 2, "unknown options 'model.latent', 'model.widths'")
 
 
 def test_grid_larger_than_the_samples_is_refused(tmp_path, tiny_run):
@@ -228,3 +228,34 @@ def test_source_has_no_unsafe_loaders():
                 if pattern.search(line):
                     offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_a_diverging_learning_rate_stops_with_the_last_good_checkpoints(tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    config = (run / "config.yaml").read_text().replace("lr: 0.002", "lr: 1.0e+30")
+    assert "lr: 1.0e+30" in config
+    (tmp_path / "wild.yaml").write_text(config)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.name.endswith(".safetensors")}
+    result = runner.invoke(
+        app, ["train", "wild", "--config", str(tmp_path / "wild.yaml"), "--runs-dir", str(tmp_path),
+              "--epochs", "3", "--quiet"],
+    )  # fmt: skip
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1, result.output
+    assert lines[-1].startswith("error:") and "became" in lines[-1] and "--lr" in lines[-1]
+    # Whatever was saved before the divergence still loads with finite weights; the copied run
+    # it started from is untouched.
+    for name in ("checkpoint_best.safetensors", "checkpoint_last.safetensors"):
+        if (tmp_path / "wild" / name).exists():
+            import torch
+
+            from vae.checkpoint import load_model
+
+            model = load_model(tmp_path / "wild" / name)
+            assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert {
+        p.name: p.read_bytes() for p in run.iterdir() if p.name.endswith(".safetensors")
+    } == before

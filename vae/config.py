@@ -105,18 +105,23 @@ class RunConfig:
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
         config = cls()
+        unknown_sections = [name for name in raw if name not in SECTIONS]
+        if unknown_sections:
+            names = ", ".join(f"'{name}'" for name in unknown_sections)
+            known = ", ".join(SECTIONS)
+            plural = "s" if len(unknown_sections) > 1 else ""
+            raise ConfigError(f"{source}: unknown section{plural} {names} (known: {known})")
         for section_name, values in raw.items():
-            if section_name not in SECTIONS:
-                known = ", ".join(SECTIONS)
-                raise ConfigError(f"{source}: unknown section '{section_name}' (known: {known})")
             if values is None:
                 continue
             if not isinstance(values, dict):
                 raise ConfigError(f"{source}: section '{section_name}' must be a mapping")
             section = getattr(config, section_name)
+            unknown = [f"'{section_name}.{key}'" for key in values if not hasattr(section, key)]
+            if unknown:
+                plural = "s" if len(unknown) > 1 else ""
+                raise ConfigError(f"{source}: unknown option{plural} {', '.join(unknown)}")
             for key, value in values.items():
-                if not hasattr(section, key):
-                    raise ConfigError(f"{source}: unknown option '{section_name}.{key}'")
                 setattr(section, key, _coerce(section, key, value, source))
         return config
 
