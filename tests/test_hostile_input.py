@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
 from pathlib import Path
 
@@ -180,9 +181,7 @@ def test_failing_disk_keeps_the_previous_checkpoint_and_config(
                     return False
 
                 def write(self, data):
-                    raise OSError(
-                        error_number, "simulated " + __import__("os").strerror(error_number)
-                    )
+                    raise OSError(error_number, "simulated " + os.strerror(error_number))
 
                 def __getattr__(self, name):
                     return getattr(handle, name)
