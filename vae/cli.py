@@ -44,10 +44,12 @@ def handle_errors(function: F) -> F:
         try:
             return function(*args, **kwargs)
         except VAEError as error:
-            # A requested stop is not an error; its message already says what happened.
-            print_error(
-                str(error), prefix="" if isinstance(error, TrainingInterrupted) else "error: "
-            )
+            # Of several torchrun processes failing together, one (rank 0 by default) speaks.
+            if not getattr(error, "quiet", not _is_main_process()):
+                # A requested stop is not an error; its message already says what happened.
+                print_error(
+                    str(error), prefix="" if isinstance(error, TrainingInterrupted) else "error: "
+                )
             raise typer.Exit(error.exit_code) from None
         except OSError as error:  # disk full, permission denied, ...: say which file
             where = f": {error.filename}" if error.filename else ""
@@ -58,6 +60,14 @@ def handle_errors(function: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _is_main_process() -> bool:
+    import os
+
+    from vae.distributed import launched_by_torchrun
+
+    return not launched_by_torchrun() or os.environ.get("RANK", "0") in ("", "0")
 
 
 def _choices(values: tuple[str, ...]) -> str:
@@ -205,10 +215,11 @@ def train_command(
     quiet: Annotated[bool, typer.Option(help="No progress bar or per-epoch tables.")] = False,
 ) -> None:
     """Train a VAE; writes runs/<RUN_NAME>/ with config, checkpoints, metrics and grids."""
+    from vae.distributed import launched_by_torchrun
     from vae.interrupts import graceful_interrupt
 
     # Installed before torch is imported: a Ctrl-C during start-up then stops cleanly too.
-    with graceful_interrupt() as stop_requested:
+    with graceful_interrupt(distributed=launched_by_torchrun()) as stop_requested:
         _train(ctx, run_name, config_file, resume, quiet, stop_requested)
 
 
@@ -253,8 +264,9 @@ def _train(
         reporter=RichReporter(quiet=quiet),
         stop_requested=stop_requested,
     )
-    typer.echo(f"best checkpoint: {result.best_path}")
-    typer.echo(f"last checkpoint: {result.last_path}")
+    if _is_main_process():
+        typer.echo(f"best checkpoint: {result.best_path}")
+        typer.echo(f"last checkpoint: {result.last_path}")
 
 
 # --- generate ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ per-sample PIL conversion happens while training.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,18 +151,32 @@ def training_batches(
     epoch: int,
     dynamic_binarize: bool,
     start_batch: int = 0,
+    shard: Callable[[int], slice] | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Float batches in [0, 1] for one epoch, starting at ``start_batch`` (for resume)."""
+    """Float batches in [0, 1] for one epoch, starting at ``start_batch`` (for resume).
+
+    ``shard(n)`` picks this process's part of each batch of ``n`` images in multi-process
+    training; the binarization noise is drawn for the whole batch first, so the union of the
+    parts equals the single-process batch.
+    """
     device = train.images.device
     order = epoch_order(len(train), seed, epoch).to(device)
     for batch, begin in enumerate(range(0, len(train), batch_size)):
         if batch < start_batch:
             continue
-        x = to_float(train.images[order[begin : begin + batch_size]])
-        if dynamic_binarize:
-            generator = torch.Generator(device=device).manual_seed(batch_seed(seed, epoch, batch))
-            x = torch.bernoulli(x, generator=generator)
-        yield x
+        indices = order[begin : begin + batch_size]
+        part = shard(len(indices)) if shard is not None else slice(None)
+        if not dynamic_binarize:
+            yield to_float(train.images[indices[part]])
+            continue
+        x = to_float(train.images[indices])
+        generator = torch.Generator(device=device).manual_seed(batch_seed(seed, epoch, batch))
+        yield torch.bernoulli(x, generator=generator)[part]
+
+
+def global_batch_size(num_images: int, batch_size: int, batch: int) -> int:
+    """Images in batch number ``batch`` of an epoch (the last one may be short)."""
+    return min(batch_size, num_images - batch * batch_size)
 
 
 def batches_per_epoch(num_images: int, batch_size: int) -> int:

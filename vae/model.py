@@ -147,11 +147,16 @@ class VAE(nn.Module):
 
     @staticmethod
     def reparameterize(
-        mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """z = mu + sigma * eps with eps ~ N(0, I), drawn from ``generator`` when given."""
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return mu + torch.exp(0.5 * logvar) * eps
+        """z = mu + sigma * eps with eps ~ N(0, I): ``noise`` when given, else drawn from
+        ``generator``."""
+        if noise is None:
+            noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + torch.exp(0.5 * logvar) * noise
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Logits (bce) or means in [0, 1] (mse), shaped like the images."""
@@ -163,12 +168,15 @@ class VAE(nn.Module):
         return torch.sigmoid(decoded) if self.spec.likelihood == "bce" else decoded
 
     def forward(
-        self, x: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(decoded, mu, logvar) for one posterior sample per image (the code itself for an
-        autoencoder, whose logvar is None)."""
+        autoencoder, whose logvar is None); ``noise`` [batch, latent_dim] fixes the sample."""
         mu, logvar = self.encode(x)
-        z = mu if logvar is None else self.reparameterize(mu, logvar, generator)
+        z = mu if logvar is None else self.reparameterize(mu, logvar, generator, noise)
         return self.decode(z), mu, logvar
 
     @torch.no_grad()

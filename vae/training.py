@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from vae import distributed
 from vae.checkpoint import (
     BEST_NAME,
     LAST_NAME,
@@ -35,11 +36,13 @@ from vae.data import (
     batches_per_epoch,
     binarize_once,
     evaluation_batches,
+    global_batch_size,
     load_splits,
     to_float,
     training_batches,
 )
 from vae.device import bf16_autocast_supported, resolve_device
+from vae.distributed import World, run_together, world_from_environment
 from vae.errors import (
     CheckpointError,
     ConfigError,
@@ -125,6 +128,7 @@ def train(
     reporter: Reporter | None = None,
     step_callback: StepCallback | None = None,
     stop_requested: Callable[[], bool] | None = None,
+    world: World | None = None,
 ) -> TrainingResult:
     """Train a VAE as ``config`` says, writing everything to ``run_dir``.
 
@@ -132,9 +136,15 @@ def train(
     Ctrl-C or a crash at a chosen moment). ``stop_requested`` tells whether Ctrl-C was pressed;
     by default this function installs its own handler (the CLI installs one earlier, before its
     imports, so that a Ctrl-C at start-up is handled the same way).
+
+    ``world``: this process's place among torchrun's processes (default: read from the
+    environment). Every rank trains on its part of each batch, gradients are all-reduced, and
+    rank 0 alone writes files and reports; ``batch_size`` is the global batch, so a run and its
+    resumes take the same steps whatever the number of processes.
     """
+    world = world if world is not None else world_from_environment()
     if stop_requested is None:
-        with graceful_interrupt() as own_stop_requested:
+        with graceful_interrupt(world.distributed) as own_stop_requested:
             return train(
                 config,
                 run_dir,
@@ -142,30 +152,53 @@ def train(
                 reporter=reporter,
                 step_callback=step_callback,
                 stop_requested=own_stop_requested,
+                world=world,
             )
     config.validate()
-    reporter = reporter or Reporter()
+    reporter = (reporter or Reporter()) if world.is_main else Reporter()
     run_dir = Path(run_dir)
-    if not resume and run_dir.exists() and not _restartable(run_dir):
-        raise ConfigError(
-            f"run directory {run_dir} already exists: continue it with --resume {run_dir} "
-            "or choose another run name"
-        )
-    _remove_stale_temporaries(run_dir)
-    device = resolve_device(config.train.device)
-    splits = load_splits(config.data, config.objective.likelihood).to(device)
-    run = _Run(config, run_dir, device, splits, reporter, step_callback)
-    if resume:
-        run.restore()
-    if stop_requested():
-        again = f"train --resume {run_dir}" if resume else "the same train command"
-        raise TrainingInterrupted(
-            f"interrupted before training started: nothing was written; start again with {again}"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    # Rewritten on resume too, so that it keeps describing the run (e.g. after --epochs grew).
-    atomic_write_text(run_dir / CONFIG_NAME, config_to_yaml(config))
-    return run.fit(stop_requested)
+    device = distributed.start(world, resolve_device(config.train.device))
+    try:
+
+        def set_up() -> _Run:
+            if not resume and run_dir.exists() and not _restartable(run_dir):
+                raise ConfigError(
+                    f"run directory {run_dir} already exists: continue it with --resume "
+                    f"{run_dir} or choose another run name"
+                )
+            splits = load_splits(config.data, config.objective.likelihood).to(device)
+            if len(splits.val) < world.world_size:
+                raise ConfigError(
+                    f"{world.world_size} processes need at least as many validation images, "
+                    f"got {len(splits.val)}: raise --val-size"
+                )
+            run = _Run(config, run_dir, device, splits, reporter, step_callback, world)
+            if resume:
+                run.restore()
+            return run
+
+        run = run_together(world, device, set_up)
+        if world.any(stop_requested(), device):
+            again = f"train --resume {run_dir}" if resume else "the same train command"
+            raise TrainingInterrupted(
+                f"interrupted before training started: nothing was written; start again with {again}"
+            )
+        if world.is_main:
+            _remove_stale_temporaries(run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            # Rewritten on resume too, so that it keeps describing the run (e.g. after --epochs grew).
+            atomic_write_text(run_dir / CONFIG_NAME, config_to_yaml(config))
+        try:
+            result = run.fit(stop_requested)
+        except (TrainingDiverged, TrainingInterrupted):
+            world.barrier()  # raised by every rank at once: leave together (see below)
+            raise
+        # Leaving together: a rank that tears down its connections while another still
+        # finishes its last collective makes the other abort.
+        world.barrier()
+        return result
+    finally:
+        distributed.stop(world)
 
 
 SUMMED_TERMS = ("loss", "neg_elbo", "recon", "kl")
@@ -186,20 +219,32 @@ class _Interval:
         self.started = time.perf_counter()
 
     def add(self, terms: Any, images: int, step: int) -> None:
+        self.steps += 1
+        if images == 0:  # a rank with no image of a short last batch has nothing to add
+            return
         values = torch.stack([getattr(terms, key).detach() for key in SUMMED_TERMS])
         # The first non-finite step is remembered so that the guard can name it.
         finite = torch.isfinite(values[0])
         self.bad_step = torch.where(finite | (self.bad_step >= 0), self.bad_step, step)
         self.sums += values.to(self.sums.dtype) * images
         self.images += images
-        self.steps += 1
 
-    def read(self) -> tuple[dict[str, float], int | None]:
-        sums = self.sums.tolist()  # the one synchronisation of the interval
-        bad_step = int(self.bad_step.item())
-        totals = dict(zip(SUMMED_TERMS, sums, strict=True))
+    def read(self, world: World, stop: bool) -> tuple[dict[str, float], int | None, bool]:
+        """(summed metrics, first non-finite step or None, stop) over all ranks: one
+        synchronisation per interval, which is also where the ranks agree to stop together."""
+        if world.distributed:
+            sums = torch.cat([self.sums, self.sums.new_tensor([float(self.images)])])
+            flags = torch.stack([self.bad_step.to(sums.dtype), sums.new_tensor(float(stop))])
+            world.all_reduce_sum(sums)
+            world.all_reduce_max(flags)
+            values, (bad_step, stop_value) = sums.tolist(), flags.tolist()
+            self.images, stop = int(values.pop()), bool(stop_value)
+        else:
+            values = self.sums.tolist()  # the one synchronisation of the interval
+            bad_step = self.bad_step.item()
+        totals = dict(zip(SUMMED_TERMS, values, strict=True))
         totals["seconds"] = time.perf_counter() - self.started
-        return totals, (bad_step if bad_step >= 0 else None)
+        return totals, (int(bad_step) if bad_step >= 0 else None), stop
 
 
 # What a run writes before its first checkpoint_last. A folder holding only these (a run stopped
@@ -235,7 +280,9 @@ class _Run:
         splits: DataSplits,
         reporter: Reporter,
         step_callback: StepCallback | None,
+        world: World,
     ) -> None:
+        self.world = world
         self.config = config
         self.run_dir = run_dir
         self.device = device
@@ -259,6 +306,7 @@ class _Run:
             model_type=config.model.model_type,
         )
         self.model: VAE = build_model(self.spec).to(device)
+        self.trained: torch.nn.Module = self.model  # wrapped by DistributedDataParallel in fit()
         optimizer_class = (
             torch.optim.AdamW if train_config.optimizer == "adamw" else torch.optim.Adam
         )
@@ -377,6 +425,8 @@ class _Run:
 
     def save_last(self, validation: dict[str, float] | None) -> Path:
         path = self.run_dir / LAST_NAME
+        if not self.world.is_main:
+            return path
         save_checkpoint(
             path,
             self.model,
@@ -388,7 +438,8 @@ class _Run:
 
     def save_best(self, validation: dict[str, float]) -> Path:
         path = self.run_dir / BEST_NAME
-        save_checkpoint(path, self.model, self._metadata("best", validation))
+        if self.world.is_main:
+            save_checkpoint(path, self.model, self._metadata("best", validation))
         return path
 
     # --- loop -----------------------------------------------------------------------------
@@ -401,6 +452,14 @@ class _Run:
             f"on {self.splits.info['dataset']} ({self.splits.info['num_train']:,} train / "
             f"{self.splits.info['num_val']:,} val images) on {self.device}; run folder {self.run_dir}"
         )
+        if self.world.distributed:
+            description += f"; {self.world.world_size} processes"
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.trained = DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            )
         self.reporter.run_started(description, total_steps, self.progress.step)
         try:
             while self.progress.epoch < train_config.epochs:
@@ -408,7 +467,7 @@ class _Run:
         finally:
             self.reporter.run_ended()
         best_path = self.run_dir / BEST_NAME
-        if not best_path.exists():
+        if self.world.is_main and not best_path.exists():
             # The warm-up outlasted the run: the final model is the only candidate left.
             self.reporter.warning(
                 "the beta warm-up did not finish within the run; checkpoint_best is the final epoch"
@@ -433,9 +492,9 @@ class _Run:
 
     def _train_epoch(self, stop_requested: Callable[[], bool]) -> None:
         train_config = self.config.train
-        objective = self.config.objective
         progress = self.progress
         epoch = progress.epoch
+        world = self.world
         sums = progress.epoch_sums or {key: 0.0 for key in (*SUMMED_TERMS, "images", "seconds")}
         self.model.train()
         batches = training_batches(
@@ -445,26 +504,19 @@ class _Run:
             epoch,
             self.dynamic,
             start_batch=progress.batch_in_epoch,
+            shard=world.shard if world.distributed else None,
         )
         # Metrics stay on the device and are read once per interval: a per-step .item() would make
         # a GPU wait for every step before the next one can be queued.
         interval = _Interval(self.device, progress.step)
         for x in batches:
             beta = self.beta_schedule(progress.step)
-            with self._autocast():
-                decoded, mu, logvar = self.model(x, self.noise)
-            terms = elbo_terms(
-                decoded,
-                x,
-                mu,
-                logvar,
-                objective.likelihood,
-                beta,
-                objective.free_bits,
-                objective.gaussian_sigma,
+            batch_images = global_batch_size(
+                len(self.splits.train), train_config.batch_size, progress.batch_in_epoch
             )
+            loss, terms = self._loss(x, batch_images, beta)
             self.optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
+            loss.backward()
             if train_config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), train_config.grad_clip)
             self.optimizer.step()
@@ -474,27 +526,71 @@ class _Run:
             last_batch = progress.batch_in_epoch == self.steps_per_epoch
             if self.step_callback is not None:
                 self.step_callback(progress.step)
+            # Several processes can only agree to stop where they synchronise anyway.
             stop = stop_requested()
-            if last_batch or stop or interval.steps >= REPORT_EVERY:
-                self._close_interval(interval, sums, beta)
+            if last_batch or interval.steps >= REPORT_EVERY or (stop and not world.distributed):
+                stop = self._close_interval(interval, sums, beta, stop)
                 interval = _Interval(self.device, progress.step)
+            else:
+                stop = stop and not world.distributed
             if stop and not last_batch:
                 path = self.save_last(self.history[-1]["validation"] if self.history else None)
+                world.barrier()  # torchrun stops every process once one exits: let rank 0 save
                 raise TrainingInterrupted(
                     f"interrupted at epoch {epoch + 1}, step {progress.step}: saved {path}; "
                     f"continue with: train --resume {self.run_dir}"
                 )
         self._end_epoch(sums)
-        if stop_requested() and progress.epoch < train_config.epochs:
+        if world.any(stop_requested(), self.device) and progress.epoch < train_config.epochs:
             raise TrainingInterrupted(
                 f"interrupted after epoch {progress.epoch}, step {progress.step}: saved "
                 f"{self.run_dir / LAST_NAME}; continue with: train --resume {self.run_dir}"
             )
 
-    def _close_interval(self, interval: _Interval, sums: dict[str, float], beta: float) -> None:
+    def _loss(self, x: torch.Tensor, batch_images: int, beta: float) -> tuple[torch.Tensor, Any]:
+        """The loss to differentiate for this process's part ``x`` of a batch of
+        ``batch_images`` images, and its terms.
+
+        The posterior noise is drawn for the whole batch from the run's generator and sliced, so
+        several processes use the same noise as one would. Each process's loss is its images'
+        summed loss over the whole batch's size, times the number of processes: the average
+        DistributedDataParallel takes over processes is then the single-process batch mean,
+        however unevenly the batch was split.
+        """
+        objective = self.config.objective
+        noise = None
+        if not self.model.is_autoencoder:
+            noise = torch.randn(
+                batch_images, self.spec.latent_dim, generator=self.noise, device=self.device
+            )
+            if self.world.distributed:
+                noise = noise[self.world.shard(batch_images)]
+        with self._autocast():
+            decoded, mu, logvar = self.trained(x, noise=noise)
+        if x.shape[0] == 0:
+            # An empty share of a short last batch: zero gradients keep this rank in step.
+            zero = decoded.sum() * 0 + sum((p * 0).sum() for p in self.model.parameters())
+            return zero, None
+        terms = elbo_terms(
+            decoded,
+            x,
+            mu,
+            logvar,
+            objective.likelihood,
+            beta,
+            objective.free_bits,
+            objective.gaussian_sigma,
+        )
+        if not self.world.distributed:
+            return terms.loss, terms
+        return terms.loss * (x.shape[0] * self.world.world_size / batch_images), terms
+
+    def _close_interval(
+        self, interval: _Interval, sums: dict[str, float], beta: float, stop: bool
+    ) -> bool:
         """Read an interval's metrics off the device (the NaN guard included), add them to the
-        epoch's sums and report them."""
-        totals, bad_step = interval.read()
+        epoch's sums and report them; returns whether any process asked to stop."""
+        totals, bad_step, stop = interval.read(self.world, stop)
         if bad_step is not None:
             raise TrainingDiverged(
                 f"loss became {totals['loss']} at epoch {self.progress.epoch + 1}, step {bad_step}; "
@@ -517,13 +613,12 @@ class _Run:
                 else 0.0,
             },
         )
+        return stop
 
     def _end_epoch(self, sums: dict[str, float]) -> None:
         progress = self.progress
         train_config = self.config.train
-        validation = evaluate_elbo(
-            self.model, self.splits.val, self.config.objective.gaussian_sigma, batch_size=1000
-        )
+        validation = self._validate()
         if not all(math.isfinite(v) for v in validation.values()):
             raise TrainingDiverged(
                 f"validation -ELBO became {validation['neg_elbo']} after epoch {progress.epoch + 1}; "
@@ -539,7 +634,7 @@ class _Run:
         progress.epoch_sums = {}
         # An autoencoder has no KL term to anneal: every epoch is eligible.
         eligible = self.model.is_autoencoder or self.beta_schedule.warmup_done(progress.step)
-        if self.model.is_autoencoder:
+        if self.model.is_autoencoder and self.world.is_main:
             self._fit_code_distribution()
         is_best = eligible and (
             progress.best_val is None or validation["neg_elbo"] < progress.best_val
@@ -566,6 +661,8 @@ class _Run:
             "images_per_second": images / sums["seconds"] if sums["seconds"] > 0 else 0.0,
         }
         self.history.append(record)
+        if not self.world.is_main:
+            return
         # metrics.jsonl before checkpoint_last: a kill between the two leaves a record that the
         # resume (from the previous epoch) drops and writes again, never an epoch with no record.
         atomic_write_text(
@@ -577,6 +674,21 @@ class _Run:
         if train_config.sample_every and progress.epoch % train_config.sample_every == 0:
             self._write_grids()
         self.reporter.epoch_ended(record)
+
+    def _validate(self) -> dict[str, float]:
+        """The validation ELBO (beta = 1); several processes each score a part and sum."""
+        sigma = self.config.objective.gaussian_sigma
+        if not self.world.distributed:
+            return evaluate_elbo(self.model, self.splits.val, sigma, batch_size=1000)
+        part = self.splits.val.subset(self.world.shard(len(self.splits.val)))
+        means = evaluate_elbo(self.model, part, sigma, batch_size=1000)
+        sums = torch.tensor(
+            [value * len(part) for value in means.values()] + [float(len(part))],
+            dtype=torch.float64,
+            device=self.device,
+        )
+        *totals, count = self.world.all_reduce_sum(sums).tolist()
+        return {key: total / count for key, total in zip(means, totals, strict=True)}
 
     @torch.no_grad()
     def _fit_code_distribution(self) -> None:
