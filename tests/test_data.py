@@ -135,7 +135,6 @@ def test_validation_larger_than_training_set_is_an_error(synthetic_data_dir):
         ("fashionmnist", "FashionMNIST", "NHW"),
         ("kmnist", "KMNIST", "NHW"),
         ("cifar10", "CIFAR10", "NHWC"),
-        ("svhn", "SVHN", "NCHW"),
     ],
 )
 def test_each_named_dataset_becomes_uint8_nchw(tmp_path, monkeypatch, name, class_name, layout):
@@ -146,13 +145,12 @@ def test_each_named_dataset_becomes_uint8_nchw(tmp_path, monkeypatch, name, clas
     calls = []
 
     class FakeDataset:
-        def __init__(self, root, download, train=None, split=None):
-            calls.append({"root": root, "download": download, "train": train, "split": split})
-            count = 30 if (train or split == "train") else 10
+        def __init__(self, root, download, train=None):
+            calls.append({"root": root, "download": download, "train": train})
+            count = 30 if train else 10
             shape = {
                 "NHW": (count, 28, 28),
                 "NHWC": (count, 32, 32, 3),
-                "NCHW": (count, 3, 32, 32),
             }[layout]
             data = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
             self.data = torch.from_numpy(data) if layout == "NHW" else data
@@ -165,8 +163,5 @@ def test_each_named_dataset_becomes_uint8_nchw(tmp_path, monkeypatch, name, clas
     assert splits.train.images.shape == (25, channels, size, size)
     assert splits.test.images.shape == (10, channels, size, size)
     assert splits.train.images.dtype == torch.uint8
-    if name == "svhn":
-        assert [c["split"] for c in calls] == ["train", "test"]
-    else:
-        assert [c["train"] for c in calls] == [True, False]
+    assert [c["train"] for c in calls] == [True, False]
     assert all(c["download"] for c in calls)

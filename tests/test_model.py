@@ -93,16 +93,18 @@ def test_expected_tensors_match_the_built_model_for_every_kind_of_spec():
     from vae.spec import expected_tensors
 
     checked = 0
-    for arch, model_type, hidden, widths, decoder_hidden, decoder_widths, size in itertools.product(
-        ["mlp", "conv"], ["vae", "ae"], [[], [16], [32, 16]], [[4], [4, 8], [4, 8, 16]],
-        [None, [8]], [None, [2, 6]], [(1, 28, 28), (3, 32, 32), (1, 7, 9)],
+    for arch, model_type, hidden, widths, decoder_hidden, decoder_widths, size, sigma in (
+        itertools.product(
+            ["mlp", "conv"], ["vae", "ae"], [[], [16], [32, 16]], [[4], [4, 8], [4, 8, 16]],
+            [None, [8]], [None, [2, 6]], [(1, 28, 28), (3, 32, 32), (1, 7, 9)], [False, True],
+        )
     ):  # fmt: skip
         conv = arch == "conv"
         if conv and min(size[1:]) // 2 ** max(len(widths), len(decoder_widths or widths)) < 1:
             continue
         spec = ModelSpec(
-            arch, 5, *size, "bce", hidden, widths if conv else [], decoder_hidden,
-            decoder_widths if conv else None, model_type,
+            arch, 5, *size, "mse" if sigma else "bce", hidden, widths if conv else [],
+            decoder_hidden, decoder_widths if conv else None, model_type, sigma,
         )  # fmt: skip
         built = {
             k: (tuple(v.shape), str(v.dtype)[6:]) for k, v in build_model(spec).state_dict().items()
@@ -110,4 +112,4 @@ def test_expected_tensors_match_the_built_model_for_every_kind_of_spec():
         table = {k: (v.shape, v.dtype) for k, v in expected_tensors(spec).items()}
         assert built == table, spec
         checked += 1
-    assert checked > 200
+    assert checked > 400

@@ -147,6 +147,10 @@ def build_metadata(
             "gaussian_sigma": objective.get("gaussian_sigma")
             if model.spec.likelihood == "mse"
             else None,
+            # The values the model learned (per channel); gaussian_sigma is then their start.
+            "learned_sigma": model.likelihood_sigma(0.0).detach().flatten().tolist()
+            if model.spec.learned_sigma
+            else None,
         },
         "beta_schedule": {
             key: objective.get(key)

@@ -159,11 +159,21 @@ def train_command(
         ),
     ] = None,
     likelihood: Annotated[
-        str, typer.Option(help="bce (Bernoulli) or mse (Gaussian, fixed sigma).")
+        str, typer.Option(help="bce (Bernoulli) or mse (Gaussian: fixed or learned sigma).")
     ] = _DEFAULT.objective.likelihood,
     gaussian_sigma: Annotated[
-        float, typer.Option(help="Fixed standard deviation of the Gaussian likelihood (mse).")
+        float,
+        typer.Option(
+            help="Standard deviation of the Gaussian likelihood (mse); with --learn-sigma its start."
+        ),
     ] = _DEFAULT.objective.gaussian_sigma,
+    learn_sigma: Annotated[
+        bool,
+        typer.Option(
+            "--learn-sigma/--fixed-sigma",
+            help="mse: learn one sigma per channel (colour data) instead of keeping it fixed.",
+        ),
+    ] = _DEFAULT.objective.learn_sigma,
     beta: Annotated[float, typer.Option(help="KL weight after warm-up.")] = _DEFAULT.objective.beta,
     beta_schedule: Annotated[
         str, typer.Option(help=_choices(BETA_SCHEDULES))

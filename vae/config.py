@@ -14,7 +14,7 @@ from typing import Any
 
 from vae.errors import ConfigError
 
-DATASETS = ("mnist", "fashionmnist", "kmnist", "cifar10", "svhn")
+DATASETS = ("mnist", "fashionmnist", "kmnist", "cifar10", "svhn", "celeba")
 ARCHITECTURES = ("mlp", "conv")
 MODEL_TYPES = ("vae", "ae")
 LIKELIHOODS = ("bce", "mse")
@@ -60,6 +60,7 @@ class ObjectiveConfig:
 
     likelihood: str = "bce"
     gaussian_sigma: float = 0.1
+    learn_sigma: bool = False  # mse: learn one sigma per channel, starting at gaussian_sigma
     beta: float = 1.0
     beta_schedule: str = "linear"
     beta_warmup: str = "3"
@@ -170,6 +171,10 @@ class RunConfig:
         _choice("likelihood", o.likelihood, LIKELIHOODS)
         if not o.gaussian_sigma > 0:
             _bad("gaussian-sigma", o.gaussian_sigma, "positive")
+        if o.learn_sigma and o.likelihood != "mse":
+            _bad(
+                "learn-sigma", True, "only with --likelihood mse (a Gaussian has a sigma to learn)"
+            )
         if not o.beta >= 0:
             _bad("beta", o.beta, "zero or positive")
         _choice("beta-schedule", o.beta_schedule, BETA_SCHEDULES)

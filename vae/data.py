@@ -31,8 +31,15 @@ _TORCHVISION: dict[str, tuple[str, str]] = {
     "fashionmnist": ("FashionMNIST", "FashionMNIST/raw"),
     "kmnist": ("KMNIST", "KMNIST/raw"),
     "cifar10": ("CIFAR10", "cifar-10-batches-py"),
-    "svhn": ("SVHN", "."),
+    "svhn": ("SVHN", "svhn"),
+    "celeba": ("CelebA", "celeba"),
 }
+# CelebA's usual 64-pixel protocol (as in PyTorch-VAE and DCGAN work): the centred 148-pixel
+# square of the aligned 178 x 218 faces, resized.
+CELEBA_CROP = 148
+CELEBA_DEFAULT_SIZE = 64
+CACHE_FOLDER = "vae-cache"
+CACHE_VERSION = 1  # bump when decoding changes, so that old caches are not reused
 
 
 @dataclass
@@ -200,37 +207,148 @@ def load_raw(config: DataConfig) -> tuple[ImageSet, ImageSet]:
         known = ", ".join(_TORCHVISION)
         raise DataError(f"unknown dataset '{config.dataset}' (known: {known}, or folder:PATH)")
     root = resolve_data_dir(config.data_dir)
+    if config.dataset == "svhn":
+        return _load_svhn(root, config.download)
+    if config.dataset == "celeba":
+        return _load_celeba(root, config)
     return _load_torchvision(config.dataset, root, config.download)
+
+
+def _dataset_error(name: str, root: Path, download: bool, error: BaseException) -> DataError:
+    """The one-line error for a named dataset that cannot be loaded."""
+    subfolder = _TORCHVISION[name][1]
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    action = (
+        "download failed or files are missing or corrupt"
+        if download
+        else "files are missing or corrupt and --no-download was given"
+    )
+    return DataError(
+        f"cannot load dataset '{name}' from {(root / subfolder).resolve()} ({action}: {reason}); "
+        f"put the files there or point --data-dir / {DATA_DIR_ENV} at a folder holding {subfolder}"
+    )
 
 
 def _load_torchvision(name: str, root: Path, download: bool) -> tuple[ImageSet, ImageSet]:
     import torchvision.datasets as tv
 
-    class_name, subfolder = _TORCHVISION[name]
-    dataset_class = getattr(tv, class_name)
-    searched = (root / subfolder).resolve()
+    dataset_class = getattr(tv, _TORCHVISION[name][0])
     splits = []
     for train in (True, False):
-        kwargs: dict[str, Any] = {"split": "train" if train else "test"} if name == "svhn" else {}
-        if name != "svhn":
-            kwargs["train"] = train
         try:
-            dataset = dataset_class(root=str(root), download=download, **kwargs)
+            dataset = dataset_class(root=str(root), train=train, download=download)
             images, labels = _as_tensors(name, dataset)
         except Exception as error:  # noqa: BLE001 - torchvision raises many types; all mean the same
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            action = (
-                "download failed or files are missing or corrupt"
-                if download
-                else ("files are missing or corrupt and --no-download was given")
-            )
-            raise DataError(
-                f"cannot load dataset '{name}' from {searched} ({action}: {reason}); "
-                f"put the files there or point --data-dir / {DATA_DIR_ENV} at a folder holding "
-                f"{subfolder if subfolder != '.' else 'them'}"
-            ) from None
+            raise _dataset_error(name, root, download, error) from None
         splits.append(ImageSet(images, labels))
     return splits[0], splits[1]
+
+
+def _download(name: str, root: Path, **kwargs: Any) -> None:
+    """Fetch a named dataset with torchvision (which checks the archive's checksum)."""
+    import torchvision.datasets as tv
+
+    getattr(tv, _TORCHVISION[name][0])(root=str(root), download=True, **kwargs)
+
+
+def _load_svhn(root: Path, download: bool) -> tuple[ImageSet, ImageSet]:
+    """SVHN's ``train_32x32.mat`` and ``test_32x32.mat`` under ``<root>/svhn``, read with
+    scipy's MATLAB reader (the format's documented loader), the files fetched by torchvision."""
+    folder = root / "svhn"
+    splits = []
+    for split in ("train", "test"):
+        path = folder / f"{split}_32x32.mat"
+        try:
+            if not path.exists() and download:
+                _download("svhn", folder, split=split)
+            from scipy.io import loadmat
+
+            mat = loadmat(str(path), variable_names=["X", "y"])
+            # X is [32, 32, 3, N]; label 10 stands for the digit 0.
+            images = torch.from_numpy(mat["X"]).permute(3, 2, 0, 1).contiguous()
+            labels = torch.from_numpy(mat["y"].astype("int64")).flatten() % 10
+            if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (3, 32, 32):
+                raise ValueError(f"unexpected image array {tuple(images.shape)} {images.dtype}")
+        except Exception as error:  # noqa: BLE001 - scipy and torchvision raise many types
+            raise _dataset_error("svhn", root, download, error) from None
+        splits.append(ImageSet(images, labels))
+    return splits[0], splits[1]
+
+
+def _load_celeba(root: Path, config: DataConfig) -> tuple[ImageSet, ImageSet]:
+    """CelebA's aligned faces (``<root>/celeba/img_align_celeba/*.jpg`` and
+    ``list_eval_partition.txt``), centre-cropped to 148 pixels and resized (64 by default);
+    decoded once into a cached uint8 tensor file."""
+    folder = root / "celeba"
+    partition_file = folder / "list_eval_partition.txt"
+    try:
+        if not partition_file.exists() and config.download:
+            _download("celeba", root, split="all", target_type=[])
+        partitions = _read_partitions(partition_file)
+    except Exception as error:  # noqa: BLE001 - torchvision and file reads raise many types
+        raise _dataset_error("celeba", root, config.download, error) from None
+    size = config.image_size or CELEBA_DEFAULT_SIZE
+    channels = config.channels or 3
+    images_folder = folder / "img_align_celeba"
+    names = {
+        split: [n for n, p in partitions if p == code]
+        for split, code in (("train", 0), ("test", 2))
+    }
+
+    def decode() -> dict[str, torch.Tensor]:
+        return {
+            split: read_image_files([images_folder / n for n in files], size, channels, CELEBA_CROP)
+            for split, files in names.items()
+        }
+
+    key = ["celeba", str(partition_file.resolve()), len(partitions), size, channels, CELEBA_CROP]
+    tensors = cached_tensors(root, "celeba", key, decode)
+    return ImageSet(tensors["train"]), ImageSet(tensors["test"])
+
+
+def _read_partitions(path: Path) -> list[tuple[str, int]]:
+    """``list_eval_partition.txt``: lines ``000001.jpg 0`` (0 train, 1 validation, 2 test)."""
+    entries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+            raise ValueError(f"{path.name} line {number} is not 'FILE.jpg 0|1|2'")
+        entries.append((parts[0], int(parts[1])))
+    if not entries:
+        raise ValueError(f"{path.name} lists no images")
+    return entries
+
+
+def cached_tensors(
+    root: Path, name: str, key: list[Any], build: Callable[[], dict[str, torch.Tensor]]
+) -> dict[str, torch.Tensor]:
+    """``build()``'s tensors, kept in ``<root>/vae-cache/<name>-<hash of key>.safetensors`` so that
+    the next run skips decoding. A damaged cache file is rebuilt; a data folder that cannot be
+    written to only means no cache."""
+    import hashlib
+    import json
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, save
+
+    from vae.fileio import atomic_write_bytes
+
+    digest = hashlib.sha256(json.dumps([CACHE_VERSION, *key]).encode()).hexdigest()[:20]
+    path = root / CACHE_FOLDER / f"{name}-{digest}.safetensors"
+    if path.is_file():
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError):
+            pass  # rebuilt and rewritten below
+    tensors = build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, save({k: v.contiguous() for k, v in tensors.items()}))
+    except OSError:
+        pass  # a read-only data folder: the next run decodes again
+    return tensors
 
 
 def _as_tensors(name: str, dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,9 +359,8 @@ def _as_tensors(name: str, dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
     elif name == "cifar10":
         images = torch.as_tensor(data).permute(0, 3, 1, 2)
         labels = torch.as_tensor(dataset.targets)
-    else:  # svhn stores [N, 3, 32, 32] already
-        images = torch.as_tensor(data)
-        labels = torch.as_tensor(dataset.labels)
+    else:
+        raise ValueError(f"no reader for '{name}'")
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[0] == 0:
         raise ValueError(f"unexpected image array {tuple(images.shape)} {images.dtype}")
     return images.contiguous(), labels.long()
@@ -259,9 +376,14 @@ def _load_folder(folder: Path, config: DataConfig) -> tuple[ImageSet, ImageSet]:
             f"image folder {folder} holds {len(files)} image file(s); at least 2 are needed "
             f"({', '.join(IMAGE_EXTENSIONS)})"
         )
-    images = read_image_files(
-        files, config.image_size or DEFAULT_FOLDER_IMAGE_SIZE, config.channels
-    )
+    size = config.image_size or DEFAULT_FOLDER_IMAGE_SIZE
+    # Any added, removed or rewritten file changes the key, and the folder is decoded again.
+    listing = [(str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    key = ["folder", str(folder.resolve()), size, config.channels, listing]
+    root = resolve_data_dir(config.data_dir)
+    images = cached_tensors(
+        root, "folder", key, lambda: {"images": read_image_files(files, size, config.channels)}
+    )["images"]
     # A fixed tenth of the folder is its test split; the rest is train (and validation).
     order = torch.randperm(len(files), generator=torch.Generator().manual_seed(SPLIT_SEED))
     test_count = len(files) // 10
@@ -274,11 +396,15 @@ MAX_IMAGE_PIXELS = 40_000_000  # larger files are refused before decoding (decom
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
-def read_image_files(files: list[Path], size: int, channels: int | None) -> torch.Tensor:
+def read_image_files(
+    files: list[Path], size: int, channels: int | None, crop: int | None = None
+) -> torch.Tensor:
     """Image files -> uint8 [N, C, size, size]; channels None infers from the first file.
 
-    16-bit and float images are scaled to 8 bits (not clipped); transparency is composited onto
-    black, the background of the datasets these models train on; palettes are expanded.
+    Each image is centre-cropped to a square (``crop`` pixels a side, else the largest centred
+    square) and resized, so faces and objects keep their proportions. 16-bit and float images
+    are scaled to 8 bits (not clipped); transparency is composited onto black, the background of
+    the datasets these models train on; palettes are expanded.
     """
     import warnings
 
@@ -300,7 +426,13 @@ def read_image_files(files: list[Path], size: int, channels: int | None) -> torc
                     if channels is None:
                         channels = 1 if image.mode in _GREY_MODES else 3
                     converted = _to_8bit(image, channels)
-                    converted = converted.resize((size, size), Image.Resampling.BILINEAR)
+                    side = min(width, height, crop or max(width, height))
+                    left, top = (width - side) // 2, (height - side) // 2
+                    converted = converted.resize(
+                        (size, size),
+                        Image.Resampling.BILINEAR,
+                        box=(left, top, left + side, top + side),
+                    )
                     array = np.asarray(converted, dtype=np.uint8)
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
             raise DataError(f"cannot read image {path}: {error}") from None

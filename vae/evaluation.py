@@ -59,7 +59,8 @@ def evaluate_elbo(
     count = 0
     for x in evaluation_batches(images, batch_size):
         decoded, mu, logvar = model(x, generator)
-        terms = elbo_terms(decoded, x, mu, logvar, model.spec.likelihood, 1.0, 0.0, gaussian_sigma)
+        sigma = model.likelihood_sigma(gaussian_sigma)
+        terms = elbo_terms(decoded, x, mu, logvar, model.spec.likelihood, 1.0, 0.0, sigma)
         n = x.shape[0]
         totals["neg_elbo"] += terms.neg_elbo.item() * n
         totals["recon"] += terms.recon.item() * n
@@ -123,9 +124,8 @@ def score_batch(
         z = mu + std * eps
         decoded = model.decode(z.reshape(count * batch, latent))
         targets = x.unsqueeze(0).expand(count, *x.shape).reshape(count * batch, *x.shape[1:])
-        log_px = log_likelihood(decoded, targets, model.spec.likelihood, gaussian_sigma).view(
-            count, batch
-        )
+        sigma = model.likelihood_sigma(gaussian_sigma)
+        log_px = log_likelihood(decoded, targets, model.spec.likelihood, sigma).view(count, batch)
         log_weights = log_importance_weights(log_px, z, mu, logvar)
         log_sum = torch.logaddexp(log_sum, torch.logsumexp(log_weights, dim=0))
         recon_sum -= log_px.sum(0)
@@ -198,7 +198,16 @@ def summarize(values: list[float]) -> dict[str, float | None]:
     }
 
 
-def protocol_text(likelihood: str, binarize: str, gaussian_sigma: float) -> str:
+def sigma_description(model: VAE, gaussian_sigma: float) -> float | str:
+    """The Gaussian sigma as the protocol states it: the fixed value, or the learned ones."""
+    sigma = model.likelihood_sigma(gaussian_sigma)
+    if isinstance(sigma, float):
+        return sigma
+    values = ", ".join(f"{value:.4g}" for value in sigma.flatten().tolist())
+    return f"learned per channel: {values}"
+
+
+def protocol_text(likelihood: str, binarize: str, gaussian_sigma: float | str) -> str:
     """How the figures were computed, printed beside every figure."""
     if likelihood == "mse":
         return (
@@ -286,7 +295,7 @@ def evaluate_images(
         reporter.task_ended()
     assert first is not None
     summary: dict[str, Any] = {
-        "protocol": protocol_text(likelihood, binarize, gaussian_sigma),
+        "protocol": protocol_text(likelihood, binarize, sigma_description(model, gaussian_sigma)),
         "likelihood": likelihood,
         "test_binarization": binarize,
         "test_binarization_seed": TEST_BINARIZATION_SEED if binarize == "static" else None,

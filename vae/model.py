@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -11,6 +13,8 @@ __all__ = ["LOGVAR_MAX", "LOGVAR_MIN", "VAE", "ModelSpec", "build_model", "conv_
 
 # Keeps exp(logvar) finite and away from zero however wild the encoder's output gets.
 LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
+# A learned Gaussian sigma below 1/1000 of the pixel range would reward memorising pixel values.
+SIGMA_MIN = 1e-3
 
 
 class MLPEncoder(nn.Module):
@@ -125,9 +129,18 @@ class VAE(nn.Module):
         else:
             self.encoder = ConvEncoder(spec)
             self.decoder = ConvDecoder(spec)
+        if spec.learned_sigma:
+            self.log_sigma = nn.Parameter(torch.full((spec.channels,), math.log(0.1)))
         if self.is_autoencoder:
             self.register_buffer("fitted_mean", torch.zeros(spec.latent_dim))
             self.register_buffer("fitted_scale_tril", torch.eye(spec.latent_dim))
+
+    def likelihood_sigma(self, fixed: float) -> float | torch.Tensor:
+        """The Gaussian likelihood's sigma: ``fixed``, or the learned one per channel, shaped
+        [1, channels, 1, 1] and kept at or above SIGMA_MIN."""
+        if not self.spec.learned_sigma:
+            return fixed
+        return self.log_sigma.clamp(min=math.log(SIGMA_MIN)).exp().view(1, -1, 1, 1)
 
     @property
     def latent_dim(self) -> int:

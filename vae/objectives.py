@@ -30,18 +30,25 @@ def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Ten
     return -per_pixel.flatten(1).sum(1)
 
 
-def gaussian_log_likelihood(mean: torch.Tensor, x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """log N(x; mean, sigma^2 I) per image, summed over pixels, constant included.
+def gaussian_log_likelihood(
+    mean: torch.Tensor, x: torch.Tensor, sigma: float | torch.Tensor
+) -> torch.Tensor:
+    """log N(x; mean, sigma^2 I) per image, summed over pixels, constant included; ``sigma`` a
+    number or a tensor that broadcasts against the images (e.g. one per channel).
 
     Per pixel: -(x - mean)^2 / (2 sigma^2) - log(sigma) - log(2 pi) / 2.
     """
     squared = (x.float() - mean.float()).pow(2)
-    per_pixel = -0.5 * squared / sigma**2 - math.log(sigma) - 0.5 * LOG_2PI
+    log_sigma = torch.log(sigma.float()) if isinstance(sigma, torch.Tensor) else math.log(sigma)
+    per_pixel = -0.5 * squared / sigma**2 - log_sigma - 0.5 * LOG_2PI
     return per_pixel.flatten(1).sum(1)
 
 
 def log_likelihood(
-    decoded: torch.Tensor, x: torch.Tensor, likelihood: str, gaussian_sigma: float = 0.1
+    decoded: torch.Tensor,
+    x: torch.Tensor,
+    likelihood: str,
+    gaussian_sigma: float | torch.Tensor = 0.1,
 ) -> torch.Tensor:
     """log p(x|z) per image for the decoder output of the given likelihood."""
     if likelihood == "bce":
@@ -70,7 +77,7 @@ def elbo_terms(
     likelihood: str,
     beta: float = 1.0,
     free_bits: float = 0.0,
-    gaussian_sigma: float = 0.1,
+    gaussian_sigma: float | torch.Tensor = 0.1,
 ) -> ElboTerms:
     """Negative ELBO and its parts, summed per image and averaged over the batch.
 

@@ -30,6 +30,8 @@ class ModelSpec:
     decoder_conv_widths: list[int] | None = None
     # "vae", or "ae": a deterministic autoencoder with the same layers, for comparison.
     model_type: str = "vae"
+    # mse only: the Gaussian's sigma is a learned parameter (one per channel), not a constant.
+    learned_sigma: bool = False
 
     @property
     def encoder_outputs(self) -> int:
@@ -55,6 +57,7 @@ class ModelSpec:
             "decoder_hidden_sizes",
             "decoder_conv_widths",
             "model_type",
+            "learned_sigma",
         }
         missing = sorted(names - set(raw) - optional)
         if missing:
@@ -94,6 +97,10 @@ def check_spec(spec: ModelSpec) -> None:
         raise ConfigError(f"unknown model type '{spec.model_type}'")
     if spec.likelihood not in LIKELIHOODS:
         raise ConfigError(f"unknown likelihood '{spec.likelihood}'")
+    if not isinstance(spec.learned_sigma, bool):
+        raise ConfigError(f"model learned_sigma must be true or false, got {spec.learned_sigma!r}")
+    if spec.learned_sigma and spec.likelihood != "mse":
+        raise ConfigError("a learned sigma needs the Gaussian (mse) likelihood")
     if spec.architecture == "conv":
         if not spec.conv_widths or not spec.decoder_widths:
             raise ConfigError("a conv model needs at least one conv width in encoder and decoder")
@@ -160,6 +167,8 @@ def expected_tensors(spec: ModelSpec) -> dict[str, TensorShape]:
         for outputs in [*reversed(widths[:-1]), spec.channels]:
             conv(f"decoder.deconv.{index}", (channels, outputs, 4, 4), outputs)
             channels, index = outputs, index + 2
+    if spec.learned_sigma:
+        tensors["log_sigma"] = TensorShape((spec.channels,))
     if spec.model_type == "ae":
         tensors["fitted_mean"] = TensorShape((spec.latent_dim,))
         tensors["fitted_scale_tril"] = TensorShape((spec.latent_dim, spec.latent_dim))

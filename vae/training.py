@@ -304,8 +304,12 @@ class _Run:
             decoder_hidden_sizes=_optional_list(config.model.decoder_hidden_sizes),
             decoder_conv_widths=_optional_list(config.model.decoder_conv_widths) if conv else None,
             model_type=config.model.model_type,
+            learned_sigma=config.objective.learn_sigma,
         )
         self.model: VAE = build_model(self.spec).to(device)
+        if self.spec.learned_sigma:
+            with torch.no_grad():
+                self.model.log_sigma.fill_(math.log(config.objective.gaussian_sigma))
         self.trained: torch.nn.Module = self.model  # wrapped by DistributedDataParallel in fit()
         optimizer_class = (
             torch.optim.AdamW if train_config.optimizer == "adamw" else torch.optim.Adam
@@ -579,7 +583,7 @@ class _Run:
             objective.likelihood,
             beta,
             objective.free_bits,
-            objective.gaussian_sigma,
+            self.model.likelihood_sigma(objective.gaussian_sigma),
         )
         if not self.world.distributed:
             return terms.loss, terms
