@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vae import __version__
+from vae.config import PERCEPTUAL_LOSSES
 from vae.errors import CheckpointError, ConfigError
 from vae.fileio import atomic_write_bytes
 
@@ -148,6 +149,9 @@ def build_metadata(
             if model.spec.likelihood == "mse"
             else None,
             # The values the model learned (per channel); gaussian_sigma is then their start.
+            "note": "a perceptual loss, not a likelihood: no NLL or bits/dim is defined"
+            if model.spec.likelihood in PERCEPTUAL_LOSSES
+            else None,
             "learned_sigma": model.likelihood_sigma(0.0).detach().flatten().tolist()
             if model.spec.learned_sigma
             else None,

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
 from vae import __version__
+from vae.aliases import rewrite_aliases
 from vae.checkpoint import DEFAULT_CHECKPOINT
 from vae.config import (
     ARCHITECTURES,
@@ -25,6 +27,7 @@ from vae.config import (
     DEVICES,
     LR_SCHEDULES,
     OPTIMIZERS,
+    TRACKERS,
     RunConfig,
     load_config_file,
 )
@@ -32,6 +35,17 @@ from vae.errors import ConfigError, TrainingInterrupted, VAEError
 from vae.reporting import print_error
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class AliasCommand(TyperCommand):
+    """A command that also accepts the seed projects' flag spellings (see vae.aliases)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        known = [name for param in self.params for name in getattr(param, "opts", [])]
+        known += [name for param in self.params for name in getattr(param, "secondary_opts", [])]
+        return super().parse_args(ctx, rewrite_aliases(self.name or "", args, known))
+
+
 _DEFAULT = RunConfig()
 IMAGES_DIR = Path("images")
 
@@ -159,7 +173,13 @@ def train_command(
         ),
     ] = None,
     likelihood: Annotated[
-        str, typer.Option(help="bce (Bernoulli) or mse (Gaussian: fixed or learned sigma).")
+        str,
+        typer.Option(
+            "--likelihood",
+            "--loss",
+            help="bce (Bernoulli), mse (Gaussian: fixed or learned sigma), or the perceptual "
+            "ssim / ms-ssim (no likelihood: evaluate refuses them).",
+        ),
     ] = _DEFAULT.objective.likelihood,
     gaussian_sigma: Annotated[
         float,
@@ -222,6 +242,14 @@ def train_command(
     runs_dir: Annotated[
         str, typer.Option(help="Folder that holds run folders.")
     ] = _DEFAULT.train.runs_dir,
+    tracker: Annotated[
+        str,
+        typer.Option(
+            help=f"{_choices(TRACKERS)}: also record scalars, grids, config and final metrics "
+            "(optional extras: poetry install --extras tensorboard / wandb; W&B runs offline "
+            "unless WANDB_MODE says otherwise)."
+        ),
+    ] = _DEFAULT.train.tracker,
     quiet: Annotated[bool, typer.Option(help="No progress bar or per-epoch tables.")] = False,
 ) -> None:
     """Train a VAE; writes runs/<RUN_NAME>/ with config, checkpoints, metrics and grids."""
@@ -349,8 +377,14 @@ def inference_command(
     download: Annotated[bool, typer.Option("--download/--no-download")] = True,
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
+    info_only: Annotated[
+        bool, typer.Option("--info-only", hidden=True, help="Describe the checkpoint and stop.")
+    ] = False,
 ) -> None:
     """Reconstruct images (originals above reconstructions) and/or sample from a checkpoint."""
+    if info_only:  # the seed projects' spelling of `info CHECKPOINT`
+        _print_info(checkpoint, as_json=False)
+        return
     if mode not in ("sample", "reconstruct", "both"):
         raise ConfigError(
             f"invalid value for --mode: {mode!r} (expected sample, reconstruct or both)"
@@ -561,7 +595,7 @@ def _inputs(
     )
 
 
-@visualize_app.command("interpolate")
+@visualize_app.command("interpolate", cls=AliasCommand)
 @handle_errors
 def interpolate_command(
     checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
@@ -610,7 +644,7 @@ def interpolate_command(
     typer.echo(f"wrote {result.grid_path} and {result.gif_path} ({result.frames} frames)")
 
 
-@visualize_app.command("traverse")
+@visualize_app.command("traverse", cls=AliasCommand)
 @handle_errors
 def traverse_command(
     checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
@@ -652,7 +686,7 @@ def traverse_command(
     typer.echo(f"wrote {result.path}: rows {', '.join(f'z{d}' for d in result.dims)}{skipped}")
 
 
-@visualize_app.command("latent-map")
+@visualize_app.command("latent-map", cls=AliasCommand)
 @handle_errors
 def latent_map_command(
     checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
@@ -677,7 +711,7 @@ def latent_map_command(
     typer.echo(f"wrote {path}")
 
 
-@visualize_app.command("manifold")
+@visualize_app.command("manifold", cls=AliasCommand)
 @handle_errors
 def manifold_command(
     checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
@@ -698,7 +732,7 @@ def manifold_command(
     typer.echo(f"wrote {path}")
 
 
-@visualize_app.command("curves")
+@visualize_app.command("curves", cls=AliasCommand)
 @handle_errors
 def curves_command(
     run: Annotated[Path, typer.Argument(help="A run folder (or its metrics.jsonl).")],
@@ -713,7 +747,7 @@ def curves_command(
     typer.echo(f"wrote {path}")
 
 
-@visualize_app.command("gallery")
+@visualize_app.command("gallery", cls=AliasCommand)
 @handle_errors
 def gallery_command(
     checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
@@ -816,13 +850,13 @@ def _main(
 
 
 for _name, _command in COMMANDS.items():
-    app.command(_name)(_command)
+    app.command(_name, cls=AliasCommand)(_command)
 app.add_typer(visualize_app, name="visualize")
 
 
 def _single(name: str) -> typer.Typer:
     single = typer.Typer(name=name, add_completion=False)
-    single.command(name)(COMMANDS[name])
+    single.command(name, cls=AliasCommand)(COMMANDS[name])
     return single
 
 

@@ -17,12 +17,15 @@ from vae.errors import ConfigError
 DATASETS = ("mnist", "fashionmnist", "kmnist", "cifar10", "svhn", "celeba")
 ARCHITECTURES = ("mlp", "conv")
 MODEL_TYPES = ("vae", "ae")
-LIKELIHOODS = ("bce", "mse")
+LIKELIHOODS = ("bce", "mse", "ssim", "ms-ssim")
+# Perceptual reconstruction losses: trained like a likelihood, but not one (no NLL, no bits/dim).
+PERCEPTUAL_LOSSES = ("ssim", "ms-ssim")
 BINARIZATIONS = ("dynamic", "static", "none")
 BETA_SCHEDULES = ("constant", "linear", "sigmoid", "cosine", "cyclical")
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("none", "cosine", "plateau")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+TRACKERS = ("none", "tensorboard", "wandb")
 
 DATA_DIR_ENV = "VAE_DATA_DIR"
 
@@ -85,6 +88,7 @@ class TrainConfig:
     bf16: bool = True
     sample_every: int = 1
     runs_dir: str = "runs"
+    tracker: str = "none"  # or tensorboard, wandb (optional extras)
 
 
 @dataclass
@@ -198,6 +202,7 @@ class RunConfig:
             _bad("grad-clip", t.grad_clip, "zero (off) or positive")
         _choice("lr-schedule", t.lr_schedule, LR_SCHEDULES)
         _choice("device", t.device, DEVICES)
+        _choice("tracker", t.tracker, TRACKERS)
         if t.sample_every < 0:
             _bad("sample-every", t.sample_every, "zero (never) or positive")
         return self

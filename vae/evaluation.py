@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from vae.checkpoint import load_model, read_metadata
+from vae.config import PERCEPTUAL_LOSSES
 from vae.data import (
     TEST_BINARIZATION_SEED,
     ImageSet,
@@ -65,14 +66,14 @@ def evaluate_elbo(
         totals["neg_elbo"] += terms.neg_elbo.item() * n
         totals["recon"] += terms.recon.item() * n
         totals["kl"] += terms.kl.item() * n
-        if model.spec.likelihood == "mse":
+        if model.spec.likelihood != "bce":
             totals["mse"] += (model.decoded_to_image(decoded) - x).pow(2).mean().item() * n
         count += n
     model.train(was_training)
     if count == 0:
         raise ValueError("cannot evaluate on an empty set of images")
     results = {key: value / count for key, value in totals.items()}
-    if model.spec.likelihood != "mse":
+    if model.spec.likelihood == "bce":
         del results["mse"]
     return results
 
@@ -338,6 +339,12 @@ def evaluate_checkpoint(
         raise ConfigError(
             f"{checkpoint} is a plain autoencoder: it has no ELBO or likelihood to evaluate "
             "(compare it with visualize or inference instead)"
+        )
+    if model.spec.likelihood in PERCEPTUAL_LOSSES:
+        raise ConfigError(
+            f"{checkpoint} was trained with the {model.spec.likelihood.upper()} loss, which is not "
+            "a likelihood: it has no NLL, ELBO or bits/dim to report (compare its reconstructions "
+            "with inference instead)"
         )
     metadata = read_metadata(checkpoint)
     data_info = metadata["data"]

@@ -172,9 +172,9 @@ class VAE(nn.Module):
         return mu + torch.exp(0.5 * logvar) * noise
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Logits (bce) or means in [0, 1] (mse), shaped like the images."""
+        """Logits (bce) or means in [0, 1] (mse, ssim, ms-ssim), shaped like the images."""
         out = self.decoder(z)
-        return torch.sigmoid(out) if self.spec.likelihood == "mse" else out
+        return out if self.spec.likelihood == "bce" else torch.sigmoid(out)
 
     def decoded_to_image(self, decoded: torch.Tensor) -> torch.Tensor:
         """Pixel values in [0, 1]: the Bernoulli mean for bce, the Gaussian mean for mse."""

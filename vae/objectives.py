@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from vae.config import ObjectiveConfig, parse_warmup
+from vae.config import PERCEPTUAL_LOSSES, ObjectiveConfig, parse_warmup
 from vae.errors import ConfigError
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -55,7 +55,35 @@ def log_likelihood(
         return bernoulli_log_likelihood(decoded, x)
     if likelihood == "mse":
         return gaussian_log_likelihood(decoded, x, gaussian_sigma)
+    if likelihood in PERCEPTUAL_LOSSES:
+        return -structural_dissimilarity(decoded, x, multiscale=likelihood == "ms-ssim")
     raise ConfigError(f"unknown likelihood '{likelihood}' (expected bce or mse)")
+
+
+SSIM_WINDOW = 11  # the Gaussian window of Wang et al. 2004 (sigma 1.5)
+
+
+def ssim_window(height: int, width: int, multiscale: bool) -> int:
+    """The largest odd window up to 11 pixels that the smallest scale still holds."""
+    side = min(height, width) // (16 if multiscale else 1)
+    window = min(SSIM_WINDOW, side if side % 2 else side - 1)
+    return max(window, 1)
+
+
+def structural_dissimilarity(
+    decoded: torch.Tensor, x: torch.Tensor, multiscale: bool = False
+) -> torch.Tensor:
+    """(1 - SSIM) per image (MS-SSIM with ``multiscale``), times the number of values per image,
+    so that it weighs against the KL as a summed per-pixel loss does. Computed by pytorch-msssim
+    (data range 1, Gaussian window); not a log-likelihood: such a model has no NLL."""
+    from pytorch_msssim import ms_ssim, ssim
+
+    decoded, x = decoded.float(), x.float()
+    height, width = x.shape[-2:]
+    window = ssim_window(height, width, multiscale)
+    measure = ms_ssim if multiscale else ssim
+    similarity = measure(decoded, x, data_range=1.0, size_average=False, win_size=window)
+    return (1.0 - similarity) * x[0].numel()
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -35,6 +36,36 @@ class Reporter:
 
     def warning(self, text: str) -> None:
         """A line the user should not miss."""
+
+    def run_configured(self, config: dict[str, Any]) -> None:
+        """The resolved configuration of the run that is starting."""
+
+    def images_written(self, epoch: int, images: dict[str, Path]) -> None:
+        """Sample and reconstruction grids were written after ``epoch``."""
+
+    def run_finished(self, summary: dict[str, Any]) -> None:
+        """Training finished; ``summary`` holds the final figures (best validation -ELBO...)."""
+
+
+class ReporterGroup(Reporter):
+    """Several reporters hearing the same events (the terminal and an experiment tracker)."""
+
+    def __init__(self, *reporters: Reporter) -> None:
+        self.reporters = reporters
+
+
+def _fan_out(name: str) -> Any:
+    def method(self: ReporterGroup, *args: Any, **kwargs: Any) -> None:
+        for reporter in self.reporters:
+            getattr(reporter, name)(*args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
+for _name, _value in list(vars(Reporter).items()):
+    if callable(_value) and not _name.startswith("_"):
+        setattr(ReporterGroup, _name, _fan_out(_name))
 
 
 class RichReporter(Reporter):

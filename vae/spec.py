@@ -65,6 +65,10 @@ class ModelSpec:
         return cls(**{k: v for k, v in raw.items() if k in names})
 
 
+# MS-SSIM halves the image 4 times and needs a window of at least 3 pixels at the smallest scale.
+MS_SSIM_MIN_SIDE = 48
+
+
 def conv_feature_sizes(height: int, width: int, layers: int) -> list[tuple[int, int]]:
     """Spatial sizes after each stride-2 convolution (kernel 4, padding 1): floor(n / 2)."""
     sizes = [(height, width)]
@@ -101,6 +105,12 @@ def check_spec(spec: ModelSpec) -> None:
         raise ConfigError(f"model learned_sigma must be true or false, got {spec.learned_sigma!r}")
     if spec.learned_sigma and spec.likelihood != "mse":
         raise ConfigError("a learned sigma needs the Gaussian (mse) likelihood")
+    if spec.likelihood == "ms-ssim" and min(spec.height, spec.width) < MS_SSIM_MIN_SIDE:
+        raise ConfigError(
+            f"--loss ms-ssim compares 5 scales and needs images of at least {MS_SSIM_MIN_SIDE} "
+            f"pixels a side, got {spec.height}x{spec.width}: use --loss ssim or a larger "
+            "--image-size"
+        )
     if spec.architecture == "conv":
         if not spec.conv_widths or not spec.decoder_widths:
             raise ConfigError("a conv model needs at least one conv width in encoder and decoder")

@@ -57,7 +57,8 @@ from vae.interrupts import graceful_interrupt
 from vae.model import VAE, ModelSpec, build_model
 from vae.objectives import BetaSchedule, elbo_terms
 from vae.plots import save_training_curves
-from vae.reporting import Reporter
+from vae.reporting import Reporter, ReporterGroup
+from vae.trackers import check_tracker, make_tracker
 
 CONFIG_NAME = "config.yaml"
 METRICS_NAME = "metrics.jsonl"
@@ -65,7 +66,7 @@ CURVES_NAME = "curves.png"
 SAMPLE_SEED = 0  # the grids written during training use fixed latents, comparable across epochs
 GRID_IMAGES = 64
 # Options that may change when resuming; anything else would make the resumed run a different run.
-RESUMABLE_OVERRIDES = frozenset({"epochs", "device", "bf16", "sample_every"})
+RESUMABLE_OVERRIDES = frozenset({"epochs", "device", "bf16", "sample_every", "tracker"})
 
 
 @dataclass
@@ -155,6 +156,7 @@ def train(
                 world=world,
             )
     config.validate()
+    check_tracker(config.train.tracker)  # before the slow start: a missing package is a usage error
     reporter = (reporter or Reporter()) if world.is_main else Reporter()
     run_dir = Path(run_dir)
     device = distributed.start(world, resolve_device(config.train.device))
@@ -188,6 +190,10 @@ def train(
             run_dir.mkdir(parents=True, exist_ok=True)
             # Rewritten on resume too, so that it keeps describing the run (e.g. after --epochs grew).
             atomic_write_text(run_dir / CONFIG_NAME, config_to_yaml(config))
+            tracker = make_tracker(config.train.tracker, run_dir, run_dir.name)
+            if tracker is not None:
+                run.reporter = ReporterGroup(run.reporter, tracker)
+            run.reporter.run_configured(config.to_dict())
         try:
             result = run.fit(stop_requested)
         except (TrainingDiverged, TrainingInterrupted):
@@ -465,21 +471,31 @@ class _Run:
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
             )
         self.reporter.run_started(description, total_steps, self.progress.step)
+        best_path = self.run_dir / BEST_NAME
         try:
             while self.progress.epoch < train_config.epochs:
                 self._train_epoch(stop_requested)
+            if self.world.is_main and not best_path.exists():
+                # The warm-up outlasted the run: the final model is the only candidate left.
+                self.reporter.warning(
+                    "the beta warm-up did not finish within the run; checkpoint_best is the final epoch"
+                )
+                final = self.history[-1]["validation"] if self.history else {}
+                self.progress.best_val = final.get("neg_elbo")
+                self.progress.best_epoch = self.progress.epoch
+                self.save_best(final)
+            last = self.history[-1] if self.history else {}
+            self.reporter.run_finished(
+                {
+                    "best_val_neg_elbo": self.progress.best_val,
+                    "best_epoch": self.progress.best_epoch,
+                    "epochs": self.progress.epoch,
+                    "steps": self.progress.step,
+                    **{k: v for k, v in last.items() if k.startswith(("val_", "train_"))},
+                }
+            )
         finally:
             self.reporter.run_ended()
-        best_path = self.run_dir / BEST_NAME
-        if self.world.is_main and not best_path.exists():
-            # The warm-up outlasted the run: the final model is the only candidate left.
-            self.reporter.warning(
-                "the beta warm-up did not finish within the run; checkpoint_best is the final epoch"
-            )
-            final = self.history[-1]["validation"] if self.history else {}
-            self.progress.best_val = final.get("neg_elbo")
-            self.progress.best_epoch = self.progress.epoch
-            self.save_best(final)
         if self.progress.best_val is not None:
             self.reporter.message(
                 f"done: best validation -ELBO {self.progress.best_val:.3f} nats (epoch "
@@ -726,6 +742,13 @@ class _Run:
             folder / f"reconstructions_epoch_{epoch:03d}.png",
         )
         self.model.train()
+        self.reporter.images_written(
+            epoch,
+            {
+                "samples": folder / f"samples_epoch_{epoch:03d}.png",
+                "reconstructions": folder / f"reconstructions_epoch_{epoch:03d}.png",
+            },
+        )
 
 
 def _optional_list(values: list[int] | None) -> list[int] | None:
