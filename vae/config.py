@@ -14,7 +14,19 @@ from typing import Any
 
 from vae.errors import ConfigError
 
-DATASETS = ("mnist", "fashionmnist", "kmnist", "cifar10", "svhn", "celeba")
+MEDMNIST_DATASETS = ("chestmnist", "octmnist", "tissuemnist", "pneumoniamnist")
+IMAGE_TREE_DATASETS = ("tinyimagenet", "places365", "dtd", "imagenet")
+DATASETS = (
+    "mnist",
+    "fashionmnist",
+    "kmnist",
+    "cifar10",
+    "cifar100",
+    "svhn",
+    "celeba",
+    *MEDMNIST_DATASETS,
+    *IMAGE_TREE_DATASETS,
+)
 ARCHITECTURES = ("mlp", "conv")
 MODEL_TYPES = ("vae", "ae")
 LIKELIHOODS = ("bce", "mse", "ssim", "ms-ssim")

@@ -14,7 +14,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from vae.config import DATA_DIR_ENV, DataConfig, resolve_data_dir
+from vae.config import (
+    DATA_DIR_ENV,
+    DATASETS,
+    IMAGE_TREE_DATASETS,
+    MEDMNIST_DATASETS,
+    DataConfig,
+    resolve_data_dir,
+)
 from vae.errors import DataError
 
 # Fixed seeds: the validation split and the binarized evaluation sets are the same in every run.
@@ -31,8 +38,10 @@ _TORCHVISION: dict[str, tuple[str, str]] = {
     "fashionmnist": ("FashionMNIST", "FashionMNIST/raw"),
     "kmnist": ("KMNIST", "KMNIST/raw"),
     "cifar10": ("CIFAR10", "cifar-10-batches-py"),
+    "cifar100": ("CIFAR100", "cifar-100-python"),
     "svhn": ("SVHN", "svhn"),
     "celeba": ("CelebA", "celeba"),
+    "dtd": ("DTD", "dtd"),
 }
 # CelebA's usual 64-pixel protocol (as in PyTorch-VAE and DCGAN work): the centred 148-pixel
 # square of the aligned 178 x 218 faces, resized.
@@ -203,20 +212,24 @@ def load_raw(config: DataConfig) -> tuple[ImageSet, ImageSet]:
     """(train, test) at the dataset's own size and channels."""
     if config.dataset.startswith("folder:"):
         return _load_folder(Path(config.dataset[len("folder:") :]).expanduser(), config)
-    if config.dataset not in _TORCHVISION:
-        known = ", ".join(_TORCHVISION)
+    if config.dataset not in DATASETS:
+        known = ", ".join(DATASETS)
         raise DataError(f"unknown dataset '{config.dataset}' (known: {known}, or folder:PATH)")
     root = resolve_data_dir(config.data_dir)
     if config.dataset == "svhn":
         return _load_svhn(root, config.download)
     if config.dataset == "celeba":
         return _load_celeba(root, config)
+    if config.dataset in MEDMNIST_DATASETS:
+        return _load_medmnist(config.dataset, root, config.download)
+    if config.dataset in IMAGE_TREE_DATASETS:
+        return _load_image_tree(config.dataset, root, config)
     return _load_torchvision(config.dataset, root, config.download)
 
 
 def _dataset_error(name: str, root: Path, download: bool, error: BaseException) -> DataError:
     """The one-line error for a named dataset that cannot be loaded."""
-    subfolder = _TORCHVISION[name][1]
+    subfolder = _FOLDERS.get(name) or _TORCHVISION[name][1]
     reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
     action = (
         "download failed or files are missing or corrupt"
@@ -227,6 +240,150 @@ def _dataset_error(name: str, root: Path, download: bool, error: BaseException) 
         f"cannot load dataset '{name}' from {(root / subfolder).resolve()} ({action}: {reason}); "
         f"put the files there or point --data-dir / {DATA_DIR_ENV} at a folder holding {subfolder}"
     )
+
+
+# Where each dataset's files live under the data root (for the torchvision ones: _TORCHVISION).
+_FOLDERS = {
+    **{name: "medmnist" for name in MEDMNIST_DATASETS},
+    "tinyimagenet": "tiny-imagenet-200",
+    "places365": "places365",
+    "dtd": "dtd",
+    "imagenet": "imagenet",
+}
+TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+
+
+def _load_medmnist(name: str, root: Path, download: bool) -> tuple[ImageSet, ImageSet]:
+    """MedMNIST's ``<root>/medmnist/<name>.npz`` (28 px; arrays ``train_images``,
+    ``train_labels``, ``test_images``...), read with NumPy without pickle; the ``medmnist``
+    package fetches missing files (``poetry install --extras medmnist``)."""
+    import numpy as np
+
+    folder = root / "medmnist"
+    path = folder / f"{name}.npz"
+    try:
+        if not path.exists() and download:
+            try:
+                import medmnist
+            except ImportError:
+                raise DataError(
+                    f"cannot download dataset '{name}': the medmnist package is not installed "
+                    f"(poetry install --extras medmnist), or put {name}.npz in {folder.resolve()}"
+                ) from None
+            folder.mkdir(parents=True, exist_ok=True)
+            info = medmnist.INFO[name]
+            getattr(medmnist, info["python_class"])(split="test", root=str(folder), download=True)
+        with np.load(path, allow_pickle=False) as arrays:
+            splits = []
+            for split in ("train", "test"):
+                images = torch.from_numpy(arrays[f"{split}_images"])
+                if images.ndim == 3:
+                    images = images.unsqueeze(1)  # grey [N, H, W]
+                elif images.ndim == 4:
+                    images = images.permute(0, 3, 1, 2)  # colour [N, H, W, 3]
+                if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[0] == 0:
+                    raise ValueError(
+                        f"unexpected {split}_images {tuple(images.shape)} {images.dtype}"
+                    )
+                labels = torch.from_numpy(arrays[f"{split}_labels"].astype(np.int64))
+                # Multi-label sets (chestmnist: 14 findings) keep the first finding as the label.
+                splits.append(ImageSet(images.contiguous(), labels.reshape(len(labels), -1)[:, 0]))
+    except DataError:
+        raise
+    except Exception as error:  # noqa: BLE001 - numpy, zipfile and medmnist raise many types
+        raise _dataset_error(name, root, download, error) from None
+    return splits[0], splits[1]
+
+
+def _load_image_tree(name: str, root: Path, config: DataConfig) -> tuple[ImageSet, ImageSet]:
+    """Datasets kept as folders of image files: ``<root>/<folder>/train/<class>/...`` and
+    ``val/`` (ImageNet's standard layout; Tiny ImageNet's and Places365's own layouts fit it, as
+    every image under the folder is read). Centre-cropped and resized (64 px by default), the
+    class of a training image is its first folder under ``train/``; cached like a photo folder."""
+    base = root / _FOLDERS[name]
+    if name == "dtd":
+        base = base / "dtd"  # torchvision's copy: <root>/dtd/dtd/images/<class>/*.jpg
+    train_dir, test_dir = base / "train", base / "val"
+    if name == "dtd":
+        train_dir, test_dir = base / "images", None
+    try:
+        if not train_dir.is_dir() and config.download:
+            _download_tree(name, root)
+        if not train_dir.is_dir():
+            hint = (
+                "ImageNet cannot be downloaded automatically: put the standard layout there "
+                "(train/<class>/*.JPEG, val/<class>/*.JPEG)"
+                if name == "imagenet"
+                else "no such folder"
+            )
+            raise FileNotFoundError(f"{train_dir}: {hint}")
+        train_files = collect_image_files(train_dir)
+        test_files = (
+            collect_image_files(test_dir) if test_dir is not None and test_dir.is_dir() else []
+        )
+        if not train_files:
+            raise FileNotFoundError(f"{train_dir} holds no images")
+    except Exception as error:  # noqa: BLE001 - downloads and file systems raise many types
+        raise _dataset_error(name, root, config.download, error) from None
+    if not test_files:  # no separate test folder (DTD): a fixed tenth, as for photo folders
+        order = torch.randperm(
+            len(train_files), generator=torch.Generator().manual_seed(SPLIT_SEED)
+        )
+        count = len(train_files) // 10
+        test_files = [train_files[i] for i in order[:count].sort().values.tolist()]
+        kept = set(test_files)
+        train_files = [f for f in train_files if f not in kept]
+    size = config.image_size or DEFAULT_FOLDER_IMAGE_SIZE
+    channels = config.channels or 3
+    classes = sorted(
+        {
+            f.relative_to(train_dir).parts[0]
+            for f in train_files
+            if len(f.relative_to(train_dir).parts) > 1
+        }
+    )
+    index = {name: number for number, name in enumerate(classes)}
+
+    def labels(files: list[Path], folder: Path) -> torch.Tensor | None:
+        found = [index.get(f.relative_to(folder).parts[0]) for f in files]
+        return None if any(label is None for label in found) else torch.tensor(found)
+
+    listing = [
+        (str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in (*train_files, *test_files)
+    ]
+    key = [name, size, channels, listing]
+
+    def decode() -> dict[str, torch.Tensor]:
+        return {
+            "train": read_image_files(train_files, size, channels),
+            "test": read_image_files(test_files, size, channels),
+        }
+
+    tensors = cached_tensors(root, name, key, decode)
+    test_folder = test_dir if test_dir is not None and test_dir.is_dir() else train_dir
+    return (
+        ImageSet(tensors["train"], labels(train_files, train_dir)),
+        ImageSet(tensors["test"], labels(test_files, test_folder)),
+    )
+
+
+def _download_tree(name: str, root: Path) -> None:
+    """Fetch the datasets that can be fetched (Tiny ImageNet, DTD, Places365 at 256 px)."""
+    if name == "tinyimagenet":
+        from torchvision.datasets.utils import download_and_extract_archive
+
+        download_and_extract_archive(TINY_IMAGENET_URL, str(root))
+    elif name == "dtd":
+        _download("dtd", root)  # torchvision writes <root>/dtd/dtd/images
+    elif name == "places365":
+        import torchvision.datasets as tv
+
+        folder = root / "places365"
+        for split in ("train-standard", "val"):
+            tv.Places365(root=str(folder), split=split, small=True, download=True)
+        # torchvision's folders, renamed into the layout read here
+        (folder / "data_256_standard").rename(folder / "train")
+        (folder / "val_256").rename(folder / "val")
 
 
 def _load_torchvision(name: str, root: Path, download: bool) -> tuple[ImageSet, ImageSet]:
@@ -356,7 +513,7 @@ def _as_tensors(name: str, dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
     if name in ("mnist", "fashionmnist", "kmnist"):
         images = torch.as_tensor(data).unsqueeze(1)
         labels = torch.as_tensor(dataset.targets)
-    elif name == "cifar10":
+    elif name in ("cifar10", "cifar100"):
         images = torch.as_tensor(data).permute(0, 3, 1, 2)
         labels = torch.as_tensor(dataset.targets)
     else:

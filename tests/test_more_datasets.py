@@ -1,0 +1,155 @@
+"""The other datasets the seed projects accept, each from a tiny fixture in its own on-disk
+format: CIFAR-100's pickled batches, MedMNIST's .npz files, image-folder trees (ImageNet,
+Tiny ImageNet, Places365, DTD). No network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import vae.data
+from vae.config import DataConfig
+from vae.data import load_splits
+from vae.errors import DataError
+
+
+def test_cifar100_reads_its_pickled_batches_with_torchvision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pickle  # CIFAR's own format, written here as the fixture; vae never unpickles itself
+
+    import torchvision.datasets as tv
+
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    written = {}
+    for split, count in (("train", 20), ("test", 6)):
+        data = rng.integers(0, 256, (count, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 100, count).tolist()
+        with open(folder / split, "wb") as handle:
+            pickle.dump({"data": data, "fine_labels": labels, "coarse_labels": labels}, handle)
+        written[split] = (data, labels)
+    with open(folder / "meta", "wb") as handle:
+        pickle.dump({"fine_label_names": [f"class{i}" for i in range(100)]}, handle)
+    # The fixture's checksums are not the real files': skip only that check.
+    monkeypatch.setattr(tv.cifar, "check_integrity", lambda *args, **kwargs: True)
+    train, test = vae.data.load_raw(
+        DataConfig(dataset="cifar100", data_dir=str(tmp_path), download=False)
+    )
+    assert tuple(train.images.shape) == (20, 3, 32, 32)
+    data, labels = written["test"]
+    assert torch.equal(test.images, torch.from_numpy(data).view(6, 3, 32, 32))
+    assert test.labels is not None and test.labels.tolist() == labels
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [
+        ("chestmnist", (28, 28)),
+        ("octmnist", (28, 28)),
+        ("tissuemnist", (28, 28)),
+        ("pneumoniamnist", (28, 28)),
+        ("pneumoniamnist", (28, 28, 3)),  # colour MedMNIST files ([N, H, W, 3]) read too
+    ],
+)
+def test_medmnist_reads_its_npz_files(tmp_path: Path, name: str, shape: tuple[int, ...]) -> None:
+    folder = tmp_path / "medmnist"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    arrays = {}
+    for split, count in (("train", 30), ("val", 4), ("test", 8)):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (count, *shape), dtype=np.uint8)
+        width = 14 if name == "chestmnist" else 1  # chestmnist is multi-label
+        arrays[f"{split}_labels"] = rng.integers(0, 2, (count, width)).astype(np.uint8)
+    np.savez(folder / f"{name}.npz", **arrays)
+    splits = load_splits(
+        DataConfig(dataset=name, data_dir=str(tmp_path), download=False, val_size=5), "bce"
+    )
+    channels = 3 if len(shape) == 3 else 1
+    assert tuple(splits.test.images.shape) == (8, channels, 28, 28)
+    assert len(splits.train) + len(splits.val) == 30
+    expected = torch.from_numpy(arrays["test_images"])
+    expected = expected.permute(0, 3, 1, 2) if channels == 3 else expected.unsqueeze(1)
+    # The test split is binarized for the Bernoulli likelihood: compare the grey source instead.
+    raw_train, raw_test = vae.data.load_raw(DataConfig(dataset=name, data_dir=str(tmp_path)))
+    assert torch.equal(raw_test.images, expected)
+    assert raw_test.labels is not None
+    assert raw_test.labels.tolist() == arrays["test_labels"][:, 0].tolist()
+    assert splits.info["binarize"] == "dynamic"
+
+
+def test_missing_medmnist_without_its_package_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_medmnist(name: str, *args: object, **kwargs: object) -> object:
+        if name == "medmnist":
+            raise ImportError("No module named 'medmnist'")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_medmnist)
+    with pytest.raises(DataError) as error:
+        vae.data.load_raw(DataConfig(dataset="octmnist", data_dir=str(tmp_path)))
+    assert "poetry install --extras medmnist" in str(error.value)
+    assert "\n" not in str(error.value)
+    with pytest.raises(DataError, match="cannot load dataset 'octmnist'.*--no-download"):
+        vae.data.load_raw(DataConfig(dataset="octmnist", data_dir=str(tmp_path), download=False))
+
+
+def _image(path: Path, value: int, size: tuple[int, int] = (40, 30)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size[1], size[0], 3), value, dtype=np.uint8)).save(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "layout"),
+    [
+        # ImageNet's standard layout
+        ("imagenet", {"imagenet/train/n01/a.JPEG": 10, "imagenet/train/n01/b.JPEG": 11,
+                      "imagenet/train/n02/c.JPEG": 200, "imagenet/val/n01/d.JPEG": 12,
+                      "imagenet/val/n02/e.JPEG": 201}),
+        # Tiny ImageNet's own layout: train/<wnid>/images/, a flat val/images/
+        ("tinyimagenet", {"tiny-imagenet-200/train/n01/images/a.JPEG": 10,
+                          "tiny-imagenet-200/train/n02/images/b.JPEG": 200,
+                          "tiny-imagenet-200/val/images/c.JPEG": 50}),
+        # Places365 (after the download is renamed): train/<letter>/<class>/, flat val/
+        ("places365", {"places365/train/a/abbey/a.jpg": 10, "places365/train/b/beach/b.jpg": 200,
+                       "places365/val/c.jpg": 50}),
+        # DTD as torchvision writes it: dtd/dtd/images/<class>/, no separate test folder
+        ("dtd", {**{f"dtd/dtd/images/banded/{i}.jpg": 10 for i in range(10)},
+                 **{f"dtd/dtd/images/woven/{i}.jpg": 200 for i in range(10)}}),
+    ],
+)  # fmt: skip
+def test_image_tree_datasets_read_their_layouts(
+    tmp_path: Path, name: str, layout: dict[str, int]
+) -> None:
+    for relative, value in layout.items():
+        _image(tmp_path / relative, value)
+    config = DataConfig(dataset=name, data_dir=str(tmp_path), download=False, image_size=16)
+    train, test = vae.data.load_raw(config)
+    assert train.images.shape[1:] == (3, 16, 16) and test.images.shape[1:] == (3, 16, 16)
+    assert len(train) + len(test) == len(layout)
+    assert train.labels is not None
+    # The class is the first folder under train/: images of one class share a label.
+    for label in train.labels.unique().tolist():
+        values = train.images[train.labels == label].float().mean((1, 2, 3))
+        assert values.max() - values.min() < 5
+    if name == "imagenet":
+        assert test.labels is not None and test.labels.tolist() == [0, 1]
+    assert list((tmp_path / "vae-cache").glob(f"{name}-*.safetensors"))
+
+
+def test_imagenet_says_it_cannot_be_downloaded(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as error:
+        vae.data.load_raw(DataConfig(dataset="imagenet", data_dir=str(tmp_path)))
+    message = str(error.value)
+    assert "cannot be downloaded automatically" in message
+    assert "train/<class>" in message and "--data-dir" in message and "\n" not in message
