@@ -70,7 +70,7 @@ def test_train_resume_extends_a_finished_run(tmp_path, trained):
         (["--beta-schedule", "wavy"], "invalid value for --beta-schedule: 'wavy'"),
         (["--hidden-sizes", "12,abc"], "invalid value for --hidden-sizes"),
         (["--beta-warmup", "soon"], "invalid value for --beta-warmup"),
-        (["--dataset", "imagenet"], "invalid value for --dataset"),
+        (["--dataset", "imagenett"], "invalid value for --dataset"),
         (["--epochs", "0"], "invalid value for --epochs"),
         (["--lr", "fast"], "Invalid value for '--lr'"),
         (["--no-such-option"], "No such option"),
