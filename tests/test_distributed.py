@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,39 @@ def test_a_nan_stops_every_process_with_one_message(ddp_config: RunConfig) -> No
     result = _torchrun(2, "nan", *_flags(ddp_config), "--lr=1e30")
     assert result.returncode != 0
     assert result.stderr.count("error: loss became") == 1, result.stderr[-2000:]
+
+
+def test_ctrl_c_stops_every_process_and_the_run_resumes(ddp_config: RunConfig) -> None:
+    if not TORCHRUN.exists():
+        pytest.skip(f"torchrun not installed beside {sys.executable}")
+    run_dir = Path(ddp_config.train.runs_dir) / "stopped"
+    flags = [f for f in _flags(ddp_config) if not f.startswith(("--epochs", "--batch-size"))]
+    command = [str(TORCHRUN), "--standalone", "--nproc-per-node=2", str(BIN / "train"),
+               "stopped", *flags, "--epochs=500", "--batch-size=10"]  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # A session of its own: the SIGINT goes to torchrun and both workers, as a terminal's would.
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=environment, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "checkpoint_last.safetensors").exists():
+            assert process.poll() is None and time.monotonic() < deadline, "no checkpoint came"
+            time.sleep(0.2)
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode != 0
+    assert stderr.count("continue with: train --resume") == 1, stderr[-2000:]
+    stopped_at = read_metadata(run_dir / "checkpoint_last.safetensors")["epoch"]
+    assert 1 <= stopped_at < 500
+    ddp_config.train.epochs = stopped_at + 1
+    ddp_config.train.batch_size = 10
+    resumed = train(ddp_config, run_dir, resume=True)
+    assert resumed.progress.epoch == stopped_at + 1
 
 
 class _FakeWorld(World):
