@@ -571,8 +571,10 @@ def read_image_files(
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
-    arrays = []
-    for path in files:
+    # Filled in place: a list of arrays stacked at the end would need twice the memory, which
+    # matters for ImageNet-sized trees (15.7 GB at 64 px).
+    images: torch.Tensor | None = None
+    for index, path in enumerate(files):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -598,8 +600,12 @@ def read_image_files(
             raise DataError(f"cannot read image {path}: {error}") from None
         except Image.DecompressionBombWarning as error:
             raise DataError(f"cannot read image {path}: {error}") from None
-        arrays.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
-    return torch.from_numpy(np.stack(arrays))
+        if images is None:
+            images = torch.empty((len(files), channels or 1, size, size), dtype=torch.uint8)
+        images.numpy()[index] = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    if images is None:
+        return torch.empty((0, channels or 1, size, size), dtype=torch.uint8)
+    return images
 
 
 def _to_8bit(image: Any, channels: int) -> Any:
