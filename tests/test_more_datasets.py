@@ -153,3 +153,43 @@ def test_imagenet_says_it_cannot_be_downloaded(tmp_path: Path) -> None:
     message = str(error.value)
     assert "cannot be downloaded automatically" in message
     assert "train/<class>" in message and "--data-dir" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("loss", ["bce", "ms-ssim"])
+def test_train_end_to_end_on_fixture_datasets(tmp_path: Path, loss: str) -> None:
+    """A MedMNIST file (28 px grey, Bernoulli) and an ImageNet tree (48 px colour, MS-SSIM)."""
+    from typer.testing import CliRunner
+
+    from vae.checkpoint import read_metadata
+    from vae.cli import app
+
+    rng = np.random.default_rng(2)
+    if loss == "bce":
+        (tmp_path / "medmnist").mkdir()
+        arrays = {
+            f"{split}_{kind}": rng.integers(
+                0, 256 if kind == "images" else 2, shape, dtype=np.uint8
+            )
+            for split, count in (("train", 60), ("val", 4), ("test", 10))
+            for kind, shape in (("images", (count, 28, 28)), ("labels", (count, 1)))
+        }
+        np.savez(tmp_path / "medmnist" / "pneumoniamnist.npz", **arrays)
+        dataset, extra = "pneumoniamnist", []
+    else:
+        for index in range(24):
+            split = "val" if index % 6 == 0 else "train"
+            _image(tmp_path / f"imagenet/{split}/n0{index % 2}/{index}.JPEG", 40 + 8 * index)
+        dataset, extra = "imagenet", ["--image-size=48", "--loss=ms-ssim", "--conv-widths=8,16,16"]
+    result = CliRunner().invoke(
+        app,
+        ["train", "run", f"--dataset={dataset}", f"--data-dir={tmp_path}", "--no-download",
+         "--val-size=4", "--hidden-sizes=16", "--conv-widths=8,16", "--latent-dim=4",
+         "--epochs=1", "--batch-size=16", "--device=cpu", f"--runs-dir={tmp_path / 'runs'}",
+         "--quiet", *extra],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metadata = read_metadata(tmp_path / "runs" / "run" / "checkpoint_best.safetensors")
+    assert metadata["data"]["dataset"] == dataset
+    assert metadata["likelihood"]["name"] == loss
+    expected = (1, 28) if loss == "bce" else (3, 48)
+    assert (metadata["data"]["channels"], metadata["data"]["height"]) == expected
