@@ -121,8 +121,8 @@ def _image(path: Path, value: int, size: tuple[int, int] = (40, 30)) -> None:
                           "tiny-imagenet-200/train/n02/images/b.JPEG": 200,
                           "tiny-imagenet-200/val/images/c.JPEG": 50}),
         # Places365 (after the download is renamed): train/<letter>/<class>/, flat val/
-        ("places365", {"places365/train/a/abbey/a.jpg": 10, "places365/train/b/beach/b.jpg": 200,
-                       "places365/val/c.jpg": 50}),
+        ("places365", {"places365/train/a/abbey/a.jpg": 10, "places365/train/a/arch/b.jpg": 200,
+                       "places365/train/a/arch/outdoor/e.jpg": 120, "places365/val/c.jpg": 50}),
         # DTD as torchvision writes it: dtd/dtd/images/<class>/, no separate test folder
         ("dtd", {**{f"dtd/dtd/images/banded/{i}.jpg": 10 for i in range(10)},
                  **{f"dtd/dtd/images/woven/{i}.jpg": 200 for i in range(10)}}),
@@ -138,10 +138,14 @@ def test_image_tree_datasets_read_their_layouts(
     assert train.images.shape[1:] == (3, 16, 16) and test.images.shape[1:] == (3, 16, 16)
     assert len(train) + len(test) == len(layout)
     assert train.labels is not None
-    # The class is the first folder under train/: images of one class share a label.
+    # The class is the folder an image sits in: images of one class share a label, and every
+    # folder of the fixture (same value within a folder) is a class of its own.
     for label in train.labels.unique().tolist():
         values = train.images[train.labels == label].float().mean((1, 2, 3))
         assert values.max() - values.min() < 5
+    train_folders = {Path(k).parent for k in layout if "/train/" in k}
+    if name != "dtd":  # DTD's test tenth comes out of the same folders
+        assert len(train.labels.unique()) == len(train_folders)
     if name == "imagenet":
         assert test.labels is not None and test.labels.tolist() == [0, 1]
     assert list((tmp_path / "vae-cache").glob(f"{name}-*.safetensors"))

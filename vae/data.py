@@ -301,8 +301,8 @@ def _load_medmnist(name: str, root: Path, download: bool) -> tuple[ImageSet, Ima
 def _load_image_tree(name: str, root: Path, config: DataConfig) -> tuple[ImageSet, ImageSet]:
     """Datasets kept as folders of image files: ``<root>/<folder>/train/<class>/...`` and
     ``val/`` (ImageNet's standard layout; Tiny ImageNet's and Places365's own layouts fit it, as
-    every image under the folder is read). Centre-cropped and resized (64 px by default), the
-    class of a training image is its first folder under ``train/``; cached like a photo folder."""
+    every image under the folder is read). Centre-cropped and resized (64 px by default), labelled
+    by the folder each image sits in, and cached like a photo folder."""
     base = root / _FOLDERS[name]
     if name == "dtd":
         base = base / "dtd"  # torchvision's copy: <root>/dtd/dtd/images/<class>/*.jpg
@@ -338,17 +338,17 @@ def _load_image_tree(name: str, root: Path, config: DataConfig) -> tuple[ImageSe
         train_files = [f for f in train_files if f not in kept]
     size = config.image_size or DEFAULT_FOLDER_IMAGE_SIZE
     channels = config.channels or 3
-    classes = sorted(
-        {
-            f.relative_to(train_dir).parts[0]
-            for f in train_files
-            if len(f.relative_to(train_dir).parts) > 1
-        }
-    )
-    index = {name: number for number, name in enumerate(classes)}
+
+    # The class of an image is its folder under train/ (n01440764, n01440764/images for Tiny
+    # ImageNet, a/apartment_building/outdoor for Places365); images straight in train/ have none.
+    def class_of(path: Path, folder: Path) -> str:
+        return path.parent.relative_to(folder).as_posix()
+
+    classes = sorted({class_of(f, train_dir) for f in train_files} - {"."})
+    index = {folder_name: number for number, folder_name in enumerate(classes)}
 
     def labels(files: list[Path], folder: Path) -> torch.Tensor | None:
-        found = [index.get(f.relative_to(folder).parts[0]) for f in files]
+        found = [index.get(class_of(f, folder)) for f in files]
         return None if any(label is None for label in found) else torch.tensor(found)
 
     listing = [
