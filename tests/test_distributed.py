@@ -236,3 +236,14 @@ def test_a_single_process_keeps_the_second_ctrl_c_as_an_abort() -> None:
         os.kill(os.getpid(), signal.SIGINT)
         assert stop_requested()
         os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_malformed_torchrun_environment_is_one_line() -> None:
+    from typer.testing import CliRunner
+
+    from vae.cli import train_app
+
+    result = CliRunner().invoke(train_app, ["x"], env={"WORLD_SIZE": "two"})
+    assert result.exit_code == 2
+    assert "WORLD_SIZE='two' is not an integer" in result.output
+    assert "Traceback" not in result.output

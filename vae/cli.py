@@ -81,7 +81,11 @@ def _is_main_process() -> bool:
 
     from vae.distributed import launched_by_torchrun
 
-    return not launched_by_torchrun() or os.environ.get("RANK", "0") in ("", "0")
+    try:
+        distributed = launched_by_torchrun()
+    except ConfigError:  # a malformed WORLD_SIZE: that error is being reported, by this process
+        return True
+    return not distributed or os.environ.get("RANK", "0") in ("", "0")
 
 
 def _choices(values: tuple[str, ...]) -> str:
