@@ -253,6 +253,9 @@ _FOLDERS = {
     "dtd": "dtd",
     "imagenet": "imagenet",
 }
+# (train, test) folders under a tree dataset's folder when not train/ and val/; DTD as
+# torchvision writes it (<root>/dtd/dtd/images/<class>/*.jpg) has no test folder.
+_TREE_SPLITS: dict[str, tuple[str, str | None]] = {"dtd": ("dtd/images", None)}
 TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 
 
@@ -304,11 +307,9 @@ def _load_image_tree(name: str, root: Path, config: DataConfig) -> tuple[ImageSe
     every image under the folder is read). Centre-cropped and resized (64 px by default), labelled
     by the folder each image sits in, and cached like a photo folder."""
     base = root / _FOLDERS[name]
-    if name == "dtd":
-        base = base / "dtd"  # torchvision's copy: <root>/dtd/dtd/images/<class>/*.jpg
-    train_dir, test_dir = base / "train", base / "val"
-    if name == "dtd":
-        train_dir, test_dir = base / "images", None
+    train_name, test_name = _TREE_SPLITS.get(name, ("train", "val"))
+    train_dir = base / train_name
+    test_dir = base / test_name if test_name is not None else None
     try:
         if not train_dir.is_dir() and config.download:
             _download_tree(name, root)
@@ -329,13 +330,11 @@ def _load_image_tree(name: str, root: Path, config: DataConfig) -> tuple[ImageSe
     except Exception as error:  # noqa: BLE001 - downloads and file systems raise many types
         raise _dataset_error(name, root, config.download, error) from None
     if not test_files:  # no separate test folder (DTD): a fixed tenth, as for photo folders
-        order = torch.randperm(
-            len(train_files), generator=torch.Generator().manual_seed(SPLIT_SEED)
+        train_index, test_index = fixed_tenth_split(len(train_files))
+        train_files, test_files = (
+            [train_files[i] for i in train_index.tolist()],
+            [train_files[i] for i in test_index.tolist()],
         )
-        count = len(train_files) // 10
-        test_files = [train_files[i] for i in order[:count].sort().values.tolist()]
-        kept = set(test_files)
-        train_files = [f for f in train_files if f not in kept]
     size = config.image_size or DEFAULT_FOLDER_IMAGE_SIZE
     channels = config.channels or 3
 
@@ -351,10 +350,13 @@ def _load_image_tree(name: str, root: Path, config: DataConfig) -> tuple[ImageSe
         found = [index.get(class_of(f, folder)) for f in files]
         return None if any(label is None for label in found) else torch.tensor(found)
 
-    listing = [
-        (str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in (*train_files, *test_files)
+    key = [
+        name,
+        str(base.resolve()),
+        size,
+        channels,
+        _file_listing([*train_files, *test_files], base),
     ]
-    key = [name, size, channels, listing]
 
     def decode() -> dict[str, torch.Tensor]:
         return {
@@ -537,19 +539,31 @@ def _load_folder(folder: Path, config: DataConfig) -> tuple[ImageSet, ImageSet]:
             f"({', '.join(IMAGE_EXTENSIONS)})"
         )
     size = config.image_size or DEFAULT_FOLDER_IMAGE_SIZE
-    # Any added, removed or rewritten file changes the key, and the folder is decoded again.
-    listing = [(str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    key = ["folder", str(folder.resolve()), size, config.channels, listing]
+    key = ["folder", str(folder.resolve()), size, config.channels, _file_listing(files, folder)]
     root = resolve_data_dir(config.data_dir)
     images = cached_tensors(
         root, "folder", key, lambda: {"images": read_image_files(files, size, config.channels)}
     )["images"]
-    # A fixed tenth of the folder is its test split; the rest is train (and validation).
-    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(SPLIT_SEED))
-    test_count = len(files) // 10
-    test = images[order[:test_count].sort().values]
-    train = images[order[test_count:].sort().values]
-    return ImageSet(train), ImageSet(test)
+    train, test = fixed_tenth_split(len(files))
+    return ImageSet(images[train]), ImageSet(images[test])
+
+
+def fixed_tenth_split(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, test) indices, each sorted: a fixed tenth of ``count`` items (seed SPLIT_SEED) is
+    the test split of datasets that have none of their own (photo folders, DTD)."""
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    test_count = count // 10
+    return order[test_count:].sort().values, order[:test_count].sort().values
+
+
+def _file_listing(files: list[Path], base: Path) -> list[tuple[str, int, int]]:
+    """(path under ``base``, size, mtime) of each file: any added, removed or rewritten file
+    changes a cache key built from it."""
+    listing = []
+    for path in files:
+        status = path.stat()
+        listing.append((path.relative_to(base).as_posix(), status.st_size, status.st_mtime_ns))
+    return listing
 
 
 MAX_IMAGE_PIXELS = 40_000_000  # larger files are refused before decoding (decompression bombs)
