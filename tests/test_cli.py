@@ -6,7 +6,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import REPO
@@ -122,7 +124,6 @@ def test_generate_is_deterministic_per_seed(tmp_path, trained):
         outputs.append(target.read_bytes())
     assert outputs[0] == outputs[1]
     assert outputs[0] != outputs[2]
-    from PIL import Image
 
     with Image.open(tmp_path / "a.png") as picture:  # 4 x 3 grid of 28-pixel images, 2-pixel gaps
         assert picture.size == (4 * 30 + 2, 3 * 30 + 2)
@@ -167,8 +168,6 @@ def test_inference_both_modes_on_dataset_and_on_user_images(tmp_path, trained, s
               "--data-dir", str(synthetic_data_dir), "--num-images", "8", "--no-download"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    from PIL import Image
-
     with Image.open(tmp_path / "out" / "reconstructions.png") as picture:
         assert picture.size == (8 * 30 + 2, 2 * 30 + 2)  # originals row above reconstructions row
     assert (tmp_path / "out" / "samples.png").exists()
@@ -239,9 +238,10 @@ def test_installed_entry_points(tmp_path, trained):
         "inference", "--checkpoint", checkpoint, "--mode", "sample", "--output-dir", str(tmp_path)
     )
     assert sampled.returncode == 0, sampled.stderr
-    assert (tmp_path / "samples.png").read_bytes() == (
-        tmp_path / "s.png"
-    ).read_bytes()  # same seed 0
+    # Same seed 0; generate decodes with NumPy, so a pixel on a rounding boundary may differ by 1.
+    with Image.open(tmp_path / "samples.png") as a, Image.open(tmp_path / "s.png") as b:
+        difference = np.abs(np.asarray(a).astype(int) - np.asarray(b).astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
     umbrella = run_entry("vae", "info", checkpoint, "--json")
     assert umbrella.returncode == 0 and json.loads(umbrella.stdout) == json.loads(info.stdout)
     for name in ("train", "inference", "generate", "info", "vae"):

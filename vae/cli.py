@@ -342,15 +342,18 @@ def generate_command(
     _check_grid_fits(grid_size, num_samples=num_samples)
     if not temperature > 0:
         raise ConfigError(f"invalid value for --temperature: {temperature} (expected positive)")
-    import torch
-
-    from vae.checkpoint import load_model
-    from vae.device import resolve_device
     from vae.images import save_grid
 
-    model = load_model(checkpoint, resolve_device(device))
-    _explain_autoencoder_samples(model)
-    samples = model.sample(num_samples, torch.Generator().manual_seed(seed), temperature)
+    samples = _sample_without_torch(checkpoint, num_samples, seed, temperature, device)
+    if samples is None:
+        import torch
+
+        from vae.checkpoint import load_model
+        from vae.device import resolve_device
+
+        model = load_model(checkpoint, resolve_device(device))
+        _explain_autoencoder_samples(model.is_autoencoder)
+        samples = model.sample(num_samples, torch.Generator().manual_seed(seed), temperature)
     path = _write_safely(lambda: save_grid(samples, output, grid_size), output)
     typer.echo(f"wrote {num_samples} samples to {path}")
 
@@ -424,15 +427,32 @@ def inference_command(
     else:
         model = load_model(checkpoint, resolve_device(device))
     if mode in ("sample", "both"):
-        _explain_autoencoder_samples(model)
+        _explain_autoencoder_samples(model.is_autoencoder)
         samples = model.sample(num_samples, torch.Generator().manual_seed(seed))
         target = output_dir / "samples.png"
         _write_safely(lambda: save_grid(samples, target, grid_size), target)
         typer.echo(f"wrote {num_samples} samples to {target}")
 
 
-def _explain_autoencoder_samples(model: Any) -> None:
-    if model.is_autoencoder:
+def _sample_without_torch(
+    checkpoint: Path, num_samples: int, seed: int, temperature: float, device: str
+) -> Any:
+    """The samples ``model.sample`` would give, decoded with NumPy (``import torch`` takes longer
+    than the whole job on a small CPU); None where that path does not apply (another device, or
+    fewer than 16 latent values, which torch draws with a different algorithm)."""
+    if device != "cpu":
+        return None
+    from vae import numpy_sampling
+
+    spec, weights = numpy_sampling.load_decoder(checkpoint)
+    if not numpy_sampling.can_sample(spec, num_samples):
+        return None
+    _explain_autoencoder_samples(spec.model_type == "ae")
+    return numpy_sampling.sample(spec, weights, num_samples, seed, temperature)
+
+
+def _explain_autoencoder_samples(is_autoencoder: bool) -> None:
+    if is_autoencoder:
         typer.echo(
             "note: this checkpoint is a plain autoencoder, which has no prior to sample from; "
             "these samples are decoded from a Gaussian fitted to its training codes"

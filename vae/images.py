@@ -1,35 +1,53 @@
-"""Image grids as PNG files, with a fixed value range: pixel value v in [0, 1] -> round(255 v)."""
+"""Image grids as PNG files, with a fixed value range: pixel value v in [0, 1] -> round(255 v).
+
+Works on NumPy arrays and accepts torch tensors without importing torch, so that ``generate``'s
+torch-free path writes exactly the bytes the torch path writes.
+"""
 
 from __future__ import annotations
 
 import io
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-import torch
+import numpy as np
 
 from vae.fileio import atomic_write_bytes
+
+if TYPE_CHECKING:
+    import torch
+
+Images: TypeAlias = "torch.Tensor | np.ndarray"
 
 PADDING = 2
 PADDING_VALUE = 1.0  # white lines separate the (mostly black) images
 
 
-def tile(images: torch.Tensor, columns: int) -> torch.Tensor:
+def as_array(images: Images) -> np.ndarray:
+    """float32 NumPy values of a torch tensor (on any device) or an array."""
+    if hasattr(images, "detach"):
+        images = images.detach().float().cpu().numpy()
+    return np.asarray(images, dtype=np.float32)
+
+
+def tile(images: Images, columns: int) -> np.ndarray:
     """[N, C, H, W] in [0, 1] -> one [C, H', W'] grid, ``columns`` images per row.
 
     Values are clamped to [0, 1], never rescaled per grid: a grey pixel stays grey.
     """
+    images = as_array(images)
     if images.ndim != 4 or images.shape[0] == 0:
         raise ValueError(f"expected a non-empty [N, C, H, W] batch, got {tuple(images.shape)}")
     count, channels, height, width = images.shape
     columns = max(1, min(columns, count))
     rows = math.ceil(count / columns)
-    grid = torch.full(
+    grid = np.full(
         (channels, rows * (height + PADDING) + PADDING, columns * (width + PADDING) + PADDING),
         PADDING_VALUE,
+        dtype=np.float32,
     )
-    images = images.detach().float().cpu().clamp(0.0, 1.0)
+    images = np.clip(images, 0.0, 1.0)
     for index in range(count):
         row, column = divmod(index, columns)
         top = PADDING + row * (height + PADDING)
@@ -38,14 +56,14 @@ def tile(images: torch.Tensor, columns: int) -> torch.Tensor:
     return grid
 
 
-def grid_png_bytes(images: torch.Tensor, columns: int) -> bytes:
+def grid_png_bytes(images: Images, columns: int) -> bytes:
     """PNG bytes of a grid; the same tensor always gives the same bytes."""
     buffer = io.BytesIO()
     _to_pil(tile(images, columns)).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def save_grid(images: torch.Tensor, path: str | Path, columns: int = 8) -> Path:
+def save_grid(images: Images, path: str | Path, columns: int = 8) -> Path:
     """Write a grid PNG atomically; returns the path."""
     path = Path(path)
     atomic_write_bytes(path, grid_png_bytes(images, columns))
@@ -53,9 +71,10 @@ def save_grid(images: torch.Tensor, path: str | Path, columns: int = 8) -> Path:
 
 
 def save_reconstruction_grid(
-    originals: torch.Tensor, reconstructions: torch.Tensor, path: str | Path, columns: int = 8
+    originals: Images, reconstructions: Images, path: str | Path, columns: int = 8
 ) -> Path:
     """Rows of originals, each directly above the row of their reconstructions."""
+    originals, reconstructions = as_array(originals), as_array(reconstructions)
     if originals.shape != reconstructions.shape:
         raise ValueError("originals and reconstructions must have the same shape")
     count = originals.shape[0]
@@ -66,28 +85,29 @@ def save_reconstruction_grid(
         chunk_reconstructions = reconstructions[begin : begin + columns]
         missing = columns - chunk_originals.shape[0]
         if missing:
-            blank = torch.zeros(missing, *originals.shape[1:])
-            chunk_originals = torch.cat([chunk_originals.cpu(), blank])
-            chunk_reconstructions = torch.cat([chunk_reconstructions.cpu(), blank])
-        rows += [chunk_originals.cpu(), chunk_reconstructions.cpu()]
-    return save_grid(torch.cat(rows), path, columns)
+            blank = np.zeros((missing, *originals.shape[1:]), dtype=np.float32)
+            chunk_originals = np.concatenate([chunk_originals, blank])
+            chunk_reconstructions = np.concatenate([chunk_reconstructions, blank])
+        rows += [chunk_originals, chunk_reconstructions]
+    return save_grid(np.concatenate(rows), path, columns)
 
 
-def _to_pil(image: torch.Tensor, scale: int = 1) -> Any:
+def _to_pil(image: Images, scale: int = 1) -> Any:
     """[C, H, W] in [0, 1] -> a PIL image ('L' or 'RGB'), enlarged ``scale`` times (nearest)."""
     from PIL import Image
 
-    pixels = image.detach().float().cpu().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+    # float32 multiply and round-half-to-even: the same pixel values torch's mul/round gave.
+    pixels = np.round(np.clip(as_array(image), 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
     if pixels.shape[0] == 1:
-        picture = Image.fromarray(pixels[0].numpy())
+        picture = Image.fromarray(pixels[0])
     else:
-        picture = Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy())
+        picture = Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)))
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     return picture
 
 
-def gif_bytes(frames: list[torch.Tensor], scale: int = 3, frame_ms: int = 80) -> bytes:
+def gif_bytes(frames: list[Images], scale: int = 3, frame_ms: int = 80) -> bytes:
     """An endlessly looping GIF of [C, H, W] frames in [0, 1]; the same frames give the same
     bytes. Identical neighbouring frames are kept as separate frames."""
     if not frames:
@@ -109,9 +129,7 @@ def gif_bytes(frames: list[torch.Tensor], scale: int = 3, frame_ms: int = 80) ->
     return buffer.getvalue()
 
 
-def save_gif(
-    frames: list[torch.Tensor], path: str | Path, scale: int = 3, frame_ms: int = 80
-) -> Path:
+def save_gif(frames: list[Images], path: str | Path, scale: int = 3, frame_ms: int = 80) -> Path:
     """Write an animated GIF atomically; returns the path."""
     path = Path(path)
     atomic_write_bytes(path, gif_bytes(frames, scale, frame_ms))
@@ -121,9 +139,7 @@ def save_gif(
 LABEL_WIDTH = 84  # pixels of the text margin left of labelled rows
 
 
-def save_labelled_rows(
-    images: torch.Tensor, labels: list[str], path: str | Path, columns: int
-) -> Path:
+def save_labelled_rows(images: Images, labels: list[str], path: str | Path, columns: int) -> Path:
     """A grid with ``columns`` images per row and a text label left of each row."""
     from PIL import Image, ImageDraw, ImageFont
 
