@@ -74,6 +74,7 @@ def test_train_resume_extends_a_finished_run(tmp_path, trained):
         (["--beta-warmup", "soon"], "invalid value for --beta-warmup"),
         (["--dataset", "imagenett"], "invalid value for --dataset"),
         (["--epochs", "0"], "invalid value for --epochs"),
+        (["--seed", str(2**64)], "invalid value for --seed"),
         (["--lr", "fast"], "Invalid value for '--lr'"),
         (["--no-such-option"], "No such option"),
     ],

@@ -51,7 +51,7 @@ def random_model(spec: ModelSpec):
     return model
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2**32 - 1])
+@pytest.mark.parametrize("seed", [0, 1, 2**32 - 1, 2**40 + 7, 2**64 - 1])
 @pytest.mark.parametrize("count", [16, 17, 31, 48, 100, 2048, 2053])
 def test_latents_are_torch_randn(seed, count):
     expected = torch.randn(count, generator=torch.Generator().manual_seed(seed)).numpy()
@@ -161,3 +161,24 @@ def test_a_damaged_checkpoint_is_one_line_on_the_numpy_path(tmp_path):
     assert result.exit_code == 1 and result.output.startswith("error: ")
     assert "truncated" in result.output and result.output.count("\n") == 1
     assert target.read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**64), "99999999999999999999999"])
+def test_a_seed_torch_cannot_take_is_one_line(tmp_path, seed):
+    checkpoint = tmp_path / "model.safetensors"
+    write_checkpoint(checkpoint, SPECS["default conv"])
+    for command in (["generate"], ["inference", "--mode", "sample"], ["evaluate", "--limit", "1"]):
+        result = runner.invoke(
+            app, [*command, "--checkpoint", str(checkpoint), "--seed", seed, "--output-dir" if command[0] == "inference" else "--output", str(tmp_path / "out")],
+        )  # fmt: skip
+        assert result.exit_code == 2, (command, result.output)
+        assert (
+            result.output
+            == f"error: invalid value for --seed: {seed} (expected an integer from 0 to {2**64 - 1})\n"
+        )
+    assert not (tmp_path / "out").exists()
+    repeats = runner.invoke(
+        app,
+        ["evaluate", "--checkpoint", str(checkpoint), "--seed", str(2**64 - 2), "--repeats", "3"],
+    )
+    assert repeats.exit_code == 2 and f"from 0 to {2**64 - 3}" in repeats.output

@@ -29,6 +29,7 @@ from vae.config import (
     OPTIMIZERS,
     TRACKERS,
     RunConfig,
+    check_seed,
     load_config_file,
 )
 from vae.errors import ConfigError, TrainingInterrupted, VAEError
@@ -340,6 +341,7 @@ def generate_command(
         return
     _check_positive(num_samples=num_samples, grid_size=grid_size)
     _check_grid_fits(grid_size, num_samples=num_samples)
+    check_seed(seed)
     if not temperature > 0:
         raise ConfigError(f"invalid value for --temperature: {temperature} (expected positive)")
     from vae.images import save_grid
@@ -397,6 +399,7 @@ def inference_command(
             f"invalid value for --mode: {mode!r} (expected sample, reconstruct or both)"
         )
     _check_positive(num_images=num_images, num_samples=num_samples, grid_size=grid_size)
+    check_seed(seed)
     if mode in ("sample", "both"):
         _check_grid_fits(grid_size, num_samples=num_samples)
     import torch
@@ -506,6 +509,7 @@ def evaluate_command(
 ) -> None:
     """ELBO, importance-weighted NLL (nats and bits/dim), active units; outlier detection."""
     _check_positive(k=k, repeats=repeats, batch_size=batch_size)
+    check_seed(seed, count=repeats)
     if limit is not None:
         _check_positive(limit=limit)
     if binarize_test not in (None, "static", "dynamic", "none"):
@@ -647,6 +651,7 @@ def interpolate_command(
     from vae.visualize import interpolate
 
     _check_positive(pairs=pairs)
+    check_seed(seed)
     if method not in INTERPOLATIONS:
         raise ConfigError(f"invalid value for --method: {method!r} (expected slerp or lerp)")
     classes = parse_int_list(chain, "chain") if chain is not None else None
@@ -789,6 +794,7 @@ def gallery_command(
     """Regenerate every README picture from the shipped checkpoints."""
     from vae.visualize import gallery
 
+    check_seed(seed)
     for optional in (autoencoder, metrics):
         if optional is not None and not optional.exists():
             raise ConfigError(f"{optional} not found (pass another path)")

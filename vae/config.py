@@ -217,6 +217,7 @@ class RunConfig:
         _choice("tracker", t.tracker, TRACKERS)
         if t.sample_every < 0:
             _bad("sample-every", t.sample_every, "zero (never) or positive")
+        check_seed(t.seed)
         return self
 
 
@@ -236,6 +237,15 @@ _FIELD_TYPES: dict[str, str] = {
 
 def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
+
+
+SEED_MAX = 2**64 - 1  # torch's generators take unsigned 64-bit seeds
+
+
+def check_seed(seed: int, flag: str = "seed", count: int = 1) -> None:
+    """Raise ConfigError unless ``seed`` .. ``seed + count - 1`` are all valid seeds."""
+    if not 0 <= seed <= SEED_MAX - (count - 1):
+        _bad(flag, seed, f"an integer from 0 to {SEED_MAX - (count - 1)}")
 
 
 def _bad(flag: str, value: Any, expected: str) -> None:

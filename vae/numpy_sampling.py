@@ -33,7 +33,7 @@ def torch_randn(seed: int, count: int) -> np.ndarray:
     if count < _BLOCK:
         raise ValueError(f"torch_randn reproduces torch only for 16 or more values, got {count}")
     bits = np.random.MT19937(0)
-    bits._legacy_seeding(seed)
+    bits._legacy_seeding(seed & 0xFFFF_FFFF)  # torch seeds its Mersenne Twister with 32 bits
 
     def uniforms(n: int) -> np.ndarray:
         raw = bits.random_raw(n).astype(np.uint64)
