@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,24 @@ import torch
 from vae.config import RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def assert_runs_without_torch(app_name: str, argv: list[str]) -> None:
+    """Run ``vae.cli.<app_name>`` with ``argv`` in a fresh interpreter; it must succeed without
+    ever importing torch (the start-up time users wait for is mostly ``import torch``)."""
+    code = (
+        "import sys\n"
+        f"from vae.cli import {app_name}\n"
+        f"sys.argv = {argv!r}\n"
+        f"try:\n    {app_name}()\nexcept SystemExit as done:\n    assert done.code in (0, None), done.code\n"
+        f"assert 'torch' not in sys.modules, '{argv[0]} imported torch'\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("ok")
 
 
 def _write_idx(path: Path, array: torch.Tensor) -> None:
