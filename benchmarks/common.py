@@ -26,7 +26,7 @@ BIN = Path(sys.executable).parent  # the installed entry points live beside this
 
 
 def training_benchmark_setup(doc: str | None) -> tuple[Any, str, torch.device]:
-    """Parse --steps, --rounds, --device; print the machine; return (args, data root, device)."""
+    """Parse --steps, --rounds, --device, --compile; print the machine; return (args, data root, device)."""
     import argparse
 
     from vae.device import resolve_device
@@ -37,6 +37,9 @@ def training_benchmark_setup(doc: str | None) -> tuple[Any, str, torch.device]:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--compile", action="store_true", help="also measure our trainer with --compile"
+    )
     args = parser.parse_args()
     device = resolve_device(args.device)
     print(describe_machine(device))

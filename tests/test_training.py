@@ -8,7 +8,7 @@ import torch
 
 from vae.checkpoint import load_model, read_header, read_metadata, read_tensors
 from vae.config import load_config_file
-from vae.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+from vae.errors import ConfigError, TrainingDiverged, TrainingInterrupted, VAEError
 from vae.training import prepare_resume, train
 
 
@@ -201,3 +201,39 @@ def test_resuming_a_finished_run_changes_nothing(tiny_config):
     again = train(prepare_resume(result.run_dir, {}), result.run_dir, resume=True)
     assert again.best_path.read_bytes() == before
     assert [r["epoch"] for r in again.history] == [1, 2]
+
+
+def test_compiled_training_matches_eager_and_saves_plain_checkpoints(tiny_config):
+    tiny_config.train.bf16 = False  # compare like with like: float32 both ways
+    tiny_config.train.epochs = 1
+    tiny_config.train.sample_every = 0
+    eager = train(tiny_config, run_dir(tiny_config, "eager"))
+    tiny_config.train.compile = True
+    compiled = train(tiny_config, run_dir(tiny_config, "compiled"))
+    assert read_metadata(compiled.best_path)["config"]["train"]["compile"] is True
+    # Plain tensor names (no torch.compile "_orig_mod." prefix): any command loads it.
+    plain, fused = load_model(eager.last_path), load_model(compiled.last_path)
+    for (name, expected), (other, got) in zip(
+        plain.state_dict().items(), fused.state_dict().items(), strict=True
+    ):
+        assert name == other
+        torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-4)
+    assert compiled.history[-1]["val_neg_elbo"] == pytest.approx(
+        eager.history[-1]["val_neg_elbo"], rel=1e-4
+    )
+
+
+def test_a_failed_compilation_is_one_error_that_says_what_to_do(tiny_config, monkeypatch):
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    class FailsToCompile(torch.nn.Module):
+        def forward(self, *args, **kwargs):
+            raise BackendCompilerFailed(lambda: None, RuntimeError("no C++ compiler found"), None)
+
+    monkeypatch.setattr(torch, "compile", lambda module: FailsToCompile())
+    tiny_config.train.compile = True
+    with pytest.raises(
+        VAEError,
+        match=r"^--compile failed \(.*no C\+\+ compiler found.*\); train without --compile$",
+    ):
+        train(tiny_config, run_dir(tiny_config, "broken"))

@@ -241,6 +241,14 @@ def train_command(
             help="bf16 autocast where the hardware has native bf16 (GPUs, AVX512-BF16/AMX CPUs); loss in float32.",
         ),
     ] = _DEFAULT.train.bf16,
+    compile: Annotated[
+        bool,
+        typer.Option(
+            "--compile/--no-compile",
+            help="torch.compile the training forward pass (worth it on long GPU runs; compiling "
+            "takes seconds to a minute, and a C++ compiler on CPUs).",
+        ),
+    ] = _DEFAULT.train.compile,
     sample_every: Annotated[
         int, typer.Option(help="Write sample and reconstruction grids every N epochs (0 = never).")
     ] = _DEFAULT.train.sample_every,

@@ -98,6 +98,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     bf16: bool = True
+    # torch.compile the training forward pass: pays off on long GPU runs; compiling takes
+    # seconds to a minute (and a C++ compiler on CPUs), so it is off by default.
+    compile: bool = False
     sample_every: int = 1
     runs_dir: str = "runs"
     tracker: str = "none"  # or tensorboard, wandb (optional extras)

@@ -49,6 +49,7 @@ from vae.errors import (
     DataError,
     TrainingDiverged,
     TrainingInterrupted,
+    VAEError,
 )
 from vae.evaluation import evaluate_elbo
 from vae.fileio import atomic_write_text
@@ -66,7 +67,7 @@ CURVES_NAME = "curves.png"
 SAMPLE_SEED = 0  # the grids written during training use fixed latents, comparable across epochs
 GRID_IMAGES = 64
 # Options that may change when resuming; anything else would make the resumed run a different run.
-RESUMABLE_OVERRIDES = frozenset({"epochs", "device", "bf16", "sample_every", "tracker"})
+RESUMABLE_OVERRIDES = frozenset({"epochs", "device", "bf16", "compile", "sample_every", "tracker"})
 
 
 @dataclass
@@ -344,6 +345,8 @@ class _Run:
         self.use_bf16 = train_config.bf16 and bf16_autocast_supported(device)
         self.dynamic = splits.info["binarize"] == "dynamic"
         self._code_images: ImageSet | None = None  # an autoencoder's training images, drawn once
+        # Compilation fails on the first step (a missing C++ compiler, say): caught there.
+        self._compile_errors: tuple[type[Exception], ...] = ()
 
     # --- state ----------------------------------------------------------------------------
 
@@ -470,6 +473,14 @@ class _Run:
                 self.model,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
             )
+        if train_config.compile:
+            description += "; torch.compile"
+            # The (DDP-wrapped) module: DDP's hooks then see the compiled graph's gradients.
+            # Checkpoints still come from self.model, so their tensor names stay plain.
+            self.trained = torch.compile(self.trained)
+            from torch._dynamo.exc import TorchDynamoException
+
+            self._compile_errors = (TorchDynamoException,)
         self.reporter.run_started(description, total_steps, self.progress.step)
         best_path = self.run_dir / BEST_NAME
         try:
@@ -585,8 +596,14 @@ class _Run:
             )
             if self.world.distributed:
                 noise = noise[self.world.shard(batch_images)]
-        with self._autocast():
-            decoded, mu, logvar = self.trained(x, noise=noise)
+        try:
+            with self._autocast():
+                decoded, mu, logvar = self.trained(x, noise=noise)
+        except self._compile_errors as error:
+            cause = getattr(error, "inner_exception", None) or error  # the backend's own error
+            text = str(cause).strip()
+            first = text.splitlines()[0] if text else type(cause).__name__
+            raise VAEError(f"--compile failed ({first}); train without --compile") from None
         if x.shape[0] == 0:
             # An empty share of a short last batch: zero gradients keep this rank in step.
             zero = decoded.sum() * 0 + sum((p * 0).sum() for p in self.model.parameters())
