@@ -204,13 +204,14 @@ def save_checkpoint(
 
 
 def read_tensors(
-    path: str | Path, prefix: str, device: str | torch.device = "cpu"
+    path: str | Path, prefix: str, device: str | torch.device = "cpu", framework: str = "pt"
 ) -> dict[str, Any]:
-    """Tensors whose names start with ``prefix`` (prefix removed), loaded onto ``device``."""
+    """Tensors whose names start with ``prefix`` (prefix removed), loaded onto ``device``; NumPy
+    arrays with ``framework="numpy"`` (which needs no torch)."""
     from safetensors import SafetensorError, safe_open
 
     try:
-        with safe_open(str(path), framework="pt", device=str(device)) as handle:
+        with safe_open(str(path), framework=framework, device=str(device)) as handle:
             return {
                 name[len(prefix) :]: handle.get_tensor(name)
                 for name in handle.keys()

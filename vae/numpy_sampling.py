@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae.checkpoint import MODEL_PREFIX, CheckpointError, check_model_tensors, read_header
+from vae.checkpoint import MODEL_PREFIX, check_model_tensors, read_header, read_tensors
 from vae.spec import ModelSpec, conv_feature_sizes
 
 # torch fills tensors of fewer elements with a different (scalar) algorithm; those fall back.
@@ -114,21 +114,9 @@ def decode(spec: ModelSpec, weights: dict[str, np.ndarray], z: np.ndarray) -> np
 
 
 def load_decoder(path: str | Path) -> tuple[ModelSpec, dict[str, np.ndarray]]:
-    """The checkpoint's spec (checked as ``load_model`` checks it) and the decoder's weights."""
-    from safetensors import SafetensorError, safe_open
-
+    """The checkpoint's spec (checked as ``load_model`` checks it) and its weights as arrays."""
     spec = check_model_tensors(path, read_header(path))
-    wanted = ("decoder.", "fitted_")
-    try:
-        with safe_open(str(path), framework="numpy") as handle:
-            weights = {
-                name[len(MODEL_PREFIX) :]: handle.get_tensor(name)
-                for name in handle.keys()
-                if name.startswith(MODEL_PREFIX) and name[len(MODEL_PREFIX) :].startswith(wanted)
-            }
-    except (SafetensorError, OSError) as error:
-        raise CheckpointError(f"cannot read tensors from {path}: {error}") from None
-    return spec, weights
+    return spec, read_tensors(path, MODEL_PREFIX, framework="numpy")
 
 
 def sample(
