@@ -151,6 +151,18 @@ def test_image_tree_datasets_read_their_layouts(
     assert list((tmp_path / "vae-cache").glob(f"{name}-*.safetensors"))
 
 
+def test_an_empty_test_folder_falls_back_to_a_tenth_of_train(tmp_path: Path) -> None:
+    for index in range(20):
+        _image(tmp_path / f"imagenet/train/n0{index % 2}/{index}.JPEG", 10 + 100 * (index % 2))
+    (tmp_path / "imagenet" / "val").mkdir()
+    config = DataConfig(dataset="imagenet", data_dir=str(tmp_path), download=False, image_size=16)
+    train, test = vae.data.load_raw(config)
+    assert (len(train), len(test)) == (18, 2)
+    assert test.labels is not None  # labelled by their folders under train/
+    for image, label in zip(test.images, test.labels.tolist(), strict=True):
+        assert abs(image.float().mean().item() - (10 + 100 * label)) < 5
+
+
 def test_imagenet_says_it_cannot_be_downloaded(tmp_path: Path) -> None:
     with pytest.raises(DataError) as error:
         vae.data.load_raw(DataConfig(dataset="imagenet", data_dir=str(tmp_path)))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from vae import __version__
 from vae.config import PERCEPTUAL_LOSSES
-from vae.errors import CheckpointError, ConfigError
+from vae.errors import CheckpointError, ConfigError, first_line
 from vae.fileio import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -245,9 +245,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> VAE:
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as error:
-        first = str(error).strip().splitlines()[0]
         raise CheckpointError(
-            f"{path}: weights do not match the model in its metadata ({first})"
+            f"{path}: weights do not match the model in its metadata ({first_line(error)})"
         ) from None
     model.eval()
     return model.to(device)

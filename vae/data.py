@@ -22,7 +22,7 @@ from vae.config import (
     DataConfig,
     resolve_data_dir,
 )
-from vae.errors import DataError
+from vae.errors import DataError, first_line
 
 # Fixed seeds: the validation split and the binarized evaluation sets are the same in every run.
 SPLIT_SEED = 0
@@ -233,7 +233,7 @@ def load_raw(config: DataConfig) -> tuple[ImageSet, ImageSet]:
 def _dataset_error(name: str, root: Path, download: bool, error: BaseException) -> DataError:
     """The one-line error for a named dataset that cannot be loaded."""
     subfolder = _FOLDERS.get(name) or _TORCHVISION[name][1]
-    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    reason = first_line(error)
     action = (
         "download failed or files are missing or corrupt"
         if download
@@ -325,16 +325,18 @@ def _load_image_tree(name: str, root: Path, config: DataConfig) -> tuple[ImageSe
         test_files = (
             collect_image_files(test_dir) if test_dir is not None and test_dir.is_dir() else []
         )
+        test_folder = test_dir
         if not train_files:
             raise FileNotFoundError(f"{train_dir} holds no images")
     except Exception as error:  # noqa: BLE001 - downloads and file systems raise many types
         raise _dataset_error(name, root, config.download, error) from None
-    if not test_files:  # no separate test folder (DTD): a fixed tenth, as for photo folders
+    if not test_files:  # no (or an empty) test folder, as DTD: a fixed tenth of train/
         train_index, test_index = fixed_tenth_split(len(train_files))
         train_files, test_files = (
             [train_files[i] for i in train_index.tolist()],
             [train_files[i] for i in test_index.tolist()],
         )
+        test_folder = train_dir
     size = config.image_size or DEFAULT_FOLDER_IMAGE_SIZE
     channels = config.channels or 3
 
@@ -365,7 +367,6 @@ def _load_image_tree(name: str, root: Path, config: DataConfig) -> tuple[ImageSe
         }
 
     tensors = cached_tensors(root, name, key, decode)
-    test_folder = test_dir if test_dir is not None and test_dir.is_dir() else train_dir
     return (
         ImageSet(tensors["train"], labels(train_files, train_dir)),
         ImageSet(tensors["test"], labels(test_files, test_folder)),

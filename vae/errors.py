@@ -1,6 +1,13 @@
 """Errors that the command line reports as one clear line instead of a traceback."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (libraries often add pages of detail below it), or
+    its type's name when it has no message."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 class VAEError(Exception):
     """An expected failure at run time (exit code 1)."""
 

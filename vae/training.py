@@ -50,6 +50,7 @@ from vae.errors import (
     TrainingDiverged,
     TrainingInterrupted,
     VAEError,
+    first_line,
 )
 from vae.evaluation import evaluate_elbo
 from vae.fileio import atomic_write_text
@@ -601,9 +602,9 @@ class _Run:
                 decoded, mu, logvar = self.trained(x, noise=noise)
         except self._compile_errors as error:
             cause = getattr(error, "inner_exception", None) or error  # the backend's own error
-            text = str(cause).strip()
-            first = text.splitlines()[0] if text else type(cause).__name__
-            raise VAEError(f"--compile failed ({first}); train without --compile") from None
+            raise VAEError(
+                f"--compile failed ({first_line(cause)}); train without --compile"
+            ) from None
         if x.shape[0] == 0:
             # An empty share of a short last batch: zero gradients keep this rank in step.
             zero = decoded.sum() * 0 + sum((p * 0).sum() for p in self.model.parameters())
