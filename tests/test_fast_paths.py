@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from vae.data import ImageSet, training_batches
 from vae.device import bf16_autocast_supported
-from vae.model import ModelSpec, build_model
+from vae.model import ModelSpec, build_model, transposed_conv_as_matmul
 from vae.objectives import elbo_terms
 from vae.training import train
 
@@ -40,13 +40,80 @@ def test_training_loss_equals_the_textbook_formula_on_the_same_batch():
     assert ours.item() == pytest.approx(reference_negative_elbo(model, x, eps).item(), rel=1e-5)
 
 
-def test_channels_last_evaluation_decodes_the_same_values_as_training_mode():
+DECODERS = {
+    "small": CONV,
+    "odd sizes": ModelSpec("conv", 4, 1, 13, 11, "bce", [20, 10], [8, 8]),
+    "colour, three deconvs, no dense hidden": ModelSpec(
+        "conv", 6, 3, 32, 32, "mse", [], [8, 16, 16]
+    ),
+    "one deconv": ModelSpec("conv", 3, 2, 9, 10, "bce", [12], [5]),
+    "own decoder widths": ModelSpec(
+        "conv",
+        5,
+        1,
+        28,
+        28,
+        "bce",
+        [16],
+        [4, 8],
+        decoder_hidden_sizes=[24, 12],
+        decoder_conv_widths=[6, 10],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", DECODERS)
+def test_evaluation_decoder_gives_the_training_mode_values_and_gradients(name):
+    """Evaluation decodes through a reordered dense layer and a matmul in place of the last
+    transposed convolution: the same function, to float rounding, gradients included."""
+    spec = DECODERS[name]
     torch.manual_seed(0)
-    model = build_model(CONV)
-    z = torch.randn(32, CONV.latent_dim)
+    model = build_model(spec)
+    z = torch.randn(37, spec.latent_dim, requires_grad=True)
     training_output = model.decode(z)
+    (training_gradient,) = torch.autograd.grad(training_output.square().sum(), z)
     model.eval()
-    assert torch.allclose(model.decode(z), training_output, atol=1e-5)
+    evaluation_output = model.decode(z)
+    assert evaluation_output.shape == training_output.shape
+    assert torch.allclose(evaluation_output, training_output, atol=1e-5)
+    (evaluation_gradient,) = torch.autograd.grad(evaluation_output.square().sum(), z)
+    assert torch.allclose(evaluation_gradient, training_gradient, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(
+    ("in_channels", "out_channels", "rows", "columns", "output_padding", "bias"),
+    [(32, 1, 14, 14, (0, 0), True), (6, 3, 5, 7, (1, 0), True), (4, 5, 3, 3, (1, 1), False)],
+)
+def test_transposed_conv_as_matmul_equals_conv_transpose2d(
+    in_channels, out_channels, rows, columns, output_padding, bias, channels_last
+):
+    torch.manual_seed(0)
+    layer = torch.nn.ConvTranspose2d(
+        in_channels,
+        out_channels,
+        4,
+        stride=2,
+        padding=1,
+        output_padding=output_padding,
+        bias=bias,
+    )
+    x = torch.randn(3, in_channels, rows, columns)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    expected = layer(x)
+    got = transposed_conv_as_matmul(x, layer)
+    assert (
+        got.shape
+        == expected.shape
+        == (3, out_channels, 2 * rows + output_padding[0], 2 * columns + output_padding[1])
+    )
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_transposed_conv_as_matmul_refuses_other_layers():
+    with pytest.raises(ValueError, match="kernel 4, stride 2, padding 1"):
+        transposed_conv_as_matmul(torch.zeros(1, 2, 3, 3), torch.nn.ConvTranspose2d(2, 1, 3))
 
 
 def test_fused_adam_steps_like_the_plain_loop():
