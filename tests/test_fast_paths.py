@@ -78,6 +78,7 @@ def test_evaluation_decoder_gives_the_training_mode_values_and_gradients(name):
     assert torch.allclose(evaluation_output, training_output, atol=1e-5)
     (evaluation_gradient,) = torch.autograd.grad(evaluation_output.square().sum(), z)
     assert torch.allclose(evaluation_gradient, training_gradient, rtol=1e-4, atol=1e-5)
+    assert model.decode(z[:0]).shape == (0, *training_output.shape[1:])
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

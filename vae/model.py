@@ -120,7 +120,7 @@ class ConvDecoder(nn.Module):
         weight = last.weight.view(channels, height, width, -1).permute(1, 2, 0, 3)
         bias = last.bias.view(channels, height, width).permute(1, 2, 0)
         features = F.linear(z, weight.reshape(-1, last.in_features), bias.reshape(-1))
-        features = F.relu(features, inplace=True).view(-1, height, width, channels)
+        features = F.relu(features, inplace=True).view(z.shape[0], height, width, channels)
         features = features.permute(0, 3, 1, 2)
         *inner, final = self.deconv
         for layer in inner:
@@ -149,7 +149,7 @@ def transposed_conv_as_matmul(x: torch.Tensor, layer: nn.ConvTranspose2d) -> tor
     batch, in_channels, rows, columns = x.shape
     out_channels = layer.out_channels
     weight = layer.weight.view(in_channels, out_channels, 2, 2, 2, 2).permute(0, 2, 4, 3, 5, 1)
-    pixels = x.permute(0, 2, 3, 1).reshape(-1, in_channels)
+    pixels = x.permute(0, 2, 3, 1).reshape(batch * rows * columns, in_channels)
     taps = (pixels @ weight.reshape(in_channels, 16 * out_channels)).view(
         batch, rows, columns, 2, 2, 2, 2, out_channels
     )
