@@ -195,3 +195,36 @@ def test_evaluate_bad_usage(small_checkpoint):
     ):
         result = runner.invoke(app, ["evaluate", "--checkpoint", str(small_checkpoint), *arguments])
         assert result.exit_code == 2 and message in result.output
+
+
+def test_evaluate_refuses_what_it_could_never_finish_before_evaluating(
+    tmp_path, small_checkpoint, synthetic_data_dir, monkeypatch
+):
+    """An output folder, an output below a file and an unknown outlier dataset are refused
+    before the (possibly hour-long) evaluation pass, and no file is touched."""
+    import vae.evaluation
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the evaluation ran before the bad argument was refused")
+
+    monkeypatch.setattr(vae.evaluation, "evaluate_images", must_not_run)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("kept")
+    base = ["evaluate", "--checkpoint", str(small_checkpoint), "--data-dir", str(synthetic_data_dir),
+            "--no-download", "--k", "5", "--limit", "10", "--quiet"]  # fmt: skip
+    for arguments, exit_code, message in (
+        (["--output", str(tmp_path)], 2, "is a folder"),
+        (["--output", str(blocker / "result.json")], 1, "is not a writable folder"),
+        (
+            ["--ood-dataset", "folder:" + str(tmp_path), "--histogram", str(tmp_path)],
+            2,
+            "is a folder",
+        ),
+        (["--ood-dataset", "nonsense"], 1, "unknown dataset 'nonsense'"),
+    ):
+        result = runner.invoke(app, [*base, *arguments])
+        assert result.exit_code == exit_code, result.output
+        assert message in result.output and "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1
+    assert blocker.read_text() == "kept"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file"]

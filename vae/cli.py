@@ -526,10 +526,16 @@ def evaluate_command(
         )
     if dataset is not None and input_path is not None:
         raise ConfigError("give --dataset or --input, not both")
+    from vae.fileio import atomic_write_text, check_output_file
+
+    # An evaluation can take an hour: a path it could never write is refused before it starts.
+    if output is not None:
+        check_output_file(output, "--output")
+    if ood_dataset is not None:
+        check_output_file(histogram, "--histogram")
     from rich.console import Console
 
     from vae.evaluation import evaluate_checkpoint
-    from vae.fileio import atomic_write_text
     from vae.reporting import RichReporter, evaluation_table, ood_table
 
     result = evaluate_checkpoint(

@@ -355,6 +355,12 @@ def evaluate_checkpoint(
     sigma = (metadata.get("likelihood") or {}).get("gaussian_sigma") or 0.1
     load = dict(data_dir=data_dir, download=download, limit=limit)
     images = load_images_for_model(data_info, dataset=dataset, input_path=input_path, **load)
+    # Loaded before the long in-distribution pass, so that a bad name fails at once.
+    ood_images = (
+        None
+        if ood_dataset is None
+        else load_images_for_model(data_info, dataset=ood_dataset, **load)
+    )
     options = dict(
         k=k, binarize=binarize_test, seed=seed, batch_size=batch_size, gaussian_sigma=sigma
     )
@@ -367,8 +373,7 @@ def evaluate_checkpoint(
         "dataset": str(input_path) if input_path is not None else (dataset or data_info["dataset"]),
         **summary,
     }
-    if ood_dataset is not None:
-        ood_images = load_images_for_model(data_info, dataset=ood_dataset, **load)
+    if ood_dataset is not None and ood_images is not None:
         ood_summary, ood_scores, ood_scored = evaluate_images(
             model, ood_images, reporter=reporter, **options
         )

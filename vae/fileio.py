@@ -6,6 +6,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from vae.errors import ConfigError, VAEError
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash at any moment leaves the old file or the new one.
@@ -32,6 +34,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         temporary.unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+
+
+def check_output_file(path: str | Path, option: str) -> None:
+    """Refuse, before any long work, an output file that can never be written: a folder, or a
+    file below something that is not a writable folder. (The write still reports what cannot be
+    foreseen, such as a full disk.)"""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder: give a file name")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the folders that do not exist yet will be created
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise VAEError(f"cannot write {path}: {folder} is not a writable folder")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
