@@ -150,6 +150,15 @@ def test_generate_info_only_and_errors(tmp_path, trained):
     assert "Traceback" not in missing.output
     zero = runner.invoke(app, ["generate", "--checkpoint", checkpoint, "--num-samples", "0"])
     assert zero.exit_code == 2 and "--num-samples" in zero.output
+    folder = runner.invoke(app, ["generate", "--checkpoint", checkpoint, "--output", str(tmp_path)])
+    assert folder.exit_code == 2 and f"--output {tmp_path} is a folder" in folder.output
+    blocker = tmp_path / "a-file"
+    blocker.write_text("kept")
+    below = runner.invoke(
+        app, ["generate", "--checkpoint", checkpoint, "--output", str(blocker / "x.png")]
+    )
+    assert below.exit_code == 1 and f"{blocker} is not a writable folder" in below.output
+    assert blocker.read_text() == "kept"
 
 
 def test_generate_keeps_an_existing_output_when_the_checkpoint_is_bad(tmp_path):

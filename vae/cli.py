@@ -352,7 +352,10 @@ def generate_command(
     check_seed(seed)
     if not temperature > 0:
         raise ConfigError(f"invalid value for --temperature: {temperature} (expected positive)")
+    from vae.fileio import check_output_file
     from vae.images import save_grid
+
+    check_output_file(output, "--output")
 
     samples = _sample_without_torch(checkpoint, num_samples, seed, temperature, device)
     if samples is None:
