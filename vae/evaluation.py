@@ -373,7 +373,7 @@ def evaluate_checkpoint(
         "dataset": str(input_path) if input_path is not None else (dataset or data_info["dataset"]),
         **summary,
     }
-    if ood_dataset is not None and ood_images is not None:
+    if ood_images is not None:
         ood_summary, ood_scores, ood_scored = evaluate_images(
             model, ood_images, reporter=reporter, **options
         )

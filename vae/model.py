@@ -128,9 +128,9 @@ class ConvDecoder(nn.Module):
             relu = isinstance(layer, nn.ReLU)
             features = F.relu(features, inplace=True) if relu else layer(features)
         if features.device.type == "cpu":
-            # oneDNN runs the transposed convolution to the few image channels at a tenth of its
-            # usual rate (as long as the 64 -> 32 one for 1/16 of the arithmetic); a matmul and
-            # four adds take under half its time.
+            # oneDNN takes as long for the transposed convolution to the few image channels as
+            # for the 64 -> 32 one, which does 16 times the arithmetic; a matmul and four adds
+            # take under half that time.
             return transposed_conv_as_matmul(features, final)
         return final(features)
 
