@@ -194,6 +194,17 @@ def test_inference_both_modes_on_dataset_and_on_user_images(tmp_path, trained, s
     assert not (tmp_path / "mine-out" / "samples.png").exists()
     bad = runner.invoke(app, ["inference", "--checkpoint", checkpoint, "--mode", "dream"])
     assert bad.exit_code == 2 and "--mode" in bad.output
+    blocker = tmp_path / "a-file"
+    blocker.write_text("kept")
+    for output_dir, exit_code, message in (
+        (blocker, 2, f"--output-dir {blocker} is a file, not a folder"),
+        (blocker / "out", 1, f"{blocker} is not a writable folder"),
+    ):
+        refused = runner.invoke(
+            app, ["inference", "--checkpoint", checkpoint, "--output-dir", str(output_dir)]
+        )
+        assert refused.exit_code == exit_code and message in refused.output, refused.output
+    assert blocker.read_text() == "kept"
 
 
 def test_info_table_and_json(trained):

@@ -332,3 +332,8 @@ def test_gallery_writes_every_readme_picture_deterministically(tmp_path, runs, s
         assert digest(tmp_path / "a" / name) == digest(tmp_path / "b" / name), name
     missing = runner.invoke(app, ["visualize", "gallery", "--autoencoder", str(tmp_path / "no")])
     assert missing.exit_code == 2 and "not found" in missing.output
+    blocker = tmp_path / "a-file"
+    blocker.write_text("kept")
+    refused = runner.invoke(app, [*arguments, "--output-dir", str(blocker)])
+    assert refused.exit_code == 2 and "is a file, not a folder" in refused.output
+    assert blocker.read_text() == "kept"

@@ -413,6 +413,9 @@ def inference_command(
     check_seed(seed)
     if mode in ("sample", "both"):
         _check_grid_fits(grid_size, num_samples=num_samples)
+    from vae.fileio import check_output_folder
+
+    check_output_folder(output_dir, "--output-dir")
     import torch
 
     from vae.checkpoint import load_model
@@ -809,9 +812,11 @@ def gallery_command(
     seed: SeedOption = 0,
 ) -> None:
     """Regenerate every README picture from the shipped checkpoints."""
+    from vae.fileio import check_output_folder
     from vae.visualize import gallery
 
     check_seed(seed)
+    check_output_folder(output_dir, "--output-dir")
     for optional in (autoencoder, metrics):
         if optional is not None and not optional.exists():
             raise ConfigError(f"{optional} not found (pass another path)")

@@ -43,11 +43,23 @@ def check_output_file(path: str | Path, option: str) -> None:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{option} {path} is a folder: give a file name")
-    folder = path.parent
+    _check_writable_below(path.parent, path)
+
+
+def check_output_folder(path: str | Path, option: str) -> None:
+    """Refuse, before any long work, an output folder that can never be written: a file, or a
+    folder below something that is not a writable folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path} is a file, not a folder")
+    _check_writable_below(path, path)
+
+
+def _check_writable_below(folder: Path, target: Path) -> None:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent  # the folders that do not exist yet will be created
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise VAEError(f"cannot write {path}: {folder} is not a writable folder")
+        raise VAEError(f"cannot write {target}: {folder} is not a writable folder")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
