@@ -10,7 +10,15 @@ from torch import nn
 
 from vae.spec import ModelSpec, check_spec, conv_feature_sizes
 
-__all__ = ["LOGVAR_MAX", "LOGVAR_MIN", "VAE", "ModelSpec", "build_model", "conv_feature_sizes"]
+__all__ = [
+    "LOGVAR_MAX",
+    "LOGVAR_MIN",
+    "VAE",
+    "ModelSpec",
+    "build_model",
+    "conv_feature_sizes",
+    "transposed_conv_as_matmul",
+]
 
 # Keeps exp(logvar) finite and away from zero however wild the encoder's output gets.
 LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
