@@ -157,7 +157,7 @@ def test_generate_info_only_and_errors(tmp_path, trained):
     below = runner.invoke(
         app, ["generate", "--checkpoint", checkpoint, "--output", str(blocker / "x.png")]
     )
-    assert below.exit_code == 1 and f"{blocker} is not a writable folder" in below.output
+    assert below.exit_code == 1 and f"{blocker} is a file, not a folder" in below.output
     assert blocker.read_text() == "kept"
 
 
@@ -198,7 +198,7 @@ def test_inference_both_modes_on_dataset_and_on_user_images(tmp_path, trained, s
     blocker.write_text("kept")
     for output_dir, exit_code, message in (
         (blocker, 2, f"--output-dir {blocker} is a file, not a folder"),
-        (blocker / "out", 1, f"{blocker} is not a writable folder"),
+        (blocker / "out", 1, f"{blocker} is a file, not a folder"),
     ):
         refused = runner.invoke(
             app, ["inference", "--checkpoint", checkpoint, "--output-dir", str(output_dir)]

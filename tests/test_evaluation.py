@@ -214,7 +214,7 @@ def test_evaluate_refuses_what_it_could_never_finish_before_evaluating(
             "--no-download", "--k", "5", "--limit", "10", "--quiet"]  # fmt: skip
     for arguments, exit_code, message in (
         (["--output", str(tmp_path)], 2, "is a folder"),
-        (["--output", str(blocker / "result.json")], 1, "is not a writable folder"),
+        (["--output", str(blocker / "result.json")], 1, "is a file, not a folder"),
         (
             ["--ood-dataset", "folder:" + str(tmp_path), "--histogram", str(tmp_path)],
             2,

@@ -205,6 +205,14 @@ def test_latent_map_and_manifold(tmp_path, runs, synthetic_data_dir):
     assert result.exit_code == 0, result.output
     with Image.open(mosaic) as picture:
         assert picture.size == grid_size(rows=5, columns=5)
+    blocked = invoke(synthetic_data_dir, "manifold", "--checkpoint", vae_checkpoint, "--size", "5",
+                     "--output", str(mosaic / "inside.png"))  # fmt: skip
+    assert blocked.exit_code == 1, blocked.output
+    assert (
+        f"cannot write {mosaic / 'inside.png'}: {mosaic} is a file, not a folder" in blocked.output
+    )
+    with Image.open(mosaic) as picture:
+        assert picture.size == grid_size(rows=5, columns=5)
 
 
 def test_chain_on_unlabelled_files_is_a_clear_error(tmp_path, runs, synthetic_data_dir):

@@ -861,7 +861,11 @@ def _write_safely(write: Callable[[], Path], target: Path) -> Path:
     try:
         return write()
     except OSError as error:
-        raise VAEError(f"cannot write {target}: {error.strerror or error}") from None
+        from vae.fileio import file_in_the_way
+
+        blocker = file_in_the_way(target)
+        reason = f"{blocker} is a file, not a folder" if blocker else error.strerror or error
+        raise VAEError(f"cannot write {target}: {reason}") from None
 
 
 # --- applications --------------------------------------------------------------------------

@@ -55,11 +55,25 @@ def check_output_folder(path: str | Path, option: str) -> None:
     _check_writable_below(path, path)
 
 
-def _check_writable_below(folder: Path, target: Path) -> None:
+def file_in_the_way(path: str | Path) -> Path | None:
+    """The file standing where one of ``path``'s folders should be, if any: the usual reason a
+    write fails with the cryptic "File exists" or "Not a directory"."""
+    folder = _nearest_existing(Path(path).parent)
+    return None if folder.is_dir() else folder
+
+
+def _nearest_existing(folder: Path) -> Path:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent  # the folders that do not exist yet will be created
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise VAEError(f"cannot write {target}: {folder} is not a writable folder")
+    return folder
+
+
+def _check_writable_below(folder: Path, target: Path) -> None:
+    folder = _nearest_existing(folder)
+    if not folder.is_dir():
+        raise VAEError(f"cannot write {target}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise VAEError(f"cannot write {target}: {folder} is not writable")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
