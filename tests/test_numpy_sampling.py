@@ -170,3 +170,13 @@ def test_a_seed_torch_cannot_take_is_one_line(tmp_path, seed):
         ["evaluate", "--checkpoint", str(checkpoint), "--seed", str(2**64 - 2), "--repeats", "3"],
     )
     assert repeats.exit_code == 2 and f"from 0 to {2**64 - 3}" in repeats.output
+
+
+@pytest.mark.parametrize("name", ["default conv", "autoencoder"])
+def test_generate_reads_only_what_sampling_uses(tmp_path, name):
+    checkpoint = tmp_path / "model.safetensors"
+    write_checkpoint(checkpoint, SPECS[name])
+    _, weights = numpy_sampling.load_decoder(checkpoint)
+    assert weights and all(key.startswith(("decoder.", "fitted_")) for key in weights)
+    assert any(key.startswith("decoder.") for key in weights)
+    assert ("fitted_mean" in weights) == (name == "autoencoder")

@@ -204,10 +204,15 @@ def save_checkpoint(
 
 
 def read_tensors(
-    path: str | Path, prefix: str, device: str | torch.device = "cpu", framework: str = "pt"
+    path: str | Path,
+    prefix: str,
+    device: str | torch.device = "cpu",
+    framework: str = "pt",
+    only: tuple[str, ...] = ("",),
 ) -> dict[str, Any]:
     """Tensors whose names start with ``prefix`` (prefix removed), loaded onto ``device``; NumPy
-    arrays with ``framework="numpy"`` (which needs no torch)."""
+    arrays with ``framework="numpy"`` (which needs no torch). With ``only``, just the tensors
+    whose names after the prefix start with one of those (the others are never read)."""
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -215,7 +220,7 @@ def read_tensors(
             return {
                 name[len(prefix) :]: handle.get_tensor(name)
                 for name in handle.keys()
-                if name.startswith(prefix)
+                if name.startswith(prefix) and name[len(prefix) :].startswith(only)
             }
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"cannot read tensors from {path}: {error}") from None

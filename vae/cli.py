@@ -33,6 +33,7 @@ from vae.config import (
     load_config_file,
 )
 from vae.errors import ConfigError, TrainingInterrupted, VAEError
+from vae.fileio import atomic_write_text, check_output_file, check_output_folder, file_in_the_way
 from vae.reporting import print_error
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -352,7 +353,6 @@ def generate_command(
     check_seed(seed)
     if not temperature > 0:
         raise ConfigError(f"invalid value for --temperature: {temperature} (expected positive)")
-    from vae.fileio import check_output_file
     from vae.images import save_grid
 
     check_output_file(output, "--output")
@@ -413,8 +413,6 @@ def inference_command(
     check_seed(seed)
     if mode in ("sample", "both"):
         _check_grid_fits(grid_size, num_samples=num_samples)
-    from vae.fileio import check_output_folder
-
     check_output_folder(output_dir, "--output-dir")
     import torch
 
@@ -532,8 +530,6 @@ def evaluate_command(
         )
     if dataset is not None and input_path is not None:
         raise ConfigError("give --dataset or --input, not both")
-    from vae.fileio import atomic_write_text, check_output_file
-
     # An evaluation can take an hour: a path it could never write is refused before it starts.
     if output is not None:
         check_output_file(output, "--output")
@@ -812,7 +808,6 @@ def gallery_command(
     seed: SeedOption = 0,
 ) -> None:
     """Regenerate every README picture from the shipped checkpoints."""
-    from vae.fileio import check_output_folder
     from vae.visualize import gallery
 
     check_seed(seed)
@@ -861,8 +856,6 @@ def _write_safely(write: Callable[[], Path], target: Path) -> Path:
     try:
         return write()
     except OSError as error:
-        from vae.fileio import file_in_the_way
-
         blocker = file_in_the_way(target)
         reason = f"{blocker} is a file, not a folder" if blocker else error.strerror or error
         raise VAEError(f"cannot write {target}: {reason}") from None

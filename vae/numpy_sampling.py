@@ -114,9 +114,11 @@ def decode(spec: ModelSpec, weights: dict[str, np.ndarray], z: np.ndarray) -> np
 
 
 def load_decoder(path: str | Path) -> tuple[ModelSpec, dict[str, np.ndarray]]:
-    """The checkpoint's spec (checked as ``load_model`` checks it) and its weights as arrays."""
+    """The checkpoint's spec (checked as ``load_model`` checks it) and the weights sampling uses
+    (the decoder's, and an autoencoder's fitted Gaussian) as arrays; the encoder is not read."""
     spec = check_model_tensors(path, read_header(path))
-    return spec, read_tensors(path, MODEL_PREFIX, framework="numpy")
+    only = ("decoder.", "fitted_")
+    return spec, read_tensors(path, MODEL_PREFIX, framework="numpy", only=only)
 
 
 def sample(
