@@ -90,6 +90,22 @@ def test_two_processes_train_the_same_weights_as_one(ddp_config: RunConfig) -> N
     assert read_metadata(run_dir / "checkpoint_last.safetensors")["epoch"] == 3
 
 
+def test_a_learned_prior_trains_the_same_under_torchrun(ddp_config: RunConfig) -> None:
+    """The mixture prior's parameters are used outside the model's forward pass (in the KL):
+    they must still be averaged over processes."""
+    ddp_config.model.prior = "mog"
+    ddp_config.model.prior_components = 3
+    single = train(ddp_config, Path(ddp_config.train.runs_dir) / "single")
+    flags = [*_flags(ddp_config), "--prior=mog", "--prior-components=3"]
+    result = _torchrun(2, "ddp", *flags)
+    assert result.returncode == 0, result.stderr[-2000:]
+    model = load_model(Path(ddp_config.train.runs_dir) / "ddp" / "checkpoint_last.safetensors")
+    reference = load_model(single.last_path)
+    assert reference.prior is not None
+    for name, weights in reference.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], weights, atol=1e-4, rtol=1e-4)
+
+
 def test_a_nan_stops_every_process_with_one_message(ddp_config: RunConfig) -> None:
     result = _torchrun(2, "nan", *_flags(ddp_config), "--lr=1e30")
     assert result.returncode != 0

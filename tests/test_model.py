@@ -113,3 +113,10 @@ def test_expected_tensors_match_the_built_model_for_every_kind_of_spec():
         assert built == table, spec
         checked += 1
     assert checked > 400
+    for spec in (
+        ModelSpec("conv", 5, 1, 28, 28, "bce", [16], [4, 8], prior="mog", prior_components=9),
+        ModelSpec("mlp", 3, 3, 8, 8, "mse", [16], prior="mog", prior_components=1),
+    ):
+        built = {k: tuple(v.shape) for k, v in build_model(spec).state_dict().items()}
+        assert built == {k: v.shape for k, v in expected_tensors(spec).items()}
+        assert built["prior.means"] == (spec.prior_components, spec.latent_dim)

@@ -37,6 +37,9 @@ SPECS = {
     "mlp": ModelSpec("mlp", 20, 1, 28, 28, "bce", [400]),
     "mlp, learned sigma": ModelSpec("mlp", 5, 3, 8, 8, "mse", [30, 20], learned_sigma=True),
     "autoencoder": ModelSpec("conv", 6, 1, 28, 28, "bce", [32], [8, 16], model_type="ae"),
+    "mixture prior": ModelSpec(
+        "conv", 6, 1, 28, 28, "bce", [32], [8, 16], prior="mog", prior_components=7
+    ),
 }
 
 
@@ -46,6 +49,11 @@ def random_model(spec: ModelSpec):
     if model.is_autoencoder:  # a fitted Gaussian that is not the standard normal
         codes = torch.randn(500, spec.latent_dim) @ torch.randn(spec.latent_dim, spec.latent_dim)
         model.fit_code_distribution(codes + 3.0)
+    if model.prior is not None:  # unequal, spread-out components
+        with torch.no_grad():
+            model.prior.means.mul_(4.0)
+            model.prior.logvars.normal_(0.0, 1.0)
+            model.prior.logits.normal_(0.0, 2.0)
     return model
 
 
@@ -94,7 +102,8 @@ def pixels(path) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "name", ["default conv", "autoencoder", "colour, three deconvs, no dense hidden"]
+    "name",
+    ["default conv", "autoencoder", "colour, three deconvs, no dense hidden", "mixture prior"],
 )
 def test_generate_writes_the_torch_models_picture(tmp_path, name):
     checkpoint = tmp_path / "model.safetensors"
@@ -172,11 +181,12 @@ def test_a_seed_torch_cannot_take_is_one_line(tmp_path, seed):
     assert repeats.exit_code == 2 and f"from 0 to {2**64 - 3}" in repeats.output
 
 
-@pytest.mark.parametrize("name", ["default conv", "autoencoder"])
+@pytest.mark.parametrize("name", ["default conv", "autoencoder", "mixture prior"])
 def test_generate_reads_only_what_sampling_uses(tmp_path, name):
     checkpoint = tmp_path / "model.safetensors"
     write_checkpoint(checkpoint, SPECS[name])
     _, weights = numpy_sampling.load_decoder(checkpoint)
-    assert weights and all(key.startswith(("decoder.", "fitted_")) for key in weights)
+    assert weights and all(key.startswith(("decoder.", "fitted_", "prior.")) for key in weights)
     assert any(key.startswith("decoder.") for key in weights)
     assert ("fitted_mean" in weights) == (name == "autoencoder")
+    assert ("prior.means" in weights) == (name == "mixture prior")

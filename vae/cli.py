@@ -27,6 +27,7 @@ from vae.config import (
     DEVICES,
     LR_SCHEDULES,
     OPTIMIZERS,
+    PRIORS,
     TRACKERS,
     RunConfig,
     check_seed,
@@ -178,6 +179,16 @@ def train_command(
             help="Conv widths of the decoder, encoder order (default: mirror --conv-widths)."
         ),
     ] = None,
+    prior: Annotated[
+        str,
+        typer.Option(
+            help=f"{_choices(PRIORS)}: N(0, I), or a mixture of Gaussians learned with the model "
+            "(better likelihoods)."
+        ),
+    ] = _DEFAULT.model.prior,
+    prior_components: Annotated[
+        int, typer.Option(help="Components of the mog prior.")
+    ] = _DEFAULT.model.prior_components,
     likelihood: Annotated[
         str,
         typer.Option(

@@ -29,6 +29,8 @@ DATASETS = (
 )
 ARCHITECTURES = ("mlp", "conv")
 MODEL_TYPES = ("vae", "ae")
+# standard: N(0, I); mog: a learned mixture of Gaussians (Tomczak & Welling 2018, "MoG prior").
+PRIORS = ("standard", "mog")
 LIKELIHOODS = ("bce", "mse", "ssim", "ms-ssim")
 # Perceptual reconstruction losses: trained like a likelihood, but not one (no NLL, no bits/dim).
 PERCEPTUAL_LOSSES = ("ssim", "ms-ssim")
@@ -67,6 +69,8 @@ class ModelConfig:
     conv_widths: list[int] = field(default_factory=lambda: [32, 64])
     decoder_hidden_sizes: list[int] | None = None  # None: mirror hidden_sizes
     decoder_conv_widths: list[int] | None = None  # None: mirror conv_widths
+    prior: str = "standard"
+    prior_components: int = 500  # mixture components of the mog prior
 
 
 @dataclass
@@ -187,6 +191,11 @@ class RunConfig:
             not m.decoder_conv_widths or any(w < 1 for w in m.decoder_conv_widths)
         ):
             _bad("decoder-conv-widths", m.decoder_conv_widths, "one or more positive integers")
+        _choice("prior", m.prior, PRIORS)
+        if m.prior_components < 1:
+            _bad("prior-components", m.prior_components, "at least 1")
+        if m.prior != "standard" and m.model_type == "ae":
+            _bad("prior", m.prior, "standard for --model ae (an autoencoder has no prior)")
         _choice("likelihood", o.likelihood, LIKELIHOODS)
         if not o.gaussian_sigma > 0:
             _bad("gaussian-sigma", o.gaussian_sigma, "positive")
@@ -204,6 +213,9 @@ class RunConfig:
             _bad("beta-ramp-ratio", o.beta_ramp_ratio, "in (0, 1]")
         if not o.free_bits >= 0:
             _bad("free-bits", o.free_bits, "zero or positive")
+        if o.free_bits > 0 and m.prior != "standard":
+            # Free bits clamp each dimension's KL, which only the standard prior splits per dimension.
+            _bad("free-bits", o.free_bits, "0 with --prior mog")
         if t.epochs < 1:
             _bad("epochs", t.epochs, "at least 1")
         if t.batch_size < 1:

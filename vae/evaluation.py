@@ -58,10 +58,18 @@ def evaluate_elbo(
     generator = torch.Generator(device=device).manual_seed(seed)
     totals = {"neg_elbo": 0.0, "recon": 0.0, "kl": 0.0, "mse": 0.0}
     count = 0
+    log_prior = None if model.prior is None else model.prior.log_density
     for x in evaluation_batches(images, batch_size):
-        decoded, mu, logvar = model(x, generator)
+        mu, logvar = model.encode(x)
+        noise = None
+        if logvar is not None:
+            noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        z = mu if noise is None else model.reparameterize(mu, logvar, noise=noise)
+        decoded = model.decode(z)
         sigma = model.likelihood_sigma(gaussian_sigma)
-        terms = elbo_terms(decoded, x, mu, logvar, model.spec.likelihood, 1.0, 0.0, sigma)
+        terms = elbo_terms(
+            decoded, x, mu, logvar, model.spec.likelihood, 1.0, 0.0, sigma, log_prior, noise
+        )
         n = x.shape[0]
         totals["neg_elbo"] += terms.neg_elbo.item() * n
         totals["recon"] += terms.recon.item() * n
@@ -105,11 +113,13 @@ def score_batch(
     gaussian_sigma: float = 0.1,
     max_decodes: int = DEFAULT_MAX_DECODES,
 ) -> dict[str, torch.Tensor]:
-    """-ELBO (with a k-sample reconstruction term and the analytic KL) and the k-sample
+    """-ELBO (with a k-sample reconstruction term and the analytic KL; a learned prior's KL
+    as the average of log q(z|x) - log p(z) over the same k samples) and the k-sample
     importance-weighted NLL of each image in ``x``, streaming over chunks of samples."""
     mu, logvar = model.encode(x)
     batch, latent = mu.shape
     kl = gaussian_kl(mu, logvar).sum(1)
+    kl_sum = torch.zeros(batch, device=x.device)
     log_sum = torch.full((batch,), -math.inf, device=x.device)
     recon_sum = torch.zeros(batch, device=x.device)
     chunk = max(1, max_decodes // batch)
@@ -129,11 +139,14 @@ def score_batch(
         targets = x.unsqueeze(0).expand(count, *x.shape).reshape(count * batch, *x.shape[1:])
         sigma = model.likelihood_sigma(gaussian_sigma)
         log_px = log_likelihood(decoded, targets, model.spec.likelihood, sigma).view(count, batch)
-        log_weights = log_importance_weights(log_px, z, mu, logvar)
+        log_weights = log_importance_weights(log_px, z, mu, logvar, model.log_prior)
         log_sum = torch.logaddexp(log_sum, torch.logsumexp(log_weights, dim=0))
         recon_sum -= log_px.sum(0)
+        kl_sum += (log_px - log_weights).sum(0)
         done += count
     recon = recon_sum / k
+    if model.prior is not None:
+        kl = kl_sum / k
     return {
         "nll": -(log_sum - math.log(k)),
         "recon": recon,
@@ -310,6 +323,8 @@ def evaluate_images(
         "metrics": {key: summarize(values) for key, values in per_repeat.items()},
         "active_units": active_units(first.posterior_means),
         "latent_dim": model.spec.latent_dim,
+        # The KL is analytic for the standard prior, a k-sample estimate for a learned one.
+        "prior": model.spec.prior,
         "seconds": time.perf_counter() - started,
     }
     return summary, first, first_images

@@ -8,20 +8,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vae.spec import ModelSpec, check_spec, conv_feature_sizes
+from vae.objectives import LOG_2PI, standard_normal_log_density
+from vae.spec import LOGVAR_MAX, LOGVAR_MIN, ModelSpec, check_spec, conv_feature_sizes
 
 __all__ = [
     "LOGVAR_MAX",
     "LOGVAR_MIN",
     "VAE",
+    "MixturePrior",
     "ModelSpec",
     "build_model",
     "conv_feature_sizes",
     "transposed_conv_as_matmul",
 ]
 
-# Keeps exp(logvar) finite and away from zero however wild the encoder's output gets.
-LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
 # A learned Gaussian sigma below 1/1000 of the pixel range would reward memorising pixel values.
 SIGMA_MIN = 1e-3
 
@@ -176,8 +176,58 @@ def transposed_conv_as_matmul(x: torch.Tensor, layer: nn.ConvTranspose2d) -> tor
     return output.permute(0, 3, 1, 2)
 
 
+class MixturePrior(nn.Module):
+    """p(z) = sum_k pi_k N(z; m_k, diag(exp(v_k))), learned with the model: the "MoG prior" of
+    Tomczak & Welling (2018), which follows the aggregate posterior instead of forcing it to
+    N(0, I)."""
+
+    def __init__(self, components: int, latent_dim: int) -> None:
+        super().__init__()
+        # Means where standard-normal samples fall, so training starts near the usual prior.
+        self.means = nn.Parameter(torch.randn(components, latent_dim))
+        self.logvars = nn.Parameter(torch.zeros(components, latent_dim))
+        self.logits = nn.Parameter(torch.zeros(components))
+
+    def _parameters64(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        # Float64 (where the device has it): the expanded squares below cancel, and NLL figures
+        # are quoted to 0.01 nats.
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        logvars = self.logvars.to(dtype).clamp(LOGVAR_MIN, LOGVAR_MAX)
+        return self.means.to(dtype), logvars
+
+    def log_density(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) for latents ``[..., latent_dim]``, shape ``[...]``."""
+        means, logvars = self._parameters64(z.device)
+        flat = z.reshape(-1, z.shape[-1]).to(means.dtype)
+        precision = torch.exp(-logvars)
+        # sum_d (z_d - m_kd)^2 / s_kd as three matmuls: no [batch, K, D] tensor is ever formed.
+        squared = (
+            (flat * flat) @ precision.T
+            - 2.0 * flat @ (means * precision).T
+            + (means * means * precision).sum(1)
+        ).clamp_min(0.0)
+        per_component = -0.5 * (squared + logvars.sum(1) + z.shape[-1] * LOG_2PI)
+        log_weights = torch.log_softmax(self.logits.to(means.dtype), 0)
+        density = torch.logsumexp(per_component + log_weights, dim=-1)
+        return density.reshape(z.shape[:-1]).to(z.dtype)
+
+    def transform(self, draws: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """Samples from the mixture, made from standard-normal ``draws [n, latent_dim + 1]``:
+        the last column picks a component (through the normal CDF, so that one stream of
+        normal draws, reproducible without torch, makes the whole sample) and the others place
+        the sample within it; ``temperature`` scales each component's spread."""
+        means, logvars = self._parameters64(draws.device)
+        noise, selector = draws[:, :-1].to(means.dtype), draws[:, -1].to(means.dtype)
+        uniform = 0.5 * (1.0 + torch.erf(selector / math.sqrt(2.0)))
+        cumulative = torch.cumsum(torch.softmax(self.logits.to(means.dtype), 0), 0)
+        index = torch.searchsorted(cumulative, uniform, right=True).clamp(max=len(cumulative) - 1)
+        z = means[index] + torch.exp(0.5 * logvars[index]) * noise * temperature
+        return z.to(draws.dtype)
+
+
 class VAE(nn.Module):
-    """A VAE with a diagonal Gaussian posterior and a standard normal prior, or (``model_type``
+    """A VAE with a diagonal Gaussian posterior and a standard normal or learned mixture
+    prior, or (``model_type``
     "ae") a deterministic autoencoder with the same layers.
 
     ``decode`` returns logits for the Bernoulli likelihood (``bce``) and means in [0, 1] for the
@@ -198,6 +248,9 @@ class VAE(nn.Module):
             self.decoder = ConvDecoder(spec)
         if spec.learned_sigma:
             self.log_sigma = nn.Parameter(torch.full((spec.channels,), math.log(0.1)))
+        self.prior: MixturePrior | None = None
+        if spec.prior == "mog":
+            self.prior = MixturePrior(spec.prior_components, spec.latent_dim)
         if self.is_autoencoder:
             self.register_buffer("fitted_mean", torch.zeros(spec.latent_dim))
             self.register_buffer("fitted_scale_tril", torch.eye(spec.latent_dim))
@@ -216,6 +269,12 @@ class VAE(nn.Module):
     @property
     def is_autoencoder(self) -> bool:
         return self.spec.model_type == "ae"
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) of latents ``[..., latent_dim]`` under this model's prior."""
+        if self.prior is None:
+            return standard_normal_log_density(z)
+        return self.prior.log_density(z)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Posterior mean and log-variance (clamped to a numerically safe range); an
@@ -266,14 +325,19 @@ class VAE(nn.Module):
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
     ) -> torch.Tensor:
-        """n images in [0, 1] decoded from z ~ N(0, temperature^2 I) (an autoencoder: from its
-        fitted Gaussian, with the same temperature scaling).
+        """n images in [0, 1] decoded from z ~ N(0, temperature^2 I) (a mixture prior: from
+        the mixture, each component's spread scaled by the temperature; an autoencoder: from
+        its fitted Gaussian, with the same temperature scaling).
 
         The noise is drawn on the generator's device (CPU by default) and then moved, so a seed
         gives the same latents on every device.
         """
         device = next(self.parameters()).device
         noise_device = generator.device if generator is not None else torch.device("cpu")
+        if self.prior is not None:
+            draws = torch.randn(n, self.latent_dim + 1, generator=generator, device=noise_device)
+            z = self.prior.transform(draws.to(device), temperature)
+            return self.decoded_to_image(self.decode(z))
         z = torch.randn(n, self.latent_dim, generator=generator, device=noise_device)
         z = z.to(device) * temperature
         if self.is_autoencoder:

@@ -10,12 +10,13 @@ model for every architecture; a difference in a pixel's last rounding step is th
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from vae.checkpoint import MODEL_PREFIX, check_model_tensors, read_header, read_tensors
-from vae.spec import ModelSpec, conv_feature_sizes
+from vae.spec import LOGVAR_MAX, LOGVAR_MIN, ModelSpec, conv_feature_sizes
 
 # torch fills tensors of fewer elements with a different (scalar) algorithm; those fall back.
 _BLOCK = 16
@@ -115,9 +116,9 @@ def decode(spec: ModelSpec, weights: dict[str, np.ndarray], z: np.ndarray) -> np
 
 def load_decoder(path: str | Path) -> tuple[ModelSpec, dict[str, np.ndarray]]:
     """The checkpoint's spec (checked as ``load_model`` checks it) and the weights sampling uses
-    (the decoder's, and an autoencoder's fitted Gaussian) as arrays; the encoder is not read."""
+    (the decoder's, a mixture prior's, and an autoencoder's fitted Gaussian) as arrays; the encoder is not read."""
     spec = check_model_tensors(path, read_header(path))
-    only = ("decoder.", "fitted_")
+    only = ("decoder.", "fitted_", "prior.")
     return spec, read_tensors(path, MODEL_PREFIX, framework="numpy", only=only)
 
 
@@ -126,6 +127,9 @@ def sample(
 ) -> np.ndarray:
     """``VAE.sample(count, Generator().manual_seed(seed), temperature)`` without torch; needs
     ``count * latent_dim >= 16`` (``can_sample``)."""
+    if spec.prior == "mog":
+        draws = torch_randn(seed, count * (spec.latent_dim + 1)).reshape(count, -1)
+        return decode(spec, weights, mixture_transform(weights, draws, temperature))
     z = torch_randn(seed, count * spec.latent_dim).reshape(count, spec.latent_dim)
     z = z * np.float32(temperature)
     if spec.model_type == "ae":
@@ -133,6 +137,22 @@ def sample(
     return decode(spec, weights, z)
 
 
+def mixture_transform(
+    weights: dict[str, np.ndarray], draws: np.ndarray, temperature: float
+) -> np.ndarray:
+    """``MixturePrior.transform`` in float64, as torch computes it."""
+    means = weights["prior.means"].astype(np.float64)
+    logvars = np.clip(weights["prior.logvars"].astype(np.float64), LOGVAR_MIN, LOGVAR_MAX)
+    noise, selector = draws[:, :-1].astype(np.float64), draws[:, -1].astype(np.float64)
+    uniform = 0.5 * (1.0 + np.array([math.erf(v / math.sqrt(2.0)) for v in selector]))
+    logits = weights["prior.logits"].astype(np.float64)
+    probabilities = np.exp(logits - logits.max())
+    cumulative = np.cumsum(probabilities / probabilities.sum())
+    index = np.minimum(np.searchsorted(cumulative, uniform, side="right"), len(cumulative) - 1)
+    z = means[index] + np.exp(0.5 * logvars[index]) * noise * temperature
+    return z.astype(np.float32)
+
+
 def can_sample(spec: ModelSpec, count: int) -> bool:
     """Whether ``sample`` reproduces torch's latents for this many samples."""
-    return count * spec.latent_dim >= _BLOCK
+    return count * (spec.latent_dim + (spec.prior == "mog")) >= _BLOCK

@@ -7,6 +7,7 @@ batch (the convention of Kingma & Welling and pytorch/examples).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -106,22 +107,38 @@ def elbo_terms(
     beta: float = 1.0,
     free_bits: float = 0.0,
     gaussian_sigma: float | torch.Tensor = 0.1,
+    log_prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    noise: torch.Tensor | None = None,
 ) -> ElboTerms:
     """Negative ELBO and its parts, summed per image and averaged over the batch.
 
     Free bits (Kingma et al. 2016) apply to the training loss only: each latent dimension's
     batch-averaged KL counts as at least ``free_bits`` nats. Reported KL is always the true one.
     An autoencoder (``logvar`` None) has no KL term: its loss is the reconstruction alone.
+
+    The KL to N(0, I) is analytic. A learned prior (``log_prior``, a mixture has no closed-form
+    KL) gets the one-sample estimate log q(z|x) - log p(z) at z = mu + sigma * ``noise``, the
+    sample the decoder saw: unbiased, and what Tomczak & Welling (2018) train with.
     """
     recon_per_image = -log_likelihood(decoded, x, likelihood, gaussian_sigma)
+    kl_per_dim: torch.Tensor | None = None
     if logvar is None:
         kl_per_dim = torch.zeros_like(mu, dtype=torch.float32)
-    else:
+        kl_per_image = kl_per_dim.sum(1)
+    elif log_prior is None:
         kl_per_dim = gaussian_kl(mu.float(), logvar.float())
-    kl_per_image = kl_per_dim.sum(1)
+        kl_per_image = kl_per_dim.sum(1)
+    else:
+        if noise is None:
+            raise ValueError("a learned prior's KL estimate needs the posterior noise")
+        mu, logvar, noise = mu.float(), logvar.float(), noise.float()
+        log_posterior = (-0.5 * (noise.pow(2) + logvar + LOG_2PI)).sum(1)
+        kl_per_image = log_posterior - log_prior(mu + torch.exp(0.5 * logvar) * noise)
     recon = recon_per_image.mean()
     kl = kl_per_image.mean()
     if free_bits > 0:
+        if kl_per_dim is None:
+            raise ConfigError("free bits need the standard normal prior (--prior standard)")
         kl_for_loss = torch.clamp(kl_per_dim.mean(0), min=free_bits).sum()
     else:
         kl_for_loss = kl
@@ -216,14 +233,14 @@ def standard_normal_log_density(z: torch.Tensor) -> torch.Tensor:
 
 
 def log_importance_weights(
-    log_likelihood_values: torch.Tensor, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+    log_likelihood_values: torch.Tensor,
+    z: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    log_prior: Callable[[torch.Tensor], torch.Tensor] = standard_normal_log_density,
 ) -> torch.Tensor:
     """log w = log p(x|z) + log p(z) - log q(z|x), elementwise over leading sample/batch dims."""
-    return (
-        log_likelihood_values
-        + standard_normal_log_density(z)
-        - diagonal_gaussian_log_density(z, mu, logvar)
-    )
+    return log_likelihood_values + log_prior(z) - diagonal_gaussian_log_density(z, mu, logvar)
 
 
 def importance_weighted_nll(log_weights: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from vae.config import ARCHITECTURES, LIKELIHOODS, MODEL_TYPES
+from vae.config import ARCHITECTURES, LIKELIHOODS, MODEL_TYPES, PRIORS
 from vae.errors import CheckpointError, ConfigError
 
 
@@ -32,6 +32,9 @@ class ModelSpec:
     model_type: str = "vae"
     # mse only: the Gaussian's sigma is a learned parameter (one per channel), not a constant.
     learned_sigma: bool = False
+    # "standard" N(0, I), or "mog": a learned mixture of prior_components diagonal Gaussians.
+    prior: str = "standard"
+    prior_components: int = 0
 
     @property
     def encoder_outputs(self) -> int:
@@ -58,12 +61,17 @@ class ModelSpec:
             "decoder_conv_widths",
             "model_type",
             "learned_sigma",
+            "prior",
+            "prior_components",
         }
         missing = sorted(names - set(raw) - optional)
         if missing:
             raise CheckpointError(f"model metadata lacks {', '.join(missing)}")
         return cls(**{k: v for k, v in raw.items() if k in names})
 
+
+# Keeps exp(logvar) finite and away from zero however wild the encoder's output gets.
+LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
 
 # MS-SSIM halves the image 4 times and needs a window of at least 3 pixels at the smallest scale.
 MS_SSIM_MIN_SIDE = 48
@@ -101,6 +109,14 @@ def check_spec(spec: ModelSpec) -> None:
         raise ConfigError(f"unknown model type '{spec.model_type}'")
     if spec.likelihood not in LIKELIHOODS:
         raise ConfigError(f"unknown likelihood '{spec.likelihood}'")
+    if spec.prior not in PRIORS:
+        raise ConfigError(f"unknown prior '{spec.prior}'")
+    if spec.prior == "mog" and not _positive_int(spec.prior_components):
+        raise ConfigError(
+            f"a mog prior needs a positive number of components, got {spec.prior_components!r}"
+        )
+    if spec.prior == "mog" and spec.model_type == "ae":
+        raise ConfigError("an autoencoder has no prior: a mog prior needs model type vae")
     if not isinstance(spec.learned_sigma, bool):
         raise ConfigError(f"model learned_sigma must be true or false, got {spec.learned_sigma!r}")
     if spec.learned_sigma and spec.likelihood != "mse":
@@ -179,6 +195,11 @@ def expected_tensors(spec: ModelSpec) -> dict[str, TensorShape]:
             channels, index = outputs, index + 2
     if spec.learned_sigma:
         tensors["log_sigma"] = TensorShape((spec.channels,))
+    if spec.prior == "mog":
+        components, latent = spec.prior_components, spec.latent_dim
+        tensors["prior.means"] = TensorShape((components, latent))
+        tensors["prior.logvars"] = TensorShape((components, latent))
+        tensors["prior.logits"] = TensorShape((components,))
     if spec.model_type == "ae":
         tensors["fitted_mean"] = TensorShape((spec.latent_dim,))
         tensors["fitted_scale_tril"] = TensorShape((spec.latent_dim, spec.latent_dim))

@@ -313,6 +313,8 @@ class _Run:
             decoder_conv_widths=_optional_list(config.model.decoder_conv_widths) if conv else None,
             model_type=config.model.model_type,
             learned_sigma=config.objective.learn_sigma,
+            prior=config.model.prior,
+            prior_components=config.model.prior_components if config.model.prior == "mog" else 0,
         )
         self.model: VAE = build_model(self.spec).to(device)
         if self.spec.learned_sigma:
@@ -618,6 +620,8 @@ class _Run:
             beta,
             objective.free_bits,
             self.model.likelihood_sigma(objective.gaussian_sigma),
+            None if self.model.prior is None else self.model.prior.log_density,
+            noise,
         )
         if not self.world.distributed:
             return terms.loss, terms
