@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from pathlib import Path
 
 import pytest
@@ -208,6 +209,37 @@ def test_evaluate_and_generate_a_mixture_prior_model(tmp_path, tiny_config: RunC
     assert picture.stat().st_size > 0
 
 
+def test_defaults_give_a_vae_the_mixture_prior_and_an_autoencoder_none(tiny_config):
+    assert RunConfig().model.prior == "mog"
+    tiny_config.model.model_type = "ae"
+    result = train(tiny_config.validate(), Path(tiny_config.train.runs_dir) / "ae")
+    model = load_model(result.best_path)
+    assert model.spec.prior == "standard" and model.prior is None
+
+
+def test_runs_from_before_the_prior_option_resume_with_their_standard_prior(tiny_config):
+    """Their saved configuration has no prior; the default (mog) must not replace N(0, I)."""
+    tiny_config.model.prior = "standard"
+    run_dir = Path(tiny_config.train.runs_dir) / "old"
+    train(tiny_config.validate(), run_dir)
+    for name in ("checkpoint_last.safetensors", "checkpoint_best.safetensors"):
+        path = run_dir / name
+        data = path.read_bytes()
+        (size,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8 : 8 + size])
+        metadata = json.loads(header["__metadata__"]["vae"])
+        del metadata["config"]["model"]["prior"], metadata["config"]["model"]["prior_components"]
+        del metadata["model"]["prior"], metadata["model"]["prior_components"]
+        header["__metadata__"]["vae"] = json.dumps(metadata)
+        text = json.dumps(header).encode()
+        path.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + size :])
+    assert load_model(run_dir / "checkpoint_last.safetensors").spec.prior == "standard"
+    resumed = runner.invoke(app, ["train", "--resume", str(run_dir), "--epochs", "3", "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    model = load_model(run_dir / "checkpoint_last.safetensors")
+    assert model.prior is None and model.spec.prior == "standard"
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -215,9 +247,10 @@ def test_evaluate_and_generate_a_mixture_prior_model(tmp_path, tiny_config: RunC
         (["--prior", "mog", "--prior-components", "0"], "--prior-components: 0"),
         (
             ["--prior", "mog", "--free-bits", "0.5"],
-            "--free-bits: 0.5 (expected 0 with --prior mog)",
+            "--free-bits: 0.5 (expected 0 with the mog prior: add --prior standard)",
         ),
         (["--prior", "mog", "--model", "ae"], "an autoencoder has no prior"),
+        (["--free-bits", "1"], "add --prior standard"),
     ],
 )
 def test_bad_prior_options_are_one_line(tmp_path, flags, message):

@@ -319,6 +319,11 @@ def _train(
             )
         config = load_config_file(config_file) if config_file is not None else RunConfig()
         config.override(given).validate()
+        if config.model.model_type == "ae" and given.get("prior", "standard") != "standard":
+            raise ConfigError(
+                f"invalid value for --prior: {given['prior']!r} (an autoencoder has no prior: "
+                "leave --prior out with --model ae)"
+            )
         run_dir = Path(config.train.runs_dir) / (run_name or default_run_name(config))
     result = train(
         config,

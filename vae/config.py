@@ -69,7 +69,7 @@ class ModelConfig:
     conv_widths: list[int] = field(default_factory=lambda: [32, 64])
     decoder_hidden_sizes: list[int] | None = None  # None: mirror hidden_sizes
     decoder_conv_widths: list[int] | None = None  # None: mirror conv_widths
-    prior: str = "standard"
+    prior: str = "mog"  # an autoencoder (model_type "ae") has no prior and ignores it
     prior_components: int = 500  # mixture components of the mog prior
 
 
@@ -194,8 +194,6 @@ class RunConfig:
         _choice("prior", m.prior, PRIORS)
         if m.prior_components < 1:
             _bad("prior-components", m.prior_components, "at least 1")
-        if m.prior != "standard" and m.model_type == "ae":
-            _bad("prior", m.prior, "standard for --model ae (an autoencoder has no prior)")
         _choice("likelihood", o.likelihood, LIKELIHOODS)
         if not o.gaussian_sigma > 0:
             _bad("gaussian-sigma", o.gaussian_sigma, "positive")
@@ -215,7 +213,7 @@ class RunConfig:
             _bad("free-bits", o.free_bits, "zero or positive")
         if o.free_bits > 0 and m.prior != "standard":
             # Free bits clamp each dimension's KL, which only the standard prior splits per dimension.
-            _bad("free-bits", o.free_bits, "0 with --prior mog")
+            _bad("free-bits", o.free_bits, "0 with the mog prior: add --prior standard")
         if t.epochs < 1:
             _bad("epochs", t.epochs, "at least 1")
         if t.batch_size < 1:

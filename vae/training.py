@@ -120,6 +120,9 @@ def prepare_resume(run_dir: Path, overrides: dict[str, Any]) -> RunConfig:
     if not isinstance(metadata.get("config"), dict):
         raise CheckpointError(f"{run_dir / LAST_NAME} has no run configuration: cannot resume")
     config = RunConfig.from_dict(metadata["config"], source=str(run_dir / LAST_NAME))
+    saved_model = metadata["config"].get("model")
+    if isinstance(saved_model, dict) and "prior" not in saved_model:
+        config.model.prior = "standard"  # runs from before --prior existed had N(0, I)
     return config.override(overrides).validate()
 
 
@@ -300,6 +303,7 @@ class _Run:
         train_config = config.train
         torch.manual_seed(train_config.seed)
         conv = config.model.architecture == "conv"
+        prior = config.model.prior if config.model.model_type == "vae" else "standard"
         self.spec = ModelSpec(
             architecture=config.model.architecture,
             latent_dim=config.model.latent_dim,
@@ -313,8 +317,8 @@ class _Run:
             decoder_conv_widths=_optional_list(config.model.decoder_conv_widths) if conv else None,
             model_type=config.model.model_type,
             learned_sigma=config.objective.learn_sigma,
-            prior=config.model.prior,
-            prior_components=config.model.prior_components if config.model.prior == "mog" else 0,
+            prior=prior,
+            prior_components=config.model.prior_components if prior == "mog" else 0,
         )
         self.model: VAE = build_model(self.spec).to(device)
         if self.spec.learned_sigma:
