@@ -89,6 +89,11 @@ def test_traversal_order_is_by_average_kl_and_drops_inactive_dimensions():
     assert traversal_order(codes, include_inactive=True) == [1, 3, 0, 2]
     autoencoder = Codes(means, None)
     assert traversal_order(autoencoder) == [1, 3, 0, 2]
+    # A very certain posterior (logvar -8) costs KL without varying over the data: first by KL
+    # to N(0, I), but last by the spread of the codes, the order used with a learned prior.
+    logvars[:, 0] = -8.0
+    assert traversal_order(Codes(means, logvars)) == [0, 1, 3]
+    assert traversal_order(Codes(means, logvars, per_dimension_kl=False)) == [1, 3, 0]
 
 
 def test_plane_is_the_latent_itself_in_2d_and_the_leading_principal_axes_otherwise():

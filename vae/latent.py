@@ -21,6 +21,8 @@ class Codes:
 
     means: torch.Tensor  # [N, D]
     logvars: torch.Tensor | None  # [N, D]
+    # A learned (mixture) prior does not split its KL over dimensions.
+    per_dimension_kl: bool = True
 
     def aggregate_std(self) -> torch.Tensor:
         """Per-dimension standard deviation of the aggregate posterior, by the law of total
@@ -38,9 +40,9 @@ class Codes:
         return self.means.var(0, unbiased=False) > ACTIVE_UNIT_THRESHOLD
 
     def importance(self) -> torch.Tensor:
-        """Per-dimension score used to order traversals: the average KL in nats for a VAE, the
-        codes' variance for an autoencoder."""
-        if self.logvars is None:
+        """Per-dimension score used to order traversals: the average KL in nats for a VAE with
+        the standard prior, the variance of the codes (posterior means) otherwise."""
+        if self.logvars is None or not self.per_dimension_kl:
             return self.means.var(0, unbiased=False)
         return gaussian_kl(self.means, self.logvars).mean(0)
 
@@ -56,7 +58,7 @@ def encode_images(model: VAE, images: torch.Tensor, batch_size: int = 1000) -> C
         means.append(mu.float().cpu())
         if logvar is not None:
             logvars.append(logvar.float().cpu())
-    return Codes(torch.cat(means), torch.cat(logvars) if logvars else None)
+    return Codes(torch.cat(means), torch.cat(logvars) if logvars else None, model.prior is None)
 
 
 def lerp(start: torch.Tensor, end: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -172,7 +172,8 @@ def traverse(
     max_dims: int | None = None,
     include_inactive: bool = False,
 ) -> Traversal:
-    """One row per latent dimension, ordered by average KL (most informative first); columns
+    """One row per latent dimension, ordered by average KL (most informative first; the
+    variance of the posterior means for a model whose prior is learned); columns
     sweep the dimension from -span to +span standard deviations (of the aggregate posterior)
     around the posterior mean of image ``index``, all other dimensions held. Inactive
     dimensions are skipped (or, with ``include_inactive``, shown and labelled inactive)."""
@@ -198,7 +199,7 @@ def traverse(
         traversal_codes(codes.means[index], dims, offsets, codes.aggregate_std())
     )
     importance = codes.importance()
-    unit = "var" if inputs.model.is_autoencoder else "KL"
+    unit = "KL" if codes.logvars is not None and codes.per_dimension_kl else "var"
     labels = [
         f"z{d} {unit} {importance[d]:.2f}" + ("" if bool(active[d]) else " inactive") for d in dims
     ]
