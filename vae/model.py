@@ -226,9 +226,9 @@ class MixturePrior(nn.Module):
 
 
 class VAE(nn.Module):
-    """A VAE with a diagonal Gaussian posterior and a standard normal or learned mixture
-    prior, or (``model_type``
-    "ae") a deterministic autoencoder with the same layers.
+    """A VAE with a diagonal Gaussian posterior and a standard normal prior or a learned
+    mixture prior (``prior``), or (``model_type`` "ae") a deterministic autoencoder with the
+    same layers.
 
     ``decode`` returns logits for the Bernoulli likelihood (``bce``) and means in [0, 1] for the
     Gaussian likelihood (``mse``); ``decoded_to_image`` turns either into pixel values in [0, 1].

@@ -116,7 +116,8 @@ def decode(spec: ModelSpec, weights: dict[str, np.ndarray], z: np.ndarray) -> np
 
 def load_decoder(path: str | Path) -> tuple[ModelSpec, dict[str, np.ndarray]]:
     """The checkpoint's spec (checked as ``load_model`` checks it) and the weights sampling uses
-    (the decoder's, a mixture prior's, and an autoencoder's fitted Gaussian) as arrays; the encoder is not read."""
+    (the decoder's, a mixture prior's, and an autoencoder's fitted Gaussian) as arrays; the
+    encoder is not read."""
     spec = check_model_tensors(path, read_header(path))
     only = ("decoder.", "fitted_", "prior.")
     return spec, read_tensors(path, MODEL_PREFIX, framework="numpy", only=only)
@@ -126,7 +127,8 @@ def sample(
     spec: ModelSpec, weights: dict[str, np.ndarray], count: int, seed: int, temperature: float
 ) -> np.ndarray:
     """``VAE.sample(count, Generator().manual_seed(seed), temperature)`` without torch; needs
-    ``count * latent_dim >= 16`` (``can_sample``)."""
+    16 or more normal draws: ``count * latent_dim``, plus ``count`` component picks for a mixture
+    prior (``can_sample``)."""
     if spec.prior == "mog":
         draws = torch_randn(seed, count * (spec.latent_dim + 1)).reshape(count, -1)
         return decode(spec, weights, mixture_transform(weights, draws, temperature))
