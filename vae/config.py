@@ -72,6 +72,11 @@ class ModelConfig:
     prior: str = "mog"  # an autoencoder (model_type "ae") has no prior and ignores it
     prior_components: int = 500  # mixture components of the mog prior
 
+    @property
+    def effective_prior(self) -> str:
+        """The prior the model gets: an autoencoder has none, whatever ``prior`` says."""
+        return self.prior if self.model_type == "vae" else "standard"
+
 
 @dataclass
 class ObjectiveConfig:
@@ -211,7 +216,7 @@ class RunConfig:
             _bad("beta-ramp-ratio", o.beta_ramp_ratio, "in (0, 1]")
         if not o.free_bits >= 0:
             _bad("free-bits", o.free_bits, "zero or positive")
-        if o.free_bits > 0 and m.prior != "standard":
+        if o.free_bits > 0 and m.effective_prior != "standard":
             # Free bits clamp each dimension's KL, which only the standard prior splits per dimension.
             _bad("free-bits", o.free_bits, "0 with the mog prior: add --prior standard")
         if t.epochs < 1:

@@ -303,7 +303,7 @@ class _Run:
         train_config = config.train
         torch.manual_seed(train_config.seed)
         conv = config.model.architecture == "conv"
-        prior = config.model.prior if config.model.model_type == "vae" else "standard"
+        prior = config.model.effective_prior
         self.spec = ModelSpec(
             architecture=config.model.architecture,
             latent_dim=config.model.latent_dim,
