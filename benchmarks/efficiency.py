@@ -22,8 +22,9 @@ from throughput import MLP_AS_TEXTBOOK
 from torch.utils.flop_counter import FlopCounterMode
 
 from vae.config import RunConfig
-from vae.model import ModelSpec, build_model
+from vae.model import build_model
 from vae.objectives import elbo_terms
+from vae.training import model_spec
 
 MODELS = {
     "MLP 784-400-20": MLP_AS_TEXTBOOK,
@@ -34,22 +35,15 @@ MODELS = {
 def training_flops_per_image(overrides: dict, batch_size: int = 128) -> float:
     """Forward + backward FLOPs of one training step, per image."""
     config = RunConfig().override(overrides)
-    m = config.model
-    spec = ModelSpec(
-        m.architecture,
-        m.latent_dim,
-        1,
-        28,
-        28,
-        "bce",
-        list(m.hidden_sizes),
-        list(m.conv_widths) if m.architecture == "conv" else [],
-    )
-    model = build_model(spec)
+    model = build_model(model_spec(config, {"channels": 1, "height": 28, "width": 28}))
+    log_prior = None if model.prior is None else model.prior.log_density
     x = torch.bernoulli(torch.full((batch_size, 1, 28, 28), 0.2))
     with FlopCounterMode(display=False) as counter:
-        decoded, mu, logvar = model(x)
-        elbo_terms(decoded, x, mu, logvar, "bce").loss.backward()
+        mu, logvar = model.encode(x)
+        noise = torch.randn_like(mu)
+        decoded = model.decode(model.reparameterize(mu, logvar, noise=noise))
+        terms = elbo_terms(decoded, x, mu, logvar, "bce", log_prior=log_prior, noise=noise)
+        terms.loss.backward()
     return counter.get_total_flops() / batch_size
 
 

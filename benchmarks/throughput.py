@@ -20,9 +20,11 @@ from common import (
     training_benchmark_setup,
 )
 
-# Our trainer with the textbook's model and optimiser settings (no KL warm-up, constant lr).
+# Our trainer with the textbook's model and optimiser settings (N(0, I) prior, no KL warm-up,
+# constant lr).
 MLP_AS_TEXTBOOK = {
     "architecture": "mlp",
+    "prior": "standard",
     "hidden_sizes": [400],
     "latent_dim": 20,
     "batch_size": 128,

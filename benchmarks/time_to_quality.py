@@ -34,8 +34,9 @@ def textbook_worker(target: float) -> None:
     from vae.config import RunConfig
     from vae.data import DEFAULT_VAL_SIZE, SPLIT_SEED, load_splits
     from vae.evaluation import evaluate_elbo
-    from vae.model import ModelSpec, build_model
+    from vae.model import build_model
     from vae.objectives import elbo_terms
+    from vae.training import model_spec
 
     config = RunConfig().override({"data_dir": data_dir(), "download": False})
     splits = load_splits(config.data, "bce")  # the validation images, binarized as ours
@@ -43,15 +44,9 @@ def textbook_worker(target: float) -> None:
     order = torch.randperm(60_000, generator=torch.Generator().manual_seed(SPLIT_SEED))
     indices = order[DEFAULT_VAL_SIZE:].sort().values.tolist()
     loader = textbook_loader(config.data.data_dir, 128, indices)
-    m = config.model
-    # Our default model, its learned mixture prior included: only the pipeline differs.
-    components = m.prior_components if m.prior == "mog" else 0
-    spec = ModelSpec(
-        "conv", m.latent_dim, 1, 28, 28, "bce", m.hidden_sizes, m.conv_widths,
-        prior=m.prior, prior_components=components,
-    )  # fmt: skip
     torch.manual_seed(0)
-    model = build_model(spec)
+    # Our default model, its learned mixture prior included: only the pipeline differs.
+    model = build_model(model_spec(config, splits.info))
     log_prior = None if model.prior is None else model.prior.log_density
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     for epoch in range(1, 1000):

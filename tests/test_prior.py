@@ -27,7 +27,7 @@ from vae.objectives import (
     standard_normal_log_density,
 )
 from vae.spec import ModelSpec
-from vae.training import train
+from vae.training import model_spec, train
 
 runner = CliRunner()
 
@@ -215,6 +215,20 @@ def test_defaults_give_a_vae_the_mixture_prior_and_an_autoencoder_none(tiny_conf
     result = train(tiny_config.validate(), Path(tiny_config.train.runs_dir) / "ae")
     model = load_model(result.best_path)
     assert model.spec.prior == "standard" and model.prior is None
+
+
+def test_model_spec_is_the_model_the_trainer_builds(tiny_config: RunConfig):
+    config = mog_config(tiny_config)
+    saved = load_model(train(config, Path(config.train.runs_dir) / "spec").best_path).spec
+    image = {"channels": saved.channels, "height": saved.height, "width": saved.width}
+    assert model_spec(config, image) == saved
+    default = model_spec(RunConfig(), {"channels": 1, "height": 28, "width": 28})
+    assert (default.architecture, default.prior, default.prior_components) == ("conv", "mog", 500)
+    autoencoder = RunConfig().override({"model_type": "ae"})
+    spec = model_spec(autoencoder, {"channels": 3, "height": 32, "width": 32})
+    assert (spec.prior, spec.prior_components, spec.channels) == ("standard", 0, 3)
+    mlp = model_spec(RunConfig().override({"architecture": "mlp"}), image)
+    assert mlp.conv_widths == [] and mlp.decoder_conv_widths is None
 
 
 def test_runs_from_before_the_prior_option_resume_with_their_standard_prior(tiny_config):

@@ -302,24 +302,7 @@ class _Run:
         self.step_callback = step_callback
         train_config = config.train
         torch.manual_seed(train_config.seed)
-        conv = config.model.architecture == "conv"
-        prior = config.model.effective_prior
-        self.spec = ModelSpec(
-            architecture=config.model.architecture,
-            latent_dim=config.model.latent_dim,
-            channels=splits.info["channels"],
-            height=splits.info["height"],
-            width=splits.info["width"],
-            likelihood=config.objective.likelihood,
-            hidden_sizes=list(config.model.hidden_sizes),
-            conv_widths=list(config.model.conv_widths) if conv else [],
-            decoder_hidden_sizes=_optional_list(config.model.decoder_hidden_sizes),
-            decoder_conv_widths=_optional_list(config.model.decoder_conv_widths) if conv else None,
-            model_type=config.model.model_type,
-            learned_sigma=config.objective.learn_sigma,
-            prior=prior,
-            prior_components=config.model.prior_components if prior == "mog" else 0,
-        )
+        self.spec = model_spec(config, splits.info)
         self.model: VAE = build_model(self.spec).to(device)
         if self.spec.learned_sigma:
             with torch.no_grad():
@@ -775,6 +758,29 @@ class _Run:
                 "reconstructions": folder / f"reconstructions_epoch_{epoch:03d}.png",
             },
         )
+
+
+def model_spec(config: RunConfig, image: dict[str, Any]) -> ModelSpec:
+    """The model a run's configuration asks for, on images of ``image``'s channels, height, width."""
+    model = config.model
+    conv = model.architecture == "conv"
+    prior = model.effective_prior
+    return ModelSpec(
+        architecture=model.architecture,
+        latent_dim=model.latent_dim,
+        channels=image["channels"],
+        height=image["height"],
+        width=image["width"],
+        likelihood=config.objective.likelihood,
+        hidden_sizes=list(model.hidden_sizes),
+        conv_widths=list(model.conv_widths) if conv else [],
+        decoder_hidden_sizes=_optional_list(model.decoder_hidden_sizes),
+        decoder_conv_widths=_optional_list(model.decoder_conv_widths) if conv else None,
+        model_type=model.model_type,
+        learned_sigma=config.objective.learn_sigma,
+        prior=prior,
+        prior_components=model.prior_components if prior == "mog" else 0,
+    )
 
 
 def _optional_list(values: list[int] | None) -> list[int] | None:
