@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from vae.config import RunConfig
 from vae.model import build_model
 from vae.objectives import elbo_terms
-from vae.training import model_spec
+from vae.spec import model_spec
 
 MODELS = {
     "MLP 784-400-20": MLP_AS_TEXTBOOK,
@@ -39,9 +39,8 @@ def training_flops_per_image(overrides: dict, batch_size: int = 128) -> float:
     log_prior = None if model.prior is None else model.prior.log_density
     x = torch.bernoulli(torch.full((batch_size, 1, 28, 28), 0.2))
     with FlopCounterMode(display=False) as counter:
-        mu, logvar = model.encode(x)
-        noise = torch.randn_like(mu)
-        decoded = model.decode(model.reparameterize(mu, logvar, noise=noise))
+        noise = torch.randn(batch_size, model.spec.latent_dim)
+        decoded, mu, logvar = model(x, noise=noise)
         terms = elbo_terms(decoded, x, mu, logvar, "bce", log_prior=log_prior, noise=noise)
         terms.loss.backward()
     return counter.get_total_flops() / batch_size

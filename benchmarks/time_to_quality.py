@@ -36,7 +36,7 @@ def textbook_worker(target: float) -> None:
     from vae.evaluation import evaluate_elbo
     from vae.model import build_model
     from vae.objectives import elbo_terms
-    from vae.training import model_spec
+    from vae.spec import model_spec
 
     config = RunConfig().override({"data_dir": data_dir(), "download": False})
     splits = load_splits(config.data, "bce")  # the validation images, binarized as ours
@@ -55,9 +55,8 @@ def textbook_worker(target: float) -> None:
         for data, _ in loader:
             data = torch.bernoulli(data)
             optimizer.zero_grad()
-            mu, logvar = model.encode(data)
-            noise = torch.randn_like(mu)
-            decoded = model.decode(model.reparameterize(mu, logvar, noise=noise))
+            noise = torch.randn(len(data), model.spec.latent_dim)
+            decoded, mu, logvar = model(data, noise=noise)
             loss = elbo_terms(
                 decoded, data, mu, logvar, "bce", log_prior=log_prior, noise=noise
             ).loss

@@ -26,8 +26,8 @@ from vae.objectives import (
     gaussian_kl,
     standard_normal_log_density,
 )
-from vae.spec import ModelSpec
-from vae.training import model_spec, train
+from vae.spec import ModelSpec, model_spec
+from vae.training import train
 
 runner = CliRunner()
 

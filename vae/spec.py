@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from vae.config import ARCHITECTURES, LIKELIHOODS, MODEL_TYPES, PRIORS
+from vae.config import ARCHITECTURES, LIKELIHOODS, MODEL_TYPES, PRIORS, RunConfig
 from vae.errors import CheckpointError, ConfigError
 
 
@@ -68,6 +68,33 @@ class ModelSpec:
         if missing:
             raise CheckpointError(f"model metadata lacks {', '.join(missing)}")
         return cls(**{k: v for k, v in raw.items() if k in names})
+
+
+def model_spec(config: RunConfig, image: dict[str, Any]) -> ModelSpec:
+    """The model a run's configuration asks for, on images of ``image``'s channels, height, width."""
+    model = config.model
+    conv = model.architecture == "conv"
+    prior = model.effective_prior
+    return ModelSpec(
+        architecture=model.architecture,
+        latent_dim=model.latent_dim,
+        channels=image["channels"],
+        height=image["height"],
+        width=image["width"],
+        likelihood=config.objective.likelihood,
+        hidden_sizes=list(model.hidden_sizes),
+        conv_widths=list(model.conv_widths) if conv else [],
+        decoder_hidden_sizes=_optional_list(model.decoder_hidden_sizes),
+        decoder_conv_widths=_optional_list(model.decoder_conv_widths) if conv else None,
+        model_type=model.model_type,
+        learned_sigma=config.objective.learn_sigma,
+        prior=prior,
+        prior_components=model.prior_components if prior == "mog" else 0,
+    )
+
+
+def _optional_list(values: list[int] | None) -> list[int] | None:
+    return None if values is None else list(values)
 
 
 # Keeps exp(logvar) finite and away from zero however wild the encoder's output gets.

@@ -56,10 +56,11 @@ from vae.evaluation import evaluate_elbo
 from vae.fileio import atomic_write_text
 from vae.images import save_grid, save_reconstruction_grid
 from vae.interrupts import graceful_interrupt
-from vae.model import VAE, ModelSpec, build_model
+from vae.model import VAE, build_model
 from vae.objectives import BetaSchedule, elbo_terms
 from vae.plots import save_training_curves
 from vae.reporting import Reporter, ReporterGroup
+from vae.spec import model_spec
 from vae.trackers import check_tracker, make_tracker
 
 CONFIG_NAME = "config.yaml"
@@ -758,33 +759,6 @@ class _Run:
                 "reconstructions": folder / f"reconstructions_epoch_{epoch:03d}.png",
             },
         )
-
-
-def model_spec(config: RunConfig, image: dict[str, Any]) -> ModelSpec:
-    """The model a run's configuration asks for, on images of ``image``'s channels, height, width."""
-    model = config.model
-    conv = model.architecture == "conv"
-    prior = model.effective_prior
-    return ModelSpec(
-        architecture=model.architecture,
-        latent_dim=model.latent_dim,
-        channels=image["channels"],
-        height=image["height"],
-        width=image["width"],
-        likelihood=config.objective.likelihood,
-        hidden_sizes=list(model.hidden_sizes),
-        conv_widths=list(model.conv_widths) if conv else [],
-        decoder_hidden_sizes=_optional_list(model.decoder_hidden_sizes),
-        decoder_conv_widths=_optional_list(model.decoder_conv_widths) if conv else None,
-        model_type=model.model_type,
-        learned_sigma=config.objective.learn_sigma,
-        prior=prior,
-        prior_components=model.prior_components if prior == "mog" else 0,
-    )
-
-
-def _optional_list(values: list[int] | None) -> list[int] | None:
-    return None if values is None else list(values)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
