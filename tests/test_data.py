@@ -52,6 +52,65 @@ def test_corrupt_files_are_reported(tmp_path, synthetic_data_dir):
         load_splits(config_for(tmp_path), "bce")
 
 
+def test_idx_files_are_read_as_torchvision_reads_them_without_importing_it(synthetic_data_dir):
+    import subprocess
+    import sys
+
+    import torchvision.datasets as tv
+
+    from vae.data import load_raw
+
+    train, test = load_raw(config_for(synthetic_data_dir, download=True))
+    for ours, split in ((train, True), (test, False)):
+        theirs = tv.MNIST(str(synthetic_data_dir), train=split, download=False)
+        assert torch.equal(ours.images, theirs.data.unsqueeze(1))
+        assert torch.equal(ours.labels, theirs.targets)
+    # Start-up: torchvision is imported only to download (it costs seconds).
+    code = (
+        "import sys\nfrom vae.config import DataConfig\nfrom vae.data import load_raw\n"
+        f"load_raw(DataConfig(dataset='mnist', data_dir={str(synthetic_data_dir)!r}))\n"
+        "assert 'torchvision' not in sys.modules, 'torchvision imported'\nprint('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("wrong magic", "not a 3-dimensional IDX file of bytes"),
+        ("extra bytes", "expected 188176 for shape (240, 28, 28)"),
+        ("short header", "too short for an IDX header"),
+        ("labels missing one", "240 images in train-images-idx3-ubyte but 239 labels"),
+    ],
+)
+def test_damaged_idx_files_name_the_problem(tmp_path, synthetic_data_dir, damage, reason):
+    import struct
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for source in (synthetic_data_dir / "MNIST" / "raw").iterdir():
+        (raw / source.name).write_bytes(source.read_bytes())
+    images, labels = raw / "train-images-idx3-ubyte", raw / "train-labels-idx1-ubyte"
+    if damage == "wrong magic":
+        images.write_bytes(struct.pack(">I", 0x0801) + images.read_bytes()[4:])
+    elif damage == "extra bytes":
+        images.write_bytes(images.read_bytes() + b"\0")
+    elif damage == "short header":
+        images.write_bytes(images.read_bytes()[:10])
+    else:
+        content = labels.read_bytes()
+        labels.write_bytes(struct.pack(">II", 0x0801, 239) + content[8:-1])
+    with pytest.raises(DataError) as caught:
+        load_splits(config_for(tmp_path), "bce")
+    message = str(caught.value)
+    assert "cannot load dataset 'mnist'" in message and reason in message
+    assert "\n" not in message
+
+
 def test_validation_split_is_fixed_and_limit_applies_to_training(synthetic_data_dir):
     first = load_splits(config_for(synthetic_data_dir), "mse")
     second = load_splits(config_for(synthetic_data_dir, limit=25), "mse")

@@ -6,6 +6,8 @@ per-sample PIL conversion happens while training.
 
 from __future__ import annotations
 
+import math
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,8 @@ DEFAULT_VAL_SIZE = 5000
 DEFAULT_FOLDER_IMAGE_SIZE = 64
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
+# Named datasets stored as IDX files (read here without torchvision when present).
+IDX_DATASETS = ("mnist", "fashionmnist", "kmnist")
 _TORCHVISION: dict[str, tuple[str, str]] = {
     # name: (torchvision class, folder that holds its files under the data root)
     "mnist": ("MNIST", "MNIST/raw"),
@@ -392,7 +396,63 @@ def _download_tree(name: str, root: Path) -> None:
         (folder / "val_256").rename(folder / "val")
 
 
+# torchvision's raw files of the MNIST family: (images, labels) per split, the same names for all.
+_IDX_FILES = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# IDX magic numbers: two zero bytes, the element type (0x08: unsigned byte), the dimension count.
+_IDX_UINT8 = 0x0800
+
+
+def read_idx(path: Path, dimensions: int) -> torch.Tensor:
+    """An IDX file of unsigned bytes (MNIST's format) with ``dimensions`` dimensions, as a uint8
+    tensor; a ValueError names what is wrong with a file that is not one."""
+    header_size = 4 + 4 * dimensions
+    with open(path, "rb") as handle:
+        header = handle.read(header_size)
+        if len(header) < header_size:
+            raise ValueError(f"{path.name}: {len(header)} bytes, too short for an IDX header")
+        magic, *shape = struct.unpack(f">{1 + dimensions}I", header)
+        if magic != _IDX_UINT8 + dimensions:
+            raise ValueError(
+                f"{path.name}: not a {dimensions}-dimensional IDX file of bytes "
+                f"(magic number {magic:#010x}, expected {_IDX_UINT8 + dimensions:#010x})"
+            )
+        body = bytearray(math.prod(shape))
+        read = handle.readinto(body)
+        if read != len(body) or handle.read(1):
+            size = header_size + read + len(handle.read())
+            raise ValueError(
+                f"{path.name}: {size} bytes, expected {header_size + len(body)} for shape "
+                f"{tuple(shape)}"
+            )
+    return torch.frombuffer(body, dtype=torch.uint8).view(shape)
+
+
+def _read_idx_split(folder: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    images_name, labels_name = _IDX_FILES[train]
+    images = read_idx(folder / images_name, 3)
+    labels = read_idx(folder / labels_name, 1)
+    if len(images) == 0:
+        raise ValueError(f"{images_name} holds no images")
+    if len(labels) != len(images):
+        raise ValueError(f"{len(images)} images in {images_name} but {len(labels)} labels")
+    return images.unsqueeze(1), labels.long()
+
+
 def _load_torchvision(name: str, root: Path, download: bool) -> tuple[ImageSet, ImageSet]:
+    folder = root / _TORCHVISION[name][1]
+    files = [folder / file for pair in _IDX_FILES.values() for file in pair]
+    if name in IDX_DATASETS and all(file.exists() for file in files):
+        # Read directly: importing torchvision costs ~5 s of start-up on a 2-core machine, and
+        # it is needed only to download.
+        try:
+            train = ImageSet(*_read_idx_split(folder, train=True))
+            test = ImageSet(*_read_idx_split(folder, train=False))
+        except (OSError, ValueError) as error:
+            raise _dataset_error(name, root, download, error) from None
+        return train, test
     import torchvision.datasets as tv
 
     dataset_class = getattr(tv, _TORCHVISION[name][0])
@@ -516,7 +576,7 @@ def cached_tensors(
 
 def _as_tensors(name: str, dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
     data = dataset.data
-    if name in ("mnist", "fashionmnist", "kmnist"):
+    if name in IDX_DATASETS:
         images = torch.as_tensor(data).unsqueeze(1)
         labels = torch.as_tensor(dataset.targets)
     elif name in ("cifar10", "cifar100"):
