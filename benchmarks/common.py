@@ -7,6 +7,7 @@ summed BCE + KL, a ``loss.item()`` every step) so that the comparison does not d
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import statistics
@@ -72,6 +73,9 @@ def describe_machine(device: torch.device) -> str:
     ]
     if device.type == "cuda":
         parts.append(f"GPU {torch.cuda.get_device_name(device)}")
+    # Start-up figures depend on it: without cached bytecode every import compiles from source.
+    cached = Path(importlib.util.cache_from_source(torch.__file__)).exists()
+    parts.append("bytecode cached" if cached else "no cached bytecode (poetry install --compile)")
     return "; ".join(parts) + f"; device {device}"
 
 
