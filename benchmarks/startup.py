@@ -5,9 +5,10 @@
 Wall times (median, min-max) of `info`, `generate --help` and `generate` (64 samples) on the
 shipped checkpoint, of `inference --mode reconstruct` (which loads the MNIST test set) and of a
 `train` run of one epoch on 128 images, each with the installed bytecode and, alternated with it,
-with the dependencies and `vae` compiled from source at every start, as where PYTHONDONTWRITEBYTECODE
-is set and nothing was installed with `poetry install --compile` (PYTHONPYCACHEPREFIX points at a
-folder holding only the standard library's bytecode, which Python's own install writes); peak RSS of `train` (one epoch of the default model on MNIST) and of
+with the dependencies and `vae` compiled from source at every start, as where
+PYTHONDONTWRITEBYTECODE is set and nothing was installed with `poetry install --compile`
+(PYTHONPYCACHEPREFIX points at a folder holding only the standard library's bytecode, which
+Python's own install writes). Peak RSS of `train` (one epoch of the default model on MNIST) and of
 `evaluate` at k = 5000 (peak memory does not grow with the number of images: work is chunked).
 """
 

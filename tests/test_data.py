@@ -82,7 +82,8 @@ def test_idx_files_are_read_as_torchvision_reads_them_without_importing_it(synth
     ("damage", "reason"),
     [
         ("wrong magic", "not a 3-dimensional IDX file of bytes"),
-        ("extra bytes", "expected 188176 for shape (240, 28, 28)"),
+        ("extra bytes", "188177 bytes, expected 188176 for shape (240, 28, 28)"),
+        ("cut short", "188175 bytes, expected 188176 for shape (240, 28, 28)"),
         ("short header", "too short for an IDX header"),
         ("labels missing one", "240 images in train-images-idx3-ubyte but 239 labels"),
     ],
@@ -99,6 +100,8 @@ def test_damaged_idx_files_name_the_problem(tmp_path, synthetic_data_dir, damage
         images.write_bytes(struct.pack(">I", 0x0801) + images.read_bytes()[4:])
     elif damage == "extra bytes":
         images.write_bytes(images.read_bytes() + b"\0")
+    elif damage == "cut short":
+        images.write_bytes(images.read_bytes()[:-1])
     elif damage == "short header":
         images.write_bytes(images.read_bytes()[:10])
     else:

@@ -7,6 +7,7 @@ per-sample PIL conversion happens while training.
 from __future__ import annotations
 
 import math
+import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -410,9 +411,10 @@ def read_idx(path: Path, dimensions: int) -> torch.Tensor:
     tensor; a ValueError names what is wrong with a file that is not one."""
     header_size = 4 + 4 * dimensions
     with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
         header = handle.read(header_size)
         if len(header) < header_size:
-            raise ValueError(f"{path.name}: {len(header)} bytes, too short for an IDX header")
+            raise ValueError(f"{path.name}: {size} bytes, too short for an IDX header")
         magic, *shape = struct.unpack(f">{1 + dimensions}I", header)
         if magic != _IDX_UINT8 + dimensions:
             raise ValueError(
@@ -420,9 +422,7 @@ def read_idx(path: Path, dimensions: int) -> torch.Tensor:
                 f"(magic number {magic:#010x}, expected {_IDX_UINT8 + dimensions:#010x})"
             )
         body = bytearray(math.prod(shape))
-        read = handle.readinto(body)
-        if read != len(body) or handle.read(1):
-            size = header_size + read + len(handle.read())
+        if size != header_size + len(body) or handle.readinto(body) != len(body):
             raise ValueError(
                 f"{path.name}: {size} bytes, expected {header_size + len(body)} for shape "
                 f"{tuple(shape)}"
