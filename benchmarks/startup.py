@@ -89,8 +89,11 @@ def main() -> None:
             for name in names:
                 for state, env in states.items():
                     # A fresh runs folder for each train run (run folders are never overwritten).
-                    runs = tempfile.mkdtemp(dir=folder)
-                    command = commands.get(name) or [*train, "--runs-dir", runs]
+                    command = commands.get(name) or [
+                        *train,
+                        "--runs-dir",
+                        tempfile.mkdtemp(dir=folder),
+                    ]
                     times[name, state].append(wall_and_peak_rss(command, env)[0])
         print("wall time: with the installed bytecode | compiled from source at every start")
         for name in names:
