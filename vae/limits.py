@@ -1,0 +1,30 @@
+"""Upper bounds on every size that decides an allocation, from a checkpoint or an option.
+
+A 3 KB file or a mistyped option must never make a command allocate gigabytes: each of these is
+checked before anything is built. The bounds are far above any model or picture this package is
+meant for (the README's "Limits" table lists them); raising one is a one-line change here.
+"""
+
+from __future__ import annotations
+
+from vae.errors import ConfigError
+
+MAX_IMAGE_SIDE = 1024  # pixels, height and width of a model's images
+MAX_LATENT_DIM = 4096
+MAX_LAYER_WIDTH = 16384  # a dense hidden layer's units
+MAX_CONV_WIDTH = 4096  # a convolution's channels
+MAX_LAYERS = 32  # dense or conv layers in encoder or decoder
+MAX_PRIOR_COMPONENTS = 100_000
+MAX_PARAMETERS = 500_000_000  # 2 GB of float32 weights
+MAX_BATCH_SIZE = 65536
+MAX_PICTURE_IMAGES = 10_000  # images in one grid, GIF or mosaic (generate, visualize)
+MAX_PICTURE_PIXELS = 200_000_000  # decoded values (images x channels x height x width) in one picture
+MAX_IMPORTANCE_SAMPLES = 1_000_000  # evaluate --k
+MAX_REPEATS = 1000  # evaluate --repeats
+
+
+def check_at_most(name: str, value: int | float, bound: int | float, hint: str = "") -> None:
+    """Raise ConfigError naming the setting ``name`` when ``value`` exceeds ``bound``."""
+    if value > bound:
+        extra = f"; {hint}" if hint else ""
+        raise ConfigError(f"{name} is {value:,}, more than the limit of {bound:,}{extra}")
