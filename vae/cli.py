@@ -34,7 +34,15 @@ from vae.config import (
     load_config_file,
 )
 from vae.errors import ConfigError, TrainingInterrupted, VAEError
-from vae.fileio import atomic_write_text, check_output_file, check_output_folder, file_in_the_way
+from vae.fileio import (
+    EVALUATION,
+    PICTURE,
+    atomic_write_text,
+    check_output_file,
+    check_output_folder,
+    check_replaceable,
+    file_in_the_way,
+)
 from vae.reporting import print_error
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -371,7 +379,7 @@ def generate_command(
         raise ConfigError(f"invalid value for --temperature: {temperature} (expected positive)")
     from vae.images import save_grid
 
-    check_output_file(output, "--output")
+    check_output_file(output, "--output", PICTURE, reads=[checkpoint])
 
     samples = _sample_without_torch(checkpoint, num_samples, seed, temperature, device)
     if samples is None:
@@ -430,6 +438,9 @@ def inference_command(
     if mode in ("sample", "both"):
         _check_grid_fits(grid_size, num_samples=num_samples)
     check_output_folder(output_dir, "--output-dir")
+    reads = [checkpoint] + ([input_path] if input_path is not None else [])
+    for name in ("reconstructions.png", "samples.png"):
+        check_replaceable(output_dir / name, PICTURE, reads)
     import torch
 
     from vae.checkpoint import load_model
@@ -547,10 +558,11 @@ def evaluate_command(
     if dataset is not None and input_path is not None:
         raise ConfigError("give --dataset or --input, not both")
     # An evaluation can take an hour: a path it could never write is refused before it starts.
+    reads = [checkpoint] + ([input_path] if input_path is not None else [])
     if output is not None:
-        check_output_file(output, "--output")
+        check_output_file(output, "--output", EVALUATION, reads)
     if ood_dataset is not None:
-        check_output_file(histogram, "--histogram")
+        check_output_file(histogram, "--histogram", PICTURE, reads)
     from rich.console import Console
 
     from vae.evaluation import evaluate_checkpoint
@@ -579,12 +591,24 @@ def evaluate_command(
     if "ood" in result:
         console.print(ood_table(result["ood"]))
     if output is not None:
-        _write_safely(lambda: _write_json(output, result, atomic_write_text), output)
+        _write_safely(lambda: _write_json(output, result, _write_evaluation), output)
         typer.echo(f"wrote {output}")
 
 
+def _write_evaluation(path: Path, text: str) -> None:
+    atomic_write_text(path, text, replaces=EVALUATION)
+
+
 def _write_json(path: Path, result: dict[str, Any], write: Callable[[Path, str], None]) -> Path:
-    write(path, json.dumps(result, indent=2, sort_keys=True) + "\n")
+    try:
+        # allow_nan=False: Python would otherwise write NaN and Infinity, which are not JSON.
+        text = json.dumps(result, indent=2, sort_keys=True, allow_nan=False)
+    except ValueError:
+        raise VAEError(
+            f"the results hold a NaN or infinite number: {path} not written (it would not be "
+            "valid JSON)"
+        ) from None
+    write(path, text + "\n")
     return path
 
 
@@ -687,8 +711,9 @@ def interpolate_command(
     if method not in INTERPOLATIONS:
         raise ConfigError(f"invalid value for --method: {method!r} (expected slerp or lerp)")
     classes = parse_int_list(chain, "chain") if chain is not None else None
-    inputs = _inputs(checkpoint, input_path, data_dir, download, None, device)
     gif_path = gif if gif is not None else output.with_suffix(".gif")
+    _check_pictures(checkpoint, input_path, output=output, gif=gif_path)
+    inputs = _inputs(checkpoint, input_path, data_dir, download, None, device)
     result = _write_safely(
         lambda: interpolate(
             inputs,
@@ -728,6 +753,7 @@ def traverse_command(
 
     if max_dims is not None:
         _check_positive(max_dims=max_dims)
+    _check_pictures(checkpoint, input_path, output=output)
     inputs = _inputs(checkpoint, input_path, data_dir, download, limit, device)
     result = _write_safely(
         lambda: traverse(
@@ -765,6 +791,7 @@ def latent_map_command(
     """Posterior means in 2-D (PCA when the latent is larger), coloured by label."""
     from vae.visualize import latent_map
 
+    _check_pictures(checkpoint, input_path, compare, output=output)
     panels = [_inputs(checkpoint, input_path, data_dir, download, limit, device)]
     if compare is not None:
         panels.append(_inputs(compare, input_path, data_dir, download, limit, device))
@@ -788,6 +815,7 @@ def manifold_command(
     """Decode a regular grid over the 2-D latent (or its two leading PCA directions)."""
     from vae.visualize import manifold
 
+    _check_pictures(checkpoint, input_path, output=output)
     inputs = _inputs(checkpoint, input_path, data_dir, download, limit, device)
     path = _write_safely(lambda: manifold(inputs, output, size=size, span=span), output)
     typer.echo(f"wrote {path}")
@@ -802,8 +830,11 @@ def curves_command(
     ] = None,
 ) -> None:
     """Redraw a run's training curves (loss, reconstruction, KL, beta) from metrics.jsonl."""
+    from vae.training import METRICS_NAME
     from vae.visualize import curves
 
+    if output is not None:  # the command reads the run's metrics, not the whole folder
+        _check_pictures(run / METRICS_NAME if run.is_dir() else run, output=output)
     path = _write_safely(lambda: curves(run, output), output or run)
     typer.echo(f"wrote {path}")
 
@@ -866,6 +897,12 @@ def _check_grid_fits(grid_size: int, **counts: int) -> None:
                 f"--grid-size {grid_size} is more than --{name.replace('_', '-')} {count}: "
                 f"use --grid-size {count} or fewer"
             )
+
+
+def _check_pictures(*reads: Path | None, **outputs: Path) -> None:
+    """Refuse picture outputs that would replace an input or a file that is not a picture."""
+    for option, path in outputs.items():
+        check_output_file(path, f"--{option}", PICTURE, [r for r in reads if r is not None])
 
 
 def _write_safely(write: Callable[[], Path], target: Path) -> Path:

@@ -118,6 +118,7 @@ def load_splits(config: DataConfig, likelihood: str) -> DataSplits:
     train = train.subset(order[val_size:].sort().values)
     if config.limit is not None:
         train = train.subset(slice(0, config.limit))
+    fingerprint = split_fingerprint(train, val)
     binarize = effective_binarize(config, likelihood)
     if binarize != "none":
         val = binarize_once(val, VALIDATION_BINARIZATION_SEED)
@@ -137,8 +138,39 @@ def load_splits(config: DataConfig, likelihood: str) -> DataSplits:
         "num_train": len(train),
         "num_val": len(val),
         "num_test": len(test),
+        "fingerprint": fingerprint,
     }
     return DataSplits(train, val, test, info)
+
+
+# What must be equal for two loads to be the same training data (a resume checks them).
+FINGERPRINT_FIELDS = ("dataset", "channels", "height", "width", "num_train", "num_val")
+
+
+def split_fingerprint(train: ImageSet, val: ImageSet) -> str:
+    """sha256 of the training and validation images and labels (uint8, before binarization): a
+    resume refuses data whose fingerprint differs from the one its checkpoint recorded."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in (train.images, train.labels, val.images, val.labels):
+        if part is not None:
+            digest.update(str(tuple(part.shape)).encode())
+            digest.update(part.detach().cpu().contiguous().numpy())
+    return digest.hexdigest()
+
+
+def data_difference(recorded: dict[str, Any], found: dict[str, Any]) -> str | None:
+    """How the data a checkpoint was trained on (``recorded``, its metadata's ``data``) differs
+    from the data loaded now (``found``), or None when they agree. Checkpoints written before
+    fingerprints existed are compared on the other fields only."""
+    fields = FINGERPRINT_FIELDS + (("fingerprint",) if "fingerprint" in recorded else ())
+    for name in fields:
+        if recorded.get(name) != found.get(name):
+            if name == "fingerprint":
+                return "the images differ (content hash)"
+            return f"{name} {found.get(name)!r} where the run had {recorded.get(name)!r}"
+    return None
 
 
 def binarize_once(images: ImageSet, seed: int) -> ImageSet:
@@ -631,6 +663,21 @@ MAX_IMAGE_PIXELS = 40_000_000  # larger files are refused before decoding (decom
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
+# What Pillow's decoders raise on damaged files besides OSError: a broken PNG chunk gives
+# SyntaxError, a short one EOFError or struct.error, odd headers the others.
+_DECODER_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+)
+
+
 def read_image_files(
     files: list[Path], size: int, channels: int | None, crop: int | None = None
 ) -> torch.Tensor:
@@ -671,8 +718,8 @@ def read_image_files(
                         box=(left, top, left + side, top + side),
                     )
                     array = np.asarray(converted, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
-            raise DataError(f"cannot read image {path}: {error}") from None
+        except (*_DECODER_ERRORS, UnidentifiedImageError, Image.DecompressionBombError) as error:
+            raise DataError(f"cannot read image {path}: {first_line(error)}") from None
         except Image.DecompressionBombWarning as error:
             raise DataError(f"cannot read image {path}: {error}") from None
         if images is None:
@@ -756,6 +803,9 @@ def load_test_set(
     ``input_path``, as grey uint8 images shaped for a model trained on ``data_info``, with the
     labels when the dataset has them."""
     channels, height, width = data_info["channels"], data_info["height"], data_info["width"]
+    dataset = dataset or data_info.get("dataset")
+    if input_path is None and not isinstance(dataset, str):
+        raise DataError("the checkpoint does not name its dataset: give image files to read")
     if dataset is not None and dataset.startswith("folder:"):
         input_path = Path(dataset[len("folder:") :]).expanduser()  # every image of the folder
     if input_path is not None:
@@ -766,7 +816,7 @@ def load_test_set(
             raise DataError(f"images from {input_path} need a model trained on square images")
         return ImageSet(read_image_files(files[:limit] if limit else files, height, channels))
     config = DataConfig(
-        dataset=dataset or data_info["dataset"],
+        dataset=dataset,
         data_dir=data_dir,
         download=download,
         image_size=height if height == width else None,

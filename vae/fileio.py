@@ -1,20 +1,37 @@
-"""Atomic file writes and file hashing (no torch here: ``info`` uses it)."""
+"""Atomic file writes that never destroy what they should not, and file hashing (no torch here:
+``info`` uses it)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 from vae.errors import ConfigError, VAEError
 
+# The kinds of file a command writes at a path the user names. An existing file there is replaced
+# only when its content is of the same kind (an earlier output), so that a mistyped --output can
+# never overwrite a checkpoint, a dataset file or a document.
+PICTURE = "picture"
+EVALUATION = "vae evaluation JSON"
+_PICTURE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"\xff\xd8\xff")
+_EVALUATION_KEYS = {"protocol", "metrics", "checkpoint_sha256"}
+_EVALUATION_MAX_BYTES = 64 * 1024 * 1024  # far above any evaluation JSON; bounds the read
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+
+def atomic_write_bytes(path: str | Path, data: bytes, replaces: str | None = None) -> None:
     """Write ``data`` to ``path`` so that a crash at any moment leaves the old file or the new one.
 
     The bytes go to a temporary file in the same folder, are flushed and fsynced, and the file is
     renamed over the target (an atomic operation on POSIX and Windows). On any failure the
     temporary file is removed and the previous file, if there was one, is untouched.
+
+    Whatever stands at ``path`` must be a regular file (a device, FIFO or folder is never
+    replaced); with ``replaces`` (PICTURE or EVALUATION) it must also hold that kind of content,
+    checked just before the rename (see :func:`check_replaceable`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,6 +41,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        check_replaceable(path, replaces)
         os.replace(temporary, path)
     except OSError as error:
         temporary.unlink(missing_ok=True)
@@ -36,14 +54,85 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     _fsync_directory(path.parent)
 
 
-def check_output_file(path: str | Path, option: str) -> None:
-    """Refuse, before any long work, an output file that can never be written: a folder, or a
-    file below something that is not a writable folder. (The write still reports what cannot be
-    foreseen, such as a full disk.)"""
+def check_replaceable(path: str | Path, kind: str | None, reads: Iterable[Path] = ()) -> None:
+    """Raise VAEError unless writing a file of ``kind`` at ``path`` destroys nothing.
+
+    Links are resolved first. What may be replaced: nothing (the path is free), an empty regular
+    file, or a regular file whose content is of ``kind`` (an earlier output: PNG, GIF or JPEG
+    signature for PICTURE; a JSON object with a vae evaluation's keys for EVALUATION). Never a
+    device, FIFO, socket or folder, and never one of ``reads``, the files the command reads.
+    ``kind`` None checks only that the path is not something other than a regular file.
+    """
+    path = Path(path)
+    target = Path(os.path.realpath(path))
+    try:
+        status = os.stat(target)
+    except OSError:
+        return  # nothing there (or a path the write itself will report)
+    if not stat.S_ISREG(status.st_mode):
+        raise VAEError(f"refusing to write {path}: it is {_what(status.st_mode)}, not a file")
+    for source in reads:
+        folder = Path(os.path.realpath(source))
+        try:
+            same = os.path.samefile(source, target)
+        except OSError:
+            continue
+        if same or (folder.is_dir() and target.is_relative_to(folder)):
+            where = "is" if same else "is inside"
+            raise VAEError(
+                f"refusing to write {path}: it {where} {source}, which this command reads; "
+                "choose another output path"
+            )
+    if kind is None or status.st_size == 0 or _holds(target, kind):
+        return
+    raise VAEError(
+        f"refusing to replace {path}: it is not a {kind} that vae wrote (only earlier outputs "
+        "are replaced); choose another output path or move the file away"
+    )
+
+
+def _what(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def _holds(path: Path, kind: str) -> bool:
+    """Whether the regular file at ``path`` holds ``kind`` content, judged by the content."""
+    try:
+        with open(path, "rb") as handle:
+            if kind == PICTURE:
+                start = handle.read(8)
+                return any(start.startswith(signature) for signature in _PICTURE_SIGNATURES)
+            if kind == EVALUATION:
+                text = handle.read(_EVALUATION_MAX_BYTES + 1)
+                if len(text) > _EVALUATION_MAX_BYTES:
+                    return False
+                document = json.loads(text)
+                return isinstance(document, dict) and _EVALUATION_KEYS <= set(document)
+    except (OSError, ValueError, RecursionError):
+        return False
+    raise ValueError(f"unknown output kind {kind!r}")
+
+
+def check_output_file(
+    path: str | Path, option: str, kind: str | None = None, reads: Iterable[Path] = ()
+) -> None:
+    """Refuse, before any long work, an output file that can never be written (a folder, or a
+    file below something that is not a writable folder) or that must not be replaced (see
+    :func:`check_replaceable`). The write checks again and still reports what cannot be
+    foreseen, such as a full disk."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{option} {path} is a folder: give a file name")
     _check_writable_below(path.parent, path)
+    check_replaceable(path, kind, reads)
 
 
 def check_output_folder(path: str | Path, option: str) -> None:
@@ -76,9 +165,9 @@ def _check_writable_below(folder: Path, target: Path) -> None:
         raise VAEError(f"cannot write {target}: {folder} is not writable")
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+def atomic_write_text(path: str | Path, text: str, replaces: str | None = None) -> None:
     """UTF-8 text version of :func:`atomic_write_bytes`."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"), replaces)
 
 
 def _fsync_directory(folder: Path) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
-from vae.fileio import atomic_write_bytes
+from vae.fileio import PICTURE, atomic_write_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -66,7 +66,7 @@ def grid_png_bytes(images: Images, columns: int) -> bytes:
 def save_grid(images: Images, path: str | Path, columns: int = 8) -> Path:
     """Write a grid PNG atomically; returns the path."""
     path = Path(path)
-    atomic_write_bytes(path, grid_png_bytes(images, columns))
+    atomic_write_bytes(path, grid_png_bytes(images, columns), replaces=PICTURE)
     return path
 
 
@@ -132,7 +132,7 @@ def gif_bytes(frames: list[Images], scale: int = 3, frame_ms: int = 80) -> bytes
 def save_gif(frames: list[Images], path: str | Path, scale: int = 3, frame_ms: int = 80) -> Path:
     """Write an animated GIF atomically; returns the path."""
     path = Path(path)
-    atomic_write_bytes(path, gif_bytes(frames, scale, frame_ms))
+    atomic_write_bytes(path, gif_bytes(frames, scale, frame_ms), replaces=PICTURE)
     return path
 
 
@@ -160,5 +160,5 @@ def save_labelled_rows(images: Images, labels: list[str], path: str | Path, colu
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
     path = Path(path)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue(), replaces=PICTURE)
     return path

@@ -16,9 +16,10 @@ MAX_CONV_WIDTH = 4096  # a convolution's channels
 MAX_LAYERS = 32  # dense or conv layers in encoder or decoder
 MAX_PRIOR_COMPONENTS = 100_000
 MAX_PARAMETERS = 500_000_000  # 2 GB of float32 weights
+MAX_IMAGE_ACTIVATIONS = 1 << 24  # values in a model's largest layer output, per image
 MAX_BATCH_SIZE = 65536
 MAX_PICTURE_IMAGES = 10_000  # images in one grid, GIF or mosaic (generate, visualize)
-MAX_PICTURE_PIXELS = 200_000_000  # decoded values (images x channels x height x width) in one picture
+MAX_PICTURE_PIXELS = 200_000_000  # values (images x channels x height x width) in one picture
 MAX_IMPORTANCE_SAMPLES = 1_000_000  # evaluate --k
 MAX_REPEATS = 1000  # evaluate --repeats
 

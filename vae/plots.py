@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from vae.fileio import atomic_write_bytes
+from vae.fileio import PICTURE, atomic_write_bytes
 
 
 def _figure_png(figure: Any) -> bytes:
@@ -29,7 +29,7 @@ def _pyplot() -> Any:
 
 def _save(figure: Any, path: str | Path) -> Path:
     path = Path(path)
-    atomic_write_bytes(path, _figure_png(figure))
+    atomic_write_bytes(path, _figure_png(figure), replaces=PICTURE)
     _pyplot().close(figure)
     return path
 

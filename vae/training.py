@@ -28,13 +28,14 @@ from vae.checkpoint import (
     read_tensors,
     save_checkpoint,
 )
-from vae.config import RunConfig, config_to_yaml
+from vae.config import RunConfig, config_to_yaml, resolve_data_dir
 from vae.data import (
     SPLIT_SEED,
     DataSplits,
     ImageSet,
     batches_per_epoch,
     binarize_once,
+    data_difference,
     evaluation_batches,
     global_batch_size,
     load_splits,
@@ -60,6 +61,7 @@ from vae.model import VAE, build_model
 from vae.objectives import BetaSchedule, elbo_terms
 from vae.plots import save_training_curves
 from vae.reporting import Reporter, ReporterGroup
+from vae.runlock import LOCK_NAME, run_folder_lock
 from vae.spec import model_spec
 from vae.trackers import check_tracker, make_tracker
 
@@ -69,7 +71,9 @@ CURVES_NAME = "curves.png"
 SAMPLE_SEED = 0  # the grids written during training use fixed latents, comparable across epochs
 GRID_IMAGES = 64
 # Options that may change when resuming; anything else would make the resumed run a different run.
-RESUMABLE_OVERRIDES = frozenset({"epochs", "device", "bf16", "compile", "sample_every", "tracker"})
+RESUMABLE_OVERRIDES = frozenset(
+    {"epochs", "device", "bf16", "compile", "sample_every", "tracker", "data_dir", "download"}
+)
 
 
 @dataclass
@@ -124,6 +128,10 @@ def prepare_resume(run_dir: Path, overrides: dict[str, Any]) -> RunConfig:
     saved_model = metadata["config"].get("model")
     if isinstance(saved_model, dict) and "prior" not in saved_model:
         config.model.prior = "standard"  # runs from before --prior existed had N(0, I)
+    # A checkpoint decides no write location: the data folder (where downloads and caches go)
+    # is the command line's, else $VAE_DATA_DIR, else ./data; the data found there is then
+    # checked against the fingerprint the checkpoint recorded.
+    config.data.data_dir = None
     return config.override(overrides).validate()
 
 
@@ -166,15 +174,21 @@ def train(
     reporter = (reporter or Reporter()) if world.is_main else Reporter()
     run_dir = Path(run_dir)
     device = distributed.start(world, resolve_device(config.train.device))
+    held = contextlib.ExitStack()
     try:
 
         def set_up() -> _Run:
+            if world.is_main:  # one writer per run folder, taken before anything is written
+                held.enter_context(run_folder_lock(run_dir))
             if not resume and run_dir.exists() and not _restartable(run_dir):
                 raise ConfigError(
                     f"run directory {run_dir} already exists: continue it with --resume "
                     f"{run_dir} or choose another run name"
                 )
-            splits = load_splits(config.data, config.objective.likelihood).to(device)
+            splits = load_splits(config.data, config.objective.likelihood)
+            if resume:
+                _check_same_data(run_dir / LAST_NAME, splits.info, config)
+            splits = splits.to(device)
             if len(splits.val) < world.world_size:
                 raise ConfigError(
                     f"{world.world_size} processes need at least as many validation images, "
@@ -210,7 +224,22 @@ def train(
         world.barrier()
         return result
     finally:
+        held.close()
         distributed.stop(world)
+
+
+def _check_same_data(path: Path, found: dict[str, Any], config: RunConfig) -> None:
+    """Refuse to resume on data other than the run's (a different folder, edited files)."""
+    recorded = read_header(path).metadata.get("data")
+    difference = data_difference(recorded if isinstance(recorded, dict) else {}, found)
+    if difference is not None:
+        dataset = config.data.dataset
+        where = dataset.removeprefix("folder:") if dataset.startswith("folder:") else None
+        where = where or resolve_data_dir(config.data.data_dir)
+        raise ConfigError(
+            f"cannot resume {path.parent}: the data found under {where} is not the data it was "
+            f"trained on ({difference}); pass --data-dir with the run's data"
+        )
 
 
 SUMMED_TERMS = ("loss", "neg_elbo", "recon", "kl")
@@ -266,7 +295,10 @@ _REGENERATED = {CONFIG_NAME, METRICS_NAME, CURVES_NAME, "images", BEST_NAME}
 
 
 def _restartable(run_dir: Path) -> bool:
-    return all(item.name in _REGENERATED or _is_temporary(item) for item in run_dir.iterdir())
+    return all(
+        item.name in _REGENERATED or item.name == LOCK_NAME or _is_temporary(item)
+        for item in run_dir.iterdir()
+    )
 
 
 def _is_temporary(item: Path) -> bool:
@@ -394,6 +426,17 @@ class _Run:
         )
 
     def _restore_state(self, path: Path, state: dict[str, Any]) -> None:
+        # A hand-edited state (a string where a number belongs) would load without complaint and
+        # fail steps later with a traceback; each part must have the kinds a fresh run's has.
+        _check_progress(state["progress"])
+        fresh = self.optimizer.state_dict()["param_groups"]
+        _check_same_kind(fresh, state["optimizer"]["param_groups"], "optimizer param_groups")
+        for index, scalars in state["optimizer"]["scalars"].items():
+            _check_same_kind({}, scalars, f"optimizer state {index}")
+            for key, value in scalars.items():
+                _check_same_kind(0.0, value, f"optimizer state {index} {key}")
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            _check_same_kind(self.scheduler.state_dict(), state["scheduler"], "scheduler")
         weights = read_tensors(path, "model.", "cpu")
         self.model.load_state_dict(weights)
         tensors = read_tensors(path, OPTIMIZER_PREFIX, "cpu")
@@ -773,7 +816,78 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             record = json.loads(line)
         except json.JSONDecodeError:
             raise DataError(f"{path}: line {number} is not valid JSON") from None
-        if not isinstance(record, dict) or "epoch" not in record:
+        if not isinstance(record, dict) or not _is_count(record.get("epoch")):
             raise DataError(f"{path}: line {number} is not an epoch record")
+        # What resume, the curves and the summary compute with must be numbers, not text.
+        for key, value in record.items():
+            numeric = key in _METRIC_NUMBERS or key.startswith(("train_", "val_"))
+            inner = value.values() if key == "validation" and isinstance(value, dict) else None
+            if (numeric and not _is_number(value, none=True)) or (
+                key == "validation"
+                and (inner is None or not all(_is_number(v, none=True) for v in inner))
+            ):
+                raise DataError(
+                    f"{path}: line {number} has a {key} that is not a number; the file was "
+                    "edited or damaged"
+                )
         records.append(record)
     return records
+
+
+# Fields of a metrics.jsonl record that hold numbers (besides train_* and val_*).
+_METRIC_NUMBERS = frozenset({"epoch", "step", "beta", "lr", "epoch_seconds", "images_per_second"})
+
+
+def _is_number(value: Any, none: bool = False) -> bool:
+    return (none and value is None) or (
+        isinstance(value, int | float) and not isinstance(value, bool)
+    )
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_progress(raw: Any) -> None:
+    """Raise ValueError unless ``raw`` is a saved Progress with numbers where numbers belong."""
+    if not isinstance(raw, dict):
+        raise ValueError("progress is not a table")
+    counts = ("epoch", "step", "batch_in_epoch")
+    if not all(_is_count(raw.get(key)) for key in counts):
+        raise ValueError("progress epoch, step or batch_in_epoch is not a whole number")
+    sums = raw.get("epoch_sums", {})
+    if not isinstance(sums, dict) or not all(_is_number(v) for v in sums.values()):
+        raise ValueError("progress epoch_sums holds something other than numbers")
+    best_epoch = raw.get("best_epoch")
+    if not _is_number(raw.get("best_val"), none=True) or not (
+        best_epoch is None or _is_count(best_epoch)
+    ):
+        raise ValueError("progress best_val or best_epoch is not a number")
+
+
+def _check_same_kind(fresh: Any, loaded: Any, where: str) -> None:
+    """Raise ValueError unless ``loaded`` has the JSON kinds of ``fresh`` (the same state of a
+    new run): numbers where it has numbers (finite where it is finite), flags where it has
+    flags, lists as long. Keys only one side has pass: another torch version may add some."""
+    if isinstance(fresh, bool) or isinstance(loaded, bool):
+        ok = isinstance(fresh, bool) == isinstance(loaded, bool) or fresh is None
+    elif isinstance(fresh, int | float):
+        ok = _is_number(loaded) and (math.isfinite(loaded) or not math.isfinite(fresh))
+    elif isinstance(fresh, str):
+        ok = isinstance(loaded, str)
+    elif fresh is None:
+        ok = not isinstance(loaded, dict | list)
+    elif isinstance(fresh, list | tuple):
+        ok = isinstance(loaded, list | tuple) and len(loaded) == len(fresh)
+        if ok:
+            for position, (inner, value) in enumerate(zip(fresh, loaded, strict=True)):
+                _check_same_kind(inner, value, f"{where}[{position}]")
+    elif isinstance(fresh, dict):
+        ok = isinstance(loaded, dict)
+        if ok:
+            for key in fresh.keys() & loaded.keys():
+                _check_same_kind(fresh[key], loaded[key], f"{where} {key}")
+    else:
+        ok = True  # a kind JSON cannot hold: nothing to compare with
+    if not ok:
+        raise ValueError(f"{where} is {str(loaded)[:40]!r}, where a new run has {fresh!r}")

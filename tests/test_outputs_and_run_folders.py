@@ -1,0 +1,305 @@
+"""Named outputs never destroy, one writer per run folder, and a checkpoint decides no write
+location (issue 19, items 1, 2 and 4)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import make_synthetic_mnist
+from vae.cli import app
+from vae.errors import VAEError
+from vae.fileio import PICTURE, atomic_write_bytes, check_replaceable
+from vae.images import save_grid
+from vae.runlock import LOCK_NAME, RunFolderBusy, run_folder_lock
+
+runner = CliRunner()
+TINY = [
+    "--limit", "60", "--val-size", "20", "--epochs", "1", "--batch-size", "30",
+    "--latent-dim", "2", "--hidden-sizes", "8", "--conv-widths", "2,4", "--beta-warmup", "0",
+    "--sample-every", "0", "--device", "cpu", "--no-download", "--prior-components", "3",
+]  # fmt: skip
+
+
+def one_line_error(result, exit_code: int, *fragments: str) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == exit_code, result.output
+    assert isinstance(result.exception, SystemExit | None), repr(result.exception)
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, synthetic_data_dir) -> Path:
+    runs = tmp_path_factory.mktemp("runs")
+    result = runner.invoke(
+        app, ["train", "r", "--runs-dir", str(runs), "--data-dir", str(synthetic_data_dir), *TINY]
+    )
+    assert result.exit_code == 0, result.output
+    return runs / "r"
+
+
+@pytest.fixture
+def checkpoint(run, tmp_path) -> Path:
+    copy = tmp_path / "model.safetensors"
+    shutil.copyfile(run / "checkpoint_best.safetensors", copy)
+    return copy
+
+
+# --- 1. named outputs never destroy ---------------------------------------------------------
+
+
+def test_generate_onto_its_own_checkpoint_is_refused_and_the_file_kept(checkpoint):
+    before = checkpoint.read_bytes()
+    result = runner.invoke(
+        app, ["generate", "--checkpoint", str(checkpoint), "--output", str(checkpoint)]
+    )
+    one_line_error(result, 1, "refusing", "reads")
+    assert checkpoint.read_bytes() == before
+
+
+def test_a_link_to_the_checkpoint_is_resolved(checkpoint, tmp_path):
+    link = tmp_path / "out.png"
+    link.symlink_to(checkpoint)
+    before = checkpoint.read_bytes()
+    result = runner.invoke(app, ["generate", "--checkpoint", str(checkpoint), "--output", str(link)])
+    one_line_error(result, 1, "refusing")
+    assert checkpoint.read_bytes() == before and link.is_symlink()
+
+
+def test_a_file_of_another_kind_is_never_replaced(checkpoint, tmp_path):
+    notes = tmp_path / "notes.png"
+    notes.write_text("my thesis, chapter 3\n")
+    result = runner.invoke(
+        app, ["generate", "--checkpoint", str(checkpoint), "--output", str(notes)]
+    )
+    one_line_error(result, 1, "not a picture")
+    assert notes.read_text() == "my thesis, chapter 3\n"
+
+
+def test_an_earlier_output_may_be_replaced(checkpoint, tmp_path):
+    output = tmp_path / "samples.png"
+    for seed in ("0", "1"):
+        result = runner.invoke(
+            app,
+            ["generate", "--checkpoint", str(checkpoint), "--output", str(output), "--seed", seed],
+        )
+        assert result.exit_code == 0, result.output
+    assert output.read_bytes().startswith(b"\x89PNG")
+    jpeg = tmp_path / "photo.jpg"
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(jpeg)
+    result = runner.invoke(app, ["generate", "--checkpoint", str(checkpoint), "--output", str(jpeg)])
+    assert result.exit_code == 0, result.output
+
+
+def test_fifo_and_devices_are_never_replaced(checkpoint, tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    result = runner.invoke(app, ["generate", "--checkpoint", str(checkpoint), "--output", str(fifo)])
+    one_line_error(result, 1, "FIFO")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    result = runner.invoke(
+        app, ["generate", "--checkpoint", str(checkpoint), "--output", "/dev/null"]
+    )
+    one_line_error(result, 1, "device")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_evaluate_output_is_checked_before_the_evaluation(checkpoint, tmp_path, synthetic_data_dir):
+    before = checkpoint.read_bytes()
+    common = ["evaluate", "--checkpoint", str(checkpoint), "--data-dir", str(synthetic_data_dir),
+              "--no-download", "--k", "2", "--limit", "10", "--quiet"]  # fmt: skip
+    result = runner.invoke(app, [*common, "--output", str(checkpoint)])
+    one_line_error(result, 1, "refusing")
+    assert checkpoint.read_bytes() == before
+    other = tmp_path / "other.json"
+    other.write_text('{"my": "settings"}')
+    one_line_error(runner.invoke(app, [*common, "--output", str(other)]), 1, "evaluation JSON")
+    assert other.read_text() == '{"my": "settings"}'
+    output = tmp_path / "evaluation.json"
+    for _ in range(2):  # an earlier evaluation is replaced
+        result = runner.invoke(app, [*common, "--output", str(output)])
+        assert result.exit_code == 0, result.output
+    assert "metrics" in json.loads(output.read_text())
+
+
+def test_curves_onto_a_checkpoint_of_the_run_is_refused(run):
+    last = run / "checkpoint_last.safetensors"
+    before = last.read_bytes()
+    result = runner.invoke(app, ["visualize", "curves", str(run), "--output", str(last)])
+    one_line_error(result, 1, "not a picture")
+    assert last.read_bytes() == before
+
+
+def test_inference_never_writes_over_its_input_image(checkpoint, tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    original = folder / "samples.png"
+    Image.fromarray((np.arange(28 * 28) % 256).astype(np.uint8).reshape(28, 28)).save(original)
+    before = original.read_bytes()
+    result = runner.invoke(
+        app,
+        ["inference", "--checkpoint", str(checkpoint), "--input", str(original),
+         "--output-dir", str(folder)],
+    )  # fmt: skip
+    one_line_error(result, 1, "reads")
+    assert original.read_bytes() == before
+
+
+def test_the_library_checks_again_at_write_time(tmp_path):
+    """Between the command's early check and its write, a file may appear: still not replaced."""
+    document = tmp_path / "grid.png"
+    document.write_bytes(b"%PDF-1.7 a document")
+    with pytest.raises(VAEError, match="not a picture"):
+        save_grid(np.zeros((1, 1, 4, 4), np.float32), document)
+    assert document.read_bytes() == b"%PDF-1.7 a document"
+    assert [p.name for p in tmp_path.iterdir()] == ["grid.png"]  # no temporary left behind
+    check_replaceable(tmp_path / "absent.png", PICTURE)
+    with pytest.raises(VAEError, match="folder"):
+        atomic_write_bytes(tmp_path, b"x")
+
+
+# --- 2. one writer per run folder -----------------------------------------------------------
+
+
+def test_the_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
+    folder = tmp_path / "runs" / "a"
+    with run_folder_lock(folder):
+        assert (folder / LOCK_NAME).read_text().strip() == str(os.getpid())
+        code = (
+            "import sys\nfrom pathlib import Path\nfrom vae.runlock import run_folder_lock\n"
+            "try:\n    with run_folder_lock(Path(sys.argv[1])):\n        print('held')\n"
+            "except Exception as error:\n    print(error)\n"
+        )
+        other = subprocess.run(
+            [sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=60
+        )
+        assert f"in use by process {os.getpid()}" in other.stdout, other.stdout + other.stderr
+        with pytest.raises(RunFolderBusy):  # a second open file description: refused too
+            with run_folder_lock(folder):
+                pass
+    assert not (tmp_path / "runs").exists()  # what the lock created and nobody used is removed
+
+
+def test_a_killed_holder_releases_the_lock(tmp_path):
+    folder = tmp_path / "a"
+    code = (
+        "import sys, time\nfrom pathlib import Path\nfrom vae.runlock import run_folder_lock\n"
+        "with run_folder_lock(Path(sys.argv[1])):\n    print('held', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunFolderBusy, match=str(holder.pid)):
+            with run_folder_lock(folder):
+                pass
+    finally:
+        holder.kill()  # SIGKILL: no clean-up runs, the stale file stays
+        holder.wait()
+    assert (folder / LOCK_NAME).exists()
+    with run_folder_lock(folder):
+        assert (folder / LOCK_NAME).read_text().strip() == str(os.getpid())
+
+
+def test_two_trains_on_one_run_name_one_refused(tmp_path, synthetic_data_dir):
+    """Started together: exactly one trains; the other says the folder is in use (or, if the
+    first already finished, that the run exists), and the folder holds one run's files."""
+    runs = tmp_path / "runs"
+    args = ["train", "same", "--runs-dir", str(runs), "--data-dir", str(synthetic_data_dir),
+            *TINY, "--quiet"]  # fmt: skip
+    entry = Path(sys.executable).with_name("vae")
+    processes = [
+        subprocess.Popen([str(entry), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in processes]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2] or codes == [0, 1], results
+    refusal = next(err for code, err in results if code != 0)
+    assert len(refusal.strip().splitlines()) == 1, refusal
+    assert "in use by process" in refusal or "already exists" in refusal, refusal
+    assert not (runs / "same" / LOCK_NAME).exists()
+
+
+def test_a_lock_file_alone_is_not_a_run(tmp_path, synthetic_data_dir):
+    runs = tmp_path / "runs"
+    (runs / "x").mkdir(parents=True)
+    (runs / "x" / LOCK_NAME).write_text("12345\n")  # left by a killed run
+    result = runner.invoke(
+        app, ["train", "x", "--runs-dir", str(runs), "--data-dir", str(synthetic_data_dir), *TINY]
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_a_refused_start_leaves_no_folder(tmp_path):
+    runs = tmp_path / "runs"
+    result = runner.invoke(
+        app, ["train", "x", "--runs-dir", str(runs), "--data-dir", str(tmp_path / "none"), *TINY]
+    )
+    assert result.exit_code == 1, result.output
+    assert not (runs / "x").exists()
+
+
+# --- 4. a checkpoint decides no write location ----------------------------------------------
+
+
+def _with_data_dir(run_dir: Path, data_dir: str) -> None:
+    """Rewrite the run's checkpoint_last so that its stored configuration names ``data_dir``."""
+    from test_hostile_checkpoints import join, split
+
+    path = run_dir / "checkpoint_last.safetensors"
+    header, body = split(path.read_bytes())
+    vae = json.loads(header["__metadata__"]["vae"])
+    vae["config"]["data"]["data_dir"] = data_dir
+    vae["config"]["data"]["download"] = True
+    header["__metadata__"]["vae"] = json.dumps(vae)
+    path.write_bytes(join(header, body))
+
+
+def test_resume_writes_under_the_command_lines_data_folder(tmp_path, run, monkeypatch):
+    copy = tmp_path / "r"
+    shutil.copytree(run, copy)
+    elsewhere = tmp_path / "elsewhere"
+    _with_data_dir(copy, str(elsewhere))
+    data = make_synthetic_mnist(tmp_path / "data")
+    monkeypatch.delenv("VAE_DATA_DIR", raising=False)
+    result = runner.invoke(
+        app, ["train", "--resume", str(copy), "--epochs", "2", "--data-dir", str(data), "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert not elsewhere.exists()  # the checkpoint's path was never used
+
+
+def test_resume_on_other_data_is_refused_naming_data_dir(tmp_path, run, monkeypatch):
+    copy = tmp_path / "r"
+    shutil.copytree(run, copy)
+    before = {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()}
+    other = make_synthetic_mnist(tmp_path / "other", seed=7)
+    monkeypatch.delenv("VAE_DATA_DIR", raising=False)
+    result = runner.invoke(
+        app, ["train", "--resume", str(copy), "--epochs", "2", "--data-dir", str(other)]
+    )
+    one_line_error(result, 2, "--data-dir", "content hash")
+    assert {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()} == before
+    monkeypatch.chdir(tmp_path)  # no data under ./data and no VAE_DATA_DIR: a clear data error
+    started = time.monotonic()
+    result = runner.invoke(app, ["train", "--resume", str(copy), "--epochs", "2", "--no-download"])
+    assert result.exit_code in (1, 2), result.output
+    assert time.monotonic() - started < 30
