@@ -75,7 +75,9 @@ def test_a_link_to_the_checkpoint_is_resolved(checkpoint, tmp_path):
     link = tmp_path / "out.png"
     link.symlink_to(checkpoint)
     before = checkpoint.read_bytes()
-    result = runner.invoke(app, ["generate", "--checkpoint", str(checkpoint), "--output", str(link)])
+    result = runner.invoke(
+        app, ["generate", "--checkpoint", str(checkpoint), "--output", str(link)]
+    )
     one_line_error(result, 1, "refusing")
     assert checkpoint.read_bytes() == before and link.is_symlink()
 
@@ -101,14 +103,18 @@ def test_an_earlier_output_may_be_replaced(checkpoint, tmp_path):
     assert output.read_bytes().startswith(b"\x89PNG")
     jpeg = tmp_path / "photo.jpg"
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(jpeg)
-    result = runner.invoke(app, ["generate", "--checkpoint", str(checkpoint), "--output", str(jpeg)])
+    result = runner.invoke(
+        app, ["generate", "--checkpoint", str(checkpoint), "--output", str(jpeg)]
+    )
     assert result.exit_code == 0, result.output
 
 
 def test_fifo_and_devices_are_never_replaced(checkpoint, tmp_path):
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
-    result = runner.invoke(app, ["generate", "--checkpoint", str(checkpoint), "--output", str(fifo)])
+    result = runner.invoke(
+        app, ["generate", "--checkpoint", str(checkpoint), "--output", str(fifo)]
+    )
     one_line_error(result, 1, "FIFO")
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     result = runner.invoke(
@@ -303,3 +309,60 @@ def test_resume_on_other_data_is_refused_naming_data_dir(tmp_path, run, monkeypa
     result = runner.invoke(app, ["train", "--resume", str(copy), "--epochs", "2", "--no-download"])
     assert result.exit_code in (1, 2), result.output
     assert time.monotonic() - started < 30
+
+
+# --- 3. bounded work for any option ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fragment"),
+    [
+        (["generate", "--num-samples", "1000000000"], "--num-samples"),
+        (["generate", "--temperature", "inf"], "--temperature"),
+        (["generate", "--temperature", "nan"], "--temperature"),
+        (["inference", "--num-images", "1000000000"], "--num-images"),
+        (["visualize", "interpolate", "--steps", "1000000"], "--steps"),
+        (["visualize", "manifold", "--size", "100000"], "--size"),
+        (["visualize", "manifold", "--span", "inf"], "--span"),
+        (["visualize", "traverse", "--span", "inf"], "--span"),
+        (["visualize", "traverse", "--steps", "100000"], "--steps"),
+        (["evaluate", "--k", "1000000000"], "--k"),
+        (["evaluate", "--batch-size", "1000000000"], "--batch-size"),
+    ],
+)
+def test_sizes_from_options_are_bounded_before_any_work(checkpoint, tmp_path, arguments, fragment):
+    command = [*arguments, "--checkpoint", str(checkpoint)]
+    if arguments[0] == "generate":
+        command += ["--output", str(tmp_path / "out.png"), "--grid-size", "1"]
+    elif arguments[0] == "visualize":
+        command += ["--output", str(tmp_path / "out.png")]
+    elif arguments[0] == "inference":
+        command += ["--output-dir", str(tmp_path)]
+    else:
+        command += ["--limit", "1"]
+    started = time.monotonic()
+    result = runner.invoke(app, command)
+    one_line_error(result, 2, fragment)
+    assert time.monotonic() - started < 10
+    assert list(tmp_path.iterdir()) == [checkpoint]
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        (["--latent-dim", "1000000000"], "--latent-dim"),
+        (["--hidden-sizes", "2000000"], "--hidden-sizes"),
+        (["--conv-widths", "8,100000"], "--conv-widths"),
+        (["--batch-size", "100000000"], "--batch-size"),
+        (["--image-size", "100000"], "--image-size"),
+        (["--prior-components", "1000000000"], "--prior-components"),
+        (["--beta", "inf"], "--beta"),
+        (["--lr", "inf"], "--lr"),
+    ],
+)
+def test_training_sizes_are_bounded(tmp_path, flags, fragment):
+    result = runner.invoke(
+        app, ["train", "x", "--runs-dir", str(tmp_path / "runs"), "--no-download", *flags]
+    )
+    one_line_error(result, 2, fragment)
+    assert not (tmp_path / "runs").exists()

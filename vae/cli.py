@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from typer.core import TyperCommand
 
-from vae import __version__
+from vae import __version__, limits
 from vae.aliases import rewrite_aliases
 from vae.checkpoint import DEFAULT_CHECKPOINT
 from vae.config import (
@@ -43,6 +44,7 @@ from vae.fileio import (
     check_replaceable,
     file_in_the_way,
 )
+from vae.limits import check_at_most, check_picture
 from vae.reporting import print_error
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -375,11 +377,11 @@ def generate_command(
     _check_positive(num_samples=num_samples, grid_size=grid_size)
     _check_grid_fits(grid_size, num_samples=num_samples)
     check_seed(seed)
-    if not temperature > 0:
-        raise ConfigError(f"invalid value for --temperature: {temperature} (expected positive)")
+    _check_finite_positive(temperature=temperature)
     from vae.images import save_grid
 
     check_output_file(output, "--output", PICTURE, reads=[checkpoint])
+    _check_picture(checkpoint, num_samples=num_samples)
 
     samples = _sample_without_torch(checkpoint, num_samples, seed, temperature, device)
     if samples is None:
@@ -441,6 +443,7 @@ def inference_command(
     reads = [checkpoint] + ([input_path] if input_path is not None else [])
     for name in ("reconstructions.png", "samples.png"):
         check_replaceable(output_dir / name, PICTURE, reads)
+    _check_picture(checkpoint, num_samples=num_samples, num_images=num_images)
     import torch
 
     from vae.checkpoint import load_model
@@ -548,6 +551,9 @@ def evaluate_command(
 ) -> None:
     """ELBO, importance-weighted NLL (nats and bits/dim), active units; outlier detection."""
     _check_positive(k=k, repeats=repeats, batch_size=batch_size)
+    check_at_most("--k", k, limits.MAX_IMPORTANCE_SAMPLES)
+    check_at_most("--repeats", repeats, limits.MAX_REPEATS)
+    check_at_most("--batch-size", batch_size, limits.MAX_BATCH_SIZE)
     check_seed(seed, count=repeats)
     if limit is not None:
         _check_positive(limit=limit)
@@ -713,6 +719,7 @@ def interpolate_command(
     classes = parse_int_list(chain, "chain") if chain is not None else None
     gif_path = gif if gif is not None else output.with_suffix(".gif")
     _check_pictures(checkpoint, input_path, output=output, gif=gif_path)
+    _check_picture(checkpoint, **{"pairs x steps": pairs * steps})
     inputs = _inputs(checkpoint, input_path, data_dir, download, None, device)
     result = _write_safely(
         lambda: interpolate(
@@ -754,6 +761,8 @@ def traverse_command(
     if max_dims is not None:
         _check_positive(max_dims=max_dims)
     _check_pictures(checkpoint, input_path, output=output)
+    _check_finite_positive(span=span)
+    _check_picture(checkpoint, steps=steps)
     inputs = _inputs(checkpoint, input_path, data_dir, download, limit, device)
     result = _write_safely(
         lambda: traverse(
@@ -816,6 +825,8 @@ def manifold_command(
     from vae.visualize import manifold
 
     _check_pictures(checkpoint, input_path, output=output)
+    _check_finite_positive(span=span)
+    _check_picture(checkpoint, **{"size x size": size * size})
     inputs = _inputs(checkpoint, input_path, data_dir, download, limit, device)
     path = _write_safely(lambda: manifold(inputs, output, size=size, span=span), output)
     typer.echo(f"wrote {path}")
@@ -897,6 +908,25 @@ def _check_grid_fits(grid_size: int, **counts: int) -> None:
                 f"--grid-size {grid_size} is more than --{name.replace('_', '-')} {count}: "
                 f"use --grid-size {count} or fewer"
             )
+
+
+def _check_finite_positive(**values: float) -> None:
+    for name, value in values.items():
+        if not (value > 0 and math.isfinite(value)):
+            raise ConfigError(
+                f"invalid value for --{name.replace('_', '-')}: {value} (expected a positive, "
+                "finite number)"
+            )
+
+
+def _check_picture(checkpoint: Path, **counts: int) -> None:
+    """Refuse, from the checkpoint's header alone, pictures too large to allocate."""
+    from vae.checkpoint import check_model_tensors, read_header
+
+    spec = check_model_tensors(checkpoint, read_header(checkpoint))
+    for name, count in counts.items():
+        option = " x ".join(f"--{part.replace('_', '-')}" for part in name.split(" x "))
+        check_picture(option, count, spec.channels, spec.height, spec.width)
 
 
 def _check_pictures(*reads: Path | None, **outputs: Path) -> None:

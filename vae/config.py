@@ -6,6 +6,7 @@ This module does not import torch; the ``info`` command and the CLI's option par
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -236,7 +237,37 @@ class RunConfig:
         if t.sample_every < 0:
             _bad("sample-every", t.sample_every, "zero (never) or positive")
         check_seed(t.seed)
+        self._check_bounds()
         return self
+
+    def _check_bounds(self) -> None:
+        """Sizes that decide an allocation stay below vae.limits' bounds."""
+        from vae import limits
+
+        for section in (self.data, self.model, self.objective, self.train):
+            for item in dataclasses.fields(section):
+                value = getattr(section, item.name)
+                if isinstance(value, float) and not math.isfinite(value):
+                    _bad(item.name.replace("_", "-"), value, "a finite number")
+        d, m, t = self.data, self.model, self.train
+        if d.image_size is not None and d.image_size > limits.MAX_IMAGE_SIDE:
+            _bad("image-size", d.image_size, f"at most {limits.MAX_IMAGE_SIDE}")
+        if m.latent_dim > limits.MAX_LATENT_DIM:
+            _bad("latent-dim", m.latent_dim, f"at most {limits.MAX_LATENT_DIM}")
+        if m.prior_components > limits.MAX_PRIOR_COMPONENTS:
+            _bad("prior-components", m.prior_components, f"at most {limits.MAX_PRIOR_COMPONENTS}")
+        for name, sizes, bound in (
+            ("hidden-sizes", m.hidden_sizes, limits.MAX_LAYER_WIDTH),
+            ("decoder-hidden-sizes", m.decoder_hidden_sizes, limits.MAX_LAYER_WIDTH),
+            ("conv-widths", m.conv_widths, limits.MAX_CONV_WIDTH),
+            ("decoder-conv-widths", m.decoder_conv_widths, limits.MAX_CONV_WIDTH),
+        ):
+            if sizes is not None and (
+                len(sizes) > limits.MAX_LAYERS or max(sizes, default=0) > bound
+            ):
+                _bad(name, sizes, f"at most {limits.MAX_LAYERS} sizes of at most {bound}")
+        if t.batch_size > limits.MAX_BATCH_SIZE:
+            _bad("batch-size", t.batch_size, f"at most {limits.MAX_BATCH_SIZE}")
 
 
 SECTIONS: dict[str, type] = {

@@ -29,3 +29,16 @@ def check_at_most(name: str, value: int | float, bound: int | float, hint: str =
     if value > bound:
         extra = f"; {hint}" if hint else ""
         raise ConfigError(f"{name} is {value:,}, more than the limit of {bound:,}{extra}")
+
+
+def check_picture(setting: str, images: int, channels: int, height: int, width: int) -> None:
+    """Raise ConfigError when a picture of ``images`` decoded images of this shape would exceed
+    MAX_PICTURE_IMAGES or MAX_PICTURE_PIXELS; ``setting`` names what decides the count."""
+    check_at_most(setting, images, MAX_PICTURE_IMAGES)
+    per_image = channels * height * width
+    if images * per_image > MAX_PICTURE_PIXELS:
+        raise ConfigError(
+            f"{setting} is {images:,}: that many {channels}x{height}x{width} images exceed the "
+            f"limit of {MAX_PICTURE_PIXELS:,} values in one picture; use at most "
+            f"{max(1, MAX_PICTURE_PIXELS // per_image):,}"
+        )

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from vae.checkpoint import load_model, read_metadata
+from vae.checkpoint import data_for_model, load_model, read_metadata
 from vae.data import load_test_set, to_float
 from vae.device import resolve_device
 from vae.errors import ConfigError, DataError
@@ -31,6 +31,7 @@ from vae.latent import (
     traversal_codes,
     traversal_order,
 )
+from vae.limits import check_picture
 from vae.model import VAE
 from vae.plots import save_latent_maps, save_training_curves
 
@@ -75,13 +76,15 @@ def load_inputs(
     """Load a checkpoint and its test images (or the image files at ``input_path``)."""
     model = load_model(checkpoint, resolve_device(device))
     metadata = read_metadata(checkpoint)
+    # Images shaped as the model takes them (its spec, checked against the data section).
+    data = data_for_model(metadata, model.spec)
     test = load_test_set(
-        metadata["data"], input_path=input_path, data_dir=data_dir, download=download, limit=limit
+        data, input_path=input_path, data_dir=data_dir, download=download, limit=limit
     )
     images = test.images
-    if input_path is None and metadata["data"].get("binarize", "none") != "none":
+    if input_path is None and data.get("binarize", "none") != "none":
         images = prepare_evaluation_images(images, "static", 0)
-    source = str(input_path) if input_path is not None else f"{metadata['data']['dataset']} test"
+    source = str(input_path) if input_path is not None else f"{data['dataset']} test"
     return Inputs(model, to_float(images), test.labels, source, metadata)
 
 
@@ -194,6 +197,8 @@ def traverse(
         raise DataError("no active latent dimension to traverse (use --include-inactive)")
     if max_dims is not None:
         dims = dims[:max_dims]
+    spec = inputs.model.spec
+    check_picture("steps x dimensions", steps * len(dims), spec.channels, spec.height, spec.width)
     offsets = torch.linspace(-span, span, steps)
     decoded = inputs.decode(
         traversal_codes(codes.means[index], dims, offsets, codes.aggregate_std())
