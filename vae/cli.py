@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from typer.core import TyperCommand
 
-from vae import __version__, limits
+from vae import __version__, interrupts, limits
 from vae.aliases import rewrite_aliases
 from vae.checkpoint import DEFAULT_CHECKPOINT
 from vae.config import (
@@ -34,7 +34,7 @@ from vae.config import (
     check_seed,
     load_config_file,
 )
-from vae.errors import ConfigError, TrainingInterrupted, VAEError
+from vae.errors import ConfigError, DataError, TrainingInterrupted, VAEError
 from vae.fileio import (
     EVALUATION,
     PICTURE,
@@ -70,21 +70,23 @@ def handle_errors(function: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
+        except TrainingInterrupted as error:
+            # A requested stop is not an error; its message already says what happened. The
+            # code says which signal asked: 130 for Ctrl-C, 143 for SIGTERM (vae.interrupts).
+            if getattr(error, "quiet", not _is_main_process()):
+                raise typer.Exit(interrupts.interrupt_exit_code()) from None
+            raise typer.Exit(interrupts.report_interrupt(str(error))) from None
         except VAEError as error:
             # Of several torchrun processes failing together, one (rank 0 by default) speaks.
             if not getattr(error, "quiet", not _is_main_process()):
-                # A requested stop is not an error; its message already says what happened.
-                print_error(
-                    str(error), prefix="" if isinstance(error, TrainingInterrupted) else "error: "
-                )
+                print_error(str(error))
             raise typer.Exit(error.exit_code) from None
         except OSError as error:  # disk full, permission denied, ...: say which file
             where = f": {error.filename}" if error.filename else ""
             print_error(f"{error.strerror or error}{where}")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            print_error("interrupted; files from the last completed save are intact")
-            raise typer.Exit(130) from None
+            raise typer.Exit(interrupts.report_interrupt()) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -353,6 +355,13 @@ def _train(
 CheckpointOption = Annotated[Path, typer.Option(help="A vae checkpoint (.safetensors).")]
 SeedOption = Annotated[int, typer.Option(help="Random seed: the same seed gives the same PNG.")]
 DeviceOption = Annotated[str, typer.Option(help=f"{_choices(DEVICES)}.")]
+BinarizeInputOption = Annotated[
+    bool,
+    typer.Option(
+        help="Bernoulli models: show and encode the binarized originals the likelihood scores, "
+        "instead of the grey images."
+    ),
+]
 
 
 @handle_errors
@@ -394,7 +403,7 @@ def generate_command(
         _explain_autoencoder_samples(model.is_autoencoder)
         samples = model.sample(num_samples, torch.Generator().manual_seed(seed), temperature)
     path = _write_safely(lambda: save_grid(samples, output, grid_size), output)
-    typer.echo(f"wrote {num_samples} samples to {path}")
+    typer.echo(f"wrote {_count(num_samples, 'sample')} to {path}")
 
 
 # --- inference -----------------------------------------------------------------------------
@@ -423,11 +432,12 @@ def inference_command(
     download: Annotated[bool, typer.Option("--download/--no-download")] = True,
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
+    binarize_input: BinarizeInputOption = False,
     info_only: Annotated[
         bool, typer.Option("--info-only", hidden=True, help="Describe the checkpoint and stop.")
     ] = False,
 ) -> None:
-    """Reconstruct images (originals above reconstructions) and/or sample from a checkpoint."""
+    """Sample from a checkpoint and/or reconstruct images (originals above reconstructions)."""
     if info_only:  # the seed projects' spelling of `info CHECKPOINT`
         _print_info(checkpoint, as_json=False)
         return
@@ -450,17 +460,30 @@ def inference_command(
     from vae.device import resolve_device
     from vae.images import save_grid, save_reconstruction_grid
 
+    if mode in ("sample", "both"):  # first: sampling needs no data, so it works offline
+        model = load_model(checkpoint, resolve_device(device))
+        _explain_autoencoder_samples(model.is_autoencoder)
+        samples = model.sample(num_samples, torch.Generator().manual_seed(seed))
+        target = output_dir / "samples.png"
+        _write_safely(lambda: save_grid(samples, target, grid_size), target)
+        typer.echo(f"wrote {_count(num_samples, 'sample')} to {target}")
     if mode in ("reconstruct", "both"):
         from vae.visualize import load_inputs
 
-        inputs = load_inputs(
-            checkpoint,
-            input_path=input_path,
-            data_dir=data_dir,
-            download=download,
-            limit=num_images,
-            device=device,
-        )
+        try:
+            inputs = load_inputs(
+                checkpoint,
+                input_path=input_path,
+                data_dir=data_dir,
+                download=download,
+                limit=num_images,
+                device=device,
+                binarize=binarize_input,
+            )
+        except DataError as error:
+            if mode != "both":
+                raise
+            raise DataError(f"no reconstructions: {error}") from None
         model = inputs.model
         originals = inputs.images.to(next(model.parameters()).device)
         reconstructions = model.reconstruct(originals)
@@ -468,15 +491,11 @@ def inference_command(
         _write_safely(
             lambda: save_reconstruction_grid(originals, reconstructions, target, grid_size), target
         )
-        typer.echo(f"wrote {originals.shape[0]} reconstructions to {target}")
-    else:
-        model = load_model(checkpoint, resolve_device(device))
-    if mode in ("sample", "both"):
-        _explain_autoencoder_samples(model.is_autoencoder)
-        samples = model.sample(num_samples, torch.Generator().manual_seed(seed))
-        target = output_dir / "samples.png"
-        _write_safely(lambda: save_grid(samples, target, grid_size), target)
-        typer.echo(f"wrote {num_samples} samples to {target}")
+        typer.echo(f"wrote {_count(originals.shape[0], 'reconstruction')} to {target}")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _sample_without_torch(
@@ -670,6 +689,7 @@ def _inputs(
     download: bool,
     limit: int | None,
     device: str,
+    binarize: bool = True,
 ) -> Any:
     from vae.visualize import load_inputs
 
@@ -682,6 +702,7 @@ def _inputs(
         download=download,
         limit=limit,
         device=device,
+        binarize=binarize,
     )
 
 
@@ -704,6 +725,7 @@ def interpolate_command(
     input_path: InputOption = None,
     data_dir: DataDirOption = None,
     download: DownloadOption = True,
+    binarize_input: BinarizeInputOption = False,
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
 ) -> None:
@@ -720,7 +742,7 @@ def interpolate_command(
     gif_path = gif if gif is not None else output.with_suffix(".gif")
     _check_pictures(checkpoint, input_path, output=output, gif=gif_path)
     _check_picture(checkpoint, **{"pairs x steps": pairs * steps})
-    inputs = _inputs(checkpoint, input_path, data_dir, download, None, device)
+    inputs = _inputs(checkpoint, input_path, data_dir, download, None, device, binarize_input)
     result = _write_safely(
         lambda: interpolate(
             inputs,
@@ -733,6 +755,7 @@ def interpolate_command(
             seed=seed,
         ),
         output,
+        gif_path,
     )
     typer.echo(f"wrote {result.grid_path} and {result.gif_path} ({result.frames} frames)")
 
@@ -935,13 +958,30 @@ def _check_pictures(*reads: Path | None, **outputs: Path) -> None:
         check_output_file(path, f"--{option}", PICTURE, [r for r in reads if r is not None])
 
 
-def _write_safely(write: Callable[[], Path], target: Path) -> Path:
+def _write_safely(write: Callable[[], Path], *targets: Path) -> Path:
+    """``write()``, with an OSError reported as one line naming the file of ``targets`` that
+    could not be written (the one below a file in the way, else the one the error is about)."""
     try:
         return write()
     except OSError as error:
+        target = _failed_target(error, targets)
         blocker = file_in_the_way(target)
         reason = f"{blocker} is a file, not a folder" if blocker else error.strerror or error
         raise VAEError(f"cannot write {target}: {reason}") from None
+
+
+def _failed_target(error: OSError, targets: tuple[Path, ...]) -> Path:
+    """Which of several outputs a failed write was about: the error's own file or a temporary
+    beside it names it; else the first with a file standing where its folder should be."""
+    if error.filename:
+        failed = Path(str(error.filename))
+        for target in targets:
+            if failed == target or (failed.parent == target.parent and target.name in failed.name):
+                return target
+    for target in targets:
+        if file_in_the_way(target) is not None:
+            return target
+    return targets[0]
 
 
 # --- applications --------------------------------------------------------------------------

@@ -6,8 +6,10 @@ per-sample PIL conversion happens while training.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import shutil
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from vae.config import (
     DataConfig,
     resolve_data_dir,
 )
-from vae.errors import DataError, first_line
+from vae.errors import DataError, all_lines, first_line
 
 # Fixed seeds: the validation split and the binarized evaluation sets are the same in every run.
 SPLIT_SEED = 0
@@ -76,18 +78,30 @@ class ImageSet:
         return ImageSet(self.images[index], labels, self.binary)
 
 
+# Validation images shown (grey, as a person knows them) in training's reconstruction grids.
+PREVIEW_IMAGES = 32
+
+
 @dataclass
 class DataSplits:
-    """Train, validation and test splits plus a description for checkpoint metadata."""
+    """Train, validation and test splits plus a description for checkpoint metadata.
+
+    ``preview``: the first PREVIEW_IMAGES validation images before any binarization (uint8).
+    """
 
     train: ImageSet
     val: ImageSet
     test: ImageSet
     info: dict[str, Any]
+    preview: torch.Tensor
 
     def to(self, device: torch.device | str) -> DataSplits:
         return DataSplits(
-            self.train.to(device), self.val.to(device), self.test.to(device), self.info
+            self.train.to(device),
+            self.val.to(device),
+            self.test.to(device),
+            self.info,
+            self.preview.to(device),
         )
 
 
@@ -119,6 +133,7 @@ def load_splits(config: DataConfig, likelihood: str) -> DataSplits:
     if config.limit is not None:
         train = train.subset(slice(0, config.limit))
     fingerprint = split_fingerprint(train, val)
+    preview = val.images[:PREVIEW_IMAGES].clone()
     binarize = effective_binarize(config, likelihood)
     if binarize != "none":
         val = binarize_once(val, VALIDATION_BINARIZATION_SEED)
@@ -140,7 +155,7 @@ def load_splits(config: DataConfig, likelihood: str) -> DataSplits:
         "num_test": len(test),
         "fingerprint": fingerprint,
     }
-    return DataSplits(train, val, test, info)
+    return DataSplits(train, val, test, info, preview)
 
 
 # What must be equal for two loads to be the same training data (a resume checks them).
@@ -256,21 +271,41 @@ def load_raw(config: DataConfig) -> tuple[ImageSet, ImageSet]:
         known = ", ".join(DATASETS)
         raise DataError(f"unknown dataset '{config.dataset}' (known: {known}, or folder:PATH)")
     root = resolve_data_dir(config.data_dir)
-    if config.dataset == "svhn":
-        return _load_svhn(root, config.download)
-    if config.dataset == "celeba":
-        return _load_celeba(root, config)
-    if config.dataset in MEDMNIST_DATASETS:
-        return _load_medmnist(config.dataset, root, config.download)
-    if config.dataset in IMAGE_TREE_DATASETS:
-        return _load_image_tree(config.dataset, root, config)
-    return _load_torchvision(config.dataset, root, config.download)
+    with _removed_if_failed(
+        root / (_FOLDERS.get(config.dataset) or _TORCHVISION[config.dataset][1])
+    ):
+        if config.dataset == "svhn":
+            return _load_svhn(root, config.download)
+        if config.dataset == "celeba":
+            return _load_celeba(root, config)
+        if config.dataset in MEDMNIST_DATASETS:
+            return _load_medmnist(config.dataset, root, config.download)
+        if config.dataset in IMAGE_TREE_DATASETS:
+            return _load_image_tree(config.dataset, root, config)
+        return _load_torchvision(config.dataset, root, config.download)
+
+
+@contextlib.contextmanager
+def _removed_if_failed(folder: Path) -> Iterator[None]:
+    """Folders that a failed load created on the way to ``folder`` (a download that could not
+    connect leaves an empty ``data/MNIST/raw``) are removed again, with what they hold: none of
+    it existed before the load began."""
+    first_missing = None
+    while not folder.exists() and folder != folder.parent:
+        first_missing, folder = folder, folder.parent
+    try:
+        yield
+    except BaseException:
+        if first_missing is not None and first_missing.exists():
+            shutil.rmtree(first_missing, ignore_errors=True)
+        raise
 
 
 def _dataset_error(name: str, root: Path, download: bool, error: BaseException) -> DataError:
     """The one-line error for a named dataset that cannot be loaded."""
     subfolder = _FOLDERS.get(name) or _TORCHVISION[name][1]
-    reason = first_line(error)
+    # A download error's reason is below its first line ("Error downloading X:\nTried ...").
+    reason = all_lines(error)
     action = (
         "download failed or files are missing or corrupt"
         if download

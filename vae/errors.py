@@ -8,6 +8,14 @@ def first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+def all_lines(error: BaseException, limit: int = 600) -> str:
+    """Every line of ``error``'s message joined into one (for messages whose reason is below a
+    heading line, such as torchvision's download errors), cut at ``limit`` characters."""
+    text = " ".join(line.strip() for line in str(error).strip().splitlines() if line.strip())
+    text = text or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class VAEError(Exception):
     """An expected failure at run time (exit code 1)."""
 

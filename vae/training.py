@@ -788,7 +788,8 @@ class _Run:
         save_grid(
             self.model.sample(GRID_IMAGES, generator), folder / f"samples_epoch_{epoch:03d}.png"
         )
-        originals = to_float(self.splits.val.images[:32])
+        # Grey originals, as a person knows them, encoded as they are (not the binarized draw).
+        originals = to_float(self.splits.preview)
         save_reconstruction_grid(
             originals,
             self.model.reconstruct(originals),

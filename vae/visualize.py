@@ -72,8 +72,13 @@ def load_inputs(
     download: bool = True,
     limit: int | None = None,
     device: str = "cpu",
+    binarize: bool = True,
 ) -> Inputs:
-    """Load a checkpoint and its test images (or the image files at ``input_path``)."""
+    """Load a checkpoint and its test images (or the image files at ``input_path``).
+
+    ``binarize``: a Bernoulli model's test images are binarized once with the evaluation seed,
+    as the likelihood scores them; False keeps the grey images (for pictures that show the
+    originals). Files are used as they are."""
     model = load_model(checkpoint, resolve_device(device))
     metadata = read_metadata(checkpoint)
     # Images shaped as the model takes them (its spec, checked against the data section).
@@ -82,7 +87,7 @@ def load_inputs(
         data, input_path=input_path, data_dir=data_dir, download=download, limit=limit
     )
     images = test.images
-    if input_path is None and data.get("binarize", "none") != "none":
+    if binarize and input_path is None and data.get("binarize", "none") != "none":
         images = prepare_evaluation_images(images, "static", 0)
     source = str(input_path) if input_path is not None else f"{data['dataset']} test"
     return Inputs(model, to_float(images), test.labels, source, metadata)
@@ -282,18 +287,21 @@ def gallery(
     download: bool = True,
     seed: int = 0,
 ) -> list[Path]:
-    """Every README picture from the shipped checkpoints, into ``output_dir``."""
+    """Every README picture from the shipped checkpoints, into ``output_dir``: pictures that
+    show originals (reconstructions, interpolations) show and encode the grey test images; the
+    others encode them as the likelihood scores them."""
+    grey = load_inputs(checkpoint, data_dir=data_dir, download=download, binarize=False)
     inputs = load_inputs(checkpoint, data_dir=data_dir, download=download)
     generator = torch.Generator().manual_seed(seed)
     written = [save_grid(inputs.model.sample(64, generator), output_dir / "samples.png", 8)]
-    originals = inputs.images[:32]
+    originals = grey.images[:32]
     written.append(
         save_reconstruction_grid(
-            originals, inputs.model.reconstruct(originals), output_dir / "reconstructions.png"
+            originals, grey.model.reconstruct(originals), output_dir / "reconstructions.png"
         )
     )
     chain = interpolate(
-        inputs,
+        grey,
         output_dir / "interpolation_chain.png",
         output_dir / "interpolation_chain.gif",
         chain=GALLERY_CHAIN,
@@ -301,7 +309,7 @@ def gallery(
         seed=seed,
     )
     pairs = interpolate(
-        inputs,
+        grey,
         output_dir / "interpolation_pairs.png",
         output_dir / "interpolation_pairs.gif",
         seed=seed,

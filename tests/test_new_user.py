@@ -1,0 +1,136 @@
+"""What a new user trips over (issue 20): offline inference, honest grids, resume with more
+epochs, names from other projects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from vae.cli import app
+from vae.config import DataConfig
+from vae.data import load_splits
+from vae.errors import DataError
+
+runner = CliRunner()
+TINY = [
+    "--limit", "60", "--val-size", "20", "--epochs", "2", "--batch-size", "30",
+    "--latent-dim", "2", "--hidden-sizes", "8", "--conv-widths", "2,4", "--beta-warmup", "0",
+    "--device", "cpu", "--no-download", "--prior-components", "3",
+]  # fmt: skip
+CELL = 28 + 2  # an MNIST image and its padding in a grid
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, synthetic_data_dir):
+    runs = tmp_path_factory.mktemp("runs")
+    result = runner.invoke(
+        app, ["train", "r", "--runs-dir", str(runs), "--data-dir", str(synthetic_data_dir), *TINY]
+    )
+    assert result.exit_code == 0, result.output
+    return runs / "r"
+
+
+def pixel_values(path, row: int) -> set[int]:
+    """The values of the images in grid row ``row`` (padding excluded)."""
+    with Image.open(path) as picture:
+        pixels = np.asarray(picture.convert("L"))
+    top = 2 + row * CELL
+    band = pixels[top : top + 28]
+    cells = [band[:, 2 + c * CELL : 2 + c * CELL + 28] for c in range(pixels.shape[1] // CELL)]
+    return set(np.unique(np.concatenate([c.ravel() for c in cells])).tolist())
+
+
+# --- offline inference ---------------------------------------------------------------------
+
+
+def test_offline_inference_writes_the_samples_then_explains(run, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        ["inference", "--checkpoint", str(run / "checkpoint_best.safetensors"), "--output-dir",
+         str(out), "--data-dir", str(tmp_path / "no-data"), "--no-download"],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert (out / "samples.png").read_bytes().startswith(b"\x89PNG")
+    assert not (out / "reconstructions.png").exists()
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("wrote 64 samples"), lines
+    assert lines[1].startswith("error: no reconstructions: cannot load dataset 'mnist'"), lines
+    assert len(lines) == 2
+    assert not (tmp_path / "no-data").exists()
+
+
+def test_a_failed_download_says_why_and_removes_the_folders_it_made(tmp_path, monkeypatch):
+    import torchvision.datasets as tv
+
+    def offline(self):
+        self.raw_folder_path = tmp_path / "data" / "MNIST" / "raw"
+        self.raw_folder_path.mkdir(parents=True)
+        (self.raw_folder_path / "train-images-idx3-ubyte.gz").write_bytes(b"partial")
+        raise RuntimeError(
+            "Error downloading train-images-idx3-ubyte.gz:\nTried https://a/, got:\n"
+            "<urlopen error [Errno -2] Name or service not known>\n"
+        )
+
+    monkeypatch.setattr(tv.MNIST, "download", offline)
+    config = DataConfig(dataset="mnist", data_dir=str(tmp_path / "data"), download=True)
+    with pytest.raises(DataError) as caught:
+        load_splits(config, "bce")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "Tried https://a/, got: <urlopen error [Errno -2] Name or service not known>" in message
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_failed_load_keeps_folders_that_existed(tmp_path, monkeypatch):
+    import torchvision.datasets as tv
+
+    def offline(self):
+        raise RuntimeError("Error downloading x:\nno network")
+
+    monkeypatch.setattr(tv.MNIST, "download", offline)
+    (tmp_path / "data" / "MNIST").mkdir(parents=True)
+    (tmp_path / "data" / "MNIST" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="no network"):
+        load_splits(DataConfig(dataset="mnist", data_dir=str(tmp_path / "data")), "bce")
+    assert (tmp_path / "data" / "MNIST" / "notes.txt").read_text() == "mine"
+
+
+# --- grids show grey originals ---------------------------------------------------------------
+
+
+def test_reconstruction_grids_show_grey_originals(run, tmp_path, synthetic_data_dir):
+    """The synthetic images have grey bars (value 200); a binarized original has only 0 and 255."""
+    common = ["inference", "--checkpoint", str(run / "checkpoint_best.safetensors"),
+              "--mode", "reconstruct", "--data-dir", str(synthetic_data_dir), "--no-download",
+              "--num-images", "16"]  # fmt: skip
+    result = runner.invoke(app, [*common, "--output-dir", str(tmp_path / "grey")])
+    assert result.exit_code == 0, result.output
+    assert 200 in pixel_values(tmp_path / "grey" / "reconstructions.png", row=0)
+    result = runner.invoke(
+        app, [*common, "--output-dir", str(tmp_path / "binary"), "--binarize-input"]
+    )
+    assert result.exit_code == 0, result.output
+    assert pixel_values(tmp_path / "binary" / "reconstructions.png", row=0) <= {0, 255}
+
+
+def test_training_grids_show_grey_originals(run):
+    assert 200 in pixel_values(run / "images" / "reconstructions_epoch_001.png", row=0)
+
+
+def test_interpolation_ends_are_grey_originals(run, tmp_path, synthetic_data_dir):
+    common = ["visualize", "interpolate", "--checkpoint", str(run / "checkpoint_best.safetensors"),
+              "--data-dir", str(synthetic_data_dir), "--no-download", "--pairs", "6"]  # fmt: skip
+    result = runner.invoke(app, [*common, "--output", str(tmp_path / "grey.png")])
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "grey.png") as picture:
+        first_column = np.asarray(picture.convert("L"))[:, 2:30]
+    assert 200 in set(np.unique(first_column).tolist())
+    result = runner.invoke(app, [*common, "--output", str(tmp_path / "b.png"), "--binarize-input"])
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "b.png") as picture:
+        first_column = np.asarray(picture.convert("L"))[:, 2:30]
+    # Only the binarized images and the white padding.
+    assert set(np.unique(first_column).tolist()) <= {0, 255}
