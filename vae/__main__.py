@@ -1,3 +1,5 @@
-from vae.cli import main
+"""``python -m vae``: the same entry point as the installed ``vae`` command."""
 
-main()
+from vae.entry import vae
+
+vae()

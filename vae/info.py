@@ -26,7 +26,9 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def render_json(description: dict[str, Any]) -> str:
-    return json.dumps(description, indent=2, sort_keys=True)
+    """The description as JSON; every non-ASCII or control character is written as a \\u escape
+    (json's ensure_ascii), so a hostile string in the metadata cannot reach the terminal raw."""
+    return json.dumps(description, indent=2, sort_keys=True, ensure_ascii=True)
 
 
 def _flatten(prefix: str, value: Any, rows: list[tuple[str, str]]) -> None:
@@ -55,10 +57,14 @@ def _human_size(size: int) -> str:
 
 
 def render_table(description: dict[str, Any]) -> Any:
-    """A rich Table of every metadata field (nested fields as dotted names)."""
+    """A rich Table of every metadata field (nested fields as dotted names). Every name and
+    value comes from the file: each is shown escaped (control characters as \\x1b, \\n) and as
+    plain text, never read as Rich markup such as [link=...]."""
     from rich.table import Table
 
-    table = Table(title=f"vae checkpoint {description['path']}", title_justify="left")
+    from vae.reporting import plain
+
+    table = Table(title=plain(f"vae checkpoint {description['path']}"), title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     size = description["file_size_bytes"]
@@ -70,5 +76,5 @@ def render_table(description: dict[str, Any]) -> Any:
     if config is not None:
         _flatten("config", config, rows)
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(plain(name), plain(value))
     return table

@@ -1,27 +1,152 @@
-"""Ctrl-C as a request: training stops at a step boundary with its state saved (no torch here,
-so that the CLI can install the handler before its slow imports)."""
+"""Ctrl-C and SIGTERM: one line on stderr and exit 130 / 143, never a traceback; training
+stops at a step boundary with its state saved. No torch, Typer or Rich here, so that the entry
+points (vae.entry) can install the handlers before their slow imports."""
 
 from __future__ import annotations
 
-import contextlib
+import os
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+
+# The entry points import this module first thing, before a signal handler is installed: so
+# only modules that import in a moment (contextlib, threading, typing take milliseconds, and
+# are imported where used). Type checkers know this spelling of TYPE_CHECKING.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from contextlib import AbstractContextManager
+    from typing import Any
 
 # Under torchrun a Ctrl-C reaches each worker twice: from the terminal and forwarded by torchrun.
 DUPLICATE_SIGNAL_SECONDS = 2.0
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SAVED_FILES = "files from the last completed save are intact"
 
-@contextlib.contextmanager
-def graceful_interrupt(distributed: bool = False) -> Iterator[Callable[[], bool]]:
+# What the process knows about a stop signal, shared by the entry handler, graceful_interrupt
+# and the CLI's error handler: the first signal decides the exit code (128 + its number).
+_RUNNING, _LEAVING, _REPORTING, _REPORTED = range(4)
+_state = {"phase": _RUNNING, "signal": 0, "raise": True}
+
+
+def note_signal(signum: int) -> None:
+    """Remember that ``signum`` asked this process to stop (the first one decides the exit code)."""
+    # _REPORTED too: a process that runs several commands (tests) starts over with each one.
+    if _state["phase"] in (_RUNNING, _REPORTED):
+        _state["phase"] = _LEAVING
+        _state["signal"] = signum
+
+
+def interrupted() -> bool:
+    """True once a stop signal arrived and its line has not been written yet."""
+    return _state["phase"] == _LEAVING
+
+
+def interrupt_exit_code() -> int:
+    """128 + the stop signal's number (130 for Ctrl-C, 143 for SIGTERM); 130 when none came,
+    as for a KeyboardInterrupt raised by Python's own handler."""
+    return 128 + (_state["signal"] or signal.SIGINT)
+
+
+def interrupt_line() -> str:
+    """The line said when a command stops on a signal outside training's graceful stop."""
+    if _state["signal"] == signal.SIGTERM:
+        return f"stopped by SIGTERM; {SAVED_FILES}"
+    return f"interrupted; {SAVED_FILES}"
+
+
+def report_interrupt(text: str | None = None) -> int:
+    """Write the one line for a stop (``text`` or :func:`interrupt_line`) and return the exit code.
+
+    Stop signals are blocked while the line is written, so that a second Ctrl-C can neither cut
+    it nor add a traceback; one arriving afterwards ends the process at once with the same code.
+    """
+    import threading
+
+    from vae.reporting import print_error
+
+    if _state["phase"] in (_RUNNING, _REPORTED):  # a KeyboardInterrupt none of ours raised
+        _state["signal"] = signal.SIGINT
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    if on_main_thread:
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        _state["phase"] = _REPORTING
+        print_error(text if text is not None else interrupt_line(), prefix="")
+        _state["phase"] = _REPORTED
+    finally:
+        if on_main_thread:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    return interrupt_exit_code()
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    """The entry points' handler: the first stop signal unwinds the command with a
+    KeyboardInterrupt (so that files being written are cleaned up); any later one, or one after
+    the command returned, ends the process at once, with the line if it is not out yet."""
+    phase = _state["phase"]
+    if phase == _REPORTING:
+        return  # the line is being written; the process exits right after it
+    if phase == _RUNNING:
+        note_signal(signum)
+        if _state["raise"]:
+            raise KeyboardInterrupt
+    if phase != _REPORTED:
+        _write_line_now(interrupt_line())
+    os._exit(interrupt_exit_code())
+
+
+def _write_line_now(text: str) -> None:
+    """One line on stderr without Python's buffers (the process ends right after)."""
+    try:
+        os.write(2, f"{text}\n".encode(errors="backslashreplace"))
+    except OSError:  # stderr closed: the exit code still tells
+        pass
+
+
+def install_exit_handlers(sigterm: bool = True) -> None:
+    """Make Ctrl-C (and SIGTERM when ``sigterm``) end the process with one line and exit
+    130 (143), whatever it is doing: the entry points call this before anything else."""
+    import atexit
+
+    _state["raise"] = True
+    signal.signal(signal.SIGINT, _exit_on_signal)
+    if sigterm:
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+    # Registered first, so run last: at the very end Python puts the default handlers back, and
+    # a signal then would end the process without a word (Ctrl-C) or with none of its line.
+    atexit.register(_block_stop_signals)
+
+
+def _block_stop_signals() -> None:
+    """Hold stop signals for the last moments of the process (its work and output are done)."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def exit_directly_on_signal() -> None:
+    """From now on a stop signal ends the process at once (the command has returned: there is
+    nothing left to unwind, and a KeyboardInterrupt here would escape every handler)."""
+    _state["raise"] = False
+
+
+def graceful_interrupt(distributed: bool = False) -> AbstractContextManager[Callable[[], bool]]:
     """The first Ctrl-C asks the loop to stop at the next step boundary (so the saved state is
     consistent); a second one interrupts at once, leaving the files from the last save.
 
-    ``distributed`` (a torchrun worker): SIGTERM, which torchrun sends to stop its workers, is a
-    stop request too, and a repeat within DUPLICATE_SIGNAL_SECONDS counts as the same request.
+    SIGTERM is a stop request too (schedulers stop jobs with it); outside torchrun it makes the
+    exit code 143 instead of 130. ``distributed`` (a torchrun worker): a repeat within
+    DUPLICATE_SIGNAL_SECONDS counts as the same request (torchrun forwards the terminal's Ctrl-C
+    and then sends SIGTERM), and the exit code stays 130.
     """
+    import contextlib
+
+    return contextlib.contextmanager(_graceful_interrupt)(distributed)
+
+
+def _graceful_interrupt(distributed: bool) -> Iterator[Callable[[], bool]]:
+    import threading
+
     requested = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield requested.is_set
@@ -34,9 +159,12 @@ def graceful_interrupt(distributed: bool = False) -> Iterator[Callable[[], bool]
                 return
             raise KeyboardInterrupt
         first_at.append(time.monotonic())
+        if not distributed:  # under torchrun the exit code stays 130, as before
+            note_signal(signum)
         requested.set()
 
-    signals = [signal.SIGINT, signal.SIGTERM] if distributed else [signal.SIGINT]
+    # SIGTERM is how schedulers (Slurm, Kubernetes) and torchrun stop a job: save, like Ctrl-C.
+    signals = [signal.SIGINT, signal.SIGTERM]
     previous = {number: signal.signal(number, handler) for number in signals}
     try:
         yield requested.is_set

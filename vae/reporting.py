@@ -7,6 +7,24 @@ from pathlib import Path
 from typing import Any
 
 
+def printable(text: object) -> str:
+    """``text`` with every character the terminal would act on shown escaped, as repr shows it
+    (ESC as \\x1b, a newline as \\n): strings from files (checkpoint metadata, file names) can
+    hold escape sequences or extra lines that must not reach the terminal raw."""
+    value = str(text)
+    if value.isprintable():  # the common case, without building a new string
+        return value
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in value)
+
+
+def plain(text: object) -> Any:
+    """A rich Text of ``printable(text)``: shown as it is, with no markup ([link=...], [red])
+    or emoji codes interpreted."""
+    from rich.text import Text
+
+    return Text(printable(text))
+
+
 class Reporter:
     """Silent reporter: the default for library use and tests. Subclasses decide what to show."""
 
@@ -122,12 +140,14 @@ class RichReporter(Reporter):
     def epoch_ended(self, record: dict[str, Any]) -> None:
         if self.quiet:
             return
-        best = "  [green]new best[/green]" if record.get("best") else ""
+        from rich.text import Text
+
+        best = ("  new best", "green") if record.get("best") else ""
         caption = f"beta {record['beta']:.3f}  lr {record['lr']:.2e}  {record['images_per_second']:.0f} img/s"
         if "val_mse" in record:
             caption += f"  val MSE/pixel {record['val_mse']:.5f}"
         table = _table(
-            f"epoch {record['epoch']} (step {record['step']}){best}",
+            Text.assemble(f"epoch {record['epoch']} (step {record['step']})", best),
             [("split", "left")] + [(name, "right") for name in ("loss", "-ELBO", "recon", "KL")],
             caption,
         )
@@ -162,18 +182,22 @@ class RichReporter(Reporter):
         self.run_ended()
 
     def message(self, text: str) -> None:
+        # Messages name run folders and datasets, which can come from a checkpoint: no markup.
         if self._progress is not None:
-            self._progress.console.print(text)
+            self._progress.console.print(plain(text))
         else:
-            self.console.print(text)
+            self.console.print(plain(text))
 
     def warning(self, text: str) -> None:
-        self.error_console.print(f"[yellow]warning:[/yellow] {text}")
+        from rich.text import Text
+
+        self.error_console.print(Text.assemble(("warning:", "yellow"), " ", printable(text)))
 
 
 def print_error(text: str, prefix: str = "error: ") -> None:
-    """One line on stderr for an expected failure (used by the CLI)."""
-    sys.stderr.write(f"{prefix}{text}\n")
+    """One line on stderr for an expected failure (used by the CLI): control characters in
+    ``text`` (a file name with a newline or an escape sequence) are shown escaped."""
+    sys.stderr.write(f"{prefix}{printable(text)}\n")
     sys.stderr.flush()
 
 
@@ -195,11 +219,17 @@ def _mean_std(summary: dict[str, Any]) -> str:
     return text
 
 
-def _table(title: str, columns: list[tuple[str, str]], caption: str) -> Any:
-    """A left-aligned rich Table with (name, justify) columns and a caption."""
+def _table(title: Any, columns: list[tuple[str, str]], caption: str) -> Any:
+    """A left-aligned rich Table with (name, justify) columns and a caption; the title and
+    caption are shown as they are (they name datasets and files: no markup)."""
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    table = Table(
+        title=plain(title) if isinstance(title, str) else title,
+        title_justify="left",
+        caption=plain(caption),
+        caption_justify="left",
+    )
     for name, justify in columns:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     return table
@@ -232,7 +262,7 @@ def ood_table(ood: dict[str, Any]) -> Any:
     )
     for row in ood["scores"].values():
         table.add_row(
-            row["score"],
+            plain(row["score"]),
             f"{row['auroc']:.3f}",
             f"{row['auprc']:.3f}",
             f"{row['fpr_at_95_tpr']:.3f}",

@@ -1,0 +1,133 @@
+"""The installed commands' entry points (pyproject's [project.scripts]) and ``python -m vae``.
+
+Each one first installs the Ctrl-C / SIGTERM handler, then imports the command line (Typer,
+Rich and, for most commands, torch take a while to import): a signal at any moment after the
+first line then ends the process with one line on stderr and exit 130 (143 for SIGTERM), never a
+traceback. It also turns Typer's and Click's own usage errors (an unknown option, a missing
+value, a bad number) into one ``error:`` line and exit 2 instead of a boxed message.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Not `from typing import ...`: importing typing would delay the signal handler (see interrupts).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+
+def _under_torchrun() -> bool:
+    """A worker of a multi-process torchrun (the same test as vae.distributed, without its
+    error for a malformed WORLD_SIZE: that is reported later, by the command)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE") or 1) > 1
+    except ValueError:
+        return False
+
+
+def _run(app_name: str) -> NoReturn:
+    """Run ``vae.cli.<app_name>`` and exit with its code; see the module's docstring."""
+    from vae import interrupts
+
+    # Under torchrun, SIGTERM keeps its default until training installs its own handler: it is
+    # how torchrun stops workers, and there it has always ended them at once.
+    interrupts.install_exit_handlers(sigterm=not _under_torchrun())
+    try:
+        code = _invoke(app_name)
+    except KeyboardInterrupt:
+        code = interrupts.report_interrupt()
+    # Typer ends a command on a KeyboardInterrupt during option parsing with exit 130 and no
+    # word: say what happened, with the signal's own code.
+    if interrupts.interrupted():
+        code = interrupts.report_interrupt()
+    interrupts.exit_directly_on_signal()
+    sys.exit(code)
+
+
+def _invoke(app_name: str) -> int:
+    """The command's exit code; usage errors are reported here, as one line."""
+    import importlib
+
+    import typer
+
+    from vae import cli
+    from vae.reporting import print_error
+
+    # Typer carries its own copy of Click (typer._click) in recent versions and uses the click
+    # package in older ones: take the exception classes from wherever its BadParameter lives.
+    exceptions = importlib.import_module(typer.BadParameter.__module__)
+    no_args_is_help = getattr(exceptions, "NoArgsIsHelpError", ())
+    abort = (typer.Abort, getattr(exceptions, "Abort", typer.Abort))
+    app = getattr(cli, app_name)
+    try:
+        # standalone_mode=False: Click's errors come here instead of being printed in a box.
+        result: Any = app(standalone_mode=False)
+    except no_args_is_help:
+        return 2  # the help was printed already, as without arguments before
+    except exceptions.UsageError as error:
+        print_error(_usage_message(error))
+        return error.exit_code
+    except exceptions.ClickException as error:
+        print_error(_lowered(error.format_message()))
+        return error.exit_code
+    except abort:  # end of input at a prompt
+        print_error("aborted")
+        return 1
+    # An int is the code of a typer.Exit (--help, --version, a handled error); None is success.
+    return result if isinstance(result, int) else 0
+
+
+def _usage_message(error: Any) -> str:
+    """Click's message in the CLI's own style, with where to find the right spelling."""
+    message = _lowered(error.format_message())
+    context = getattr(error, "ctx", None)
+    if context is not None and context.command.get_help_option(context) is not None:
+        message = (
+            f"{message.rstrip('.')} (see {context.command_path} {context.help_option_names[0]})"
+        )
+    return message
+
+
+def _lowered(message: str) -> str:
+    """'Invalid value for ...' -> 'invalid value for ...', as the CLI's own errors read;
+    a word in capitals (an acronym) stays as it is."""
+    if len(message) > 1 and message[0].isupper() and not message[1].isupper():
+        return message[0].lower() + message[1:]
+    return message
+
+
+def vae() -> NoReturn:
+    """The ``vae`` command (every subcommand)."""
+    _run("app")
+
+
+def train() -> NoReturn:
+    """The ``train`` command."""
+    _run("train_app")
+
+
+def generate() -> NoReturn:
+    """The ``generate`` command."""
+    _run("generate_app")
+
+
+def inference() -> NoReturn:
+    """The ``inference`` command."""
+    _run("inference_app")
+
+
+def info() -> NoReturn:
+    """The ``info`` command."""
+    _run("info_app")
+
+
+def evaluate() -> NoReturn:
+    """The ``evaluate`` command."""
+    _run("evaluate_app")
+
+
+def visualize() -> NoReturn:
+    """The ``visualize`` command and its subcommands."""
+    _run("visualize_app")
