@@ -6,23 +6,31 @@ byte-mutation fuzz loop then hits the readers behind them thousands of times.
 
 from __future__ import annotations
 
+import io
 import json
+import math
+import os
 import random
 import resource
 import shutil
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save as save_safetensors
 from typer.testing import CliRunner
 
-from vae.checkpoint import LAST_NAME, load_model
-from vae.cli import app
+from vae.checkpoint import LAST_NAME, MODEL_PREFIX, load_model
+from vae.cli import _write_json, app
 from vae.errors import VAEError
 from vae.info import describe_checkpoint
+from vae.spec import ModelSpec, _tensor_shapes
 from vae.training import prepare_resume
 
 runner = CliRunner()
@@ -104,7 +112,62 @@ def structured_cases(good: bytes) -> dict[str, bytes | None]:
     }
     for fraction in (0.01, 0.1, 0.5, 0.9, 0.999):
         cases[f"truncated at {fraction:.1%}"] = good[: int(len(good) * fraction)]
+    cases.update(header_cases(good))
     return cases
+
+
+def with_raw_metadata(data: bytes, **values) -> bytes:
+    """Our checkpoint with entries of its safetensors ``__metadata__`` replaced as they are."""
+    header, body = split(data)
+    header["__metadata__"].update(values)
+    return join(header, body)
+
+
+def header_cases(good: bytes) -> dict[str, bytes]:
+    """Headers that parse but lie: wrong kinds, deep nesting, spans that do not tile the data."""
+    header, body = split(good)
+    names = sorted((e["data_offsets"], n) for n, e in header.items() if n != "__metadata__")
+    (first_offsets, first), (second_offsets, second) = names[0], names[1]
+    second_size = second_offsets[1] - second_offsets[0]
+    deep = "[" * 100_000 + "]" * 100_000
+    raw_deep = b'{"x": ' + deep.encode() + b"}"
+    vae = json.loads(header["__metadata__"]["vae"])
+    return {
+        "vae metadata a JSON object, not a string": with_raw_metadata(good, vae=vae),
+        "vae metadata nested 100,000 deep": with_raw_metadata(good, vae=deep),
+        "vae metadata nested 500 deep": with_raw_metadata(
+            good, vae=json.dumps({**vae, "x": json.loads("[" * 500 + "]" * 500)})
+        ),
+        "training state nested 100,000 deep": with_raw_metadata(good, training_state=deep),
+        "header JSON nested 100,000 deep": struct.pack("<Q", len(raw_deep)) + raw_deep + body,
+        "format_version a list": with_raw_metadata(good, format_version=[1]),
+        "format_version null": with_raw_metadata(good, format_version=None),
+        "format_version a huge number": with_raw_metadata(good, format_version="9" * 5000),
+        "model height disagrees with the data's": with_metadata(
+            good, lambda m: m["data"].update(height=32)
+        ),
+        "model channels disagree with the data's": with_metadata(
+            good, lambda m: m["data"].update(channels=3)
+        ),
+        "data section a list": with_metadata(good, lambda m: m.update(data=[1])),
+        "model channels 2": with_metadata(good, lambda m: m["model"].update(channels=2)),
+        "hidden layer 2,000,000 wide": with_metadata(
+            good, lambda m: m["model"].update(hidden_sizes=[2_000_000])
+        ),
+        "conv images 8192 pixels a side": with_metadata(
+            good, lambda m: m["model"].update(height=8192, width=8192)
+        ),
+        "too many conv layers": with_metadata(
+            good, lambda m: m["model"].update(conv_widths=[2] * 40)
+        ),
+        "a shape larger than its data span": with_tensor_entry(good, first, shape=[2_000_000, 784]),
+        "a tensor with an unknown dtype": with_tensor_entry(good, first, dtype="Q7"),
+        "a tensor with negative offsets": with_tensor_entry(good, first, data_offsets=[-4, 0]),
+        "two tensors overlapping": with_tensor_entry(
+            good, second, data_offsets=[first_offsets[0], first_offsets[0] + second_size]
+        ),
+        "bytes after the last tensor": good + bytes(16),
+    }
 
 
 def place(case: bytes | None, folder: Path, name: str = LAST_NAME) -> Path:
@@ -123,6 +186,18 @@ def command_lines(path: Path) -> dict[str, list[str]]:
         "generate": ["generate", "--checkpoint", str(path), "--output", str(path.parent / "g.png")],
         "inference": ["inference", "--checkpoint", str(path), "--output-dir", str(path.parent)],
         "evaluate": ["evaluate", "--checkpoint", str(path), "--k", "2", "--limit", "4"],
+        "visualize": [
+            "visualize",
+            "interpolate",
+            "--checkpoint",
+            str(path),
+            "--pairs",
+            "1",
+            "--steps",
+            "3",
+            "--output",
+            str(path.parent / "i.png"),
+        ],
         "train --resume": ["train", "--resume", str(path.parent)],
     }
 
@@ -204,3 +279,224 @@ def test_a_copied_good_checkpoint_still_loads(tmp_path, good_run):
     """The fuzz baseline: the unmutated file passes every reader."""
     shutil.copytree(good_run, tmp_path / "copy")
     read_everything(tmp_path / "copy" / LAST_NAME)
+
+
+# --- bounded work, finite weights, edited run files -----------------------------------------
+
+
+def forged_checkpoint(good: bytes, honest: bool = True, **model_changes) -> bytes:
+    """A weights-only checkpoint for ``good``'s model with ``model_changes``, its tensor table
+    written for that model: data of the right length (zeros) when ``honest``, else 4 bytes each."""
+    header, _ = split(good)
+    vae = json.loads(header["__metadata__"]["vae"])
+    vae["model"].update(prior="standard", prior_components=0, **model_changes)
+    vae["data"].update({key: vae["model"][key] for key in ("channels", "height", "width")})
+    table, position = {}, 0
+    for name, tensor in _tensor_shapes(ModelSpec.from_dict(vae["model"])).items():
+        size = 4 * math.prod(tensor.shape) if honest else 4
+        entry = {"dtype": "F32", "shape": list(tensor.shape)}
+        table[MODEL_PREFIX + name] = {**entry, "data_offsets": [position, position + size]}
+        position += size
+    metadata = {**header["__metadata__"], "vae": json.dumps(vae)}
+    metadata.pop("training_state", None)
+    return join({"__metadata__": metadata, **table}, bytes(position))
+
+
+def big_cases(good: bytes) -> dict[str, bytes]:
+    return {
+        # The table claims 7 GB of weights in a 3 KB file (the spans are 4 bytes each).
+        "hidden layer 2,000,000 wide": forged_checkpoint(
+            good, honest=False, architecture="mlp", conv_widths=[], hidden_sizes=[2_000_000]
+        ),
+        # Valid in every other respect: 13 one-channel convolutions bring 8192 pixels to 1.
+        "conv images 8192 pixels a side": forged_checkpoint(
+            good, height=8192, width=8192, conv_widths=[1] * 13, hidden_sizes=[]
+        ),
+    }
+
+
+def test_the_big_cases_are_small_files(good_run):
+    cases = big_cases((good_run / LAST_NAME).read_bytes())
+    assert all(len(case) < 12_000 for case in cases.values()), {
+        name: len(case) for name, case in cases.items()
+    }
+
+
+@pytest.mark.parametrize("case", ["hidden layer 2,000,000 wide", "conv images 8192 pixels a side"])
+@pytest.mark.parametrize("command", ["info", "generate", "inference"])
+def test_a_tiny_file_claiming_a_huge_model_is_refused_quickly_and_small(
+    tmp_path, good_run, synthetic_data_dir, case, command
+):
+    """In a fresh process (torch import included): one line, exit 1, < 10 s, < 1 GB peak."""
+    path = place(big_cases((good_run / LAST_NAME).read_bytes())[case], tmp_path / "case")
+    arguments = command_lines(path)[command]
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vae", *arguments],
+        cwd=tmp_path,
+        env={**os.environ, "VAE_DATA_DIR": str(synthetic_data_dir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert os.waitstatus_to_exitcode(status) == 1, output
+    assert len(lines) == 1 and lines[0].startswith("error:"), output
+    assert "limit" in lines[0] or "data span" in lines[0], lines[0]
+    assert seconds < 10, f"{seconds:.1f} s"
+    assert usage.ru_maxrss < 1024 * 1024, f"peak {usage.ru_maxrss / 1024:.0f} MiB"  # KiB
+
+
+def with_values(data: bytes, name: str, value: float) -> bytes:
+    """``data`` with every element of the float32 tensor ``name`` set to ``value``."""
+    header, body = split(data)
+    begin, end = header[name]["data_offsets"]
+    body = body[:begin] + struct.pack("<f", value) * ((end - begin) // 4) + body[end:]
+    return join(header, body)
+
+
+def one_line_error(result, *fragments: str) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code in (1, 2), result.output
+    assert isinstance(result.exception, SystemExit | None), repr(result.exception)
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_non_finite_weights_are_refused_by_every_loader(
+    tmp_path, good_run, synthetic_data_dir, monkeypatch, value
+):
+    monkeypatch.setenv("VAE_DATA_DIR", str(synthetic_data_dir))
+    shutil.copytree(good_run, tmp_path / "run")
+    path = tmp_path / "run" / LAST_NAME
+    # A decoder weight: generate's NumPy path reads only the decoder.
+    name = "model.decoder.deconv.0.weight"
+    path.write_bytes(with_values(path.read_bytes(), name, value))
+    for command, arguments in command_lines(path).items():
+        if command == "info":
+            continue  # info reads no tensor data, by design
+        result = runner.invoke(app, arguments)
+        one_line_error(result, name, "NaN or infinite")
+
+
+def test_evaluate_refuses_metrics_that_come_out_non_finite(
+    tmp_path, good_run, synthetic_data_dir, monkeypatch
+):
+    monkeypatch.setenv("VAE_DATA_DIR", str(synthetic_data_dir))
+    path = tmp_path / "overflow.safetensors"
+    # Finite weights whose posterior means square to infinity in float32: the KL is inf.
+    good = (good_run / LAST_NAME).read_bytes()
+    path.write_bytes(with_values(good, "model.encoder.head.bias", 1e30))
+    output = tmp_path / "result.json"
+    arguments = ["evaluate", "--checkpoint", str(path), "--k", "2", "--limit", "4", "--quiet"]
+    one_line_error(runner.invoke(app, [*arguments, "--output", str(output)]), "evaluation gave")
+    assert not output.exists()
+
+
+def test_evaluation_json_is_never_written_with_nan(tmp_path):
+    written: dict[Path, str] = {}
+
+    def write(path: Path, text: str) -> None:
+        written[path] = text
+
+    with pytest.raises(VAEError, match="not be valid JSON"):
+        _write_json(tmp_path / "a.json", {"metrics": {"nll": math.nan}}, write)
+    assert not written
+    _write_json(tmp_path / "b.json", {"metrics": {"nll": 80.5}}, write)
+    assert json.loads(written[tmp_path / "b.json"]) == {"metrics": {"nll": 80.5}}
+
+
+def edit_state(data: bytes, change) -> bytes:
+    header, body = split(data)
+    state = json.loads(header["__metadata__"]["training_state"])
+    change(state)
+    header["__metadata__"]["training_state"] = json.dumps(state)
+    return join(header, body)
+
+
+def edit_metrics(text: str, **values) -> str:
+    records = [json.loads(line) for line in text.splitlines()]
+    records[-1].update(values)
+    return "".join(json.dumps(record) + "\n" for record in records)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "metrics epoch a string",
+        "metrics train_loss a string",
+        "metrics validation a string",
+        "state epoch a string",
+        "state best_val a string",
+        "state lr a string",
+        "state betas too short",
+        "state scalars a string",
+    ],
+)
+def test_resume_refuses_run_files_with_text_where_numbers_belong(
+    tmp_path, good_run, synthetic_data_dir, monkeypatch, case
+):
+    monkeypatch.setenv("VAE_DATA_DIR", str(synthetic_data_dir))
+    run = tmp_path / "run"
+    shutil.copytree(good_run, run)
+    metrics, last = run / "metrics.jsonl", run / LAST_NAME
+    edits = {
+        "metrics epoch a string": lambda: edit_metrics(metrics.read_text(), epoch="1"),
+        "metrics train_loss a string": lambda: edit_metrics(metrics.read_text(), train_loss="x"),
+        "metrics validation a string": lambda: edit_metrics(metrics.read_text(), validation="x"),
+    }
+    changes = {
+        "state epoch a string": lambda s: s["progress"].update(epoch="1"),
+        "state best_val a string": lambda s: s["progress"].update(best_val="80"),
+        "state lr a string": lambda s: s["optimizer"]["param_groups"][0].update(lr="0.001"),
+        "state betas too short": lambda s: s["optimizer"]["param_groups"][0].update(betas=[0.9]),
+        "state scalars a string": lambda s: s["optimizer"].update(scalars={"0": {"step": "x"}}),
+    }
+    if case in edits:
+        metrics.write_text(edits[case]())
+    else:
+        last.write_bytes(edit_state(last.read_bytes(), changes[case]))
+    one_line_error(runner.invoke(app, ["train", "--resume", str(run)]))
+
+
+def broken_png(path: Path) -> Path:
+    """A PNG whose IDAT chunk claims 5 bytes: Pillow raises SyntaxError while decoding it."""
+    buffer = io.BytesIO()
+    Image.fromarray((np.arange(28 * 28) % 256).astype(np.uint8).reshape(28, 28)).save(buffer, "PNG")
+    good = buffer.getvalue()
+    at = good.index(b"IDAT") - 4
+    path.write_bytes(good[:at] + (5).to_bytes(4, "big") + good[at + 4 :])
+    return path
+
+
+def test_a_png_that_pillow_fails_on_with_syntax_error_is_one_line(tmp_path, good_run):
+    image = broken_png(tmp_path / "broken.png")
+    with pytest.raises(SyntaxError), Image.open(image) as opened:
+        opened.load()  # the case is the one the test means
+    checkpoint = str(good_run / LAST_NAME)
+    for arguments in (
+        ["inference", "--checkpoint", checkpoint, "--input", str(image), "--mode", "reconstruct",
+         "--output-dir", str(tmp_path / "out")],
+        ["evaluate", "--checkpoint", checkpoint, "--input", str(image), "--k", "2"],
+        ["visualize", "interpolate", "--checkpoint", checkpoint, "--input", str(tmp_path),
+         "--output", str(tmp_path / "i.png")],
+    ):  # fmt: skip
+        one_line_error(runner.invoke(app, arguments), "cannot read image", "broken.png")
+
+
+def test_info_accepts_only_what_every_loader_accepts(tmp_path, good_run):
+    """Every file info calls fine passes the loaders' header checks (the structured and big
+    cases are refused by both; the good file by neither)."""
+    good = (good_run / LAST_NAME).read_bytes()
+    for index, case in enumerate([*header_cases(good).values(), *big_cases(good).values()]):
+        path = place(case, tmp_path / f"case{index}")
+        with pytest.raises(VAEError):
+            describe_checkpoint(path)
+        with pytest.raises(VAEError):
+            load_model(path)

@@ -8,6 +8,7 @@ cannot run code.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ MODEL_PREFIX = "model."
 OPTIMIZER_PREFIX = "optimizer."
 RNG_PREFIX = "rng."
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors reference implementation's own limit
+_MAX_METADATA_DEPTH = 32
 
 
 @dataclass
@@ -82,24 +84,36 @@ def read_header(path: str | Path) -> CheckpointHeader:
         if not isinstance(header, dict):
             raise ValueError("header is not a JSON object")
         raw_metadata = header.pop("__metadata__", None) or {}
-        data_end = max((int(t["data_offsets"][1]) for t in header.values()), default=0)
-    except (ValueError, KeyError, TypeError, IndexError, OverflowError):
+    except (ValueError, RecursionError):
+        # RecursionError: JSON nested thousands deep, which no writer of safetensors produces.
         raise CheckpointError(f"{path} is not a safetensors file (header is not valid)") from None
+    spans = _tensor_spans(path, header)
+    data_end = max((end for _, end, _ in spans), default=0)
     expected = 8 + header_size + data_end
     if file_size < expected:
         raise CheckpointError(
             f"{path} is truncated: {file_size} bytes where the header promises {expected}; "
             "the file was cut short (copy it again)"
         )
-    if not isinstance(raw_metadata, dict) or raw_metadata.get("format") != FORMAT_NAME:
+    _check_tiling(path, spans, file_size - 8 - header_size)
+    # safetensors stores metadata as a map of strings to strings; anything else is hand-made.
+    if (
+        not isinstance(raw_metadata, dict)
+        or raw_metadata.get("format") != FORMAT_NAME
+        or not all(isinstance(value, str) for value in raw_metadata.values())
+    ):
+        if isinstance(raw_metadata, dict) and raw_metadata.get("format") == FORMAT_NAME:
+            raise CheckpointError(
+                f"{path} has corrupt vae metadata (a metadata value is not a string)"
+            )
         raise CheckpointError(
             f"{path} is a safetensors file but not a vae checkpoint (it has no '{FORMAT_NAME}' "
             "metadata); vae loads only checkpoints written by vae train"
         )
-    try:
-        version = int(raw_metadata.get("format_version", ""))
-    except ValueError:
-        raise CheckpointError(f"{path} has an unreadable checkpoint format version") from None
+    version_text = raw_metadata.get("format_version", "")
+    if not (version_text.isascii() and version_text.isdigit() and len(version_text) <= 9):
+        raise CheckpointError(f"{path} has an unreadable checkpoint format version")
+    version = int(version_text)
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} uses checkpoint format version {version}, newer than this vae "
@@ -109,11 +123,100 @@ def read_header(path: str | Path) -> CheckpointHeader:
         metadata = json.loads(raw_metadata["vae"])
         state_text = raw_metadata.get("training_state")
         training_state = json.loads(state_text) if state_text else None
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, RecursionError):
         raise CheckpointError(f"{path} has corrupt vae metadata (not valid JSON)") from None
     if not isinstance(metadata, dict) or not isinstance(training_state, dict | None):
         raise CheckpointError(f"{path} has corrupt vae metadata (not a JSON object)")
+    # JSON a few hundred levels deep still parses, then overflows the stack of whatever walks it
+    # (info's table, json.dumps); vae's own metadata is a handful of levels deep.
+    if max(_nesting_depth(metadata), _nesting_depth(training_state)) > _MAX_METADATA_DEPTH:
+        raise CheckpointError(f"{path} has corrupt vae metadata (nested too deep)")
     return CheckpointHeader(path, header, metadata, training_state, file_size)
+
+
+def _nesting_depth(value: Any) -> int:
+    """How deeply JSON lists and objects nest in ``value``, found without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            pending.extend(
+                (inner, depth + 1) for inner in (item.values() if isinstance(item, dict) else item)
+            )
+    return deepest
+
+
+# Bytes per element of every whole-byte dtype safetensors defines (its sub-byte float formats are
+# left out: vae never writes them, and a file using them is refused as not a vae checkpoint).
+DTYPE_SIZES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "F8_E8M0": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "F64": 8,
+    "I64": 8,
+    "U64": 8,
+    "C64": 8,
+}
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _tensor_spans(path: Path, table: dict[str, Any]) -> list[tuple[int, int, str]]:
+    """(begin, end, name) of every tensor, each entry checked: a known dtype, a shape of
+    non-negative integers, and a byte span exactly as long as that shape of that dtype needs."""
+    spans = []
+    for name, entry in table.items():
+        if not isinstance(entry, dict):
+            raise CheckpointError(f"{path} is not a safetensors file (header is not valid)")
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if (
+            dtype not in DTYPE_SIZES
+            or not isinstance(shape, list)
+            or not all(_is_count(size) for size in shape)
+            or not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(_is_count(offset) for offset in offsets)
+            or offsets[1] < offsets[0]
+        ):
+            raise CheckpointError(
+                f"{path} is not a valid safetensors file (tensor {name!r} has a malformed entry)"
+            )
+        needed = math.prod(shape) * DTYPE_SIZES[dtype]
+        if offsets[1] - offsets[0] != needed:
+            raise CheckpointError(
+                f"{path} is damaged: tensor {name!r} is {dtype} {shape} ({needed:,} bytes) but "
+                f"its data span holds {offsets[1] - offsets[0]:,} bytes"
+            )
+        spans.append((offsets[0], offsets[1], name))
+    return spans
+
+
+def _check_tiling(path: Path, spans: list[tuple[int, int, str]], data_size: int) -> None:
+    """The tensors' spans cover the data area exactly: no gaps, no overlaps, nothing after it.
+    Then no tensor can claim bytes the file does not hold, whatever its shape says."""
+    position = 0
+    for begin, end, name in sorted(spans):
+        if begin != position:
+            problem = "overlaps another tensor" if begin < position else "leaves a gap before it"
+            raise CheckpointError(f"{path} is damaged: the data of tensor {name!r} {problem}")
+        position = end
+    if position != data_size:
+        raise CheckpointError(
+            f"{path} is damaged: {data_size - position:,} bytes follow the last tensor's data"
+        )
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -217,13 +320,32 @@ def read_tensors(
 
     try:
         with safe_open(str(path), framework=framework, device=str(device)) as handle:
-            return {
+            tensors = {
                 name[len(prefix) :]: handle.get_tensor(name)
                 for name in handle.keys()
                 if name.startswith(prefix) and name[len(prefix) :].startswith(only)
             }
     except (SafetensorError, OSError) as error:
-        raise CheckpointError(f"cannot read tensors from {path}: {error}") from None
+        raise CheckpointError(f"cannot read tensors from {path}: {first_line(error)}") from None
+    for name, value in tensors.items():
+        if not _all_finite(value):
+            # NaN weights would give black pictures and NaN metrics with exit 0.
+            raise CheckpointError(
+                f"{path}: tensor {prefix}{name} holds NaN or infinite values (the file is damaged "
+                "or its training diverged)"
+            )
+    return tensors
+
+
+def _all_finite(value: Any) -> bool:
+    """Whether a torch tensor or NumPy array holds no NaN or infinity (integers always pass)."""
+    if hasattr(value, "is_floating_point"):
+        import torch
+
+        return not value.is_floating_point() or bool(torch.isfinite(value).all())
+    import numpy as np
+
+    return not np.issubdtype(value.dtype, np.inexact) or bool(np.isfinite(value).all())
 
 
 def check_model_tensors(path: str | Path, header: CheckpointHeader) -> ModelSpec:
@@ -236,8 +358,33 @@ def check_model_tensors(path: str | Path, header: CheckpointHeader) -> ModelSpec
         expected = expected_tensors(spec)
     except (KeyError, TypeError, ValueError, ConfigError) as error:
         raise CheckpointError(f"{path} describes a model this vae cannot build: {error}") from None
+    _check_data_section(path, header.metadata, spec)
     check_tensor_table(path, header, expected)
     return spec
+
+
+def _check_data_section(path: str | Path, metadata: dict[str, Any], spec: ModelSpec) -> None:
+    """The metadata's description of the training images agrees with the model: commands feed
+    the model images shaped as the model's spec says, found by the dataset named here."""
+    data = metadata.get("data", {})
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} has corrupt vae metadata (its data section is not a table)")
+    if not isinstance(data.get("dataset", ""), str):
+        raise CheckpointError(f"{path} has corrupt vae metadata (its dataset name is not text)")
+    for name in ("channels", "height", "width"):
+        if name in data and data[name] != getattr(spec, name):
+            raise CheckpointError(
+                f"{path}: its data section says images have {name} {str(data[name])[:20]}, "
+                f"the model in its metadata takes {getattr(spec, name)}"
+            )
+
+
+def data_for_model(metadata: dict[str, Any], spec: ModelSpec) -> dict[str, Any]:
+    """The checkpoint's data section with the image sizes of its model (checked to agree by
+    ``check_model_tensors``): what commands use to load images to show the model."""
+    data = metadata.get("data")
+    sizes = {"channels": spec.channels, "height": spec.height, "width": spec.width}
+    return {**(data if isinstance(data, dict) else {}), **sizes}
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> VAE:

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from vae.checkpoint import load_model, read_metadata
+from vae.checkpoint import data_for_model, load_model, read_metadata
 from vae.config import PERCEPTUAL_LOSSES
 from vae.data import (
     TEST_BINARIZATION_SEED,
@@ -21,7 +21,7 @@ from vae.data import (
     to_float,
 )
 from vae.device import resolve_device
-from vae.errors import ConfigError
+from vae.errors import CheckpointError, ConfigError, VAEError
 from vae.fileio import sha256_file
 from vae.model import VAE
 from vae.objectives import (
@@ -304,6 +304,12 @@ def evaluate_images(
             if scores.squared_error is not None:
                 figures["mse"] = float(scores.squared_error.mean())
             for key, value in figures.items():
+                if not math.isfinite(value):
+                    # A NaN mean would be reported as a result and break the JSON written.
+                    raise VAEError(
+                        f"evaluation gave a {key} of {value}: the model's outputs overflow on "
+                        "these images, so there is no figure to report"
+                    )
                 per_repeat.setdefault(key, []).append(value)
             if first is None:
                 first, first_images = scores, scored
@@ -364,10 +370,16 @@ def evaluate_checkpoint(
             "with inference instead)"
         )
     metadata = read_metadata(checkpoint)
-    data_info = metadata["data"]
+    # Images shaped as the model takes them (its spec, checked against the data section).
+    data_info = data_for_model(metadata, model.spec)
     if binarize_test is None:
         binarize_test = "static" if data_info.get("binarize", "none") != "none" else "none"
-    sigma = (metadata.get("likelihood") or {}).get("gaussian_sigma") or 0.1
+    likelihood = metadata.get("likelihood")
+    sigma = (likelihood.get("gaussian_sigma") if isinstance(likelihood, dict) else None) or 0.1
+    if not isinstance(sigma, int | float) or isinstance(sigma, bool) or not 0 < sigma < math.inf:
+        raise CheckpointError(
+            f"{checkpoint} has corrupt vae metadata (likelihood gaussian_sigma is {str(sigma)[:20]})"
+        )
     load = dict(data_dir=data_dir, download=download, limit=limit)
     images = load_images_for_model(data_info, dataset=dataset, input_path=input_path, **load)
     # Loaded before the long in-distribution pass, so that a bad name fails at once.

@@ -6,11 +6,23 @@ Kept free of torch so that ``info`` can check a checkpoint's header quickly.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from vae.config import ARCHITECTURES, LIKELIHOODS, MODEL_TYPES, PRIORS, RunConfig
 from vae.errors import CheckpointError, ConfigError
+from vae.limits import (
+    MAX_CONV_WIDTH,
+    MAX_IMAGE_ACTIVATIONS,
+    MAX_IMAGE_SIDE,
+    MAX_LATENT_DIM,
+    MAX_LAYER_WIDTH,
+    MAX_LAYERS,
+    MAX_PARAMETERS,
+    MAX_PRIOR_COMPONENTS,
+    check_at_most,
+)
 
 
 @dataclass
@@ -117,35 +129,64 @@ def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+def _shown(value: Any) -> str:
+    """``value`` for an error message, cut short: a hostile list may hold a million entries."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def check_spec(spec: ModelSpec) -> None:
     """Raise ConfigError unless ``spec`` describes a model that can be built."""
     for name in ("latent_dim", "channels", "height", "width"):
         if not _positive_int(getattr(spec, name)):
             raise ConfigError(
-                f"model {name} must be a positive integer, got {getattr(spec, name)!r}"
+                f"model {name} must be a positive integer, got {_shown(getattr(spec, name))}"
             )
-    for name in ("hidden_sizes", "conv_widths", "decoder_hidden_sizes", "decoder_conv_widths"):
+    # Every size that decides an allocation is bounded before anything is built: a 3 KB file
+    # must not make a command allocate gigabytes (the tensor table bounds the weights, these
+    # bound the activations and the pictures).
+    if spec.channels not in (1, 3):
+        raise ConfigError(f"model channels must be 1 or 3, got {spec.channels}")
+    check_at_most("model latent_dim", spec.latent_dim, MAX_LATENT_DIM)
+    check_at_most("model height", spec.height, MAX_IMAGE_SIDE)
+    check_at_most("model width", spec.width, MAX_IMAGE_SIDE)
+    for name, bound in (
+        ("hidden_sizes", MAX_LAYER_WIDTH),
+        ("conv_widths", MAX_CONV_WIDTH),
+        ("decoder_hidden_sizes", MAX_LAYER_WIDTH),
+        ("decoder_conv_widths", MAX_CONV_WIDTH),
+    ):
         sizes = getattr(spec, name)
         if sizes is not None and not (
             isinstance(sizes, list) and all(_positive_int(size) for size in sizes)
         ):
-            raise ConfigError(f"model {name} must be a list of positive integers, got {sizes!r}")
+            raise ConfigError(
+                f"model {name} must be a list of positive integers, got {_shown(sizes)}"
+            )
+        if sizes is not None:
+            check_at_most(f"the number of model {name}", len(sizes), MAX_LAYERS)
+            check_at_most(f"a model {name} entry", max(sizes, default=0), bound)
     if spec.architecture not in ARCHITECTURES:
-        raise ConfigError(f"unknown architecture '{spec.architecture}'")
+        raise ConfigError(f"unknown architecture {_shown(spec.architecture)}")
     if spec.model_type not in MODEL_TYPES:
-        raise ConfigError(f"unknown model type '{spec.model_type}'")
+        raise ConfigError(f"unknown model type {_shown(spec.model_type)}")
     if spec.likelihood not in LIKELIHOODS:
-        raise ConfigError(f"unknown likelihood '{spec.likelihood}'")
+        raise ConfigError(f"unknown likelihood {_shown(spec.likelihood)}")
     if spec.prior not in PRIORS:
-        raise ConfigError(f"unknown prior '{spec.prior}'")
+        raise ConfigError(f"unknown prior {_shown(spec.prior)}")
     if spec.prior == "mog" and not _positive_int(spec.prior_components):
         raise ConfigError(
-            f"a mog prior needs a positive number of components, got {spec.prior_components!r}"
+            f"a mog prior needs a positive number of components, got "
+            f"{_shown(spec.prior_components)}"
         )
+    if spec.prior == "mog":
+        check_at_most("model prior_components", spec.prior_components, MAX_PRIOR_COMPONENTS)
     if spec.prior == "mog" and spec.model_type == "ae":
         raise ConfigError("an autoencoder has no prior: a mog prior needs model type vae")
     if not isinstance(spec.learned_sigma, bool):
-        raise ConfigError(f"model learned_sigma must be true or false, got {spec.learned_sigma!r}")
+        raise ConfigError(
+            f"model learned_sigma must be true or false, got {_shown(spec.learned_sigma)}"
+        )
     if spec.learned_sigma and spec.likelihood != "mse":
         raise ConfigError("a learned sigma needs the Gaussian (mse) likelihood")
     if spec.likelihood == "ms-ssim" and min(spec.height, spec.width) < MS_SSIM_MIN_SIDE:
@@ -164,6 +205,22 @@ def check_spec(spec: ModelSpec) -> None:
                 f"{layers} conv layers need images of at least {2**layers} pixels a side, "
                 f"got {spec.height}x{spec.width}: use fewer --conv-widths or a larger --image-size"
             )
+    check_at_most(
+        "the model's largest layer output", largest_activation(spec), MAX_IMAGE_ACTIVATIONS
+    )
+    parameters = sum(math.prod(tensor.shape) for tensor in _tensor_shapes(spec).values())
+    check_at_most("the model's parameter count", parameters, MAX_PARAMETERS)
+
+
+def largest_activation(spec: ModelSpec) -> int:
+    """Values in the largest layer output for one image (what a batch's memory scales with)."""
+    pixels = spec.channels * spec.height * spec.width
+    sizes = [pixels, spec.latent_dim, *spec.hidden_sizes, *spec.decoder_hidden]
+    if spec.architecture == "conv":
+        for widths in (spec.conv_widths, spec.decoder_widths):
+            features = conv_feature_sizes(spec.height, spec.width, len(widths))[1:]
+            sizes += [width * h * w for width, (h, w) in zip(widths, features, strict=True)]
+    return max(sizes)
 
 
 class TensorShape(NamedTuple):
@@ -177,6 +234,11 @@ def expected_tensors(spec: ModelSpec) -> dict[str, TensorShape]:
     """The state-dict entries (names, shapes) of the model ``spec`` describes; must match
     ``build_model(spec).state_dict()`` (a test checks that)."""
     check_spec(spec)
+    return _tensor_shapes(spec)
+
+
+def _tensor_shapes(spec: ModelSpec) -> dict[str, TensorShape]:
+    """``expected_tensors`` for a spec whose sizes are already checked."""
     tensors: dict[str, TensorShape] = {}
 
     def linear(prefix: str, inputs: int, outputs: int) -> None:
