@@ -55,13 +55,17 @@ def test_train_from_config_file_with_flag_override(tmp_path, trained, synthetic_
     assert "lr: 0.002" in saved and "epochs: 1" in saved and "latent_dim: 4" in saved
 
 
-def test_train_resume_extends_a_finished_run(tmp_path, trained):
+def test_train_resume_extends_a_finished_run(tmp_path, trained, synthetic_data_dir):
     copy = tmp_path / "copy"
     copy.mkdir()
     for item in trained.iterdir():
         if item.is_file():
             (copy / item.name).write_bytes(item.read_bytes())
-    result = runner.invoke(app, ["train", "--resume", str(copy), "--epochs", "3", "--quiet"])
+    result = runner.invoke(
+        app,
+        ["train", "--resume", str(copy), "--epochs", "3", "--quiet",
+         "--data-dir", str(synthetic_data_dir)],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert len((copy / "metrics.jsonl").read_text().splitlines()) == 3
 
@@ -163,12 +167,13 @@ def test_generate_info_only_and_errors(tmp_path, trained):
 
 def test_generate_keeps_an_existing_output_when_the_checkpoint_is_bad(tmp_path):
     target = tmp_path / "samples.png"
-    target.write_bytes(b"precious")
+    earlier = b"\x89PNG\r\n\x1a\n an earlier output"
+    target.write_bytes(earlier)
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"garbage" * 10)
     result = runner.invoke(app, ["generate", "--checkpoint", str(bad), "--output", str(target)])
     assert result.exit_code == 1 and "not a safetensors file" in result.output
-    assert target.read_bytes() == b"precious"
+    assert target.read_bytes() == earlier
 
 
 def test_inference_both_modes_on_dataset_and_on_user_images(tmp_path, trained, synthetic_data_dir):

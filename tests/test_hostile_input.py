@@ -157,7 +157,7 @@ def test_sixteen_bit_rgba_and_palette_images_are_converted_not_clipped(tmp_path)
 
 @pytest.mark.parametrize("error_number", [errno.ENOSPC, errno.EROFS])
 def test_failing_disk_keeps_the_previous_checkpoint_and_config(
-    tmp_path, tiny_run, monkeypatch, error_number
+    tmp_path, tiny_run, monkeypatch, error_number, synthetic_data_dir
 ):
     import shutil
 
@@ -190,7 +190,8 @@ def test_failing_disk_keeps_the_previous_checkpoint_and_config(
         return handle
 
     monkeypatch.setattr(fileio, "open", failing_open, raising=False)
-    result = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "2"])
+    data = ["--data-dir", str(synthetic_data_dir)]
+    result = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "2", *data])
     # train prints its progress first; the failure is its last line and the only error line.
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit | None)
@@ -208,7 +209,7 @@ def test_failing_disk_keeps_the_previous_checkpoint_and_config(
     assert after["metrics.jsonl"].startswith(before["metrics.jsonl"])
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
     monkeypatch.undo()
-    resumed = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "2", "--quiet"])
+    resumed = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "2", "--quiet", *data])
     assert resumed.exit_code == 0, resumed.output  # the disk is back: the run goes on
     records = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in records] == [1, 2]

@@ -151,13 +151,14 @@ def test_a_damaged_checkpoint_is_one_line_on_the_numpy_path(tmp_path):
     data = bytearray(checkpoint.read_bytes())
     checkpoint.write_bytes(bytes(data[: len(data) // 2]))  # cut short, as a broken copy would be
     target = tmp_path / "samples.png"
-    target.write_bytes(b"precious")
+    earlier = b"\x89PNG\r\n\x1a\n an earlier output"
+    target.write_bytes(earlier)
     result = runner.invoke(
         app, ["generate", "--checkpoint", str(checkpoint), "--output", str(target)]
     )
     assert result.exit_code == 1 and result.output.startswith("error: ")
     assert "truncated" in result.output and result.output.count("\n") == 1
-    assert target.read_bytes() == b"precious"
+    assert target.read_bytes() == earlier
 
 
 @pytest.mark.parametrize("seed", ["-1", str(2**64), "99999999999999999999999"])

@@ -248,7 +248,11 @@ def test_runs_from_before_the_prior_option_resume_with_their_standard_prior(tiny
         text = json.dumps(header).encode()
         path.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + size :])
     assert load_model(run_dir / "checkpoint_last.safetensors").spec.prior == "standard"
-    resumed = runner.invoke(app, ["train", "--resume", str(run_dir), "--epochs", "3", "--quiet"])
+    resumed = runner.invoke(
+        app,
+        ["train", "--resume", str(run_dir), "--epochs", "3", "--quiet",
+         "--data-dir", tiny_config.data.data_dir],
+    )  # fmt: skip
     assert resumed.exit_code == 0, resumed.output
     model = load_model(run_dir / "checkpoint_last.safetensors")
     assert model.prior is None and model.spec.prior == "standard"

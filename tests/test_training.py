@@ -70,7 +70,8 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tiny_config, interrupt
     assert caught.value.exit_code == 130
     state = read_header(folder / "checkpoint_last.safetensors").training_state
     assert state["progress"]["step"] == interrupt_at_step
-    resumed = train(prepare_resume(folder, {}), folder, resume=True)
+    data_dir = tiny_config.data.data_dir
+    resumed = train(prepare_resume(folder, {"data_dir": data_dir}), folder, resume=True)
     expected, got = weights(reference.last_path), weights(resumed.last_path)
     assert expected.keys() == got.keys()
     for name in expected:
@@ -176,7 +177,7 @@ def test_resume_rejects_changed_options(tiny_config):
     with pytest.raises(ConfigError, match="--lr cannot change on --resume"):
         prepare_resume(result.run_dir, {"lr": 0.5})
     (result.run_dir / "config.yaml").unlink()  # the checkpoint carries its own configuration
-    extended = prepare_resume(result.run_dir, {"epochs": 3})
+    extended = prepare_resume(result.run_dir, {"epochs": 3, "data_dir": tiny_config.data.data_dir})
     assert extended.train.epochs == 3
     more = train(extended, result.run_dir, resume=True)
     assert [r["epoch"] for r in more.history] == [1, 2, 3]
@@ -198,7 +199,11 @@ def test_resuming_a_finished_run_changes_nothing(tiny_config):
     )
     result = train(tiny_config, run_dir(tiny_config, "finished"))
     before = result.best_path.read_bytes()
-    again = train(prepare_resume(result.run_dir, {}), result.run_dir, resume=True)
+    again = train(
+        prepare_resume(result.run_dir, {"data_dir": tiny_config.data.data_dir}),
+        result.run_dir,
+        resume=True,
+    )
     assert again.best_path.read_bytes() == before
     assert [r["epoch"] for r in again.history] == [1, 2]
 
