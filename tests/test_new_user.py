@@ -134,3 +134,47 @@ def test_interpolation_ends_are_grey_originals(run, tmp_path, synthetic_data_dir
         first_column = np.asarray(picture.convert("L"))[:, 2:30]
     # Only the binarized images and the white padding.
     assert set(np.unique(first_column).tolist()) <= {0, 255}
+
+
+# --- resume with another number of epochs ------------------------------------------------------
+
+
+def _lrs(run_dir) -> list[float]:
+    from vae.training import read_metrics
+
+    return [record["lr"] for record in read_metrics(run_dir / "metrics.jsonl")]
+
+
+def test_resume_with_more_epochs_continues_the_longer_cosine(tmp_path, synthetic_data_dir):
+    data = ["--data-dir", str(synthetic_data_dir)]
+    common = ["--runs-dir", str(tmp_path), *data, *TINY, "--sample-every", "0", "--quiet"]
+    assert runner.invoke(app, ["train", "short", *common]).exit_code == 0
+    assert runner.invoke(app, ["train", "long", *common, "--epochs", "4"]).exit_code == 0
+    lr0 = 2e-3
+    resumed = runner.invoke(
+        app, ["train", "--resume", str(tmp_path / "short"), "--epochs", "4", "--quiet", *data]
+    )
+    assert resumed.exit_code == 0, resumed.output
+    # metrics.jsonl's lr is the rate after each epoch: lr0 (1 + cos(pi e / N)) / 2.
+    lrs, long = _lrs(tmp_path / "short"), _lrs(tmp_path / "long")
+    assert lrs[1] == pytest.approx(0.0, abs=1e-12)  # the 2-epoch run ended at 0
+    # Epoch 3 trained at lr0 / 2 (a 4-epoch run's rate after epoch 2): the cosine's recursive
+    # step from there gives the 4-epoch curve, and from 0 it would have stayed at 0.
+    assert long[1] == pytest.approx(lr0 * 0.5, rel=1e-9)
+    assert lrs[2] == pytest.approx(lr0 * (1 + np.cos(np.pi * 3 / 4)) / 2, rel=1e-9)
+    assert lrs[2:] == pytest.approx(long[2:], rel=1e-9, abs=1e-15)
+
+
+def test_resume_with_fewer_epochs_than_done_is_refused(tmp_path, run, synthetic_data_dir):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    before = {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()}
+    data = ["--data-dir", str(synthetic_data_dir)]
+    result = runner.invoke(app, ["train", "--resume", str(copy), "--epochs", "1", *data])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        f"error: --epochs 1 is not after epoch 2, where {copy} stands: give --epochs 3 or more"
+    ]
+    assert {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()} == before

@@ -416,6 +416,10 @@ class _Run:
                 f"{path} has a corrupt training state ({type(error).__name__}: {detail}); "
                 "it cannot be resumed (checkpoint_best and the run's other files are untouched)"
             ) from None
+        saved_train = header.metadata.get("config", {}).get("train", {})
+        self._continue_with_epochs(
+            saved_train.get("epochs") if isinstance(saved_train, dict) else None
+        )
         self.history = [
             r
             for r in read_metrics(self.run_dir / METRICS_NAME)
@@ -424,6 +428,28 @@ class _Run:
         self.reporter.message(
             f"resuming {self.run_dir} at epoch {self.progress.epoch + 1}, step {self.progress.step}"
         )
+
+    def _continue_with_epochs(self, saved_epochs: Any) -> None:
+        """A resume with a new number of epochs N continues as if the run had been started with
+        N: the cosine schedule is stretched (or shrunk) so that the learning rate after epoch e is
+        lr0 (1 + cos(pi e / N)) / 2 from here on. Unchanged epochs change nothing (bit-exact)."""
+        epochs, done = self.config.train.epochs, self.progress.epoch
+        if saved_epochs == epochs:
+            return
+        if epochs <= done:
+            raise ConfigError(
+                f"--epochs {epochs} is not after epoch {done}, where {self.run_dir} stands: give "
+                f"--epochs {done + 1} or more"
+            )
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+            # The scheduler steps recursively from the current rate: setting that rate to the
+            # closed form for the new length makes every later step follow the new curve.
+            self.scheduler.T_max = epochs
+            for group, base in zip(
+                self.optimizer.param_groups, self.scheduler.base_lrs, strict=True
+            ):
+                group["lr"] = base * (1 + math.cos(math.pi * done / epochs)) / 2
+            self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def _restore_state(self, path: Path, state: dict[str, Any]) -> None:
         # A hand-edited state (a string where a number belongs) would load without complaint and
