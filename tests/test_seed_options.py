@@ -4,7 +4,9 @@ their flag spellings."""
 from __future__ import annotations
 
 import importlib.util
+import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -186,11 +188,40 @@ def test_wandb_tracker_runs_offline_without_an_account(
         p.name.split("_")[0] for p in (offline / "files" / "media" / "images").iterdir()
     )
     assert pictures == ["reconstructions"] * 2 + ["samples"] * 2
-    # The run file is W&B's own binary log; its records hold the names logged as plain strings.
+    # The run file is W&B's own binary log. Training returns only once W&B has written all of it
+    # (WandbTracker.run_ended), so the run's closing exit record is there, read as W&B's
+    # protobuf records, and the records hold the names logged as plain strings.
     [log] = list(offline.glob("run-*.wandb"))
     content = log.read_bytes()
+    kinds = [record.WhichOneof("record_type") for record in _wandb_records(content)]
+    assert kinds[0] == "header" and "exit" in kinds, (len(content), kinds)
     for name in (b"step/loss", b"epoch/val_neg_elbo", b"best_val_neg_elbo", b"latent_dim"):
         assert name in content, name
+
+
+def _wandb_records(content: bytes) -> list[Any]:
+    """The protobuf records of a ``.wandb`` file: a 7-byte header (":W&B", magic, version), then
+    LevelDB's log format (32 KiB blocks of chunks: crc32c, length, type, data; a record split over
+    blocks is FIRST, MIDDLE..., LAST). W&B 0.31 ships no Python reader for it, only the protobufs."""
+    from wandb.proto.wandb_internal_pb2 import Record
+
+    assert content[:4] == b":W&B", content[:7]
+    block, full, last = 32768, 1, 4
+    records, pending, position = [], b"", 7
+    while position + 7 <= len(content):
+        room = block - position % block
+        if room < 7:  # a block's tail too short for a chunk header is padding
+            position += room
+            continue
+        _, length, kind = struct.unpack("<IHB", content[position : position + 7])
+        pending += content[position + 7 : position + 7 + length]
+        position += 7 + length
+        if kind in (full, last):
+            record = Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
 
 
 def test_a_tracker_that_is_not_installed_is_one_line_and_exit_2(

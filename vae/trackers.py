@@ -130,7 +130,20 @@ class WandbTracker(Reporter):
         self.run.summary.update(summary)
 
     def run_ended(self) -> None:
-        self.run.finish()
+        """Finish the W&B run and wait until its record is complete on disk (and uploaded, online).
+
+        ``run.finish`` returns once W&B's service has the run's last record, but the service
+        writes its ``.wandb`` file from a buffer that reaches the disk only when it closes the
+        run, later and on its own schedule (at exit at the latest): a file read right after
+        training (``wandb sync``, a test) could hold only its header. ``wandb.teardown`` waits
+        for the service to close every run and stop. The tracker already owns W&B in this process
+        (``reinit="finish_previous"`` ends any other run), and the next ``wandb.init`` starts a
+        fresh service.
+        """
+        try:
+            self.run.finish()
+        finally:
+            self.wandb.teardown()
 
 
 def _epoch_scalars(record: dict[str, Any]) -> dict[str, float]:
