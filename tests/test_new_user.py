@@ -178,3 +178,47 @@ def test_resume_with_fewer_epochs_than_done_is_refused(tmp_path, run, synthetic_
         f"error: --epochs 1 is not after epoch 2, where {copy} stands: give --epochs 3 or more"
     ]
     assert {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()} == before
+
+
+# --- names from other projects -----------------------------------------------------------------
+
+
+def test_a_pth_name_points_to_the_safetensors_twin(run, tmp_path):
+    import shutil
+
+    shutil.copyfile(run / "checkpoint_best.safetensors", tmp_path / "model.safetensors")
+    result = runner.invoke(app, ["info", str(tmp_path / "model.pth")])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: checkpoint not found: {tmp_path / 'model.pth'} ({tmp_path / 'model.safetensors'} "
+        "exists: vae checkpoints are .safetensors files)"
+    )
+
+
+def test_a_real_pytorch_pickle_is_refused_with_the_reason_and_never_unpickled(tmp_path):
+    import torch
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):  # what a hostile pickle does when it is loaded
+            return (marker.write_text, ("code ran",))
+
+    for name, obj in (("weights.pth", {"w": torch.zeros(2)}), ("hostile.pt", Payload())):
+        torch.save(obj, tmp_path / name)
+        for command in (["info", str(tmp_path / name)],
+                        ["generate", "--checkpoint", str(tmp_path / name), "--output",
+                         str(tmp_path / "out.png")]):  # fmt: skip
+            result = runner.invoke(app, command)
+            assert result.exit_code == 1, result.output
+            lines = result.output.strip().splitlines()
+            assert len(lines) == 1 and "is a PyTorch pickle" in lines[0], result.output
+            assert "runs any code" in lines[0] and "Converting PyTorch weights" in lines[0]
+    assert not marker.exists()
+
+
+def test_the_default_checkpoint_outside_the_project_says_where_to_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["generate", "--output", str(tmp_path / "s.png")])
+    assert result.exit_code == 1
+    assert "run the command from the project folder, or pass --checkpoint" in result.output

@@ -57,13 +57,19 @@ def read_header(path: str | Path) -> CheckpointHeader:
     """
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}{_not_found_hint(path)}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint path is not a file: {path}")
     try:
         file_size = path.stat().st_size
         with open(path, "rb") as handle:
             prefix = handle.read(8)
+            if prefix.startswith(_PICKLE_SIGNATURES):
+                raise CheckpointError(
+                    f"{path} is a PyTorch pickle (torch.save), which vae does not load: loading "
+                    "a pickle runs any code it holds; convert weights you trust to safetensors "
+                    "(README: Converting PyTorch weights)"
+                )
             if len(prefix) < 8:
                 raise CheckpointError(f"{path} is not a safetensors file (only {file_size} bytes)")
             (header_size,) = struct.unpack("<Q", prefix)
@@ -217,6 +223,24 @@ def _check_tiling(path: Path, spans: list[tuple[int, int, str]], data_size: int)
         raise CheckpointError(
             f"{path} is damaged: {data_size - position:,} bytes follow the last tensor's data"
         )
+
+
+# torch.save's zip container, and the pickle protocols of its legacy format.
+_PICKLE_SIGNATURES = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+_OTHER_PROJECTS_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
+
+
+def _not_found_hint(path: Path) -> str:
+    """What the user probably meant: the .safetensors file of the same name, or the shipped
+    model, whose default path is relative to the project folder."""
+    if path.suffix.lower() in _OTHER_PROJECTS_SUFFIXES:
+        twin = path.with_suffix(".safetensors")
+        if twin.is_file():
+            return f" ({twin} exists: vae checkpoints are .safetensors files)"
+        return " (vae reads .safetensors checkpoints, written by vae train)"
+    if path == DEFAULT_CHECKPOINT:
+        return " (the shipped model: run the command from the project folder, or pass --checkpoint)"
+    return ""
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
