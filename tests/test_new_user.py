@@ -222,3 +222,53 @@ def test_the_default_checkpoint_outside_the_project_says_where_to_run(tmp_path, 
     result = runner.invoke(app, ["generate", "--output", str(tmp_path / "s.png")])
     assert result.exit_code == 1
     assert "run the command from the project folder, or pass --checkpoint" in result.output
+
+
+# --- smaller things ----------------------------------------------------------------------------
+
+
+def test_output_suffix_decides_the_format(run, tmp_path):
+    checkpoint = str(run / "checkpoint_best.safetensors")
+    for name, signature in (("s.jpg", b"\xff\xd8\xff"), ("s.JPEG", b"\xff\xd8\xff"),
+                            ("s.png", b"\x89PNG")):  # fmt: skip
+        result = runner.invoke(
+            app, ["generate", "--checkpoint", checkpoint, "--output", str(tmp_path / name)]
+        )
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / name).read_bytes().startswith(signature), name
+        with Image.open(tmp_path / name) as picture:
+            assert picture.size == (8 * CELL + 2, 8 * CELL + 2)
+    for name in ("s.bmp", "samples"):
+        result = runner.invoke(
+            app, ["generate", "--checkpoint", checkpoint, "--output", str(tmp_path / name)]
+        )
+        assert result.exit_code == 2, result.output
+        assert "name it .png or .jpg" in result.output
+        assert not (tmp_path / name).exists()
+    result = runner.invoke(
+        app,
+        ["visualize", "curves", str(run), "--output", str(tmp_path / "c.jpg")],
+    )
+    assert result.exit_code == 0 and (tmp_path / "c.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+
+
+def test_counts_are_singular_for_one(run, tmp_path, synthetic_data_dir):
+    result = runner.invoke(
+        app,
+        ["inference", "--checkpoint", str(run / "checkpoint_best.safetensors"), "--num-images", "1",
+         "--num-samples", "1", "--grid-size", "1", "--output-dir", str(tmp_path),
+         "--data-dir", str(synthetic_data_dir), "--no-download"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "wrote 1 sample to" in result.output and "wrote 1 reconstruction to" in result.output
+
+
+def test_a_perceptual_run_names_its_loss_not_an_elbo(tmp_path, synthetic_data_dir):
+    result = runner.invoke(
+        app,
+        ["train", "s", "--runs-dir", str(tmp_path), "--data-dir", str(synthetic_data_dir), *TINY,
+         "--epochs", "1", "--loss", "ssim", "--image-size", "32", "--sample-every", "0"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "done: best validation loss (ssim reconstruction + KL)" in result.output
+    assert "-ELBO" not in result.output.split("done:")[1]

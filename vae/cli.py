@@ -389,7 +389,7 @@ def generate_command(
     _check_finite_positive(temperature=temperature)
     from vae.images import save_grid
 
-    check_output_file(output, "--output", PICTURE, reads=[checkpoint])
+    _check_pictures(checkpoint, output=output)
     _check_picture(checkpoint, num_samples=num_samples)
 
     samples = _sample_without_torch(checkpoint, num_samples, seed, temperature, device)
@@ -587,7 +587,7 @@ def evaluate_command(
     if output is not None:
         check_output_file(output, "--output", EVALUATION, reads)
     if ood_dataset is not None:
-        check_output_file(histogram, "--histogram", PICTURE, reads)
+        _check_pictures(*reads, histogram=histogram)
     from rich.console import Console
 
     from vae.evaluation import evaluate_checkpoint
@@ -953,9 +953,16 @@ def _check_picture(checkpoint: Path, **counts: int) -> None:
 
 
 def _check_pictures(*reads: Path | None, **outputs: Path) -> None:
-    """Refuse picture outputs that would replace an input or a file that is not a picture."""
+    """Refuse picture outputs named with a suffix vae cannot write, or that would replace an
+    input or a file that is not a picture."""
+    from vae.images import check_gif_name, picture_format
+
     for option, path in outputs.items():
         check_output_file(path, f"--{option}", PICTURE, [r for r in reads if r is not None])
+        if option == "gif":
+            check_gif_name(path)
+        else:
+            picture_format(path)
 
 
 def _write_safely(write: Callable[[], Path], *targets: Path) -> Path:

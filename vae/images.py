@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
+from vae.errors import ConfigError
 from vae.fileio import PICTURE, atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -56,17 +57,48 @@ def tile(images: Images, columns: int) -> np.ndarray:
     return grid
 
 
-def grid_png_bytes(images: Images, columns: int) -> bytes:
-    """PNG bytes of a grid; the same tensor always gives the same bytes."""
+# The still-picture formats written, by file suffix (GIFs are written by save_gif).
+PICTURE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+JPEG_QUALITY = 95
+
+
+def picture_format(path: str | Path) -> str:
+    """The format a picture named ``path`` is written in, from its suffix; ConfigError for a
+    suffix vae cannot write (the file would otherwise hold bytes its name does not say)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in PICTURE_FORMATS:
+        raise ConfigError(
+            f"cannot write a picture to {path}: name it .png or .jpg "
+            f"(got {repr(suffix) if suffix else 'no suffix'})"
+        )
+    return PICTURE_FORMATS[suffix]
+
+
+def check_gif_name(path: str | Path) -> None:
+    """ConfigError unless ``path`` ends in .gif."""
+    if Path(path).suffix.lower() != ".gif":
+        raise ConfigError(f"cannot write an animation to {path}: name it .gif")
+
+
+def _encoded(picture: Any, path: str | Path) -> bytes:
+    """``picture`` (PIL) encoded in the format ``path``'s suffix names; deterministic bytes."""
     buffer = io.BytesIO()
-    _to_pil(tile(images, columns)).save(buffer, format="PNG")
+    if picture_format(path) == "JPEG":
+        picture.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    else:
+        picture.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
+def grid_png_bytes(images: Images, columns: int) -> bytes:
+    """PNG bytes of a grid; the same tensor always gives the same bytes."""
+    return _encoded(_to_pil(tile(images, columns)), "grid.png")
+
+
 def save_grid(images: Images, path: str | Path, columns: int = 8) -> Path:
-    """Write a grid PNG atomically; returns the path."""
+    """Write a grid picture atomically (PNG, or JPEG for .jpg / .jpeg); returns the path."""
     path = Path(path)
-    atomic_write_bytes(path, grid_png_bytes(images, columns), replaces=PICTURE)
+    atomic_write_bytes(path, _encoded(_to_pil(tile(images, columns)), path), replaces=PICTURE)
     return path
 
 
@@ -132,6 +164,7 @@ def gif_bytes(frames: list[Images], scale: int = 3, frame_ms: int = 80) -> bytes
 def save_gif(frames: list[Images], path: str | Path, scale: int = 3, frame_ms: int = 80) -> Path:
     """Write an animated GIF atomically; returns the path."""
     path = Path(path)
+    check_gif_name(path)
     atomic_write_bytes(path, gif_bytes(frames, scale, frame_ms), replaces=PICTURE)
     return path
 
@@ -157,8 +190,6 @@ def save_labelled_rows(images: Images, labels: list[str], path: str | Path, colu
     for row, text in enumerate(labels):
         top = PADDING + row * (height + PADDING) + max(0, height // 2 - 6)
         draw.text((4, top), text, fill=black, font=font)
-    buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG")
     path = Path(path)
-    atomic_write_bytes(path, buffer.getvalue(), replaces=PICTURE)
+    atomic_write_bytes(path, _encoded(canvas, path), replaces=PICTURE)
     return path

@@ -9,10 +9,15 @@ from typing import Any
 import numpy as np
 
 from vae.fileio import PICTURE, atomic_write_bytes
+from vae.images import picture_format
 
 
-def _figure_png(figure: Any) -> bytes:
+def _figure_bytes(figure: Any, path: Path) -> bytes:
+    """The figure in the format ``path``'s suffix names (PNG or JPEG)."""
     buffer = io.BytesIO()
+    if picture_format(path) == "JPEG":
+        figure.savefig(buffer, format="jpeg", dpi=110, bbox_inches="tight")
+        return buffer.getvalue()
     # No 'Software' stamp: the same data gives the same bytes.
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     return buffer.getvalue()
@@ -29,7 +34,7 @@ def _pyplot() -> Any:
 
 def _save(figure: Any, path: str | Path) -> Path:
     path = Path(path)
-    atomic_write_bytes(path, _figure_png(figure), replaces=PICTURE)
+    atomic_write_bytes(path, _figure_bytes(figure, path), replaces=PICTURE)
     _pyplot().close(figure)
     return path
 

@@ -28,7 +28,7 @@ from vae.checkpoint import (
     read_tensors,
     save_checkpoint,
 )
-from vae.config import RunConfig, config_to_yaml, resolve_data_dir
+from vae.config import PERCEPTUAL_LOSSES, RunConfig, config_to_yaml, resolve_data_dir
 from vae.data import (
     SPLIT_SEED,
     DataSplits,
@@ -568,9 +568,15 @@ class _Run:
         finally:
             self.reporter.run_ended()
         if self.progress.best_val is not None:
+            likelihood = self.spec.likelihood
+            figure = (  # a perceptual loss is not a likelihood: its sum is no ELBO, not in nats
+                f"loss ({likelihood} reconstruction + KL) {self.progress.best_val:.3f}"
+                if likelihood in PERCEPTUAL_LOSSES
+                else f"-ELBO {self.progress.best_val:.3f} nats"
+            )
             self.reporter.message(
-                f"done: best validation -ELBO {self.progress.best_val:.3f} nats (epoch "
-                f"{self.progress.best_epoch}); checkpoints in {self.run_dir}"
+                f"done: best validation {figure} (epoch {self.progress.best_epoch}); "
+                f"checkpoints in {self.run_dir}"
             )
         return TrainingResult(
             self.run_dir, best_path, self.run_dir / LAST_NAME, self.progress, self.history
