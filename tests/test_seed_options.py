@@ -4,6 +4,7 @@ their flag spellings."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import struct
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,9 @@ def _train_flags(config: RunConfig) -> list[str]:
     ]  # fmt: skip
 
 
-def test_ssim_run_with_kld_weight_has_no_likelihood_to_evaluate(tiny_config: RunConfig) -> None:
+def test_ssim_run_with_kld_weight_is_evaluated_by_its_reconstruction_error(
+    tiny_config: RunConfig,
+) -> None:
     result = runner.invoke(
         app, ["train", "ssim", *_train_flags(tiny_config), "--loss", "ssim", "--kld-weight", "0.25"]
     )
@@ -86,10 +89,23 @@ def test_ssim_run_with_kld_weight_has_no_likelihood_to_evaluate(tiny_config: Run
     assert metadata["beta_schedule"]["beta"] == 0.25
     info = runner.invoke(app, ["info", str(best), "--json"])
     assert "not a likelihood" in info.output
-    refused = runner.invoke(app, ["evaluate", "--checkpoint", str(best)])
-    assert refused.exit_code == 2
-    assert "SSIM loss, which is not a likelihood" in refused.output
-    assert "Traceback" not in refused.output
+    # No likelihood: evaluate reports the reconstruction error and the SSIM, never an NLL.
+    output = Path(tiny_config.train.runs_dir) / "ssim-evaluation.json"
+    evaluated = runner.invoke(
+        app,
+        ["evaluate", "--checkpoint", str(best), "--data-dir", tiny_config.data.data_dir,
+         "--no-download", "--limit", "20", "--quiet", "--output", str(output)],
+    )  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
+    saved = json.loads(output.read_text())
+    assert set(saved["metrics"]) == {"reconstruction_error", "ssim"}
+    assert 0 < saved["metrics"]["ssim"]["mean"] <= 1
+    model = metadata["model"]
+    values = model["channels"] * model["height"] * model["width"]
+    assert saved["metrics"]["reconstruction_error"]["mean"] == pytest.approx(
+        (1 - saved["metrics"]["ssim"]["mean"]) * values, rel=1e-6
+    )
+    assert "no likelihood" in saved["protocol"] and "nll" not in saved["metrics"]
 
 
 @pytest.mark.parametrize(

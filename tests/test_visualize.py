@@ -291,9 +291,23 @@ def test_autoencoder_trains_without_kl_and_samples_from_its_fitted_gaussian(
     assert result.exit_code == 0, result.output
     assert "plain autoencoder" in result.output and "fitted to its training codes" in result.output
     assert output.exists()
-    refused = runner.invoke(app, ["evaluate", "--checkpoint", str(checkpoint), "--data-dir",
-                                  str(synthetic_data_dir), "--no-download"])  # fmt: skip
-    assert refused.exit_code == 2 and "no ELBO or likelihood" in refused.output
+    # No likelihood: evaluate scores reconstructions, and outliers by reconstruction error.
+    report = tmp_path / "ae.json"
+    evaluated = runner.invoke(
+        app,
+        ["evaluate", "--checkpoint", str(checkpoint), "--data-dir", str(synthetic_data_dir),
+         "--no-download", "--quiet", "--ood-dataset", f"folder:{_noise_folder(tmp_path)}",
+         "--histogram", str(tmp_path / "ae_ood.png"), "--output", str(report)],
+    )  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
+    saved = json.loads(report.read_text())
+    assert list(saved["metrics"]) == ["reconstruction_error"] and saved["k"] is None
+    assert "autoencoder has no likelihood" in saved["protocol"]
+    assert list(saved["ood"]["scores"]) == ["raw"]
+    assert saved["ood"]["scores"]["raw"]["score"] == "reconstruction error"
+    assert saved["ood"]["scores"]["raw"]["auroc"] > 0.9  # noise is far from the training shapes
+    assert "reconstruction error" in evaluated.output
+    assert (tmp_path / "ae_ood.png").read_bytes().startswith(b"\x89PNG")
     info = runner.invoke(app, ["info", str(checkpoint)])
     assert "model_type" in info.output and "ae" in info.output
 
@@ -350,3 +364,17 @@ def test_gallery_writes_every_readme_picture_deterministically(tmp_path, runs, s
     refused = runner.invoke(app, [*arguments, "--output-dir", str(blocker)])
     assert refused.exit_code == 2 and "is a file, not a folder" in refused.output
     assert blocker.read_text() == "kept"
+
+
+def _noise_folder(tmp_path: Path) -> Path:
+    """Twenty 28-pixel images of uniform noise: outliers for a model of shapes."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "noise"
+    folder.mkdir(exist_ok=True)
+    generator = np.random.default_rng(0)
+    for index in range(20):
+        pixels = generator.integers(0, 256, (28, 28), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{index}.png")
+    return folder

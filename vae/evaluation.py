@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from vae.data import (
     to_float,
 )
 from vae.device import resolve_device
-from vae.errors import CheckpointError, ConfigError, VAEError
+from vae.errors import CheckpointError, VAEError
 from vae.fileio import sha256_file
 from vae.model import VAE
 from vae.objectives import (
@@ -30,6 +31,7 @@ from vae.objectives import (
     log_importance_weights,
     log_likelihood,
     nats_to_bits_per_dim,
+    structural_dissimilarity,
 )
 from vae.ood import ood_report
 from vae.plots import save_score_histograms
@@ -336,6 +338,126 @@ def evaluate_images(
     return summary, first, first_images
 
 
+def has_likelihood(model: VAE) -> bool:
+    """Whether ``model`` defines a likelihood (and so an ELBO and an NLL): autoencoders and
+    models trained with a perceptual loss do not."""
+    return not model.is_autoencoder and model.spec.likelihood not in PERCEPTUAL_LOSSES
+
+
+@torch.no_grad()
+def reconstruction_errors(
+    model: VAE, images: torch.Tensor, batch_size: int = 100
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per image (float images in [0, 1]): the model's own loss on the decoder's output at the
+    posterior mean (the code, for an autoencoder): bce the summed binary cross-entropy, mse the
+    summed squared error, ssim / ms-ssim (1 - SSIM) times the values per image; higher means
+    worse. Second: the SSIM (MS-SSIM) itself for perceptual models, else None."""
+    model.eval()
+    device = next(model.parameters()).device
+    likelihood = model.spec.likelihood
+    errors, similarities = [], []
+    for begin in range(0, images.shape[0], batch_size):
+        x = images[begin : begin + batch_size].to(device)
+        decoded = model.decode(model.encode(x)[0])
+        if likelihood == "bce":
+            error = -log_likelihood(decoded, x, "bce")
+        elif likelihood == "mse":
+            error = (decoded.float() - x.float()).pow(2).flatten(1).sum(1)
+        else:
+            error = structural_dissimilarity(decoded, x, multiscale=likelihood == "ms-ssim")
+            similarities.append((1.0 - error / x[0].numel()).double().cpu())
+        errors.append(error.double().cpu())
+    return torch.cat(errors), torch.cat(similarities) if similarities else None
+
+
+def evaluate_reconstructions(
+    model: VAE,
+    images: torch.Tensor,
+    *,
+    repeats: int = 1,
+    binarize: str = "static",
+    seed: int = 0,
+    batch_size: int = 100,
+    gaussian_sigma: float = 0.1,
+    reporter: Reporter | None = None,
+) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+    """The figures of a model without a likelihood, on uint8 images: its reconstruction error
+    (see :func:`reconstruction_errors`; and the SSIM for perceptual models), over ``repeats``
+    binarizations. Returns (summary, first repeat's per-image errors, the uint8 images scored)."""
+    del gaussian_sigma  # a squared error needs no sigma; kept for evaluate_images' signature
+    reporter = reporter or Reporter()
+    likelihood = model.spec.likelihood
+    if likelihood != "bce":
+        binarize = "none"
+    per_repeat: dict[str, list[float]] = {}
+    first: torch.Tensor | None = None
+    first_images = images
+    started = time.perf_counter()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        means = [
+            model.encode(x.to(device))[0].cpu()
+            for x in evaluation_batches(ImageSet(images), batch_size)
+        ]
+    reporter.task_started("evaluate (reconstruction)", images.shape[0] * repeats)
+    try:
+        for repeat in range(repeats):
+            scored = prepare_evaluation_images(images, binarize, seed + repeat)
+            errors, similarity = reconstruction_errors(model, to_float(scored), batch_size)
+            figures = {"reconstruction_error": float(errors.mean())}
+            if similarity is not None:
+                figures["ssim"] = float(similarity.mean())
+            for key, value in figures.items():
+                if not math.isfinite(value):
+                    raise VAEError(
+                        f"evaluation gave a {key} of {value}: the model's outputs overflow on "
+                        "these images, so there is no figure to report"
+                    )
+                per_repeat.setdefault(key, []).append(value)
+            reporter.task_advanced(images.shape[0])
+            if first is None:
+                first, first_images = errors, scored
+    finally:
+        reporter.task_ended()
+    assert first is not None
+    what = "an autoencoder" if model.is_autoencoder else f"a {likelihood.upper()}-trained model"
+    summary: dict[str, Any] = {
+        "protocol": (
+            f"{what} has no likelihood: reconstruction error at the posterior mean "
+            f"({RECONSTRUCTION_ERRORS[likelihood]}); no NLL, ELBO or bits/dim"
+            + (
+                f"; test images binarized once with fixed seed {TEST_BINARIZATION_SEED}"
+                if binarize == "static"
+                else ""
+            )
+        ),
+        "likelihood": likelihood,
+        "score": "reconstruction error",
+        "test_binarization": binarize,
+        "test_binarization_seed": TEST_BINARIZATION_SEED if binarize == "static" else None,
+        "k": None,
+        "repeats": repeats,
+        "seeds": list(range(seed, seed + repeats)),
+        "num_images": int(images.shape[0]),
+        "dimensions": model.spec.channels * model.spec.height * model.spec.width,
+        "metrics": {key: summarize(values) for key, values in per_repeat.items()},
+        "active_units": active_units(torch.cat(means)),
+        "latent_dim": model.spec.latent_dim,
+        "prior": None if model.is_autoencoder else model.spec.prior,
+        "seconds": time.perf_counter() - started,
+    }
+    return summary, first, first_images
+
+
+# What "reconstruction error" means for each loss (said in the protocol).
+RECONSTRUCTION_ERRORS = {
+    "bce": "summed binary cross-entropy",
+    "mse": "summed squared error",
+    "ssim": "(1 - SSIM) x values per image",
+    "ms-ssim": "(1 - MS-SSIM) x values per image",
+}
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     *,
@@ -358,17 +480,6 @@ def evaluate_checkpoint(
     and with ``ood_dataset`` the outlier-detection metrics (plus a histogram PNG)."""
     reporter = reporter or Reporter()
     model = load_model(checkpoint, resolve_device(device))
-    if model.is_autoencoder:
-        raise ConfigError(
-            f"{checkpoint} is a plain autoencoder: it has no ELBO or likelihood to evaluate "
-            "(compare it with visualize or inference instead)"
-        )
-    if model.spec.likelihood in PERCEPTUAL_LOSSES:
-        raise ConfigError(
-            f"{checkpoint} was trained with the {model.spec.likelihood.upper()} loss, which is not "
-            "a likelihood: it has no NLL, ELBO or bits/dim to report (compare its reconstructions "
-            "with inference instead)"
-        )
     metadata = read_metadata(checkpoint)
     # Images shaped as the model takes them (its spec, checked against the data section).
     data_info = data_for_model(metadata, model.spec)
@@ -388,12 +499,16 @@ def evaluate_checkpoint(
         if ood_dataset is None
         else load_images_for_model(data_info, dataset=ood_dataset, **load)
     )
-    options = dict(
-        k=k, binarize=binarize_test, seed=seed, batch_size=batch_size, gaussian_sigma=sigma
+    options = dict(binarize=binarize_test, seed=seed, batch_size=batch_size, gaussian_sigma=sigma)
+    # A model without a likelihood (an autoencoder, an SSIM-trained VAE) is scored by its own
+    # reconstruction loss, the outlier score such models are compared with elsewhere.
+    scored_by_likelihood = has_likelihood(model)
+    evaluate = (
+        functools.partial(evaluate_images, k=k)
+        if scored_by_likelihood
+        else evaluate_reconstructions
     )
-    summary, scores, scored = evaluate_images(
-        model, images, repeats=repeats, reporter=reporter, **options
-    )
+    summary, scores, scored = evaluate(model, images, repeats=repeats, reporter=reporter, **options)
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": sha256_file(checkpoint),
@@ -401,17 +516,24 @@ def evaluate_checkpoint(
         **summary,
     }
     if ood_images is not None:
-        ood_summary, ood_scores, ood_scored = evaluate_images(
+        ood_summary, ood_scores, ood_scored = evaluate(
             model, ood_images, reporter=reporter, **options
         )
-        raw_name = "NLL" if scores.nll is not None else "-ELBO"
-        raw_in = (scores.nll if scores.nll is not None else scores.neg_elbo).numpy()
-        raw_out = (ood_scores.nll if ood_scores.nll is not None else ood_scores.neg_elbo).numpy()
-        report = ood_report(raw_in, raw_out, scored, ood_scored, raw_name)
+        if not scored_by_likelihood:
+            raw_name, raw_unit = "reconstruction error", None
+            raw_in, raw_out = scores.numpy(), ood_scores.numpy()
+        else:
+            raw_name = "NLL" if scores.nll is not None else "-ELBO"
+            raw_unit = "nats"
+            raw_in = (scores.nll if scores.nll is not None else scores.neg_elbo).numpy()
+            raw_out = (
+                ood_scores.nll if ood_scores.nll is not None else ood_scores.neg_elbo
+            ).numpy()
+        report = ood_report(raw_in, raw_out, scored, ood_scored, raw_name, raw_unit)
         histogram_path = None
         if histogram is not None:
             histogram_path = str(
-                save_score_histograms(report, result["dataset"], ood_dataset, raw_name, histogram)
+                save_score_histograms(report, result["dataset"], ood_dataset, histogram)
             )
         result["ood"] = {
             "in_dataset": result["dataset"],

@@ -113,13 +113,19 @@ def ood_report(
     images_in: torch.Tensor,
     images_out: torch.Tensor,
     raw_name: str,
+    raw_unit: str | None = "nats",
 ) -> dict[str, Any]:
     """Detection metrics for the raw score and for the complexity-corrected score with each
-    compressor; ``scores`` holds the per-image values (for histograms)."""
+    compressor; ``scores`` holds the per-image values (for histograms). A raw score that is no
+    log-likelihood (``raw_unit`` None: a reconstruction error) gets no complexity correction,
+    which subtracts bits from bits."""
+    label = f"{raw_name} ({raw_unit})" if raw_unit else raw_name
     metrics: dict[str, Any] = {
-        "raw": {"score": f"{raw_name} (nats)", **detection_metrics(raw_in_nats, raw_out_nats)}
+        "raw": {"score": label, **detection_metrics(raw_in_nats, raw_out_nats)}
     }
     scores: dict[str, tuple[np.ndarray, np.ndarray]] = {"raw": (raw_in_nats, raw_out_nats)}
+    if raw_unit is None:
+        return {"metrics": metrics, "scores": scores}
     for name, compressed_bits in COMPRESSORS.items():
         corrected_in = raw_in_nats / math.log(2) - compressed_bits(images_in)
         corrected_out = raw_out_nats / math.log(2) - compressed_bits(images_out)

@@ -40,7 +40,7 @@ def _save(figure: Any, path: str | Path) -> Path:
 
 
 def save_score_histograms(
-    report: dict[str, Any], in_name: str, out_name: str, raw_name: str, path: str | Path
+    report: dict[str, Any], in_name: str, out_name: str, path: str | Path
 ) -> Path:
     """One panel per score (raw, then each complexity correction), with the in- and
     out-of-distribution histograms overlaid and the AUROC in the title."""
@@ -53,12 +53,7 @@ def save_score_histograms(
         bins = np.linspace(low, high, 80)
         axis.hist(inside, bins=bins, alpha=0.6, density=True, label=f"{in_name} (in)")
         axis.hist(outside, bins=bins, alpha=0.6, density=True, label=f"{out_name} (out)")
-        unit = (
-            f"{raw_name} (nats)"
-            if key == "raw"
-            else f"{raw_name} (bits) - {key.split('_', 1)[1]} bits"
-        )
-        axis.set_xlabel(unit)
+        axis.set_xlabel(metrics[key]["score"])
         axis.set_ylabel("density")
         axis.set_title(f"{key.replace('_', ' ')}: AUROC {metrics[key]['auroc']:.3f}")
         axis.legend()

@@ -209,6 +209,8 @@ _METRIC_LABELS = {
     "recon": ("reconstruction -log p(x|z)", "nats"),
     "kl": ("KL(q(z|x) || p(z))", "nats"),
     "mse": ("MSE per pixel", ""),
+    "reconstruction_error": ("reconstruction error (no likelihood)", "per image"),
+    "ssim": ("SSIM of the reconstruction", ""),
 }
 
 
@@ -237,8 +239,9 @@ def _table(title: Any, columns: list[tuple[str, str]], caption: str) -> Any:
 
 def evaluation_table(result: dict[str, Any]) -> Any:
     """A rich Table of an evaluation result, with its protocol as the caption."""
+    samples = f"k = {result['k']}" if result.get("k") is not None else "reconstruction error"
     table = _table(
-        f"{result['dataset']}: {result['num_images']:,} images, k = {result['k']}, "
+        f"{result['dataset']}: {result['num_images']:,} images, {samples}, "
         f"{result['repeats']} repeat(s)",
         [("figure", "left"), ("value", "right"), ("unit", "left")],
         f"protocol: {result['protocol']}; seeds {result['seeds']}",
