@@ -62,10 +62,10 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="
     [
         [str(BIN / "inference"), "--checkpoint", "none.safetensors"],
         [str(BIN / "info"), "none.safetensors"],
-        [sys.executable, "-m", "vae", "generate", "--checkpoint", "none.safetensors"],
+        [str(BIN / "generate"), "--checkpoint", "none.safetensors"],
         [str(BIN / "visualize"), "curves", "none"],
     ],
-    ids=["inference", "info", "python-m-vae", "visualize"],
+    ids=["inference", "info", "generate", "visualize"],
 )
 @pytest.mark.parametrize("extra_delay", [0.0, 0.05])
 def test_ctrl_c_right_after_start_is_one_line_and_130(tmp_path, command, extra_delay):

@@ -114,14 +114,16 @@ def install_exit_handlers(sigterm: bool = True) -> None:
     if sigterm:
         signal.signal(signal.SIGTERM, _exit_on_signal)
     # Registered first, so run last: at the very end Python puts the default handlers back, and
-    # a signal then would end the process without a word (Ctrl-C) or with none of its line.
-    atexit.register(_block_stop_signals)
+    # a signal then would kill the process without its line (a mask would not do: another
+    # thread, such as a BLAS worker, would take the signal with the default action).
+    atexit.register(_ignore_stop_signals)
 
 
-def _block_stop_signals() -> None:
-    """Hold stop signals for the last moments of the process (its work and output are done)."""
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+def _ignore_stop_signals() -> None:
+    """Ignore stop signals for the last moments of the process: its work and output are done,
+    and Python leaves an ignored signal ignored while it shuts down."""
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
 
 
 def exit_directly_on_signal() -> None:
