@@ -3,6 +3,8 @@ epochs, names from other projects."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -272,3 +274,50 @@ def test_a_perceptual_run_names_its_loss_not_an_elbo(tmp_path, synthetic_data_di
     assert result.exit_code == 0, result.output
     assert "done: best validation loss (ssim reconstruction + KL)" in result.output
     assert "-ELBO" not in result.output.split("done:")[1]
+
+
+def test_outlier_scores_are_kept_and_the_histograms_redrawn_without_scoring(
+    run, tmp_path, synthetic_data_dir, monkeypatch
+):
+    from vae import evaluation
+    from vae.ood import read_scores_csv
+    from vae.visualize import redraw_outlier_histograms
+
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    generator = np.random.default_rng(0)
+    for index in range(12):
+        Image.fromarray(generator.integers(0, 256, (28, 28), dtype=np.uint8)).save(
+            noise / f"{index}.png"
+        )
+    report = tmp_path / "ood.json"
+    result = runner.invoke(
+        app,
+        ["evaluate", "--checkpoint", str(run / "checkpoint_best.safetensors"), "--k", "4",
+         "--limit", "16", "--data-dir", str(synthetic_data_dir), "--no-download", "--quiet",
+         "--ood-dataset", f"folder:{noise}", "--histogram", str(tmp_path / "first.png"),
+         "--output", str(report)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = json.loads(report.read_text())
+    assert saved["ood"]["scores_file"] == "ood_scores.csv"
+    scores = read_scores_csv(tmp_path / "ood_scores.csv")
+    assert set(scores) == set(saved["ood"]["scores"]) == {"raw", "complexity_png", "complexity_bz2"}
+    assert [len(part) for part in scores["raw"]] == [16, 12]
+    # The AUROC from the stored scores is the one reported.
+    from vae.ood import auroc
+
+    assert auroc(*scores["raw"]) == pytest.approx(saved["ood"]["scores"]["raw"]["auroc"])
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("scored again")
+
+    monkeypatch.setattr(evaluation, "score_images", no_scoring)
+    out = tmp_path / "gallery"
+    out.mkdir()
+    path = redraw_outlier_histograms(report, out)
+    assert path == out / "first.png"
+    assert path.read_bytes() == (tmp_path / "first.png").read_bytes()
+    (tmp_path / "ood_scores.csv").write_text("set,raw\nin,oops\n")
+    with pytest.raises(DataError, match="cannot read outlier scores"):
+        redraw_outlier_histograms(report, out)

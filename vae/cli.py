@@ -37,6 +37,7 @@ from vae.config import (
 from vae.errors import ConfigError, DataError, TrainingInterrupted, VAEError
 from vae.fileio import (
     EVALUATION,
+    OUTLIER_SCORES,
     PICTURE,
     atomic_write_text,
     check_output_file,
@@ -61,6 +62,10 @@ class AliasCommand(TyperCommand):
 
 _DEFAULT = RunConfig()
 IMAGES_DIR = Path("images")
+SHIPPED_OOD_REPORTS = (
+    Path("pretrained/evaluation_mnist_k100_ood.json"),
+    Path("pretrained/fashionmnist/evaluation_k100_ood.json"),
+)
 
 
 def handle_errors(function: F) -> F:
@@ -586,6 +591,10 @@ def evaluate_command(
     reads = [checkpoint] + ([input_path] if input_path is not None else [])
     if output is not None:
         check_output_file(output, "--output", EVALUATION, reads)
+        if ood_dataset is not None:
+            from vae.ood import scores_path
+
+            check_output_file(scores_path(output), "--output", OUTLIER_SCORES, reads)
     if ood_dataset is not None:
         _check_pictures(*reads, histogram=histogram)
     from rich.console import Console
@@ -615,13 +624,26 @@ def evaluate_command(
     console.print(evaluation_table(result))
     if "ood" in result:
         console.print(ood_table(result["ood"]))
+    per_image = result.get("ood", {}).pop("per_image", None)
     if output is not None:
+        if per_image is not None:
+            from vae.ood import scores_csv, scores_path
+
+            scores_file = scores_path(output)
+            result["ood"]["scores_file"] = scores_file.name  # beside the JSON
+            _write_safely(lambda: _write_scores(scores_file, scores_csv(per_image)), scores_file)
+            typer.echo(f"wrote {scores_file}")
         _write_safely(lambda: _write_json(output, result, _write_evaluation), output)
         typer.echo(f"wrote {output}")
 
 
 def _write_evaluation(path: Path, text: str) -> None:
     atomic_write_text(path, text, replaces=EVALUATION)
+
+
+def _write_scores(path: Path, text: str) -> Path:
+    atomic_write_text(path, text, replaces=OUTLIER_SCORES)
+    return path
 
 
 def _write_json(path: Path, result: dict[str, Any], write: Callable[[Path, str], None]) -> Path:
@@ -883,12 +905,19 @@ def gallery_command(
     metrics: Annotated[
         Path | None, typer.Option(help="metrics.jsonl of the checkpoint's training run.")
     ] = Path("pretrained/metrics.jsonl"),
+    ood_report: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="An outlier evaluation JSON (with its _scores.csv beside it) whose histograms "
+            "are redrawn; repeat for several (default: the shipped ones)."
+        ),
+    ] = None,
     output_dir: Annotated[Path, typer.Option(help="Folder for the pictures.")] = IMAGES_DIR,
     data_dir: DataDirOption = None,
     download: DownloadOption = True,
     seed: SeedOption = 0,
 ) -> None:
-    """Regenerate every README picture from the shipped checkpoints."""
+    """Regenerate every README picture from the shipped checkpoints and evaluations."""
     from vae.visualize import gallery
 
     check_seed(seed)
@@ -896,6 +925,10 @@ def gallery_command(
     for optional in (autoencoder, metrics):
         if optional is not None and not optional.exists():
             raise ConfigError(f"{optional} not found (pass another path)")
+    ood_reports = ood_report if ood_report is not None else list(SHIPPED_OOD_REPORTS)
+    for report in ood_reports:
+        if not report.is_file():
+            raise ConfigError(f"--ood-report {report} not found (pass another path)")
     paths = _write_safely(
         lambda: gallery(
             checkpoint,
@@ -905,6 +938,7 @@ def gallery_command(
             data_dir=data_dir,
             download=download,
             seed=seed,
+            ood_reports=ood_reports,
         ),
         output_dir,
     )

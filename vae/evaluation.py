@@ -476,8 +476,9 @@ def evaluate_checkpoint(
     histogram: Path | None = None,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
-    """Every figure of ``evaluate``, JSON-ready: ELBO, its parts, IW NLL, bits/dim, active units,
-    and with ``ood_dataset`` the outlier-detection metrics (plus a histogram PNG)."""
+    """Every figure of ``evaluate``: ELBO, its parts, IW NLL, bits/dim, active units, and with
+    ``ood_dataset`` the outlier-detection metrics (plus a histogram PNG). JSON-ready except
+    ``result["ood"]["per_image"]``, the per-image scores as arrays (see vae.ood.scores_csv)."""
     reporter = reporter or Reporter()
     model = load_model(checkpoint, resolve_device(device))
     metadata = read_metadata(checkpoint)
@@ -544,5 +545,7 @@ def evaluate_checkpoint(
             "scores": report["metrics"],
             "out_metrics": ood_summary["metrics"],
             "histogram": histogram_path,
+            # Per-image values, for the scores file beside the JSON (not part of the JSON).
+            "per_image": report["scores"],
         }
     return result

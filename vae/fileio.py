@@ -17,6 +17,7 @@ from vae.errors import ConfigError, VAEError
 # never overwrite a checkpoint, a dataset file or a document.
 PICTURE = "picture"
 EVALUATION = "vae evaluation JSON"
+OUTLIER_SCORES = "vae outlier scores CSV"
 _PICTURE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"\xff\xd8\xff")
 _EVALUATION_KEYS = {"protocol", "metrics", "checkpoint_sha256"}
 _EVALUATION_MAX_BYTES = 64 * 1024 * 1024  # far above any evaluation JSON; bounds the read
@@ -110,6 +111,8 @@ def _holds(path: Path, kind: str) -> bool:
             if kind == PICTURE:
                 start = handle.read(8)
                 return any(start.startswith(signature) for signature in _PICTURE_SIGNATURES)
+            if kind == OUTLIER_SCORES:
+                return handle.read(4) == b"set,"
             if kind == EVALUATION:
                 text = handle.read(_EVALUATION_MAX_BYTES + 1)
                 if len(text) > _EVALUATION_MAX_BYTES:

@@ -18,6 +18,7 @@ import bz2
 import io
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -136,3 +137,50 @@ def ood_report(
         }
         scores[key] = (corrected_in, corrected_out)
     return {"metrics": metrics, "scores": scores}
+
+
+# Per-image outlier scores, beside each evaluation JSON, so that the histograms can be redrawn
+# (visualize gallery) without scoring 20,000 images again.
+SCORES_HEADER = "set"
+
+
+def scores_path(evaluation_json: Path) -> Path:
+    """Where the per-image scores of an outlier evaluation written to ``evaluation_json`` go."""
+    return evaluation_json.with_name(f"{evaluation_json.stem}_scores.csv")
+
+
+def scores_csv(scores: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    """CSV text: a header (set, then one column per score) and one row per image, in-distribution
+    images first (set "in"), then the outliers ("out"); floats written exactly (repr)."""
+    names = list(scores)
+    lines = [",".join([SCORES_HEADER, *names])]
+    for column, label in ((0, "in"), (1, "out")):
+        columns = [np.asarray(scores[name][column], dtype=np.float64) for name in names]
+        for row in zip(*columns, strict=True):
+            lines.append(",".join([label, *(repr(float(value)) for value in row)]))
+    return "\n".join(lines) + "\n"
+
+
+def read_scores_csv(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The per-image scores written by :func:`scores_csv`; DataError for a file that is not one."""
+    from vae.errors import DataError
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        header = lines[0].split(",")
+        if header[0] != SCORES_HEADER or len(header) < 2:
+            raise ValueError("no header")
+        rows: dict[str, list[list[float]]] = {"in": [], "out": []}
+        for line in lines[1:]:
+            label, *values = line.split(",")
+            if label not in rows or len(values) != len(header) - 1:
+                raise ValueError("a malformed row")
+            rows[label].append([float(value) for value in values])
+        if not rows["in"] or not rows["out"]:
+            raise ValueError("no rows for one of the sets")
+    except (OSError, UnicodeDecodeError, IndexError, ValueError) as error:
+        raise DataError(f"cannot read outlier scores {path}: {error}") from None
+    inside, outside = np.array(rows["in"]), np.array(rows["out"])
+    if not (np.isfinite(inside).all() and np.isfinite(outside).all()):
+        raise DataError(f"cannot read outlier scores {path}: a score is not a finite number")
+    return {name: (inside[:, i], outside[:, i]) for i, name in enumerate(header[1:])}

@@ -33,7 +33,7 @@ from vae.latent import (
 )
 from vae.limits import check_picture
 from vae.model import VAE
-from vae.plots import save_latent_maps, save_training_curves
+from vae.plots import save_latent_maps, save_score_histograms, save_training_curves
 
 
 @dataclass
@@ -286,6 +286,7 @@ def gallery(
     data_dir: str | None = None,
     download: bool = True,
     seed: int = 0,
+    ood_reports: list[Path] | None = None,
 ) -> list[Path]:
     """Every README picture from the shipped checkpoints, into ``output_dir``: pictures that
     show originals (reconstructions, interpolations) show and encode the grey test images; the
@@ -326,4 +327,32 @@ def gallery(
         ae_inputs = load_inputs(autoencoder, data_dir=data_dir, download=download)
         written.append(latent_map([inputs, ae_inputs], output_dir / "latent_map_vae_vs_ae.png"))
         written.append(manifold(ae_inputs, output_dir / "manifold_ae.png"))
+    for report in ood_reports or []:
+        written.append(redraw_outlier_histograms(report, output_dir))
     return written
+
+
+def redraw_outlier_histograms(evaluation_json: Path, output_dir: Path) -> Path:
+    """The histograms of an outlier evaluation (``evaluate --ood-dataset --output``), redrawn
+    from its JSON and the per-image scores file beside it, into ``output_dir`` under the
+    histogram's own file name: no image is scored again."""
+    import json
+
+    from vae.ood import read_scores_csv
+
+    try:
+        result = json.loads(evaluation_json.read_text(encoding="utf-8"))
+        ood = result["ood"]
+        scores_file = evaluation_json.parent / Path(ood["scores_file"]).name
+        name = Path(ood.get("histogram") or f"ood_{ood['in_dataset']}_vs_{ood['out_dataset']}.png")
+        metrics, in_name, out_name = ood["scores"], str(ood["in_dataset"]), str(ood["out_dataset"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DataError(
+            f"{evaluation_json} is not an outlier evaluation with a scores file (write one with "
+            f"evaluate --ood-dataset NAME --output FILE.json): {type(error).__name__} {error}"
+        ) from None
+    scores = read_scores_csv(scores_file)
+    if set(scores) != set(metrics):
+        raise DataError(f"{scores_file} does not hold the scores {evaluation_json} reports")
+    report = {"scores": scores, "metrics": metrics}
+    return save_score_histograms(report, in_name, out_name, output_dir / name.name)
