@@ -305,14 +305,7 @@ def evaluate_images(
                 )
             if scores.squared_error is not None:
                 figures["mse"] = float(scores.squared_error.mean())
-            for key, value in figures.items():
-                if not math.isfinite(value):
-                    # A NaN mean would be reported as a result and break the JSON written.
-                    raise VAEError(
-                        f"evaluation gave a {key} of {value}: the model's outputs overflow on "
-                        "these images, so there is no figure to report"
-                    )
-                per_repeat.setdefault(key, []).append(value)
+            _record(figures, per_repeat)
             if first is None:
                 first, first_images = scores, scored
     finally:
@@ -320,14 +313,8 @@ def evaluate_images(
     assert first is not None
     summary: dict[str, Any] = {
         "protocol": protocol_text(likelihood, binarize, sigma_description(model, gaussian_sigma)),
-        "likelihood": likelihood,
-        "test_binarization": binarize,
-        "test_binarization_seed": TEST_BINARIZATION_SEED if binarize == "static" else None,
+        **_run_facts(model, images, binarize, seed, repeats),
         "k": k,
-        "repeats": repeats,
-        "seeds": list(range(seed, seed + repeats)),
-        "num_images": int(images.shape[0]),
-        "dimensions": dimensions,
         "metrics": {key: summarize(values) for key, values in per_repeat.items()},
         "active_units": active_units(first.posterior_means),
         "latent_dim": model.spec.latent_dim,
@@ -336,6 +323,33 @@ def evaluate_images(
         "seconds": time.perf_counter() - started,
     }
     return summary, first, first_images
+
+
+def _record(figures: dict[str, float], per_repeat: dict[str, list[float]]) -> None:
+    """Add one repeat's figures; a NaN or infinite one is an error, never a reported result
+    (it would also make the JSON written invalid)."""
+    for key, value in figures.items():
+        if not math.isfinite(value):
+            raise VAEError(
+                f"evaluation gave a {key} of {value}: the model's outputs overflow on these "
+                "images, so there is no figure to report"
+            )
+        per_repeat.setdefault(key, []).append(value)
+
+
+def _run_facts(
+    model: VAE, images: torch.Tensor, binarize: str, seed: int, repeats: int
+) -> dict[str, Any]:
+    """The protocol facts every evaluation summary states."""
+    return {
+        "likelihood": model.spec.likelihood,
+        "test_binarization": binarize,
+        "test_binarization_seed": TEST_BINARIZATION_SEED if binarize == "static" else None,
+        "repeats": repeats,
+        "seeds": list(range(seed, seed + repeats)),
+        "num_images": int(images.shape[0]),
+        "dimensions": model.spec.channels * model.spec.height * model.spec.width,
+    }
 
 
 def has_likelihood(model: VAE) -> bool:
@@ -407,13 +421,7 @@ def evaluate_reconstructions(
             figures = {"reconstruction_error": float(errors.mean())}
             if similarity is not None:
                 figures["ssim"] = float(similarity.mean())
-            for key, value in figures.items():
-                if not math.isfinite(value):
-                    raise VAEError(
-                        f"evaluation gave a {key} of {value}: the model's outputs overflow on "
-                        "these images, so there is no figure to report"
-                    )
-                per_repeat.setdefault(key, []).append(value)
+            _record(figures, per_repeat)
             reporter.task_advanced(images.shape[0])
             if first is None:
                 first, first_images = errors, scored
@@ -431,15 +439,9 @@ def evaluate_reconstructions(
                 else ""
             )
         ),
-        "likelihood": likelihood,
+        **_run_facts(model, images, binarize, seed, repeats),
         "score": "reconstruction error",
-        "test_binarization": binarize,
-        "test_binarization_seed": TEST_BINARIZATION_SEED if binarize == "static" else None,
         "k": None,
-        "repeats": repeats,
-        "seeds": list(range(seed, seed + repeats)),
-        "num_images": int(images.shape[0]),
-        "dimensions": model.spec.channels * model.spec.height * model.spec.width,
         "metrics": {key: summarize(values) for key, values in per_repeat.items()},
         "active_units": active_units(torch.cat(means)),
         "latent_dim": model.spec.latent_dim,
