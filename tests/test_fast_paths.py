@@ -46,7 +46,7 @@ DECODERS = {
     "colour, three deconvs, no dense hidden": ModelSpec(
         "conv", 6, 3, 32, 32, "mse", [], [8, 16, 16]
     ),
-    "one deconv": ModelSpec("conv", 3, 2, 9, 10, "bce", [12], [5]),
+    "one deconv": ModelSpec("conv", 3, 3, 9, 10, "bce", [12], [5]),
     "own decoder widths": ModelSpec(
         "conv",
         5,

@@ -339,7 +339,10 @@ def test_visualize_entry_point_runs_as_a_real_process(tmp_path, runs, synthetic_
     assert bad.returncode == 1 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
 
 
-def test_gallery_writes_every_readme_picture_deterministically(tmp_path, runs, synthetic_data_dir):
+def test_gallery_writes_every_readme_picture_deterministically(
+    tmp_path, runs, synthetic_data_dir, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # away from the shipped outlier evaluations (tested elsewhere)
     arguments = [
         "visualize", "gallery", "--checkpoint", str(runs["vae"] / "checkpoint_best.safetensors"),
         "--autoencoder", str(runs["ae"] / "checkpoint_best.safetensors"),
@@ -359,6 +362,8 @@ def test_gallery_writes_every_readme_picture_deterministically(tmp_path, runs, s
         assert digest(tmp_path / "a" / name) == digest(tmp_path / "b" / name), name
     missing = runner.invoke(app, ["visualize", "gallery", "--autoencoder", str(tmp_path / "no")])
     assert missing.exit_code == 2 and "not found" in missing.output
+    no_report = runner.invoke(app, [*arguments, "--ood-report", str(tmp_path / "none.json")])
+    assert no_report.exit_code == 2 and "--ood-report" in no_report.output
     blocker = tmp_path / "a-file"
     blocker.write_text("kept")
     refused = runner.invoke(app, [*arguments, "--output-dir", str(blocker)])

@@ -465,13 +465,7 @@ def inference_command(
     from vae.device import resolve_device
     from vae.images import save_grid, save_reconstruction_grid
 
-    if mode in ("sample", "both"):  # first: sampling needs no data, so it works offline
-        model = load_model(checkpoint, resolve_device(device))
-        _explain_autoencoder_samples(model.is_autoencoder)
-        samples = model.sample(num_samples, torch.Generator().manual_seed(seed))
-        target = output_dir / "samples.png"
-        _write_safely(lambda: save_grid(samples, target, grid_size), target)
-        typer.echo(f"wrote {_count(num_samples, 'sample')} to {target}")
+    inputs, missing_data = None, None
     if mode in ("reconstruct", "both"):
         from vae.visualize import load_inputs
 
@@ -486,9 +480,21 @@ def inference_command(
                 binarize=binarize_input,
             )
         except DataError as error:
-            if mode != "both":
+            if mode != "both" or input_path is not None:
                 raise
-            raise DataError(f"no reconstructions: {error}") from None
+            missing_data = error  # sampling needs no data: the samples are still written
+    if mode in ("sample", "both"):
+        model = (
+            inputs.model if inputs is not None else load_model(checkpoint, resolve_device(device))
+        )
+        _explain_autoencoder_samples(model.is_autoencoder)
+        samples = model.sample(num_samples, torch.Generator().manual_seed(seed))
+        target = output_dir / "samples.png"
+        _write_safely(lambda: save_grid(samples, target, grid_size), target)
+        typer.echo(f"wrote {_count(num_samples, 'sample')} to {target}")
+    if missing_data is not None:
+        raise DataError(f"no reconstructions: {missing_data}")
+    if inputs is not None:
         model = inputs.model
         originals = inputs.images.to(next(model.parameters()).device)
         reconstructions = model.reconstruct(originals)
@@ -925,7 +931,12 @@ def gallery_command(
     for optional in (autoencoder, metrics):
         if optional is not None and not optional.exists():
             raise ConfigError(f"{optional} not found (pass another path)")
-    ood_reports = ood_report if ood_report is not None else list(SHIPPED_OOD_REPORTS)
+    # The shipped evaluations by default, where they are (from the project folder).
+    ood_reports = (
+        ood_report
+        if ood_report is not None
+        else [path for path in SHIPPED_OOD_REPORTS if path.is_file()]
+    )
     for report in ood_reports:
         if not report.is_file():
             raise ConfigError(f"--ood-report {report} not found (pass another path)")
