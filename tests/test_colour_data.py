@@ -14,6 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import vae.data
+import vae.data.decoding
 from vae.checkpoint import load_model, read_metadata
 from vae.cli import app
 from vae.config import DataConfig, RunConfig
@@ -131,7 +132,7 @@ def test_celeba_loads_centre_cropped_and_caches_the_decoded_tensors(
     def no_decoding(*args: object, **kwargs: object) -> None:
         raise AssertionError("decoded again although the cache holds the tensors")
 
-    monkeypatch.setattr(vae.data, "read_image_files", no_decoding)
+    monkeypatch.setattr(vae.data.decoding, "read_image_files", no_decoding)
     again, _ = vae.data.load_raw(config)
     assert torch.equal(again.images, train_images.images)
 
@@ -173,7 +174,7 @@ def test_a_photo_folder_is_centre_cropped_cached_and_refreshed_when_it_changes(
         decoded.append(len(files))
         return real_reader(files, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(vae.data, "read_image_files", counting_reader)
+    monkeypatch.setattr(vae.data.decoding, "read_image_files", counting_reader)
     vae.data.load_raw(config)
     assert decoded == []  # the second run reads the cache
     _write_photos(photos, 11)  # a new photo: the folder is decoded again

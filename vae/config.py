@@ -13,21 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vae.data.registry import DATASETS, names_read_by
 from vae.errors import ConfigError
 
-MEDMNIST_DATASETS = ("chestmnist", "octmnist", "tissuemnist", "pneumoniamnist")
-IMAGE_TREE_DATASETS = ("tinyimagenet", "places365", "dtd", "imagenet")
-DATASETS = (
-    "mnist",
-    "fashionmnist",
-    "kmnist",
-    "cifar10",
-    "cifar100",
-    "svhn",
-    "celeba",
-    *MEDMNIST_DATASETS,
-    *IMAGE_TREE_DATASETS,
-)
+# Dataset names come from the data registry (torch-free), which lists each dataset once.
+MEDMNIST_DATASETS = names_read_by("medmnist")
+IMAGE_TREE_DATASETS = names_read_by("trees")
 ARCHITECTURES = ("mlp", "conv")
 MODEL_TYPES = ("vae", "ae")
 # standard: N(0, I); mog: a learned mixture of Gaussians (Tomczak & Welling 2018, "MoG prior").

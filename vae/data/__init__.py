@@ -1,0 +1,93 @@
+"""Datasets: named datasets (see :mod:`vae.data.registry`) or a folder of images, held in memory
+as uint8 tensors.
+
+One module per job: ``registry`` (every dataset name, once), ``source`` (the interface the source
+modules share, and ``load_raw``), the source modules ``idx``, ``cifar``, ``svhn``, ``medmnist``,
+``trees``, ``celeba`` and ``folder``, ``decoding`` (image files through Pillow), ``cache`` (decoded
+tensors kept on disk), ``splits`` (validation split, binarization, fingerprints), ``batches``
+(training and evaluation batches) and ``inference`` (a trained model's inputs).
+
+Every name is importable from ``vae.data`` as well. They are looked up on first use: importing
+this package must stay torch-free, because ``vae.config`` reads the registry and ``info`` starts
+without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Where each name of ``vae.data`` is defined (module under vae.data, or a full module path).
+_MODULES: dict[str, tuple[str, ...]] = {
+    "registry": (
+        "DATASETS",
+        "FOLDER_PREFIX",
+        "REGISTRY",
+        "DatasetEntry",
+        "lookup",
+        "markdown_table",
+        "names_read_by",
+    ),
+    "vae.config": (
+        "DATA_DIR_ENV",
+        "IMAGE_TREE_DATASETS",
+        "MEDMNIST_DATASETS",
+        "DataConfig",
+        "resolve_data_dir",
+    ),
+    "imageset": ("ImageSet", "to_float"),
+    "splits": (
+        "DEFAULT_VAL_SIZE",
+        "FINGERPRINT_FIELDS",
+        "PREVIEW_IMAGES",
+        "SPLIT_SEED",
+        "TEST_BINARIZATION_SEED",
+        "VALIDATION_BINARIZATION_SEED",
+        "DataSplits",
+        "binarize_once",
+        "data_difference",
+        "effective_binarize",
+        "fixed_tenth_split",
+        "load_splits",
+        "split_fingerprint",
+    ),
+    "batches": (
+        "batch_seed",
+        "batches_per_epoch",
+        "epoch_order",
+        "evaluation_batches",
+        "global_batch_size",
+        "training_batches",
+    ),
+    "source": ("Loader", "dataset_error", "load_raw"),
+    "cache": ("CACHE_FOLDER", "CACHE_VERSION", "cached_tensors"),
+    "decoding": (
+        "DECODER_ERRORS",
+        "IMAGE_EXTENSIONS",
+        "MAX_IMAGE_PIXELS",
+        "collect_image_files",
+        "read_image_files",
+    ),
+    "inference": ("load_images_for_model", "load_test_set"),
+    "idx": ("IDX_DATASETS", "read_idx"),
+    "celeba": ("CELEBA_CROP", "CELEBA_DEFAULT_SIZE"),
+    "folder": ("DEFAULT_FOLDER_IMAGE_SIZE",),
+    "trees": ("TINY_IMAGENET_URL",),
+}
+_HOME = {name: module for module, names in _MODULES.items() for name in names}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    """``vae.data.NAME``: imported from its module on first use, then kept here."""
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vae.data' has no attribute '{name}'")
+    path = module if "." in module else f"{__name__}.{module}"
+    value = getattr(importlib.import_module(path), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,0 +1,84 @@
+"""What every source module shares, and ``load_raw``, which picks the module from the registry.
+
+A source module (``idx``, ``cifar``, ``svhn``, ``medmnist``, ``trees``, ``celeba``) defines
+``load(entry, root, config) -> (train, test)`` returning :class:`ImageSet` pairs at the data's own
+size, and reports any failure to read or fetch its files with :func:`dataset_error`, so that every
+dataset fails with the same one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from vae.config import DATA_DIR_ENV, DataConfig, resolve_data_dir
+from vae.data.imageset import ImageSet
+from vae.data.registry import FOLDER_PREFIX, DatasetEntry, lookup
+from vae.errors import DataError, all_lines
+
+
+class Loader(Protocol):
+    """The ``load`` function of a source module."""
+
+    def __call__(
+        self, entry: DatasetEntry, root: Path, config: DataConfig
+    ) -> tuple[ImageSet, ImageSet]: ...
+
+
+def load_raw(config: DataConfig) -> tuple[ImageSet, ImageSet]:
+    """(train, test) at the dataset's own size and channels."""
+    if config.dataset.startswith(FOLDER_PREFIX):
+        from vae.data.folder import load_folder
+
+        return load_folder(Path(config.dataset[len(FOLDER_PREFIX) :]).expanduser(), config)
+    entry = lookup(config.dataset)
+    root = resolve_data_dir(config.data_dir)
+    # Imported only when used: torchvision, SciPy and Pillow cost seconds of start-up.
+    load: Loader = importlib.import_module(f"vae.data.{entry.source}").load
+    with removed_if_failed(root / entry.folder):
+        return load(entry, root, config)
+
+
+@contextlib.contextmanager
+def removed_if_failed(folder: Path) -> Iterator[None]:
+    """Folders that a failed load created on the way to ``folder`` (a download that could not
+    connect leaves an empty ``data/MNIST/raw``) are removed again, with what they hold: none of
+    it existed before the load began."""
+    first_missing = None
+    while not folder.exists() and folder != folder.parent:
+        first_missing, folder = folder, folder.parent
+    try:
+        yield
+    except BaseException:
+        if first_missing is not None and first_missing.exists():
+            shutil.rmtree(first_missing, ignore_errors=True)
+        raise
+
+
+def dataset_error(
+    entry: DatasetEntry, root: Path, download: bool, error: BaseException
+) -> DataError:
+    """The one-line error for a named dataset that cannot be loaded."""
+    # A download error's reason is below its first line ("Error downloading X:\nTried ...").
+    reason = all_lines(error)
+    action = (
+        "download failed or files are missing or corrupt"
+        if download
+        else "files are missing or corrupt and --no-download was given"
+    )
+    return DataError(
+        f"cannot load dataset '{entry.name}' from {(root / entry.folder).resolve()} ({action}: "
+        f"{reason}); put the files there or point --data-dir / {DATA_DIR_ENV} at a folder "
+        f"holding {entry.folder}"
+    )
+
+
+def torchvision_download(entry: DatasetEntry, root: Path, **kwargs: Any) -> None:
+    """Fetch a named dataset with its torchvision class (which checks the archive's checksum)."""
+    import torchvision.datasets as tv
+
+    getattr(tv, str(entry.torchvision))(root=str(root), download=True, **kwargs)

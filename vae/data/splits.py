@@ -1,0 +1,169 @@
+"""Split policy: the fixed validation split carved from the training set, ``limit``, the resize
+and channel conversion done once at load time, the fixed-seed binarization of evaluation sets, and
+the fingerprint a resume checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from vae.config import DataConfig
+from vae.data.imageset import ImageSet
+from vae.data.source import load_raw
+from vae.errors import DataError
+
+# Fixed seeds: the validation split and the binarized evaluation sets are the same in every run.
+SPLIT_SEED = 0
+VALIDATION_BINARIZATION_SEED = 1
+TEST_BINARIZATION_SEED = 2
+DEFAULT_VAL_SIZE = 5000
+
+# Validation images shown (grey, as a person knows them) in training's reconstruction grids.
+PREVIEW_IMAGES = 32
+
+
+@dataclass
+class DataSplits:
+    """Train, validation and test splits plus a description for checkpoint metadata.
+
+    ``preview``: the first PREVIEW_IMAGES validation images before any binarization (uint8).
+    """
+
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    info: dict[str, Any]
+    preview: torch.Tensor
+
+    def to(self, device: torch.device | str) -> DataSplits:
+        """The same splits on ``device``."""
+        return DataSplits(
+            self.train.to(device),
+            self.val.to(device),
+            self.test.to(device),
+            self.info,
+            self.preview.to(device),
+        )
+
+
+def effective_binarize(config: DataConfig, likelihood: str) -> str:
+    """Binarization only applies to the Bernoulli likelihood."""
+    return config.binarize if likelihood == "bce" else "none"
+
+
+def load_splits(config: DataConfig, likelihood: str) -> DataSplits:
+    """Load train/validation/test splits as described by ``config``.
+
+    The validation split is carved from the training set with a fixed seed; ``limit`` then keeps
+    the first N remaining training images. The official test split is kept for test metrics.
+    """
+    train, test = load_raw(config)
+    train = ImageSet(*_shaped(train.images, train.labels, config))
+    test = ImageSet(*_shaped(test.images, test.labels, config))
+    val_size = config.val_size
+    if val_size is None:
+        val_size = min(DEFAULT_VAL_SIZE, max(1, len(train) // 10))
+    if val_size >= len(train):
+        raise DataError(
+            f"--val-size {val_size} leaves no training images out of {len(train)} in "
+            f"'{config.dataset}': choose a smaller --val-size"
+        )
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    val = train.subset(order[:val_size])
+    train = train.subset(order[val_size:].sort().values)
+    if config.limit is not None:
+        train = train.subset(slice(0, config.limit))
+    fingerprint = split_fingerprint(train, val)
+    preview = val.images[:PREVIEW_IMAGES].clone()
+    binarize = effective_binarize(config, likelihood)
+    if binarize != "none":
+        val = binarize_once(val, VALIDATION_BINARIZATION_SEED)
+        test = binarize_once(test, TEST_BINARIZATION_SEED)
+        if binarize == "static":
+            train = binarize_once(train, SPLIT_SEED)
+    _, channels, height, width = train.images.shape
+    info = {
+        "dataset": config.dataset,
+        "channels": int(channels),
+        "height": int(height),
+        "width": int(width),
+        "value_range": [0.0, 1.0],
+        "binarize": binarize,
+        "val_binarization_seed": VALIDATION_BINARIZATION_SEED if binarize != "none" else None,
+        "test_binarization_seed": TEST_BINARIZATION_SEED if binarize != "none" else None,
+        "num_train": len(train),
+        "num_val": len(val),
+        "num_test": len(test),
+        "fingerprint": fingerprint,
+    }
+    return DataSplits(train, val, test, info, preview)
+
+
+# What must be equal for two loads to be the same training data (a resume checks them).
+FINGERPRINT_FIELDS = ("dataset", "channels", "height", "width", "num_train", "num_val")
+
+
+def split_fingerprint(train: ImageSet, val: ImageSet) -> str:
+    """sha256 of the training and validation images and labels (uint8, before binarization): a
+    resume refuses data whose fingerprint differs from the one its checkpoint recorded."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in (train.images, train.labels, val.images, val.labels):
+        if part is not None:
+            digest.update(str(tuple(part.shape)).encode())
+            digest.update(part.detach().cpu().contiguous().numpy())
+    return digest.hexdigest()
+
+
+def data_difference(recorded: dict[str, Any], found: dict[str, Any]) -> str | None:
+    """How the data a checkpoint was trained on (``recorded``, its metadata's ``data``) differs
+    from the data loaded now (``found``), or None when they agree. Checkpoints written before
+    fingerprints existed are compared on the other fields only."""
+    fields = FINGERPRINT_FIELDS + (("fingerprint",) if "fingerprint" in recorded else ())
+    for name in fields:
+        if recorded.get(name) != found.get(name):
+            if name == "fingerprint":
+                return "the images differ (content hash)"
+            return f"{name} {found.get(name)!r} where the run had {recorded.get(name)!r}"
+    return None
+
+
+def binarize_once(images: ImageSet, seed: int) -> ImageSet:
+    """A Bernoulli draw of every pixel with a fixed seed, stored as 0/255 uint8."""
+    generator = torch.Generator(device=images.images.device).manual_seed(seed)
+    probabilities = images.images.float() / 255.0
+    drawn = torch.bernoulli(probabilities, generator=generator).to(torch.uint8) * 255
+    return ImageSet(drawn, images.labels, binary=True)
+
+
+def fixed_tenth_split(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, test) indices, each sorted: a fixed tenth of ``count`` items (seed SPLIT_SEED) is
+    the test split of datasets that have none of their own (photo folders, DTD)."""
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    test_count = count // 10
+    return order[test_count:].sort().values, order[:test_count].sort().values
+
+
+def _shaped(
+    images: torch.Tensor, labels: torch.Tensor | None, config: DataConfig
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Convert channels and resize once, at load time."""
+    if config.channels is not None and images.shape[1] != config.channels:
+        if config.channels == 3:
+            images = images.expand(-1, 3, -1, -1).contiguous()
+        else:
+            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            images = (images.float() * weights).sum(1, keepdim=True).round().to(torch.uint8)
+    size = config.image_size
+    if size is not None and tuple(images.shape[2:]) != (size, size):
+        chunks = []
+        for begin in range(0, images.shape[0], 4096):
+            chunk = images[begin : begin + 4096].float()
+            resized = F.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True)
+            chunks.append(resized.round().clamp(0, 255).to(torch.uint8))
+        images = torch.cat(chunks)
+    return images, labels
