@@ -42,7 +42,7 @@ class DatasetEntry:
     tree_splits: tuple[str, str | None] = ("train", "val")
 
 
-_MNIST_ORIGIN = "torchvision download; the IDX files read directly"
+_MNIST_ORIGIN = "torchvision download when missing; the IDX files read directly"
 _MEDMNIST_NOTES = (
     "`<data>/medmnist/{name}.npz`, read with NumPy (no pickle); downloads need "
     "`poetry install --extras medmnist`"
@@ -67,7 +67,7 @@ ENTRIES: tuple[DatasetEntry, ...] = (
         "cifar10",
         "cifar",
         "cifar-10-batches-py",
-        "torchvision (its pickled batches)",
+        "torchvision download when missing (its pickled batches)",
         "`<data>/cifar-10-batches-py/`",
         32,
         3,
@@ -77,7 +77,7 @@ ENTRIES: tuple[DatasetEntry, ...] = (
         "cifar100",
         "cifar",
         "cifar-100-python",
-        "torchvision (its pickled batches)",
+        "torchvision download when missing (its pickled batches)",
         "`<data>/cifar-100-python/`",
         32,
         3,
@@ -87,7 +87,7 @@ ENTRIES: tuple[DatasetEntry, ...] = (
         "svhn",
         "svhn",
         "svhn",
-        "torchvision download, read with SciPy",
+        "torchvision download when missing, read with SciPy",
         "`<data>/svhn/*_32x32.mat`",
         32,
         3,
@@ -97,7 +97,7 @@ ENTRIES: tuple[DatasetEntry, ...] = (
         "celeba",
         "celeba",
         "celeba",
-        "torchvision download",
+        "torchvision download when missing",
         "`<data>/celeba/img_align_celeba/`; official partitions, 148-px centre crop",
         64,
         3,
@@ -108,7 +108,7 @@ ENTRIES: tuple[DatasetEntry, ...] = (
             name,
             "medmnist",
             "medmnist",
-            "MedMNIST `.npz`",
+            "MedMNIST `.npz`, downloaded when missing",
             _MEDMNIST_NOTES.format(name=name) + extra,
             28,
             1,
@@ -124,7 +124,7 @@ ENTRIES: tuple[DatasetEntry, ...] = (
         "tinyimagenet",
         "trees",
         "tiny-imagenet-200",
-        "cs231n's zip",
+        "cs231n's zip, downloaded when missing",
         "`<data>/tiny-imagenet-200/train/`, `val/`",
         64,
         3,
@@ -133,7 +133,7 @@ ENTRIES: tuple[DatasetEntry, ...] = (
         "places365",
         "trees",
         "places365",
-        "torchvision (256 px version)",
+        "torchvision download when missing (256 px version)",
         "`<data>/places365/train/`, `val/`",
         64,
         3,
@@ -143,7 +143,7 @@ ENTRIES: tuple[DatasetEntry, ...] = (
         "dtd",
         "trees",
         "dtd",
-        "torchvision",
+        "torchvision download when missing",
         "`<data>/dtd/dtd/images/`; a fixed tenth is the test split",
         64,
         3,
@@ -154,7 +154,7 @@ ENTRIES: tuple[DatasetEntry, ...] = (
         "imagenet",
         "trees",
         "imagenet",
-        "your copy",
+        "your copy (it cannot be downloaded)",
         "`<data>/imagenet/train/<class>/*.JPEG`, `val/<class>/*.JPEG`",
         64,
         3,
@@ -183,17 +183,27 @@ def lookup(name: str) -> DatasetEntry:
 
 
 def markdown_table() -> str:
-    """The README's datasets table (between ``<!-- datasets -->`` markers), one row a name."""
+    """The README's datasets table, one row a name, ``folder:PATH`` last."""
     rows = ["| name | from | size | notes |", "|---|---|---|---|"]
     for entry in ENTRIES:
         colour = "grey" if entry.channels == 1 else "RGB"
-        fetched = "downloaded when missing" if entry.downloadable else "cannot be downloaded"
         rows.append(
-            f"| `{entry.name}` | {entry.origin}; {fetched} | {entry.image_size} px {colour} "
-            f"| {entry.notes} |"
+            f"| `{entry.name}` | {entry.origin} | {entry.image_size} px {colour} | {entry.notes} |"
         )
     rows.append(
         f"| `{FOLDER_PREFIX}PATH` | your images | {FOLDER_IMAGE_SIZE} px | every image under "
         "PATH; a fixed tenth is the test split |"
     )
     return "\n".join(rows) + "\n"
+
+
+TABLE_START, TABLE_END = "<!-- datasets -->", "<!-- /datasets -->"
+
+
+def with_table(readme: str) -> str:
+    """``readme`` with the text between its ``<!-- datasets -->`` markers replaced by
+    :func:`markdown_table` (a ValueError when the markers are missing)."""
+    start, end = readme.find(TABLE_START), readme.find(TABLE_END)
+    if start < 0 or end < start:
+        raise ValueError(f"no {TABLE_START} ... {TABLE_END} markers")
+    return readme[: start + len(TABLE_START)] + "\n" + markdown_table() + readme[end:]

@@ -1,0 +1,76 @@
+"""The dataset registry is the one list of dataset names: config, errors, loaders and the README
+all read it."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vae import config
+from vae.data import registry
+from vae.errors import DataError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_readme_datasets_table_is_generated_from_the_registry() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert registry.with_table(readme) == readme, (
+        "README.md's datasets table differs from vae/data/registry.py: run "
+        "poetry run python tools/datasets_table.py"
+    )
+    for name in registry.DATASETS:
+        assert f"| `{name}` |" in readme
+
+
+def test_the_table_tool_checks_and_rewrites(tmp_path: Path) -> None:
+    stale = "# x\n\n<!-- datasets -->\n| old |\n<!-- /datasets -->\n\nafter\n"
+    fresh = registry.with_table(stale)
+    assert "| old |" not in fresh and fresh.endswith("<!-- /datasets -->\n\nafter\n")
+    assert registry.with_table(fresh) == fresh  # idempotent
+    with pytest.raises(ValueError, match="markers"):
+        registry.with_table("no markers here")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "datasets_table.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_config_choices_are_the_registry_names() -> None:
+    assert config.DATASETS == registry.DATASETS
+    assert config.MEDMNIST_DATASETS == registry.names_read_by("medmnist")
+    assert config.IMAGE_TREE_DATASETS == registry.names_read_by("trees")
+
+
+@pytest.mark.parametrize("entry", registry.ENTRIES, ids=lambda entry: entry.name)
+def test_every_entry_names_a_source_module_with_a_loader(entry: registry.DatasetEntry) -> None:
+    module = importlib.import_module(f"vae.data.{entry.source}")
+    assert callable(module.load)
+    assert entry.channels in (1, 3) and entry.image_size >= 4
+    assert entry.folder and not entry.folder.startswith("/")
+    if entry.torchvision is not None:
+        assert entry.downloadable
+
+
+def test_an_unknown_name_lists_the_registry() -> None:
+    with pytest.raises(DataError) as error:
+        registry.lookup("nosuchset")
+    message = str(error.value)
+    assert "unknown dataset 'nosuchset'" in message and "folder:PATH" in message
+    assert all(name in message for name in registry.DATASETS)
+
+
+def test_the_registry_and_vae_data_do_not_import_torch() -> None:
+    code = (
+        "import sys\nimport vae.config, vae.data, vae.data.registry\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\nprint('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", result.stderr
