@@ -63,22 +63,26 @@ DECODERS = {
 
 
 @pytest.mark.parametrize("name", DECODERS)
-def test_evaluation_decoder_gives_the_training_mode_values_and_gradients(name):
-    """Evaluation decodes through a reordered dense layer and a matmul in place of the last
-    transposed convolution: the same function, to float rounding, gradients included."""
+def test_evaluation_decoder_gives_the_training_decoders_values_and_gradients(name):
+    """``decode_fast`` decodes through a reordered dense layer and a matmul in place of the last
+    transposed convolution: the same function as ``decode``, to float rounding, gradients
+    included, whatever mode the model is in."""
     spec = DECODERS[name]
     torch.manual_seed(0)
     model = build_model(spec)
     z = torch.randn(37, spec.latent_dim, requires_grad=True)
-    training_output = model.decode(z)
-    (training_gradient,) = torch.autograd.grad(training_output.square().sum(), z)
-    model.eval()
-    evaluation_output = model.decode(z)
-    assert evaluation_output.shape == training_output.shape
-    assert torch.allclose(evaluation_output, training_output, atol=1e-5)
-    (evaluation_gradient,) = torch.autograd.grad(evaluation_output.square().sum(), z)
-    assert torch.allclose(evaluation_gradient, training_gradient, rtol=1e-4, atol=1e-5)
-    assert model.decode(z[:0]).shape == (0, *training_output.shape[1:])
+    plain_output = model.decode(z)
+    (plain_gradient,) = torch.autograd.grad(plain_output.square().sum(), z)
+    for mode in (model.train, model.eval):
+        mode()
+        fast_output = model.decode_fast(z)
+        assert fast_output.shape == plain_output.shape
+        assert torch.allclose(fast_output, plain_output, atol=1e-5)
+        (fast_gradient,) = torch.autograd.grad(fast_output.square().sum(), z)
+        assert torch.allclose(fast_gradient, plain_gradient, rtol=1e-4, atol=1e-5)
+        # decode itself no longer depends on the mode.
+        assert torch.equal(model.decode(z), plain_output)
+    assert model.decode_fast(z[:0]).shape == (0, *plain_output.shape[1:])
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -154,7 +158,7 @@ def test_bf16_autocast_loss_is_close_to_float32():
 
 
 def test_epoch_metrics_read_once_per_interval_equal_the_per_step_losses(tiny_config, monkeypatch):
-    import vae.training as training_module
+    import vae.trainer as training_module
 
     per_step: list[tuple[float, int]] = []
     real = training_module.elbo_terms

@@ -34,6 +34,7 @@ from vae.latent import (
 from vae.limits import check_picture
 from vae.model import VAE
 from vae.plots import save_latent_maps, save_score_histograms, save_training_curves
+from vae.sampling import sample_from_model
 
 
 @dataclass
@@ -61,7 +62,7 @@ class Inputs:
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             device = next(self.model.parameters()).device
-            return self.model.decoded_to_image(self.model.decode(codes.to(device))).cpu()
+            return self.model.decoded_to_image(self.model.decode_fast(codes.to(device))).cpu()
 
 
 def load_inputs(
@@ -260,7 +261,7 @@ def manifold(inputs: Inputs, path: Path, *, size: int = 20, span: float = 2.0) -
 
 def curves(run: Path, path: Path | None = None) -> Path:
     """Redraw ``curves.png`` of a run folder (or of a metrics.jsonl file) from its metrics."""
-    from vae.training import CURVES_NAME, METRICS_NAME, read_metrics
+    from vae.run_folder import CURVES_NAME, METRICS_NAME, read_metrics
 
     metrics = run if run.is_file() else run / METRICS_NAME
     if not metrics.exists():
@@ -293,8 +294,8 @@ def gallery(
     others encode them as the likelihood scores them."""
     grey = load_inputs(checkpoint, data_dir=data_dir, download=download, binarize=False)
     inputs = load_inputs(checkpoint, data_dir=data_dir, download=download)
-    generator = torch.Generator().manual_seed(seed)
-    written = [save_grid(inputs.model.sample(64, generator), output_dir / "samples.png", 8)]
+    samples = sample_from_model(inputs.model, 64, seed)
+    written = [save_grid(samples, output_dir / "samples.png", 8)]
     originals = grey.images[:32]
     written.append(
         save_reconstruction_grid(
