@@ -1,6 +1,7 @@
 import json
 import os
 import struct
+from pathlib import Path
 
 import pytest
 import torch
@@ -171,3 +172,73 @@ def test_atomic_save_of_a_checkpoint_keeps_the_previous_one_loadable(
     monkeypatch.undo()
     assert checkpoint.read_bytes() == before
     load_model(checkpoint)
+
+
+# --- checkpoint format 1: the same weights under the names of nn.Sequential positions ----------
+
+SHIPPED = sorted(
+    path for path in (Path(__file__).resolve().parent.parent / "pretrained").rglob("*.safetensors")
+)
+
+
+def _as_version_1(path, target):
+    """``path`` (today's format) rewritten as format 1 wrote it: Sequential-position names."""
+    from safetensors import safe_open
+
+    from vae.plan import version1_names
+
+    header = read_header(path)
+    spec = ModelSpec.from_dict(header.metadata["model"])
+    old_names = {new: old for old, new in version1_names(spec).items()}
+    with safe_open(str(path), framework="pt") as handle:
+        raw = handle.metadata()
+        tensors = {}
+        for name in handle.keys():
+            short = name.removeprefix("model.")
+            stored = "model." + old_names.get(short, short) if name.startswith("model.") else name
+            tensors[stored] = handle.get_tensor(name)
+    described = json.dumps({**json.loads(raw["vae"]), "format_version": 1}, sort_keys=True)
+    save_file(tensors, str(target), metadata={**raw, "format_version": "1", "vae": described})
+    return target
+
+
+def test_new_checkpoints_name_layers_as_the_plan_does(checkpoint):
+    header = read_header(checkpoint)
+    assert header.format_version == FORMAT_VERSION == 2
+    assert "model.decoder.output.weight" in header.tensors
+    assert not any(".body." in name or ".deconv." in name for name in header.tensors)
+
+
+def test_a_version_1_checkpoint_loads_with_the_same_weights(tmp_path, checkpoint, model):
+    from vae import numpy_sampling
+    from vae.info import describe_checkpoint
+
+    old = _as_version_1(checkpoint, tmp_path / "old.safetensors")
+    assert "model.decoder.deconv.2.weight" in read_header(old).tensors
+    loaded = load_model(old)
+    for (name, expected), (loaded_name, got) in zip(
+        model.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
+        assert name == loaded_name and torch.equal(expected, got)
+    spec, weights = numpy_sampling.load_decoder(old)
+    assert set(weights) == {n for n in model.state_dict() if n.startswith("decoder.")}
+    assert describe_checkpoint(old)["format_version"] == 1
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda path: path.parent.name)
+def test_the_shipped_checkpoints_are_version_1_and_load_everywhere(path):
+    """The shipped files stay as they are on disk (format 1) and load by every path: the torch
+    model, info's checks and the NumPy decoder, which give the same samples."""
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from vae.cli import app
+    from vae.sampling import sample_from_model, sample_images
+
+    assert read_header(path).format_version == 1
+    assert any(".body." in name or ".head." in name for name in read_header(path).tensors)
+    model = load_model(path)
+    result = CliRunner().invoke(app, ["info", str(path)])
+    assert result.exit_code == 0, result.output
+    on_numpy = sample_images(path, 4, 0)
+    np.testing.assert_allclose(on_numpy, sample_from_model(model, 4, 0).numpy(), atol=1e-5)

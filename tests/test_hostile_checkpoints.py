@@ -376,7 +376,7 @@ def test_non_finite_weights_are_refused_by_every_loader(
     shutil.copytree(good_run, tmp_path / "run")
     path = tmp_path / "run" / LAST_NAME
     # A decoder weight: generate's NumPy path reads only the decoder.
-    name = "model.decoder.deconv.0.weight"
+    name = "model.decoder.output.weight"
     path.write_bytes(with_values(path.read_bytes(), name, value))
     for command, arguments in command_lines(path).items():
         if command == "info":

@@ -120,3 +120,99 @@ def test_expected_tensors_match_the_built_model_for_every_kind_of_spec():
         built = {k: tuple(v.shape) for k, v in build_model(spec).state_dict().items()}
         assert built == {k: v.shape for k, v in expected_tensors(spec).items()}
         assert built["prior.means"] == (spec.prior_components, spec.latent_dim)
+
+
+# --- the layer plan drives the modules, the tensor table and the NumPy decoder -----------------
+
+
+def test_a_made_up_plan_is_followed_by_modules_tensor_table_and_numpy_decoder():
+    """Change the plan and all three readers change with it: nothing else describes layers."""
+    import numpy as np
+
+    from vae.model import Network
+    from vae.numpy_sampling import run_layers
+    from vae.plan import DECONV, LINEAR, UNFLATTEN, Layer, Plan
+
+    made_up = (
+        Layer(LINEAR, "first", 3, 7, relu=True),
+        Layer(LINEAR, "second", 7, 2 * 3 * 4, relu=True),
+        Layer(UNFLATTEN, shape=(2, 3, 4)),
+        Layer(DECONV, "grow", 2, 5, relu=True, output_padding=(1, 0)),
+        Layer(DECONV, "paint", 5, 3),
+    )
+    torch.manual_seed(0)
+    network = Network(made_up)
+    built = {f"decoder.{k}": tuple(v.shape) for k, v in network.state_dict().items()}
+    assert built == Plan((), made_up).tensor_shapes()
+    assert [name for name, _ in network.named_children()] == ["first", "second", "grow", "paint"]
+    z = torch.randn(6, 3)
+    with torch.no_grad():
+        expected = network(z)
+        assert expected.shape == (6, 3, 2 * (2 * 3 + 1), 2 * 2 * 4)
+        torch.testing.assert_close(network.fast_forward(z), expected, atol=1e-5, rtol=0)
+    weights = {f"decoder.{k}": v.numpy() for k, v in network.state_dict().items()}
+    got = run_layers(made_up, weights, z.numpy(), "decoder")
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-5, rtol=0)
+
+
+def test_a_changed_plan_for_a_spec_changes_model_table_and_numpy_decoder(monkeypatch):
+    """Every reader asks ``layer_plan`` for a spec's layers: one more hidden layer there is one
+    more layer in the model, in the checked tensor table and in the NumPy decoder."""
+    import dataclasses
+
+    import numpy as np
+
+    import vae.model
+    import vae.numpy_sampling
+    import vae.plan
+    import vae.spec
+    from vae.plan import LINEAR, Layer
+    from vae.spec import expected_tensors
+
+    spec = ModelSpec("conv", 4, 1, 8, 8, "bce", [6], [3, 5])
+    original = vae.plan.layer_plan
+
+    def deeper(spec_: ModelSpec):
+        plan = original(spec_)
+        extra = Layer(LINEAR, "extra", spec_.latent_dim, spec_.latent_dim, relu=True)
+        return dataclasses.replace(plan, decoder=(extra, *plan.decoder))
+
+    for module in (vae.plan, vae.model, vae.spec, vae.numpy_sampling):
+        monkeypatch.setattr(module, "layer_plan", deeper)
+    torch.manual_seed(0)
+    model = build_model(spec).eval()
+    assert model.decoder.extra.weight.shape == (4, 4)
+    table = expected_tensors(spec)
+    assert {k: v.shape for k, v in table.items()} == {
+        k: tuple(v.shape) for k, v in model.state_dict().items()
+    }
+    assert "decoder.extra.bias" in table
+    from vae.numpy_sampling import decode
+
+    z = torch.randn(3, 4)
+    weights = {k: v.numpy() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        expected = model.decoded_to_image(model.decode(z)).numpy()
+    np.testing.assert_allclose(decode(spec, weights, z.numpy()), expected, atol=1e-5, rtol=0)
+
+
+def test_version_1_names_are_the_sequential_positions_of_the_old_modules():
+    from vae.plan import version1_names
+
+    conv = ModelSpec("conv", 5, 1, 28, 28, "bce", [16], [4, 8], decoder_hidden_sizes=[12, 9])
+    renames = version1_names(conv)
+    assert renames["encoder.body.0.weight"] == "encoder.conv1.weight"
+    assert renames["encoder.body.2.weight"] == "encoder.conv2.weight"
+    assert renames["encoder.body.5.weight"] == "encoder.hidden1.weight"  # after a Flatten
+    assert renames["encoder.head.bias"] == "encoder.head.bias"
+    assert renames["decoder.dense.0.weight"] == "decoder.hidden1.weight"
+    assert renames["decoder.dense.4.weight"] == "decoder.grid.weight"
+    assert renames["decoder.deconv.0.weight"] == "decoder.deconv1.weight"
+    assert renames["decoder.deconv.2.weight"] == "decoder.output.weight"
+    mlp = version1_names(ModelSpec("mlp", 5, 1, 28, 28, "bce", [16, 8]))
+    assert mlp["encoder.body.1.weight"] == "encoder.hidden1.weight"
+    assert mlp["encoder.body.3.weight"] == "encoder.hidden2.weight"
+    assert mlp["decoder.body.4.weight"] == "decoder.output.weight"
+    assert set(mlp.values()) == {
+        name for name in build_model(ModelSpec("mlp", 5, 1, 28, 28, "bce", [16, 8])).state_dict()
+    }

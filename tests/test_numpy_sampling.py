@@ -1,4 +1,5 @@
-"""generate's torch-free path: the same latents as torch.randn, the same images as the model."""
+"""generate's torch-free path: the same latents (drawn by vae.sampling.draw_latents with NumPy)
+and the same images as the torch model, for every architecture."""
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from vae.checkpoint import build_metadata, save_checkpoint
 from vae.cli import app
 from vae.images import save_grid
 from vae.model import build_model
+from vae.sampling import draw_latents, prior_arrays, sample_from_model, sample_images
 from vae.spec import ModelSpec
 
 runner = CliRunner()
@@ -57,33 +59,55 @@ def random_model(spec: ModelSpec):
     return model
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2**32 - 1, 2**40 + 7, 2**64 - 1])
-@pytest.mark.parametrize("count", [16, 17, 31, 48, 100, 2048, 2053])
-def test_latents_are_torch_randn(seed, count):
-    expected = torch.randn(count, generator=torch.Generator().manual_seed(seed)).numpy()
-    drawn = numpy_sampling.torch_randn(seed, count)
-    assert drawn.dtype == np.float32 and drawn.shape == (count,)
-    np.testing.assert_allclose(drawn, expected, rtol=0, atol=1e-5)
+@pytest.mark.parametrize("seed", [0, 1, 2**32 - 1, 2**64 - 1])
+def test_latents_come_from_numpys_public_generator(seed):
+    spec = SPECS["default conv"]
+    drawn = draw_latents(spec, {}, 5, seed, temperature=0.5)
+    expected = np.random.default_rng(seed).standard_normal((5, spec.latent_dim)) * 0.5
+    assert drawn.dtype == np.float32 and drawn.shape == (5, spec.latent_dim)
+    np.testing.assert_array_equal(drawn, expected.astype(np.float32))
 
 
-def test_fewer_than_sixteen_latent_values_are_left_to_torch():
-    with pytest.raises(ValueError, match="16 or more"):
-        numpy_sampling.torch_randn(0, 15)
-    assert not numpy_sampling.can_sample(SPECS["odd sizes"], 3)  # 12 values
-    assert numpy_sampling.can_sample(SPECS["odd sizes"], 4)
+def test_a_mixture_picks_its_components_with_the_same_generator():
+    spec = SPECS["mixture prior"]
+    weights = prior_arrays(random_model(spec))
+    generator = np.random.default_rng(4)
+    noise, uniform = generator.standard_normal((6, spec.latent_dim)), generator.random(6)
+    cumulative = np.cumsum(np.exp(weights["prior.logits"]) / np.exp(weights["prior.logits"]).sum())
+    component = np.searchsorted(cumulative, uniform, side="right")
+    spread = np.exp(0.5 * weights["prior.logvars"][component])
+    expected = weights["prior.means"][component] + spread * noise
+    np.testing.assert_allclose(draw_latents(spec, weights, 6, 4), expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", list(SPECS))
 def test_samples_match_the_torch_model(name):
+    """The same seed gives the same images on the NumPy path and through the torch model."""
     spec = SPECS[name]
     model = random_model(spec)
     weights = {key: value.numpy() for key, value in model.state_dict().items()}
-    for seed, temperature in ((0, 1.0), (5, 0.7)):
-        expected = model.sample(9, torch.Generator().manual_seed(seed), temperature).numpy()
-        got = numpy_sampling.sample(spec, weights, 9, seed, temperature)
-        assert got.shape == expected.shape == (9, spec.channels, spec.height, spec.width)
+    for count, seed, temperature in ((9, 0, 1.0), (9, 5, 0.7), (1, 2**64 - 1, 1.0)):
+        expected = sample_from_model(model, count, seed, temperature).numpy()
+        got = numpy_sampling.sample(spec, weights, count, seed, temperature)
+        assert got.shape == expected.shape == (count, spec.channels, spec.height, spec.width)
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
     assert 0.0 <= got.min() and got.max() <= 1.0
+
+
+def test_model_sample_draws_with_torchs_generator_through_the_same_transform():
+    """The Python API's ``model.sample(n, generator)`` draws torch.randn, then torch.rand for a
+    mixture's components, and turns them into latents as the commands do."""
+    spec = SPECS["mixture prior"]
+    model = random_model(spec)
+    generator = torch.Generator().manual_seed(7)
+    noise = torch.randn(5, spec.latent_dim, generator=generator).numpy()
+    uniform = torch.rand(5, generator=generator).numpy()
+    from vae.sampling import prior_latents
+
+    z = torch.from_numpy(prior_latents(spec, prior_arrays(model), noise, uniform, 0.8))
+    expected = model.decoded_to_image(model.decode(z))
+    got = model.sample(5, torch.Generator().manual_seed(7), 0.8)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
 def write_checkpoint(path, spec: ModelSpec):
@@ -115,25 +139,26 @@ def test_generate_writes_the_torch_models_picture(tmp_path, name):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert ("plain autoencoder" in result.output) == (name == "autoencoder")
-    reference = save_grid(
-        model.sample(20, torch.Generator().manual_seed(3), 0.9), tmp_path / "torch.png", 5
-    )
+    reference = save_grid(sample_from_model(model, 20, 3, 0.9), tmp_path / "torch.png", 5)
     difference = np.abs(pixels(target) - pixels(reference))
     # Float rounding may move a pixel that sits on a rounding boundary by one of 255 levels.
     assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
 
 
-def test_too_few_latent_values_take_the_torch_path(tmp_path):
+def test_sample_images_gives_the_same_latents_on_every_path(tmp_path):
+    """A single sample (fewer latent values than any block of torch's stream) and many, on the
+    NumPy path (device cpu) and through the torch model (any other device)."""
     checkpoint = tmp_path / "model.safetensors"
     model = write_checkpoint(checkpoint, SPECS["odd sizes"])
-    target = tmp_path / "samples.png"
-    result = runner.invoke(
-        app, ["generate", "--checkpoint", str(checkpoint), "--output", str(target),
-              "--num-samples", "2", "--grid-size", "2"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    reference = save_grid(model.sample(2, torch.Generator().manual_seed(0)), tmp_path / "t.png", 2)
-    assert target.read_bytes() == reference.read_bytes()
+    for count in (1, 2, 40):
+        on_numpy = sample_images(checkpoint, count, 3, 1.0, "cpu")
+        assert isinstance(on_numpy, np.ndarray)
+        expected = sample_from_model(model, count, 3).numpy()
+        np.testing.assert_allclose(on_numpy, expected, rtol=0, atol=1e-5)
+    devices = ["cuda"] if torch.cuda.is_available() else []
+    for device in devices:
+        on_torch = sample_images(checkpoint, 40, 3, 1.0, device).cpu().numpy()
+        np.testing.assert_allclose(on_torch, on_numpy, rtol=0, atol=1e-4)
 
 
 def test_generate_on_the_cpu_does_not_import_torch(tmp_path):

@@ -9,6 +9,7 @@ import math
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -26,6 +27,7 @@ from vae.objectives import (
     gaussian_kl,
     standard_normal_log_density,
 )
+from vae.sampling import prior_latents
 from vae.spec import ModelSpec, model_spec
 from vae.training import train
 
@@ -87,8 +89,11 @@ def test_samples_follow_the_mixture():
         prior.means.copy_(torch.tensor([[-20.0, 0.0], [0.0, 20.0], [20.0, 0.0]]))
         prior.logvars.copy_(torch.log(torch.tensor([[1.0, 4.0], [0.25, 1.0], [9.0, 1.0]])))
         prior.logits.copy_(torch.log(torch.tensor([0.5, 0.3, 0.2])))
-    draws = torch.randn(60_000, 3, generator=torch.Generator().manual_seed(0))
-    z = prior.transform(draws)
+    spec = ModelSpec("mlp", 2, 1, 2, 2, "bce", [], prior="mog", prior_components=3)
+    weights = {f"prior.{name}": value.detach().numpy() for name, value in prior.named_parameters()}
+    generator = np.random.default_rng(0)
+    noise, uniform = generator.standard_normal((60_000, 2)), generator.random(60_000)
+    z = torch.from_numpy(prior_latents(spec, weights, noise, uniform))
     component = torch.where(z[:, 0] < -10, 0, torch.where(z[:, 1] > 10, 1, 2))
     shares = torch.bincount(component, minlength=3).float() / len(z)
     torch.testing.assert_close(shares, torch.tensor([0.5, 0.3, 0.2]), atol=0.01, rtol=0)
@@ -98,7 +103,7 @@ def test_samples_follow_the_mixture():
         expected_std = torch.exp(0.5 * prior.logvars[k].detach())
         torch.testing.assert_close(members.std(0), expected_std, atol=0.05, rtol=0.03)
     # The temperature narrows each component, not the distances between them.
-    cooled = prior.transform(draws, temperature=0.5)
+    cooled = torch.from_numpy(prior_latents(spec, weights, noise, uniform, temperature=0.5))
     torch.testing.assert_close(
         cooled[component == 0].std(0), torch.tensor([0.5, 1.0]), atol=0.03, rtol=0
     )

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from vae.spec import ModelSpec
 
 FORMAT_NAME = "vae-checkpoint"
-FORMAT_VERSION = 1
+# 2: layers named by the layer plan (``decoder.deconv1``); 1 named them by their position in
+# nn.Sequential containers (``decoder.deconv.0``), renamed on load (``vae.plan.version1_names``).
+FORMAT_VERSION = 2
 BEST_NAME = "checkpoint_best.safetensors"
 LAST_NAME = "checkpoint_last.safetensors"
 DEFAULT_CHECKPOINT = Path("pretrained") / BEST_NAME
@@ -47,6 +49,7 @@ class CheckpointHeader:
     metadata: dict[str, Any]
     training_state: dict[str, Any] | None
     file_size: int
+    format_version: int = FORMAT_VERSION
 
 
 def read_header(path: str | Path) -> CheckpointHeader:
@@ -137,7 +140,7 @@ def read_header(path: str | Path) -> CheckpointHeader:
     # (info's table, json.dumps); vae's own metadata is a handful of levels deep.
     if max(_nesting_depth(metadata), _nesting_depth(training_state)) > _MAX_METADATA_DEPTH:
         raise CheckpointError(f"{path} has corrupt vae metadata (nested too deep)")
-    return CheckpointHeader(path, header, metadata, training_state, file_size)
+    return CheckpointHeader(path, header, metadata, training_state, file_size, version)
 
 
 def _nesting_depth(value: Any) -> int:
@@ -344,8 +347,11 @@ def read_tensors(
 
     try:
         with safe_open(str(path), framework=framework, device=str(device)) as handle:
+            renames = {}
+            if prefix == MODEL_PREFIX:
+                renames = _stored_renames(path, handle.metadata() or {})
             tensors = {
-                name[len(prefix) :]: handle.get_tensor(name)
+                renames.get(name[len(prefix) :], name[len(prefix) :]): handle.get_tensor(name)
                 for name in handle.keys()
                 if name.startswith(prefix) and name[len(prefix) :].startswith(only)
             }
@@ -359,6 +365,35 @@ def read_tensors(
                 "or its training diverged)"
             )
     return tensors
+
+
+def _renames(path: str | Path, version: int, metadata: dict[str, Any]) -> dict[str, str]:
+    """Model tensor names (without the prefix) as a checkpoint of format ``version`` stores
+    them, mapped to today's; empty for today's format. ``metadata``: the vae metadata."""
+    if version >= 2:
+        return {}
+    from vae.plan import version1_names
+    from vae.spec import ModelSpec, check_spec
+
+    try:
+        spec = ModelSpec.from_dict(metadata["model"])
+        check_spec(spec)
+    except (KeyError, TypeError, ValueError, ConfigError) as error:
+        raise CheckpointError(f"{path} describes a model this vae cannot build: {error}") from None
+    return version1_names(spec)
+
+
+def _stored_renames(path: str | Path, raw_metadata: dict[str, str]) -> dict[str, str]:
+    """``_renames`` from a safetensors file's raw metadata (already checked by ``read_header``
+    in every command that gets this far; anything unreadable here renames nothing)."""
+    version = raw_metadata.get("format_version", "")
+    if not (version.isascii() and version.isdigit()) or int(version) >= 2:
+        return {}
+    try:
+        metadata = json.loads(raw_metadata["vae"])
+    except (KeyError, ValueError, RecursionError):
+        return {}
+    return _renames(path, int(version), metadata) if isinstance(metadata, dict) else {}
 
 
 def _all_finite(value: Any) -> bool:
@@ -434,9 +469,11 @@ _SAFETENSORS_DTYPES = {"F32": "float32", "F64": "float64", "F16": "float16", "BF
 def check_tensor_table(
     path: str | Path, header: CheckpointHeader, expected: dict[str, Any]
 ) -> None:
-    """Every weight the model needs is in the file with the right shape and dtype, and no more."""
+    """Every weight the model needs is in the file with the right shape and dtype, and no more
+    (names of an earlier checkpoint format are read as today's)."""
+    renames = _renames(path, header.format_version, header.metadata)
     stored = {
-        name[len(MODEL_PREFIX) :]: entry
+        renames.get(name[len(MODEL_PREFIX) :], name[len(MODEL_PREFIX) :]): entry
         for name, entry in header.tensors.items()
         if name.startswith(MODEL_PREFIX)
     }

@@ -67,7 +67,7 @@ def evaluate_elbo(
         if logvar is not None:
             noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu if noise is None else model.reparameterize(mu, logvar, noise=noise)
-        decoded = model.decode(z)
+        decoded = model.decode_fast(z)
         sigma = model.likelihood_sigma(gaussian_sigma)
         terms = elbo_terms(
             decoded, x, mu, logvar, model.spec.likelihood, 1.0, 0.0, sigma, log_prior, noise
@@ -89,8 +89,8 @@ def evaluate_elbo(
 
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: Var_x(E_q[z_d | x]) above this counts as active
-# Images decoded at once: bounds memory whatever k and batch size are. Smaller chunks stay in
-# cache: 4,096 decodes ~5 % faster than 16,384 on the 2-core CPU of benchmarks/README.md.
+# Images decoded at once: bounds memory whatever k and batch size are. A chunk this small stays
+# in the CPU's cache, which a larger one does not (benchmarks/README.md, "Figures behind the code").
 DEFAULT_MAX_DECODES = 4_096
 
 
@@ -137,7 +137,7 @@ def score_batch(
             ]
         )
         z = mu + std * eps
-        decoded = model.decode(z.reshape(count * batch, latent))
+        decoded = model.decode_fast(z.reshape(count * batch, latent))
         targets = x.unsqueeze(0).expand(count, *x.shape).reshape(count * batch, *x.shape[1:])
         sigma = model.likelihood_sigma(gaussian_sigma)
         log_px = log_likelihood(decoded, targets, model.spec.likelihood, sigma).view(count, batch)
@@ -372,7 +372,7 @@ def reconstruction_errors(
     errors, similarities = [], []
     for begin in range(0, images.shape[0], batch_size):
         x = images[begin : begin + batch_size].to(device)
-        decoded = model.decode(model.encode(x)[0])
+        decoded = model.decode_fast(model.encode(x)[0])
         if likelihood == "bce":
             error = -log_likelihood(decoded, x, "bce")
         elif likelihood == "mse":

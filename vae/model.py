@@ -1,4 +1,5 @@
-"""VAE architectures (mlp and conv) for any image size and channel count."""
+"""VAE architectures (mlp and conv) for any image size and channel count, built from the layer
+plan in ``vae.plan``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from vae.objectives import LOG_2PI, standard_normal_log_density
-from vae.spec import LOGVAR_MAX, LOGVAR_MIN, ModelSpec, check_spec, conv_feature_sizes
+from vae.plan import (
+    CONV,
+    FLATTEN,
+    KERNEL,
+    LINEAR,
+    PADDING,
+    STRIDE,
+    UNFLATTEN,
+    Layer,
+    conv_feature_sizes,
+    layer_plan,
+)
+from vae.spec import LOGVAR_MAX, LOGVAR_MIN, ModelSpec, check_spec
 
 __all__ = [
     "LOGVAR_MAX",
@@ -17,6 +30,7 @@ __all__ = [
     "VAE",
     "MixturePrior",
     "ModelSpec",
+    "Network",
     "build_model",
     "conv_feature_sizes",
     "transposed_conv_as_matmul",
@@ -26,121 +40,92 @@ __all__ = [
 SIGMA_MIN = 1e-3
 
 
-class MLPEncoder(nn.Module):
-    def __init__(self, spec: ModelSpec) -> None:
+def _module(layer: Layer) -> nn.Module:
+    """The torch module of one weighted layer of a plan."""
+    if layer.kind == LINEAR:
+        return nn.Linear(layer.inputs, layer.outputs)
+    if layer.kind == CONV:
+        return nn.Conv2d(layer.inputs, layer.outputs, KERNEL, stride=STRIDE, padding=PADDING)
+    return nn.ConvTranspose2d(
+        layer.inputs,
+        layer.outputs,
+        KERNEL,
+        stride=STRIDE,
+        padding=PADDING,
+        output_padding=layer.output_padding,
+    )
+
+
+class Network(nn.Module):
+    """The layers of a plan (``vae.plan``) run in order, each weighted one an attribute of the
+    name the plan gives it (``decoder.hidden1``, ``decoder.output``)."""
+
+    def __init__(self, layers: tuple[Layer, ...]) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Flatten()]
-        width = spec.channels * spec.height * spec.width
-        for hidden in spec.hidden_sizes:
-            layers += [nn.Linear(width, hidden), nn.ReLU()]
-            width = hidden
-        self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(width, spec.encoder_outputs)
+        self.layers = layers
+        for layer in layers:
+            if layer.has_weights:
+                self.add_module(layer.name, _module(layer))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+        for layer in self.layers:
+            if layer.kind == FLATTEN:
+                x = x.flatten(1)
+            elif layer.kind == UNFLATTEN:
+                x = x.view(x.shape[0], *layer.shape)
+            else:
+                x = self._modules[layer.name](x)
+            if layer.relu:
+                x = F.relu(x)
+        return x
+
+    def fast_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward``'s function arranged for the cost of importance-weighted evaluation, which
+        decodes k samples per image (benchmarks/README.md has the figures); the values agree to
+        float rounding (a test holds them together, gradients included)."""
+        layers = self.layers
+        for position, layer in enumerate(layers):
+            following = layers[position + 1] if position + 1 < len(layers) else None
+            module = self._modules.get(layer.name) if layer.has_weights else None
+            if layer.kind == FLATTEN:
+                x = x.flatten(1)
+            elif layer.kind == UNFLATTEN:
+                if x.dim() == 2:  # not already written as feature maps by the layer before
+                    x = x.view(x.shape[0], *layer.shape)
+                continue
+            elif (
+                isinstance(module, nn.Linear)
+                and following is not None
+                and following.kind == UNFLATTEN
+                and len(following.shape) == 3
+            ):
+                x = _linear_to_channels_last(x, module, following.shape, layer.relu)
+                continue
+            elif isinstance(module, nn.ConvTranspose2d) and following is None and x.is_cpu:
+                # oneDNN spends as long on the transposed convolution to the few image channels
+                # as on much larger ones; a matmul and four adds do the same work in less time.
+                x = transposed_conv_as_matmul(x, module)
+            else:
+                x = module(x)  # type: ignore[misc]
+            if layer.relu:
+                # In place: these activations are the largest the decoder writes.
+                x = F.relu(x, inplace=True)
+        return x
 
 
-class MLPDecoder(nn.Module):
-    def __init__(self, spec: ModelSpec) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        width = spec.latent_dim
-        for hidden in reversed(spec.decoder_hidden):
-            layers += [nn.Linear(width, hidden), nn.ReLU()]
-            width = hidden
-        layers.append(nn.Linear(width, spec.channels * spec.height * spec.width))
-        self.body = nn.Sequential(*layers)
-        self.shape = (spec.channels, spec.height, spec.width)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.body(z).view(z.shape[0], *self.shape)
-
-
-class ConvEncoder(nn.Module):
-    def __init__(self, spec: ModelSpec) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        channels = spec.channels
-        for width in spec.conv_widths:
-            layers += [nn.Conv2d(channels, width, 4, stride=2, padding=1), nn.ReLU()]
-            channels = width
-        layers.append(nn.Flatten())
-        h, w = conv_feature_sizes(spec.height, spec.width, len(spec.conv_widths))[-1]
-        features = channels * h * w
-        for hidden in spec.hidden_sizes:
-            layers += [nn.Linear(features, hidden), nn.ReLU()]
-            features = hidden
-        self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(features, spec.encoder_outputs)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
-
-
-class ConvDecoder(nn.Module):
-    def __init__(self, spec: ModelSpec) -> None:
-        super().__init__()
-        widths = list(spec.decoder_widths)
-        sizes = conv_feature_sizes(spec.height, spec.width, len(widths))
-        self.start_shape = (widths[-1], *sizes[-1])
-        dense: list[nn.Module] = []
-        features = spec.latent_dim
-        for hidden in reversed(spec.decoder_hidden):
-            dense += [nn.Linear(features, hidden), nn.ReLU()]
-            features = hidden
-        start = widths[-1] * sizes[-1][0] * sizes[-1][1]
-        dense += [nn.Linear(features, start), nn.ReLU()]
-        self.dense = nn.Sequential(*dense)
-        layers: list[nn.Module] = []
-        outputs = list(reversed(widths[:-1])) + [spec.channels]
-        channels = widths[-1]
-        for index, out_channels in enumerate(outputs):
-            (in_h, in_w), (out_h, out_w) = sizes[-1 - index], sizes[-2 - index]
-            # Undo floor(n / 2) exactly: odd sizes (7 -> 3 -> 7) need one extra row/column.
-            padding = (out_h - 2 * in_h, out_w - 2 * in_w)
-            layers.append(
-                nn.ConvTranspose2d(
-                    channels, out_channels, 4, stride=2, padding=1, output_padding=padding
-                )
-            )
-            if index < len(outputs) - 1:
-                layers.append(nn.ReLU())
-            channels = out_channels
-        self.deconv = nn.Sequential(*layers)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return self._inference_forward(z)
-        features = self.dense(z).view(z.shape[0], *self.start_shape)
-        return self.deconv(features)
-
-    def _inference_forward(self, z: torch.Tensor) -> torch.Tensor:
-        """The same function as training mode, arranged for the cost of importance-weighted
-        evaluation, which decodes k samples per image (benchmarks/README.md has the figures)."""
-        *hidden, last, _ = self.dense
-        for layer in hidden:
-            z = layer(z)
-        channels, height, width = self.start_shape
-        # oneDNN's transposed convolutions run ~1.3x faster on channels-last activations. With
-        # its rows reordered (c, h, w) -> (h, w, c), the last dense layer writes them directly
-        # instead of leaving a copy to make.
-        weight = last.weight.view(channels, height, width, -1).permute(1, 2, 0, 3)
-        bias = last.bias.view(channels, height, width).permute(1, 2, 0)
-        features = F.linear(z, weight.reshape(-1, last.in_features), bias.reshape(-1))
-        features = F.relu(features, inplace=True).view(z.shape[0], height, width, channels)
-        features = features.permute(0, 3, 1, 2)
-        *inner, final = self.deconv
-        for layer in inner:
-            # In place: these activations are the largest the decoder writes.
-            relu = isinstance(layer, nn.ReLU)
-            features = F.relu(features, inplace=True) if relu else layer(features)
-        if features.device.type == "cpu":
-            # oneDNN takes as long for the transposed convolution to the few image channels as
-            # for the 64 -> 32 one, which does 16 times the arithmetic; a matmul and four adds
-            # take under half that time.
-            return transposed_conv_as_matmul(features, final)
-        return final(features)
+def _linear_to_channels_last(
+    x: torch.Tensor, layer: nn.Linear, shape: tuple[int, ...], relu: bool
+) -> torch.Tensor:
+    """``layer(x)`` viewed as feature maps ``shape`` (channels, height, width), written in
+    channels-last memory: the layout oneDNN's transposed convolutions run fastest on. The
+    weight's rows are reordered (c, h, w) -> (h, w, c) so that no copy is needed."""
+    channels, height, width = shape
+    weight = layer.weight.view(channels, height, width, -1).permute(1, 2, 0, 3)
+    bias = layer.bias.view(channels, height, width).permute(1, 2, 0)
+    features = F.linear(x, weight.reshape(-1, layer.in_features), bias.reshape(-1))
+    if relu:
+        features = F.relu(features, inplace=True)
+    return features.view(x.shape[0], height, width, channels).permute(0, 3, 1, 2)
 
 
 def transposed_conv_as_matmul(x: torch.Tensor, layer: nn.ConvTranspose2d) -> torch.Tensor:
@@ -202,7 +187,7 @@ class MixturePrior(nn.Module):
         precision = torch.exp(-logvars)
         # log pi_k + log N(z; m_k, s_k) = [z^2, z] . [-p_k / 2, m_k p_k] + c_k: the squares
         # expanded into one matmul, so no [batch, K, D] tensor is formed and the [batch, K]
-        # result is written once (3x faster than three matmuls and their sums).
+        # result is written once, which costs less than three matmuls and their sums.
         weight = torch.cat([-0.5 * precision, means * precision], 1)
         constant = torch.log_softmax(self.logits.to(means.dtype), 0) - 0.5 * (
             (means * means * precision).sum(1) + logvars.sum(1) + latent_dim * LOG_2PI
@@ -211,19 +196,6 @@ class MixturePrior(nn.Module):
         per_component = torch.addmm(constant, torch.cat([flat * flat, flat], 1), weight.T)
         density = torch.logsumexp(per_component, dim=-1)
         return density.reshape(z.shape[:-1]).to(z.dtype)
-
-    def transform(self, draws: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-        """Samples from the mixture, made from standard-normal ``draws [n, latent_dim + 1]``:
-        the last column picks a component (through the normal CDF, so that one stream of
-        normal draws, reproducible without torch, makes the whole sample) and the others place
-        the sample within it; ``temperature`` scales each component's spread."""
-        means, logvars = self._parameters64(draws.device)
-        noise, selector = draws[:, :-1].to(means.dtype), draws[:, -1].to(means.dtype)
-        uniform = 0.5 * (1.0 + torch.erf(selector / math.sqrt(2.0)))
-        cumulative = torch.cumsum(torch.softmax(self.logits.to(means.dtype), 0), 0)
-        index = torch.searchsorted(cumulative, uniform, right=True).clamp(max=len(cumulative) - 1)
-        z = means[index] + torch.exp(0.5 * logvars[index]) * noise * temperature
-        return z.to(draws.dtype)
 
 
 class VAE(nn.Module):
@@ -241,12 +213,9 @@ class VAE(nn.Module):
         super().__init__()
         check_spec(spec)
         self.spec = spec
-        if spec.architecture == "mlp":
-            self.encoder: nn.Module = MLPEncoder(spec)
-            self.decoder: nn.Module = MLPDecoder(spec)
-        else:
-            self.encoder = ConvEncoder(spec)
-            self.decoder = ConvDecoder(spec)
+        plan = layer_plan(spec)
+        self.encoder = Network(plan.encoder)
+        self.decoder = Network(plan.decoder)
         if spec.learned_sigma:
             self.log_sigma = nn.Parameter(torch.full((spec.channels,), math.log(0.1)))
         self.prior: MixturePrior | None = None
@@ -303,6 +272,13 @@ class VAE(nn.Module):
         out = self.decoder(z)
         return out if self.spec.likelihood == "bce" else torch.sigmoid(out)
 
+    def decode_fast(self, z: torch.Tensor) -> torch.Tensor:
+        """``decode``'s values (to float rounding) by the decoder's evaluation arrangement
+        (``Network.fast_forward``): what importance-weighted evaluation, which decodes k
+        samples per image, and the pictures use."""
+        out = self.decoder.fast_forward(z)
+        return out if self.spec.likelihood == "bce" else torch.sigmoid(out)
+
     def decoded_to_image(self, decoded: torch.Tensor) -> torch.Tensor:
         """Pixel values in [0, 1]: the Bernoulli mean for bce, the Gaussian mean for mse."""
         return torch.sigmoid(decoded) if self.spec.likelihood == "bce" else decoded
@@ -330,26 +306,28 @@ class VAE(nn.Module):
         the mixture, each component's spread scaled by the temperature; an autoencoder: from
         its fitted Gaussian, with the same temperature scaling).
 
-        The noise is drawn on the generator's device (CPU by default) and then moved, so a seed
-        gives the same latents on every device.
+        The Python API's sampler: it draws with torch's ``generator`` (on the generator's
+        device, CPU by default) ``torch.randn(n, latent_dim)``, then, for a mixture prior,
+        ``torch.rand(n)`` to pick each sample's component. The commands draw instead with
+        NumPy (``vae.sampling.draw_latents``), the same on every device and without torch; both
+        go through the one prior transform ``vae.sampling.prior_latents``.
         """
+        from vae.sampling import prior_arrays, prior_latents
+
         device = next(self.parameters()).device
         noise_device = generator.device if generator is not None else torch.device("cpu")
+        noise = torch.randn(n, self.latent_dim, generator=generator, device=noise_device)
+        uniform = None
         if self.prior is not None:
-            draws = torch.randn(n, self.latent_dim + 1, generator=generator, device=noise_device)
-            z = self.prior.transform(draws.to(device), temperature)
-            return self.decoded_to_image(self.decode(z))
-        z = torch.randn(n, self.latent_dim, generator=generator, device=noise_device)
-        z = z.to(device) * temperature
-        if self.is_autoencoder:
-            z = self.fitted_mean + z @ self.fitted_scale_tril.T
-        return self.decoded_to_image(self.decode(z))
+            uniform = torch.rand(n, generator=generator, device=noise_device).cpu().numpy()
+        z = prior_latents(self.spec, prior_arrays(self), noise.cpu().numpy(), uniform, temperature)
+        return self.decoded_to_image(self.decode_fast(torch.from_numpy(z).to(device)))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] decoded from the posterior mean of each input."""
         mu, _ = self.encode(x)
-        return self.decoded_to_image(self.decode(mu))
+        return self.decoded_to_image(self.decode_fast(mu))
 
     @torch.no_grad()
     def fit_code_distribution(self, codes: torch.Tensor) -> None:

@@ -1,58 +1,22 @@
 """Prior samples without torch: the decoder's forward pass in NumPy.
 
-``import torch`` alone takes 3-6 s on a small CPU machine, longer than drawing and decoding 64
-samples. ``generate`` on the CPU therefore decodes with NumPy from the same checkpoint, read by the
-same checks (``check_model_tensors``), and draws the latents exactly as ``torch.randn`` does with
-``torch.Generator().manual_seed(seed)`` (the same Mersenne Twister stream and the same Box-Muller
-transform), so a seed gives the same picture on either path. A test holds this path to the torch
-model for every architecture; a difference in a pixel's last rounding step is the most it allows.
+``import torch`` alone takes seconds on a small CPU machine, longer than drawing and decoding 64
+samples (benchmarks/README.md). ``generate`` on the CPU therefore decodes with NumPy from the same
+checkpoint, read by the same checks (``check_model_tensors``), running the same layer plan
+(``vae.plan``) as the torch model, on latents drawn by the same function
+(``vae.sampling.draw_latents``). A test holds this path to the torch model for every
+architecture; a difference in a pixel's last rounding step is the most it allows.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 
 from vae.checkpoint import MODEL_PREFIX, check_model_tensors, read_header, read_tensors
-from vae.spec import LOGVAR_MAX, LOGVAR_MIN, ModelSpec, conv_feature_sizes
-
-# torch fills tensors of fewer elements with a different (scalar) algorithm; those fall back.
-_BLOCK = 16
-
-
-def torch_randn(seed: int, count: int) -> np.ndarray:
-    """The ``count`` float32 values ``torch.randn(count, generator=Generator().manual_seed(seed))``
-    gives on the CPU (to float32 rounding), for ``count >= 16``.
-
-    torch seeds a Mersenne Twister like NumPy's legacy seeding, turns each 32-bit output into a
-    uniform from its low 24 bits, and maps blocks of 16 uniforms through Box-Muller (the first 8
-    give radii, the last 8 angles); a tail shorter than a block is redone from 16 fresh uniforms
-    written over the last 16 values.
-    """
-    if count < _BLOCK:
-        raise ValueError(f"torch_randn reproduces torch only for 16 or more values, got {count}")
-    bits = np.random.MT19937(0)
-    bits._legacy_seeding(seed & 0xFFFF_FFFF)  # torch seeds its Mersenne Twister with 32 bits
-
-    def uniforms(n: int) -> np.ndarray:
-        raw = bits.random_raw(n).astype(np.uint64)
-        return (raw & np.uint64((1 << 24) - 1)).astype(np.float64) * 2.0**-24
-
-    def box_muller(block: np.ndarray) -> np.ndarray:
-        blocks = block.reshape(-1, 2, _BLOCK // 2)
-        radius = np.sqrt(-2.0 * np.log1p(-blocks[:, 0]))
-        angle = 2.0 * np.pi * blocks[:, 1]
-        return np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1).reshape(-1)
-
-    whole = count - count % _BLOCK
-    values = np.empty(count, dtype=np.float64)
-    first = uniforms(count)
-    values[:whole] = box_muller(first[:whole])
-    if whole < count:
-        values[count - _BLOCK :] = box_muller(uniforms(_BLOCK))
-    return values.astype(np.float32)
+from vae.plan import DECONV, LINEAR, UNFLATTEN, Layer, layer_plan
+from vae.spec import ModelSpec
 
 
 def _linear(x: np.ndarray, weights: dict[str, np.ndarray], name: str) -> np.ndarray:
@@ -84,34 +48,35 @@ def _relu(x: np.ndarray) -> np.ndarray:
 
 def decode(spec: ModelSpec, weights: dict[str, np.ndarray], z: np.ndarray) -> np.ndarray:
     """Images in [0, 1], shaped [N, C, H, W], that ``VAE.decoded_to_image(VAE.decode(z))`` gives
-    for the model ``spec`` describes (``weights``: its state dict, as NumPy arrays)."""
-    x = z.astype(np.float32)
-    if spec.architecture == "mlp":
-        layers = len(spec.decoder_hidden) + 1
-        for index in range(layers):
-            x = _linear(x, weights, f"decoder.body.{2 * index}")
-            if index < layers - 1:
-                x = _relu(x)
-        x = x.reshape(z.shape[0], spec.channels, spec.height, spec.width)
-    else:
-        widths = list(spec.decoder_widths)
-        sizes = conv_feature_sizes(spec.height, spec.width, len(widths))
-        for index in range(len(spec.decoder_hidden) + 1):
-            x = _relu(_linear(x, weights, f"decoder.dense.{2 * index}"))
-        x = x.reshape(z.shape[0], widths[-1], *sizes[-1])
-        for index in range(len(widths)):
-            (in_h, in_w), (out_h, out_w) = sizes[-1 - index], sizes[-2 - index]
-            name = f"decoder.deconv.{2 * index}"
-            x = _transposed_conv(
-                x,
-                weights[f"{name}.weight"],
-                weights[f"{name}.bias"],
-                (out_h - 2 * in_h, out_w - 2 * in_w),
-            )
-            if index < len(widths) - 1:
-                x = _relu(x)
+    for the model ``spec`` describes (``weights``: its state dict, as NumPy arrays), running the
+    decoder's layer plan."""
+    x = run_layers(layer_plan(spec).decoder, weights, z, "decoder")
     # Bernoulli logits and the Gaussian's pre-sigmoid means both become pixels through a sigmoid.
     return (0.5 * (np.tanh(0.5 * x) + 1.0)).astype(np.float32)
+
+
+def run_layers(
+    layers: tuple[Layer, ...], weights: dict[str, np.ndarray], x: np.ndarray, network: str
+) -> np.ndarray:
+    """``x`` through a network's layers (``vae.plan``) in float32, its weights named
+    ``{network}.{layer name}.weight`` and ``.bias`` in ``weights``; what the torch ``Network``
+    of the same layers computes. Runs what a decoder holds (no convolutions or flattening)."""
+    x = np.asarray(x, dtype=np.float32)
+    for layer in layers:
+        name = f"{network}.{layer.name}"
+        if layer.kind == LINEAR:
+            x = _linear(x, weights, name)
+        elif layer.kind == DECONV:
+            x = _transposed_conv(
+                x, weights[f"{name}.weight"], weights[f"{name}.bias"], layer.output_padding
+            )
+        elif layer.kind == UNFLATTEN:
+            x = x.reshape(x.shape[0], *layer.shape)
+        else:
+            raise ValueError(f"the NumPy path runs no {layer.kind} layer")
+        if layer.relu:
+            x = _relu(x)
+    return x
 
 
 def load_decoder(path: str | Path) -> tuple[ModelSpec, dict[str, np.ndarray]]:
@@ -126,35 +91,14 @@ def load_decoder(path: str | Path) -> tuple[ModelSpec, dict[str, np.ndarray]]:
 def sample(
     spec: ModelSpec, weights: dict[str, np.ndarray], count: int, seed: int, temperature: float
 ) -> np.ndarray:
-    """``VAE.sample(count, Generator().manual_seed(seed), temperature)`` without torch; needs
-    16 or more normal draws: ``count * latent_dim``, plus ``count`` component picks for a mixture
-    prior (``can_sample``)."""
-    if spec.prior == "mog":
-        draws = torch_randn(seed, count * (spec.latent_dim + 1)).reshape(count, -1)
-        return decode(spec, weights, mixture_transform(weights, draws, temperature))
-    z = torch_randn(seed, count * spec.latent_dim).reshape(count, spec.latent_dim)
-    z = z * np.float32(temperature)
-    if spec.model_type == "ae":
-        z = weights["fitted_mean"] + z @ weights["fitted_scale_tril"].T
-    return decode(spec, weights, z)
+    """``count`` images decoded from ``vae.sampling.draw_latents(spec, weights, count, seed,
+    temperature)``: what ``vae.sampling.sample_images`` gives on the CPU."""
+    from vae.sampling import draw_latents
 
-
-def mixture_transform(
-    weights: dict[str, np.ndarray], draws: np.ndarray, temperature: float
-) -> np.ndarray:
-    """``MixturePrior.transform`` in float64, as torch computes it."""
-    means = weights["prior.means"].astype(np.float64)
-    logvars = np.clip(weights["prior.logvars"].astype(np.float64), LOGVAR_MIN, LOGVAR_MAX)
-    noise, selector = draws[:, :-1].astype(np.float64), draws[:, -1].astype(np.float64)
-    uniform = 0.5 * (1.0 + np.array([math.erf(v / math.sqrt(2.0)) for v in selector]))
-    logits = weights["prior.logits"].astype(np.float64)
-    probabilities = np.exp(logits - logits.max())
-    cumulative = np.cumsum(probabilities / probabilities.sum())
-    index = np.minimum(np.searchsorted(cumulative, uniform, side="right"), len(cumulative) - 1)
-    z = means[index] + np.exp(0.5 * logvars[index]) * noise * temperature
-    return z.astype(np.float32)
+    return decode(spec, weights, draw_latents(spec, weights, count, seed, temperature))
 
 
 def can_sample(spec: ModelSpec, count: int) -> bool:
-    """Whether ``sample`` reproduces torch's latents for this many samples."""
-    return count * (spec.latent_dim + (spec.prior == "mog")) >= _BLOCK
+    """Always true: any number of samples is drawn the same way on this path as on torch's
+    (kept for callers written when fewer than 16 latent values were left to torch)."""
+    return True

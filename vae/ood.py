@@ -55,22 +55,13 @@ def bz2_bits(images: torch.Tensor) -> np.ndarray:
 COMPRESSORS: dict[str, Callable[[torch.Tensor], np.ndarray]] = {"png": png_bits, "bz2": bz2_bits}
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties given their average rank."""
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    ranks = np.empty(len(values), dtype=np.float64)
-    starts = np.r_[0, np.flatnonzero(np.diff(ordered)) + 1]
-    ends = np.r_[starts[1:], len(values)]
-    for start, end in zip(starts, ends, strict=True):
-        ranks[order[start:end]] = (start + end + 1) / 2.0
-    return ranks
-
-
 def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
     """P(score_out > score_in) + P(tie) / 2 (the Mann-Whitney U statistic, normalised)."""
+    from scipy.stats import rankdata
+
     in_scores, out_scores = np.asarray(in_scores, float), np.asarray(out_scores, float)
-    ranks = _average_ranks(np.concatenate([in_scores, out_scores]))
+    # Average ranks give ties half a win each, as the definition above counts them.
+    ranks = rankdata(np.concatenate([in_scores, out_scores]), method="average")
     n_in, n_out = len(in_scores), len(out_scores)
     rank_sum = ranks[n_in:].sum()
     return float((rank_sum - n_out * (n_out + 1) / 2.0) / (n_in * n_out))

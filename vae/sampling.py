@@ -1,31 +1,139 @@
-"""Samples from a checkpoint's prior: the library function behind ``generate``.
+"""Samples from a model's prior: one way to draw the latents, for every command and device.
 
-The CLI only parses options and writes the picture; which path decodes (NumPy on the CPU, where
-``import torch`` would take longer than the whole job, or the torch model elsewhere) is decided
-here.
+Every command that samples from the prior (``generate``, ``inference``, training's sample grids,
+the gallery) draws its latents through ``draw_latents``: NumPy's public ``Generator``
+(``numpy.random.default_rng(seed)``), on the CPU, whatever device decodes. The NumPy decoder
+(``generate`` on the CPU, where ``import torch`` would take longer than the whole job) and the
+torch model therefore decode the same latents, and a seed gives the same picture on either path
+and on every device, to float rounding.
+
+This module imports no torch at load time; only the functions that take or make torch objects
+import it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vae.spec import LOGVAR_MAX, LOGVAR_MIN, ModelSpec
+
+if TYPE_CHECKING:
+    import torch
+
+    from vae.model import VAE
+
+# The stored tensors that define the prior (beyond N(0, I)): a mixture's components, an
+# autoencoder's fitted Gaussian. Their names are the same in every checkpoint format.
+PRIOR_TENSORS = ("prior.", "fitted_")
+
+
+def draw_latents(
+    spec: ModelSpec,
+    weights: Mapping[str, np.ndarray],
+    count: int,
+    seed: int,
+    temperature: float = 1.0,
+) -> np.ndarray:
+    """``count`` latents [count, latent_dim] (float32) from the prior of the model ``spec``
+    describes, drawn with ``numpy.random.default_rng(seed)``: ``standard_normal((count,
+    latent_dim))``, then, for a mixture prior, ``random(count)`` to pick each one's component.
+
+    ``weights`` holds the prior's tensors as NumPy arrays (``prior.*`` for a mixture,
+    ``fitted_*`` for an autoencoder; anything else is ignored): ``prior_arrays(model)`` for a
+    torch model, the checkpoint's tensors for the NumPy path. ``temperature`` scales the spread.
+    """
+    generator = np.random.default_rng(seed)
+    noise = generator.standard_normal((count, spec.latent_dim))
+    uniform = generator.random(count) if spec.prior == "mog" else None
+    return prior_latents(spec, weights, noise, uniform, temperature)
+
+
+def prior_latents(
+    spec: ModelSpec,
+    weights: Mapping[str, np.ndarray],
+    noise: np.ndarray,
+    uniform: np.ndarray | None,
+    temperature: float = 1.0,
+) -> np.ndarray:
+    """Latents (float32) made from standard-normal ``noise [n, latent_dim]``: the prior's one
+    transform, which ``draw_latents`` and ``VAE.sample`` share.
+
+    N(0, I): ``noise * temperature``. A mixture prior: ``uniform [n]`` (in [0, 1)) picks each
+    latent's component through the cumulative mixture weights, and the noise places it within
+    that component, whose spread the temperature scales. An autoencoder: its fitted Gaussian,
+    ``mean + scale_tril @ (noise * temperature)``. Computed in float64: the figures in
+    float32 would depend on the order of the sums.
+    """
+    noise = np.asarray(noise, dtype=np.float64) * temperature
+    if spec.prior == "mog":
+        if uniform is None:
+            raise ValueError("a mixture prior needs a uniform draw per latent")
+        means = weights["prior.means"].astype(np.float64)
+        logvars = np.clip(weights["prior.logvars"].astype(np.float64), LOGVAR_MIN, LOGVAR_MAX)
+        logits = weights["prior.logits"].astype(np.float64)
+        probabilities = np.exp(logits - logits.max())
+        cumulative = np.cumsum(probabilities / probabilities.sum())
+        index = np.searchsorted(cumulative, np.asarray(uniform, dtype=np.float64), side="right")
+        # Rounding can leave the last cumulative weight just below 1.
+        index = np.minimum(index, len(cumulative) - 1)
+        z = means[index] + np.exp(0.5 * logvars[index]) * noise
+    elif spec.model_type == "ae":
+        mean = weights["fitted_mean"].astype(np.float64)
+        z = mean + noise @ weights["fitted_scale_tril"].astype(np.float64).T
+    else:
+        z = noise
+    return z.astype(np.float32)
+
+
+def prior_arrays(model: VAE) -> dict[str, np.ndarray]:
+    """A torch model's prior tensors (``PRIOR_TENSORS``) as NumPy arrays, for ``draw_latents``."""
+    return {
+        name: tensor.detach().cpu().numpy()
+        for name, tensor in model.state_dict().items()
+        if name.startswith(PRIOR_TENSORS)
+    }
+
+
+def sample_from_model(model: VAE, count: int, seed: int, temperature: float = 1.0) -> torch.Tensor:
+    """``count`` images in [0, 1] [N, C, H, W], on the model's device, decoded by the torch
+    ``model`` from ``draw_latents(..., seed, temperature)``: what ``inference``, training's
+    sample grids and the gallery draw."""
+    import torch
+
+    device = next(model.parameters()).device
+    latents = draw_latents(model.spec, prior_arrays(model), count, seed, temperature)
+    with torch.no_grad():
+        decoded = model.decode_fast(torch.from_numpy(latents).to(device))
+        return model.decoded_to_image(decoded)
 
 
 def sample_images(
     checkpoint: str | Path, count: int, seed: int, temperature: float = 1.0, device: str = "cpu"
 ) -> Any:
     """``count`` images in [0, 1], shaped [N, C, H, W], decoded from the prior of the model in
-    ``checkpoint`` (a NumPy array on the CPU path, a torch tensor otherwise)."""
+    ``checkpoint``: with NumPy on the CPU (no torch imported; a NumPy array), with the torch
+    model on any other device (a tensor on it). The latents are the same either way."""
     if device == "cpu":
         from vae import numpy_sampling
 
         spec, weights = numpy_sampling.load_decoder(checkpoint)
-        if numpy_sampling.can_sample(spec, count):
-            return numpy_sampling.sample(spec, weights, count, seed, temperature)
-    import torch
-
+        return numpy_sampling.decode(
+            spec, weights, draw_latents(spec, weights, count, seed, temperature)
+        )
     from vae.checkpoint import load_model
     from vae.device import resolve_device
 
     model = load_model(checkpoint, resolve_device(device))
-    return model.sample(count, torch.Generator().manual_seed(seed), temperature)
+    return sample_from_model(model, count, seed, temperature)
+
+
+def from_autoencoder(checkpoint: str | Path) -> bool:
+    """Whether ``checkpoint`` holds a plain autoencoder, whose samples come from a Gaussian
+    fitted to its training codes rather than from a prior (read from the header; no torch)."""
+    from vae.checkpoint import check_model_tensors, read_header
+
+    return check_model_tensors(checkpoint, read_header(checkpoint)).model_type == "ae"

@@ -1,6 +1,7 @@
 """What a model is, without torch: the spec stored in checkpoints and the tensors it implies.
 
-Kept free of torch so that ``info`` can check a checkpoint's header quickly.
+Kept free of torch so that ``info`` can check a checkpoint's header quickly. The layers
+themselves are laid out in ``vae.plan``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from vae.limits import (
     MAX_PRIOR_COMPONENTS,
     check_at_most,
 )
+from vae.plan import conv_feature_sizes, layer_plan
 
 
 @dataclass
@@ -114,15 +116,6 @@ LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
 
 # MS-SSIM halves the image 4 times and needs a window of at least 3 pixels at the smallest scale.
 MS_SSIM_MIN_SIDE = 48
-
-
-def conv_feature_sizes(height: int, width: int, layers: int) -> list[tuple[int, int]]:
-    """Spatial sizes after each stride-2 convolution (kernel 4, padding 1): floor(n / 2)."""
-    sizes = [(height, width)]
-    for _ in range(layers):
-        h, w = sizes[-1]
-        sizes.append((h // 2, w // 2))
-    return sizes
 
 
 def _positive_int(value: Any) -> bool:
@@ -231,65 +224,12 @@ class TensorShape(NamedTuple):
 
 
 def expected_tensors(spec: ModelSpec) -> dict[str, TensorShape]:
-    """The state-dict entries (names, shapes) of the model ``spec`` describes; must match
-    ``build_model(spec).state_dict()`` (a test checks that)."""
+    """The state-dict entries (names, shapes) of the model ``spec`` describes, derived from its
+    layer plan as the model's modules are, so the two match (a test checks that)."""
     check_spec(spec)
     return _tensor_shapes(spec)
 
 
 def _tensor_shapes(spec: ModelSpec) -> dict[str, TensorShape]:
-    """``expected_tensors`` for a spec whose sizes are already checked."""
-    tensors: dict[str, TensorShape] = {}
-
-    def linear(prefix: str, inputs: int, outputs: int) -> None:
-        tensors[f"{prefix}.weight"] = TensorShape((outputs, inputs))
-        tensors[f"{prefix}.bias"] = TensorShape((outputs,))
-
-    def conv(prefix: str, weight: tuple[int, ...], outputs: int) -> None:
-        tensors[f"{prefix}.weight"] = TensorShape(weight)
-        tensors[f"{prefix}.bias"] = TensorShape((outputs,))
-
-    if spec.architecture == "mlp":
-        width, index = spec.channels * spec.height * spec.width, 1  # body[0] is Flatten
-        for hidden in spec.hidden_sizes:
-            linear(f"encoder.body.{index}", width, hidden)
-            width, index = hidden, index + 2
-        linear("encoder.head", width, spec.encoder_outputs)
-        width, index = spec.latent_dim, 0
-        for hidden in reversed(spec.decoder_hidden):
-            linear(f"decoder.body.{index}", width, hidden)
-            width, index = hidden, index + 2
-        linear(f"decoder.body.{index}", width, spec.channels * spec.height * spec.width)
-    else:
-        channels, index = spec.channels, 0
-        for width in spec.conv_widths:
-            conv(f"encoder.body.{index}", (width, channels, 4, 4), width)
-            channels, index = width, index + 2
-        h, w = conv_feature_sizes(spec.height, spec.width, len(spec.conv_widths))[-1]
-        features, index = channels * h * w, index + 1  # then Flatten
-        for hidden in spec.hidden_sizes:
-            linear(f"encoder.body.{index}", features, hidden)
-            features, index = hidden, index + 2
-        linear("encoder.head", features, spec.encoder_outputs)
-        widths = list(spec.decoder_widths)
-        h, w = conv_feature_sizes(spec.height, spec.width, len(widths))[-1]
-        features, index = spec.latent_dim, 0
-        for hidden in reversed(spec.decoder_hidden):
-            linear(f"decoder.dense.{index}", features, hidden)
-            features, index = hidden, index + 2
-        linear(f"decoder.dense.{index}", features, widths[-1] * h * w)
-        channels, index = widths[-1], 0
-        for outputs in [*reversed(widths[:-1]), spec.channels]:
-            conv(f"decoder.deconv.{index}", (channels, outputs, 4, 4), outputs)
-            channels, index = outputs, index + 2
-    if spec.learned_sigma:
-        tensors["log_sigma"] = TensorShape((spec.channels,))
-    if spec.prior == "mog":
-        components, latent = spec.prior_components, spec.latent_dim
-        tensors["prior.means"] = TensorShape((components, latent))
-        tensors["prior.logvars"] = TensorShape((components, latent))
-        tensors["prior.logits"] = TensorShape((components,))
-    if spec.model_type == "ae":
-        tensors["fitted_mean"] = TensorShape((spec.latent_dim,))
-        tensors["fitted_scale_tril"] = TensorShape((spec.latent_dim, spec.latent_dim))
-    return tensors
+    """``expected_tensors`` for a spec whose sizes are already checked: read off its layer plan."""
+    return {name: TensorShape(shape) for name, shape in layer_plan(spec).tensor_shapes().items()}
