@@ -129,11 +129,3 @@ def sample_images(
 
     model = load_model(checkpoint, resolve_device(device))
     return sample_from_model(model, count, seed, temperature)
-
-
-def from_autoencoder(checkpoint: str | Path) -> bool:
-    """Whether ``checkpoint`` holds a plain autoencoder, whose samples come from a Gaussian
-    fitted to its training codes rather than from a prior (read from the header; no torch)."""
-    from vae.checkpoint import check_model_tensors, read_header
-
-    return check_model_tensors(checkpoint, read_header(checkpoint)).model_type == "ae"
