@@ -229,7 +229,7 @@ def test_info_table_and_json(trained):
     assert described["sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert described["file_size_bytes"] == checkpoint.stat().st_size
     assert described["model"]["latent_dim"] == 4
-    assert described["format_version"] == 1
+    assert described["format_version"] == 2  # layers named by the plan (format 1: shipped files)
 
 
 def test_info_on_a_file_that_is_not_a_checkpoint(tmp_path):
