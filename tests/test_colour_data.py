@@ -210,7 +210,7 @@ def test_conv_models_scale_to_colour_images_without_code_changes(size: int) -> N
 def test_learn_sigma_needs_the_gaussian_likelihood() -> None:
     config = RunConfig()
     config.objective.learn_sigma = True
-    with pytest.raises(ConfigError, match="--learn-sigma"):
+    with pytest.raises(ConfigError, match="learn_sigma"):
         config.validate()
 
 

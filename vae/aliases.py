@@ -1,5 +1,8 @@
 """The flag spellings of the projects vae replaces, accepted as hidden aliases.
 
+``train``'s aliases are part of each setting's definition (vae.config); the other commands'
+are listed here.
+
 Each command has its own table, so an alias only exists where it does not clash with one of
 that command's options. Aliases are rewritten to vae's own flags before parsing; they are not
 listed in ``--help`` (the README has a "Coming from..." table). ``--snake_case`` spellings of any
@@ -10,20 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from vae.config import train_aliases
+
 # alias -> the flags it stands for (a value given to the alias follows them).
 _CHECKPOINT = {"--checkpoint-path": ["--checkpoint"]}
 ALIASES: dict[str, dict[str, list[str]]] = {
-    "train": {
-        "--likelihood-type": ["--likelihood"],
-        "--loss-type": ["--likelihood"],
-        "--num-epochs": ["--epochs"],
-        "--n-epochs": ["--epochs"],
-        "--sample-and-save-frequency": ["--sample-every"],
-        "--hidden-dims": ["--conv-widths"],
-        "--output-path": ["--runs-dir"],
-        "--kld-weight": ["--beta-schedule", "constant", "--beta"],
-        "--no-wandb": ["--tracker", "none"],
-    },
+    "train": train_aliases(),  # defined beside each setting, in vae.config
     "generate": {**_CHECKPOINT, "--output-path": ["--output"]},
     "inference": {**_CHECKPOINT, "--output-path": ["--output-dir"]},
     "evaluate": {

@@ -1,5 +1,10 @@
 """Run configuration: typed sections, validation, YAML round trip and flag overrides.
 
+Each setting is defined once, here: its field carries an Option (help text, flags and aliases,
+choices, bounds, the README's wording) from which the ``train`` command's options, the YAML
+validation and the README's option table (tools/option_tables.py) are generated. Errors name the
+setting (``latent_dim``); the command line spells it as its flag (``--latent-dim``).
+
 This module does not import torch; the ``info`` command and the CLI's option parsing use it.
 """
 
@@ -9,12 +14,14 @@ import dataclasses
 import math
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from vae import limits
 from vae.data.registry import DATASETS, names_read_by
-from vae.errors import ConfigError
+from vae.errors import ConfigError, Setting
 
 # Dataset names come from the data registry (torch-free), which lists each dataset once.
 MEDMNIST_DATASETS = names_read_by("medmnist")
@@ -34,35 +41,189 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 TRACKERS = ("none", "tensorboard", "wandb")
 
 DATA_DIR_ENV = "VAE_DATA_DIR"
+SEED_MAX = 2**64 - 1  # torch's generators take unsigned 64-bit seeds
+
+
+@dataclass(frozen=True)
+class Option:
+    """How a setting is given and checked: the one definition the ``train`` options, the YAML
+    validation and the README's option table are generated from (see ``setting``)."""
+
+    help: str
+    flags: tuple[str, ...] = ()  # Typer declarations; () -> --<name-with-hyphens>
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)  # alias -> its expansion
+    choices: tuple[Any, ...] | None = None
+    choices_text: str | None = None  # how an error lists the choices
+    at_least: float | None = None  # lower bound, inclusive (each item of a list)
+    above: float | None = None  # lower bound, exclusive
+    low_text: str | None = None  # what an error expects below the bound
+    at_most: float | None = None  # upper bound: a vae.limits constant for sizes
+    high_text: str | None = None
+    doc: str | None = None  # README's meaning, where it says more than --help
+    doc_default: str | None = None  # README's default column, where the value alone says too little
+
+
+def setting(default: Any = None, *, factory: Any = None, **option: Any) -> Any:
+    """A config field with its Option in the field's metadata (``factory`` for list defaults)."""
+    metadata = {"option": Option(**option)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _choices(values: tuple[str, ...]) -> str:
+    return ", ".join(values)
+
+
+def _layers(bound: int) -> str:
+    return f"at most {limits.MAX_LAYERS} sizes of at most {bound}"
 
 
 @dataclass
 class DataConfig:
     """Which images to train on and how to prepare them."""
 
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    download: bool = True
-    image_size: int | None = None
-    channels: int | None = None
-    binarize: str = "dynamic"
-    val_size: int | None = None
-    limit: int | None = None
+    dataset: str = setting(
+        "mnist",
+        help=f"{_choices(DATASETS)}, or folder:PATH for a folder of images.",
+        doc=", ".join(f"`{name}`" for name in DATASETS)
+        + ", or `folder:PATH` (your own images); sizes and sources in [Datasets](#datasets)",
+    )
+    data_dir: str | None = setting(
+        None,
+        help="Dataset root (default: $VAE_DATA_DIR, else ./data).",
+        doc="dataset root",
+        doc_default="`$VAE_DATA_DIR`, else `./data`",
+    )
+    download: bool = setting(
+        True,
+        help="Download missing named datasets.",
+        flags=("--download/--no-download",),
+        doc="fetch missing named datasets",
+        doc_default="download",
+    )
+    image_size: int | None = setting(
+        None,
+        help="Resize images to this many pixels a side (default: the dataset's own; 64 for "
+        "folders).",
+        at_least=4,
+        at_most=limits.MAX_IMAGE_SIDE,
+        doc="resize to N x N once at load time (folders and CelebA: centre-cropped to a square "
+        "first)",
+        doc_default="dataset's own (64 for folders and CelebA)",
+    )
+    channels: int | None = setting(
+        None,
+        help="1 (grayscale) or 3 (RGB); default: the dataset's own.",
+        choices=(1, 3),
+        choices_text="1 or 3",
+        doc="1 (grayscale) or 3 (RGB)",
+        doc_default="dataset's own",
+    )
+    binarize: str = setting(
+        "dynamic",
+        help=f"For bce: {_choices(BINARIZATIONS)} (dynamic: fresh draw per use).",
+        choices=BINARIZATIONS,
+        doc="Bernoulli likelihood only: `dynamic` (a fresh draw of each image every time it is "
+        "used), `static` (drawn once), `none` (grey values as targets). Validation and test sets "
+        "are binarized once with fixed seeds",
+    )
+    val_size: int | None = setting(
+        None,
+        help="Validation images carved from the training set with a fixed seed (default: "
+        "min(5000, 10%)).",
+        at_least=1,
+        doc="validation images carved from the training set with a fixed seed (the same in every "
+        "run)",
+        doc_default="min(5000, 10 %)",
+    )
+    limit: int | None = setting(
+        None,
+        help="Train on the first N training images only (smoke runs).",
+        at_least=1,
+        doc="train on the first N training images (smoke runs)",
+        doc_default="all",
+    )
 
 
 @dataclass
 class ModelConfig:
     """The architecture a user chooses; image shape and likelihood come from data and objective."""
 
-    architecture: str = "conv"
-    model_type: str = "vae"  # "ae": a plain autoencoder baseline (no KL, no sampling noise)
-    latent_dim: int = 32
-    hidden_sizes: list[int] = field(default_factory=lambda: [512])
-    conv_widths: list[int] = field(default_factory=lambda: [32, 64])
-    decoder_hidden_sizes: list[int] | None = None  # None: mirror hidden_sizes
-    decoder_conv_widths: list[int] | None = None  # None: mirror conv_widths
-    prior: str = "mog"  # an autoencoder (model_type "ae") has no prior and ignores it
-    prior_components: int = 500  # mixture components of the mog prior
+    architecture: str = setting(
+        "conv",
+        help=_choices(ARCHITECTURES),
+        choices=ARCHITECTURES,
+        doc="`mlp` or `conv` (stride-2 convolutions, transposed-convolution decoder; any image "
+        "size)",
+    )
+    model_type: str = setting(
+        "vae",
+        help="vae, or ae: a plain autoencoder with the same layers, for comparison.",
+        flags=("--model",),
+        choices=MODEL_TYPES,
+        doc="`vae`, or `ae`: a deterministic autoencoder with the same layers (no KL, no sampling "
+        "noise) to compare latent spaces with; it samples from a Gaussian fitted to its training "
+        "codes, and `evaluate` reports its reconstruction error (it has no likelihood)",
+    )
+    latent_dim: int = setting(
+        32, help="Latent dimensions.", at_least=1, at_most=limits.MAX_LATENT_DIM
+    )
+    hidden_sizes: list[int] = setting(
+        factory=lambda: [512],
+        help="Comma-separated dense layer sizes (mlp: all layers; conv: after the convolutions).",
+        at_least=1,
+        low_text="positive integers",
+        at_most=limits.MAX_LAYER_WIDTH,
+        high_text=_layers(limits.MAX_LAYER_WIDTH),
+        doc="dense layers (mlp: all layers; conv: between the convolutions and the latent)",
+    )
+    conv_widths: list[int] = setting(
+        factory=lambda: [32, 64],
+        help="Comma-separated channel widths of the stride-2 conv layers.",
+        aliases={"--hidden-dims": ()},
+        at_most=limits.MAX_CONV_WIDTH,
+        high_text=_layers(limits.MAX_CONV_WIDTH),
+        doc="channels of each stride-2 conv layer",
+    )
+    decoder_hidden_sizes: list[int] | None = setting(
+        None,
+        help="Dense layer sizes of the decoder (default: mirror --hidden-sizes).",
+        at_least=1,
+        low_text="positive integers",
+        at_most=limits.MAX_LAYER_WIDTH,
+        high_text=_layers(limits.MAX_LAYER_WIDTH),
+        doc="a different (e.g. cheaper) decoder",
+        doc_default="mirror the encoder",
+    )
+    decoder_conv_widths: list[int] | None = setting(
+        None,
+        help="Conv widths of the decoder, encoder order (default: mirror --conv-widths).",
+        at_most=limits.MAX_CONV_WIDTH,
+        high_text=_layers(limits.MAX_CONV_WIDTH),
+        doc="a different (e.g. cheaper) decoder; conv widths in encoder order",
+        doc_default="mirror the encoder",
+    )
+    prior: str = setting(
+        "mog",
+        help=f"{_choices(PRIORS)}: N(0, I), or a mixture of Gaussians learned with the model "
+        "(better likelihoods).",
+        choices=PRIORS,
+        doc='`mog`: a mixture of Gaussians learned with the model (the "MoG prior" of Tomczak & '
+        "Welling 2018; the KL becomes the one-sample estimate log q(z\\|x) - log p(z), and "
+        "`evaluate` averages it over its k samples), or `standard`: N(0, I) with the analytic KL. "
+        "The mixture follows the shape the encoder gives the data instead of forcing it into a "
+        "ball, worth about 3 nats of validation -ELBO on MNIST at equal epochs. Autoencoders have "
+        "no prior and ignore it",
+    )  # an autoencoder (model_type "ae") has no prior and ignores it
+    prior_components: int = setting(
+        500,
+        help="Components of the mog prior.",
+        at_least=1,
+        at_most=limits.MAX_PRIOR_COMPONENTS,
+        doc="components of the `mog` prior (each a mean, a diagonal variance and a weight: 32,500 "
+        "parameters at latent 32)",
+    )
 
     @property
     def effective_prior(self) -> str:
@@ -74,37 +235,175 @@ class ModelConfig:
 class ObjectiveConfig:
     """Likelihood, KL weight schedule and free bits."""
 
-    likelihood: str = "bce"
-    gaussian_sigma: float = 0.1
-    learn_sigma: bool = False  # mse: learn one sigma per channel, starting at gaussian_sigma
-    beta: float = 1.0
-    beta_schedule: str = "linear"
-    beta_warmup: str = "3"
-    beta_cycles: int = 4
-    beta_ramp_ratio: float = 0.5
-    free_bits: float = 0.0
+    likelihood: str = setting(
+        "bce",
+        help="bce (Bernoulli), mse (Gaussian: fixed or learned sigma), or the perceptual "
+        "ssim / ms-ssim (no likelihood: evaluate refuses them).",
+        flags=("--likelihood", "--loss"),
+        aliases={"--likelihood-type": (), "--loss-type": ()},
+        choices=LIKELIHOODS,
+        doc="`bce` (Bernoulli on logits), `mse` (Gaussian with fixed or learned sigma), or the "
+        "perceptual `ssim` / `ms-ssim` (see below)",
+    )
+    gaussian_sigma: float = setting(
+        0.1,
+        help="Standard deviation of the Gaussian likelihood (mse); with --learn-sigma its start.",
+        above=0,
+        doc="sigma of the Gaussian likelihood (with `--learn-sigma`: its starting value)",
+    )
+    learn_sigma: bool = setting(
+        False,
+        help="mse: learn one sigma per channel (colour data) instead of keeping it fixed.",
+        flags=("--learn-sigma/--fixed-sigma",),
+        doc="`mse`: learn one sigma per channel (kept at or above 0.001), the usual choice for "
+        "colour data; the learned values are in the checkpoint's metadata",
+        doc_default="fixed",
+    )
+    beta: float = setting(
+        1.0,
+        help="KL weight after warm-up.",
+        aliases={"--kld-weight": ("--beta-schedule", "constant", "--beta")},
+        at_least=0,
+        low_text="zero or positive",
+    )
+    beta_schedule: str = setting(
+        "linear",
+        help=_choices(BETA_SCHEDULES),
+        choices=BETA_SCHEDULES,
+        doc="`constant`, `linear`, `sigmoid`, `cosine`, `cyclical`; stepped per optimisation step",
+    )
+    beta_warmup: str = setting(
+        "3",
+        help="Warm-up length: epochs (10) or steps (2000steps).",
+        doc="warm-up length in epochs (`3`) or steps (`2000steps`)",
+    )
+    beta_cycles: int = setting(
+        4,
+        help="Cycles within the warm-up (cyclical schedule).",
+        at_least=1,
+        doc="`cyclical`: cycles within the warm-up",
+    )
+    beta_ramp_ratio: float = setting(
+        0.5,
+        help="Fraction of each cycle spent ramping (cyclical schedule).",
+        above=0,
+        at_most=1,
+        low_text="in (0, 1]",
+        high_text="in (0, 1]",
+        doc="`cyclical`: fraction of each cycle spent ramping from 0 to beta",
+    )
+    free_bits: float = setting(
+        0.0,
+        help="Minimum KL per latent dimension in the training loss (nats; 0 = off).",
+        at_least=0,
+        low_text="zero or positive",
+        doc="minimum KL (nats) per latent dimension in the training loss (reported KL is always "
+        "the true one); needs `--prior standard`, whose KL splits over dimensions",
+        doc_default="0",
+    )
 
 
 @dataclass
 class TrainConfig:
     """Optimisation and bookkeeping."""
 
-    epochs: int = 160
-    batch_size: int = 128
-    optimizer: str = "adam"
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    grad_clip: float = 0.0
-    lr_schedule: str = "cosine"
-    seed: int = 0
-    device: str = "auto"
-    bf16: bool = True
+    epochs: int = setting(
+        160,
+        help="Epochs to train.",
+        aliases={"--num-epochs": (), "--n-epochs": ()},
+        at_least=1,
+        doc="epochs (the default recipe: under an hour on a 2-core CPU with native bf16: 57.5 "
+        "minutes measured, the cores shared with tests for part of it)",
+    )
+    batch_size: int = setting(
+        128,
+        help="Images per batch.",
+        at_least=1,
+        at_most=limits.MAX_BATCH_SIZE,
+        doc="images per optimisation step; under torchrun the global batch, split between the "
+        "processes",
+    )
+    optimizer: str = setting(
+        "adam", help=_choices(OPTIMIZERS), choices=OPTIMIZERS, doc="`adam` or `adamw`"
+    )
+    lr: float = setting(2e-3, help="Learning rate.", above=0)
+    weight_decay: float = setting(0.0, help="Weight decay.", at_least=0, doc_default="0")
+    grad_clip: float = setting(
+        0.0,
+        help="Clip the gradient norm to this value (0 = off).",
+        at_least=0,
+        low_text="zero (off) or positive",
+        doc="clip the gradient norm",
+        doc_default="0 (off)",
+    )
+    lr_schedule: str = setting(
+        "cosine",
+        help=f"{_choices(LR_SCHEDULES)} (cosine: per epoch; plateau: on validation).",
+        choices=LR_SCHEDULES,
+        doc="`none`, `cosine` (per epoch, down to 0 at the last epoch), `plateau` (halve after 3 "
+        "epochs without validation improvement)",
+    )
+    seed: int = setting(
+        0,
+        help="Random seed.",
+        at_least=0,
+        at_most=SEED_MAX,
+        low_text=f"an integer from 0 to {SEED_MAX}",
+        high_text=f"an integer from 0 to {SEED_MAX}",
+        doc="seed for initialisation, shuffling, binarization and posterior noise",
+    )
+    device: str = setting(
+        "auto",
+        help=f"{_choices(DEVICES)} (auto: an accelerator when present).",
+        choices=DEVICES,
+        doc="`auto` (an accelerator when present: CUDA, then MPS), `cpu`, `cuda`, `mps`",
+    )
+    bf16: bool = setting(
+        True,
+        help="bf16 autocast where the hardware has native bf16 (GPUs, AVX512-BF16/AMX CPUs); loss "
+        "in float32.",
+        flags=("--bf16/--no-bf16",),
+        doc="bf16 autocast where the hardware runs it natively: bf16 GPUs and CPUs with AVX512-BF16 "
+        "or AMX (elsewhere float32). Weights, optimizer and the loss stay float32",
+        doc_default="on",
+    )
     # torch.compile the training forward pass: pays off on long GPU runs; compiling takes
     # seconds to a minute (and a C++ compiler on CPUs), so it is off by default.
-    compile: bool = False
-    sample_every: int = 1
-    runs_dir: str = "runs"
-    tracker: str = "none"  # or tensorboard, wandb (optional extras)
+    compile: bool = setting(
+        False,
+        help="torch.compile the training forward pass (worth it on long GPU runs; compiling "
+        "takes seconds to a minute, and a C++ compiler on CPUs).",
+        flags=("--compile/--no-compile",),
+        doc="`torch.compile` the training forward pass (DDP-wrapped under torchrun). Worth it on "
+        "long GPU runs; compiling takes seconds to a minute and, on CPUs, a C++ compiler (a "
+        "failure is one line telling you to drop the flag). It does not pay on a 2-core CPU (figures in "
+        "`benchmarks/README.md`). Checkpoints are the same format",
+        doc_default="off",
+    )
+    sample_every: int = setting(
+        1,
+        help="Write sample and reconstruction grids every N epochs (0 = never).",
+        aliases={"--sample-and-save-frequency": ()},
+        at_least=0,
+        low_text="zero (never) or positive",
+        doc="grids every N epochs (0 = never)",
+    )
+    runs_dir: str = setting(
+        "runs",
+        help="Folder that holds run folders.",
+        aliases={"--output-path": ()},
+    )
+    tracker: str = setting(
+        "none",
+        help=f"{_choices(TRACKERS)}: also record scalars, grids, config and final metrics "
+        "(optional extras: poetry install --extras tensorboard / wandb; W&B runs offline "
+        "unless WANDB_MODE says otherwise).",
+        aliases={"--no-wandb": ("--tracker", "none")},
+        choices=TRACKERS,
+        doc="`tensorboard` or `wandb`: also record step and epoch scalars, the grids of every "
+        "`--sample-every`, the config and the final metrics (see "
+        "[Experiment trackers](#experiment-trackers))",
+    )
 
 
 @dataclass
@@ -156,109 +455,74 @@ class RunConfig:
             setattr(section, key, _coerce(section, key, value, "command line"))
         return self
 
-    def validate(self) -> RunConfig:
-        """Check every value; raise ConfigError naming the flag at fault."""
-        d, m, o, t = self.data, self.model, self.objective, self.train
+    def validate(self, given: Collection[str] = ()) -> RunConfig:
+        """Check every value against its Option (choices, lower bounds), then the rules that
+        join settings; raise ConfigError naming the setting at fault. ``given``: the settings a
+        user set explicitly (some values are only a mistake when asked for)."""
+        d, m, o = self.data, self.model, self.objective
         if d.dataset not in DATASETS and not d.dataset.startswith("folder:"):
             _bad("dataset", d.dataset, "one of " + ", ".join(DATASETS) + " or folder:PATH")
         if d.dataset == "folder:":
             _bad("dataset", d.dataset, "folder:PATH with a folder path")
-        _choice("binarize", d.binarize, BINARIZATIONS)
-        if d.image_size is not None and d.image_size < 4:
-            _bad("image-size", d.image_size, "at least 4")
-        if d.channels is not None and d.channels not in (1, 3):
-            _bad("channels", d.channels, "1 or 3")
-        if d.val_size is not None and d.val_size < 1:
-            _bad("val-size", d.val_size, "at least 1")
-        if d.limit is not None and d.limit < 1:
-            _bad("limit", d.limit, "at least 1")
-        _choice("architecture", m.architecture, ARCHITECTURES)
-        _choice("model", m.model_type, MODEL_TYPES)
-        if m.latent_dim < 1:
-            _bad("latent-dim", m.latent_dim, "at least 1")
-        if any(h < 1 for h in m.hidden_sizes):
-            _bad("hidden-sizes", m.hidden_sizes, "positive integers")
+        for name, option, value in self._values():
+            _check_choice_and_low(name, option, value)
         if m.architecture == "mlp" and not m.hidden_sizes:
-            _bad("hidden-sizes", m.hidden_sizes, "at least one size for the mlp architecture")
+            _bad("hidden_sizes", m.hidden_sizes, "at least one size for the mlp architecture")
         if m.architecture == "conv" and (not m.conv_widths or any(w < 1 for w in m.conv_widths)):
-            _bad("conv-widths", m.conv_widths, "one or more positive integers")
-        if m.decoder_hidden_sizes is not None and any(h < 1 for h in m.decoder_hidden_sizes):
-            _bad("decoder-hidden-sizes", m.decoder_hidden_sizes, "positive integers")
+            _bad("conv_widths", m.conv_widths, "one or more positive integers")
         if m.decoder_conv_widths is not None and (
             not m.decoder_conv_widths or any(w < 1 for w in m.decoder_conv_widths)
         ):
-            _bad("decoder-conv-widths", m.decoder_conv_widths, "one or more positive integers")
-        _choice("prior", m.prior, PRIORS)
-        if m.prior_components < 1:
-            _bad("prior-components", m.prior_components, "at least 1")
-        _choice("likelihood", o.likelihood, LIKELIHOODS)
-        if not o.gaussian_sigma > 0:
-            _bad("gaussian-sigma", o.gaussian_sigma, "positive")
+            _bad("decoder_conv_widths", m.decoder_conv_widths, "one or more positive integers")
         if o.learn_sigma and o.likelihood != "mse":
             _bad(
-                "learn-sigma", True, "only with --likelihood mse (a Gaussian has a sigma to learn)"
+                "learn_sigma",
+                True,
+                "only with ",
+                Setting("likelihood"),
+                " mse (a Gaussian has a sigma to learn)",
             )
-        if not o.beta >= 0:
-            _bad("beta", o.beta, "zero or positive")
-        _choice("beta-schedule", o.beta_schedule, BETA_SCHEDULES)
         parse_warmup(o.beta_warmup)
-        if o.beta_cycles < 1:
-            _bad("beta-cycles", o.beta_cycles, "at least 1")
-        if not 0 < o.beta_ramp_ratio <= 1:
-            _bad("beta-ramp-ratio", o.beta_ramp_ratio, "in (0, 1]")
-        if not o.free_bits >= 0:
-            _bad("free-bits", o.free_bits, "zero or positive")
         if o.free_bits > 0 and m.effective_prior != "standard":
             # Free bits clamp each dimension's KL, which only the standard prior splits per dimension.
-            _bad("free-bits", o.free_bits, "0 with the mog prior: add --prior standard")
-        if t.epochs < 1:
-            _bad("epochs", t.epochs, "at least 1")
-        if t.batch_size < 1:
-            _bad("batch-size", t.batch_size, "at least 1")
-        _choice("optimizer", t.optimizer, OPTIMIZERS)
-        if not t.lr > 0:
-            _bad("lr", t.lr, "positive")
-        if not t.weight_decay >= 0:
-            _bad("weight-decay", t.weight_decay, "zero or positive")
-        if not t.grad_clip >= 0:
-            _bad("grad-clip", t.grad_clip, "zero (off) or positive")
-        _choice("lr-schedule", t.lr_schedule, LR_SCHEDULES)
-        _choice("device", t.device, DEVICES)
-        _choice("tracker", t.tracker, TRACKERS)
-        if t.sample_every < 0:
-            _bad("sample-every", t.sample_every, "zero (never) or positive")
-        check_seed(t.seed)
+            _bad(
+                "free_bits",
+                o.free_bits,
+                "0 with the mog prior: add ",
+                Setting("prior"),
+                " standard",
+            )
         self._check_bounds()
+        if m.model_type == "ae" and "prior" in given and m.prior != "standard":
+            # An autoencoder has no prior and ignores the setting; asking for one is a mistake
+            # (a resolved config.yaml of an autoencoder run holds the default, which is not).
+            raise ConfigError(
+                "invalid value for ",
+                Setting("prior"),
+                f": {m.prior!r} (an autoencoder has no prior: leave ",
+                Setting("prior"),
+                " out with ",
+                Setting("model_type"),
+                " ae)",
+            )
         return self
 
-    def _check_bounds(self) -> None:
-        """Sizes that decide an allocation stay below vae.limits' bounds."""
-        from vae import limits
+    def _values(self) -> list[tuple[str, Option, Any]]:
+        """(name, Option, value) of every setting, in definition order."""
+        return [
+            (item.name, item.metadata["option"], getattr(section, item.name))
+            for section in (self.data, self.model, self.objective, self.train)
+            for item in dataclasses.fields(section)
+        ]
 
-        for section in (self.data, self.model, self.objective, self.train):
-            for item in dataclasses.fields(section):
-                value = getattr(section, item.name)
-                if isinstance(value, float) and not math.isfinite(value):
-                    _bad(item.name.replace("_", "-"), value, "a finite number")
-        d, m, t = self.data, self.model, self.train
-        if d.image_size is not None and d.image_size > limits.MAX_IMAGE_SIDE:
-            _bad("image-size", d.image_size, f"at most {limits.MAX_IMAGE_SIDE}")
-        if m.latent_dim > limits.MAX_LATENT_DIM:
-            _bad("latent-dim", m.latent_dim, f"at most {limits.MAX_LATENT_DIM}")
-        if m.prior_components > limits.MAX_PRIOR_COMPONENTS:
-            _bad("prior-components", m.prior_components, f"at most {limits.MAX_PRIOR_COMPONENTS}")
-        for name, sizes, bound in (
-            ("hidden-sizes", m.hidden_sizes, limits.MAX_LAYER_WIDTH),
-            ("decoder-hidden-sizes", m.decoder_hidden_sizes, limits.MAX_LAYER_WIDTH),
-            ("conv-widths", m.conv_widths, limits.MAX_CONV_WIDTH),
-            ("decoder-conv-widths", m.decoder_conv_widths, limits.MAX_CONV_WIDTH),
-        ):
-            if sizes is not None and (
-                len(sizes) > limits.MAX_LAYERS or max(sizes, default=0) > bound
-            ):
-                _bad(name, sizes, f"at most {limits.MAX_LAYERS} sizes of at most {bound}")
-        if t.batch_size > limits.MAX_BATCH_SIZE:
-            _bad("batch-size", t.batch_size, f"at most {limits.MAX_BATCH_SIZE}")
+    def _check_bounds(self) -> None:
+        """Every number is finite, and sizes that decide an allocation stay below vae.limits'
+        bounds (the Options' ``at_most``)."""
+        for name, _option, value in self._values():
+            if isinstance(value, float) and not math.isfinite(value):
+                _bad(name, value, "a finite number")
+        for name, option, value in self._values():
+            _check_high(name, option, value)
 
 
 SECTIONS: dict[str, type] = {
@@ -273,28 +537,76 @@ FIELD_SECTIONS: dict[str, str] = {
 _FIELD_TYPES: dict[str, str] = {
     f.name: str(f.type) for cls in SECTIONS.values() for f in dataclasses.fields(cls)
 }
+_OPTIONS: dict[str, Option] = {
+    f.name: f.metadata["option"] for cls in SECTIONS.values() for f in dataclasses.fields(cls)
+}
 
 
-def _flag(key: str) -> str:
-    return "--" + key.replace("_", "-")
+def option_of(name: str) -> Option:
+    """The Option of the setting ``name`` (a field name of one of the sections)."""
+    return _OPTIONS[name]
 
 
-SEED_MAX = 2**64 - 1  # torch's generators take unsigned 64-bit seeds
+def flag_of(name: str) -> str:
+    """The flag a setting is given with on the command line: ``latent_dim`` -> ``--latent-dim``,
+    ``model_type`` -> ``--model``; a name that is no training setting (another command's
+    option) is hyphenated the same way."""
+    option = _OPTIONS.get(name)
+    if option is not None and option.flags:
+        return option.flags[0].split("/")[0]
+    return "--" + name.replace("_", "-")
+
+
+def train_aliases() -> dict[str, list[str]]:
+    """The seed projects' spellings of ``train`` options: alias -> the flags it stands for."""
+    table: dict[str, list[str]] = {}
+    for name, option in _OPTIONS.items():
+        for alias, expansion in option.aliases.items():
+            table[alias] = list(expansion) or [flag_of(name)]
+    return table
 
 
 def check_seed(seed: int, flag: str = "seed", count: int = 1) -> None:
-    """Raise ConfigError unless ``seed`` .. ``seed + count - 1`` are all valid seeds."""
+    """Raise ConfigError unless ``seed`` .. ``seed + count - 1`` are all valid seeds; ``flag``
+    is the setting's name."""
     if not 0 <= seed <= SEED_MAX - (count - 1):
         _bad(flag, seed, f"an integer from 0 to {SEED_MAX - (count - 1)}")
 
 
-def _bad(flag: str, value: Any, expected: str) -> None:
-    raise ConfigError(f"invalid value for --{flag}: {value!r} (expected {expected})")
+def _bad(name: str, value: Any, *expected: str) -> NoReturn:
+    raise ConfigError(
+        "invalid value for ", Setting(name), f": {value!r} (expected ", *expected, ")"
+    )
 
 
-def _choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        _bad(flag, value, "one of " + ", ".join(choices))
+def _check_choice_and_low(name: str, option: Option, value: Any) -> None:
+    """The checks of one setting's Option that come before the rules joining settings."""
+    if value is None:
+        return
+    if option.choices is not None and value not in option.choices:
+        _bad(name, value, option.choices_text or "one of " + ", ".join(map(str, option.choices)))
+    items = value if isinstance(value, list) else [value]
+    if option.at_least is not None and any(not item >= option.at_least for item in items):
+        _bad(name, value, option.low_text or _at_least_text(option.at_least))
+    if option.above is not None and any(not item > option.above for item in items):
+        _bad(name, value, option.low_text or "positive")
+    if isinstance(value, float):  # a range, such as (0, 1]: checked whole, before finiteness
+        _check_high(name, option, value)
+
+
+def _at_least_text(bound: float) -> str:
+    return "zero or positive" if bound == 0 else f"at least {bound}"
+
+
+def _check_high(name: str, option: Option, value: Any) -> None:
+    """The upper bound of one setting's Option (for a list: its items and its length)."""
+    if value is None or option.at_most is None:
+        return
+    if isinstance(value, list):
+        if len(value) > limits.MAX_LAYERS or max(value, default=0) > option.at_most:
+            _bad(name, value, option.high_text or f"at most {option.at_most}")
+    elif not value <= option.at_most:
+        _bad(name, value, option.high_text or f"at most {option.at_most}")
 
 
 def parse_int_list(text: str | list[Any] | tuple[Any, ...], key: str = "sizes") -> list[int]:
@@ -307,7 +619,9 @@ def parse_int_list(text: str | list[Any] | tuple[Any, ...], key: str = "sizes") 
         return [int(item) for item in items]
     except (TypeError, ValueError):
         raise ConfigError(
-            f"invalid value for {_flag(key)}: {text!r} (expected comma-separated integers)"
+            "invalid value for ",
+            Setting(key),
+            f": {text!r} (expected comma-separated integers)",
         ) from None
 
 
@@ -318,8 +632,9 @@ def parse_warmup(text: str | int | float) -> tuple[float, str]:
     )
     if not match:
         raise ConfigError(
-            f"invalid value for --beta-warmup: {text!r} (expected a number of epochs, e.g. 10, "
-            "or of steps, e.g. 2000steps)"
+            "invalid value for ",
+            Setting("beta_warmup"),
+            f": {text!r} (expected a number of epochs, e.g. 10, or of steps, e.g. 2000steps)",
         )
     unit = "steps" if (match.group(2) or "e").startswith("s") else "epochs"
     return float(match.group(1)), unit
@@ -359,7 +674,7 @@ def _coerce(section: Any, key: str, value: Any, source: str) -> Any:
     except (TypeError, ValueError):
         expected = kind.split(" |")[0]
         raise ConfigError(
-            f"{source}: invalid value for {_flag(key)}: {value!r} (expected {expected})"
+            f"{source}: invalid value for ", Setting(key), f": {value!r} (expected {expected})"
         ) from None
     return value
 

@@ -1,5 +1,9 @@
 """Errors that the command line reports as one clear line instead of a traceback."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+
 
 def first_line(error: BaseException) -> str:
     """The first line of ``error``'s message (libraries often add pages of detail below it), or
@@ -22,10 +26,32 @@ class VAEError(Exception):
     exit_code = 1
 
 
+class Setting(str):
+    """A setting's name inside a ConfigError message (e.g. ``latent_dim``): the library's message
+    shows the name, the command line shows the flag it is given with (``--latent-dim``)."""
+
+
 class ConfigError(VAEError):
-    """A bad option, option value or configuration file (exit code 2: bad usage)."""
+    """A bad option, option value or configuration file (exit code 2: bad usage).
+
+    The message is built from ``parts``: plain text and Setting names. ``str(error)`` speaks of
+    the settings, as a Python user wrote them; ``render(flag_of)`` spells them as flags.
+    """
 
     exit_code = 2
+
+    def __init__(self, *parts: str) -> None:
+        self.parts = parts
+        super().__init__(self.render(str))
+
+    @property
+    def setting(self) -> str | None:
+        """The first setting the message names (the one at fault), or None."""
+        return next((str(part) for part in self.parts if isinstance(part, Setting)), None)
+
+    def render(self, spell: Callable[[str], str]) -> str:
+        """The message with each setting's name replaced by ``spell(name)``."""
+        return "".join(spell(str(p)) if isinstance(p, Setting) else p for p in self.parts)
 
 
 class DataError(VAEError):

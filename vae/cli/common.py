@@ -1,0 +1,227 @@
+"""What every command shares: the alias-aware command class, the error handler that turns
+library errors into one line and an exit code, option types, option checks and safe writes.
+
+Nothing here imports torch: ``info`` must start without it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from typer.core import TyperCommand
+
+from vae import interrupts
+from vae.aliases import rewrite_aliases
+from vae.config import DEVICES, flag_of
+from vae.errors import ConfigError, TrainingInterrupted, VAEError
+from vae.fileio import PICTURE, check_output_file, file_in_the_way
+from vae.limits import check_picture
+from vae.reporting import print_error
+
+if TYPE_CHECKING:
+    from vae.spec import ModelSpec
+
+F = TypeVar("F", bound=Callable[..., Any])
+IMAGES_DIR = Path("images")
+
+
+class AliasCommand(TyperCommand):
+    """A command that also accepts the seed projects' flag spellings (see vae.aliases)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        known = [name for param in self.params for name in getattr(param, "opts", [])]
+        known += [name for param in self.params for name in getattr(param, "secondary_opts", [])]
+        return super().parse_args(ctx, rewrite_aliases(self.name or "", args, known))
+
+
+def handle_errors(function: F) -> F:
+    """Expected failures become 'error: ...' on stderr and the error's exit code; a setting
+    named in a ConfigError is spelled as its flag (``latent_dim`` -> ``--latent-dim``)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except TrainingInterrupted as error:
+            # A requested stop is not an error; its message already says what happened. The
+            # code says which signal asked: 130 for Ctrl-C, 143 for SIGTERM (vae.interrupts).
+            if getattr(error, "quiet", not is_main_process()):
+                raise typer.Exit(interrupts.interrupt_exit_code()) from None
+            raise typer.Exit(interrupts.report_interrupt(str(error))) from None
+        except VAEError as error:
+            # Of several torchrun processes failing together, one (rank 0 by default) speaks.
+            if not getattr(error, "quiet", not is_main_process()):
+                print_error(error.render(flag_of) if isinstance(error, ConfigError) else str(error))
+            raise typer.Exit(error.exit_code) from None
+        except OSError as error:  # disk full, permission denied, ...: say which file
+            where = f": {error.filename}" if error.filename else ""
+            print_error(f"{error.strerror or error}{where}")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(interrupts.report_interrupt()) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def is_main_process() -> bool:
+    """True unless this is a torchrun worker other than rank 0 (which stays quiet)."""
+    import os
+
+    from vae.distributed import launched_by_torchrun
+
+    try:
+        distributed = launched_by_torchrun()
+    except ConfigError:  # a malformed WORLD_SIZE: that error is being reported, by this process
+        return True
+    return not distributed or os.environ.get("RANK", "0") in ("", "0")
+
+
+# --- option types shared by several commands -------------------------------------------------
+
+CheckpointOption = Annotated[Path, typer.Option(help="A vae checkpoint (.safetensors).")]
+SeedOption = Annotated[int, typer.Option(help="Random seed: the same seed gives the same PNG.")]
+DeviceOption = Annotated[str, typer.Option(help=f"{', '.join(DEVICES)}.")]
+BinarizeInputOption = Annotated[
+    bool,
+    typer.Option(
+        help="Bernoulli models: show and encode the binarized originals the likelihood scores, "
+        "instead of the grey images."
+    ),
+]
+InputOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--input", help="Image file or folder to use instead of the checkpoint's test images."
+    ),
+]
+DataDirOption = Annotated[
+    str | None, typer.Option(help="Dataset root (default: $VAE_DATA_DIR, else ./data).")
+]
+DownloadOption = Annotated[bool, typer.Option("--download/--no-download")]
+LimitOption = Annotated[int | None, typer.Option(help="Use only the first N images.")]
+GridSizeOption = Annotated[int, typer.Option(help="Images per grid row.")]
+
+
+# --- option checks -------------------------------------------------------------------------
+
+
+def check_positive(**values: int) -> None:
+    """Refuse values below 1, naming the option (keyword ``num_samples`` -> --num-samples)."""
+    for name, value in values.items():
+        if value < 1:
+            raise ConfigError(
+                f"invalid value for --{name.replace('_', '-')}: {value} (expected at least 1)"
+            )
+
+
+def check_grid_fits(grid_size: int, **counts: int) -> None:
+    """A grid row wider than the images it shows would leave the whole picture padded out."""
+    for name, count in counts.items():
+        if grid_size > count:
+            raise ConfigError(
+                f"--grid-size {grid_size} is more than --{name.replace('_', '-')} {count}: "
+                f"use --grid-size {count} or fewer"
+            )
+
+
+def check_finite_positive(**values: float) -> None:
+    """Refuse values that are not positive and finite, naming the option."""
+    for name, value in values.items():
+        if not (value > 0 and math.isfinite(value)):
+            raise ConfigError(
+                f"invalid value for --{name.replace('_', '-')}: {value} (expected a positive, "
+                "finite number)"
+            )
+
+
+def check_picture_size(checkpoint: Path, **counts: int) -> ModelSpec:
+    """Refuse, from the checkpoint's header alone, pictures too large to allocate; return the
+    checkpoint's model spec."""
+    from vae.checkpoint import check_model_tensors, read_header
+
+    spec = check_model_tensors(checkpoint, read_header(checkpoint))
+    for name, count in counts.items():
+        option = " x ".join(f"--{part.replace('_', '-')}" for part in name.split(" x "))
+        check_picture(option, count, spec.channels, spec.height, spec.width)
+    return spec
+
+
+def check_pictures(*reads: Path | None, **outputs: Path) -> None:
+    """Refuse picture outputs named with a suffix vae cannot write, or that would replace an
+    input or a file that is not a picture."""
+    from vae.images import check_gif_name, picture_format
+
+    for option, path in outputs.items():
+        check_output_file(path, f"--{option}", PICTURE, [r for r in reads if r is not None])
+        if option == "gif":
+            check_gif_name(path)
+        else:
+            picture_format(path)
+
+
+# --- output --------------------------------------------------------------------------------
+
+
+def count(number: int, noun: str) -> str:
+    """'1 sample', '3 samples'."""
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def explain_autoencoder_samples(is_autoencoder: bool) -> None:
+    """Say where an autoencoder's samples come from (it has no prior)."""
+    if is_autoencoder:
+        typer.echo(
+            "note: this checkpoint is a plain autoencoder, which has no prior to sample from; "
+            "these samples are decoded from a Gaussian fitted to its training codes"
+        )
+
+
+def write_safely(write: Callable[[], Path], *targets: Path) -> Path:
+    """``write()``, with an OSError reported as one line naming the file of ``targets`` that
+    could not be written (the one below a file in the way, else the one the error is about)."""
+    try:
+        return write()
+    except OSError as error:
+        target = _failed_target(error, targets)
+        blocker = file_in_the_way(target)
+        reason = f"{blocker} is a file, not a folder" if blocker else error.strerror or error
+        raise VAEError(f"cannot write {target}: {reason}") from None
+
+
+def _failed_target(error: OSError, targets: tuple[Path, ...]) -> Path:
+    """Which of several outputs a failed write was about: the error's own file or a temporary
+    beside it names it; else the first with a file standing where its folder should be."""
+    if error.filename:
+        failed = Path(str(error.filename))
+        for target in targets:
+            if failed == target or (failed.parent == target.parent and target.name in failed.name):
+                return target
+    for target in targets:
+        if file_in_the_way(target) is not None:
+            return target
+    return targets[0]
+
+
+def write_json(path: Path, result: dict[str, Any], write: Callable[[Path, str], None]) -> Path:
+    """Write ``result`` as JSON with ``write``; NaN or infinity is an error, not invalid JSON."""
+    try:
+        # allow_nan=False: Python would otherwise write NaN and Infinity, which are not JSON.
+        text = json.dumps(result, indent=2, sort_keys=True, allow_nan=False)
+    except ValueError:
+        raise VAEError(
+            f"the results hold a NaN or infinite number: {path} not written (it would not be "
+            "valid JSON)"
+        ) from None
+    write(path, text + "\n")
+    return path
+
+
+# The names tests and older code import (``from vae.cli import _write_safely, _write_json``).
+_write_safely = write_safely
+_write_json = write_json

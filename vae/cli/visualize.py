@@ -1,0 +1,265 @@
+"""``visualize``: pictures of what a model learned, one subcommand each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vae.checkpoint import DEFAULT_CHECKPOINT
+from vae.cli.common import (
+    IMAGES_DIR,
+    AliasCommand,
+    BinarizeInputOption,
+    CheckpointOption,
+    DataDirOption,
+    DeviceOption,
+    DownloadOption,
+    InputOption,
+    LimitOption,
+    SeedOption,
+    check_finite_positive,
+    check_picture_size,
+    check_pictures,
+    check_positive,
+    handle_errors,
+    write_safely,
+)
+from vae.config import check_seed
+from vae.errors import ConfigError
+from vae.fileio import check_output_folder
+
+SHIPPED_OOD_REPORTS = (
+    Path("pretrained/evaluation_mnist_k100_ood.json"),
+    Path("pretrained/fashionmnist/evaluation_k100_ood.json"),
+)
+PngOption = Annotated[Path, typer.Option("--output", help="PNG to write.")]
+
+visualize_app = typer.Typer(
+    name="visualize",
+    help="Pictures of what a model learned: interpolate, traverse, latent-map, manifold, curves, gallery.",
+    add_completion=False,
+    no_args_is_help=True,
+)
+
+
+def _inputs(
+    checkpoint: Path,
+    input_path: Path | None,
+    data_dir: str | None,
+    download: bool,
+    limit: int | None,
+    device: str,
+    binarize: bool = True,
+) -> Any:
+    from vae.visualize import load_inputs
+
+    if limit is not None:
+        check_positive(limit=limit)
+    return load_inputs(
+        checkpoint,
+        input_path=input_path,
+        data_dir=data_dir,
+        download=download,
+        limit=limit,
+        device=device,
+        binarize=binarize,
+    )
+
+
+@visualize_app.command("interpolate", cls=AliasCommand)
+@handle_errors
+def interpolate_command(
+    checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
+    pairs: Annotated[int, typer.Option(help="Pairs of images (drawn with --seed).")] = 6,
+    steps: Annotated[int, typer.Option(help="Decoded points per pair, ends included.")] = 10,
+    method: Annotated[str, typer.Option(help="slerp (spherical) or lerp (linear).")] = "slerp",
+    chain: Annotated[
+        str | None,
+        typer.Option(help="Walk through one test image of each class in turn, e.g. 0,1,2,...,9."),
+    ] = None,
+    output: Annotated[Path, typer.Option(help="Grid PNG, one row per pair.")] = IMAGES_DIR
+    / "interpolation.png",
+    gif: Annotated[
+        Path | None, typer.Option(help="Animated GIF (default: --output with .gif).")
+    ] = None,
+    input_path: InputOption = None,
+    data_dir: DataDirOption = None,
+    download: DownloadOption = True,
+    binarize_input: BinarizeInputOption = False,
+    seed: SeedOption = 0,
+    device: DeviceOption = "cpu",
+) -> None:
+    """Interpolate between posterior means: a grid PNG (originals at both ends) and a GIF."""
+    from vae.config import parse_int_list
+    from vae.latent import INTERPOLATIONS
+    from vae.visualize import interpolate
+
+    check_positive(pairs=pairs)
+    check_seed(seed)
+    if method not in INTERPOLATIONS:
+        raise ConfigError(f"invalid value for --method: {method!r} (expected slerp or lerp)")
+    classes = parse_int_list(chain, "chain") if chain is not None else None
+    gif_path = gif if gif is not None else output.with_suffix(".gif")
+    check_pictures(checkpoint, input_path, output=output, gif=gif_path)
+    check_picture_size(checkpoint, **{"pairs x steps": pairs * steps})
+    inputs = _inputs(checkpoint, input_path, data_dir, download, None, device, binarize_input)
+    options = {"pairs": pairs, "steps": steps, "method": method, "chain": classes, "seed": seed}
+    result = write_safely(
+        lambda: interpolate(inputs, output, gif_path, **options), output, gif_path
+    )
+    typer.echo(f"wrote {result.grid_path} and {result.gif_path} ({result.frames} frames)")
+
+
+@visualize_app.command("traverse", cls=AliasCommand)
+@handle_errors
+def traverse_command(
+    checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
+    index: Annotated[int, typer.Option(help="Base image (index into the test images).")] = 0,
+    steps: Annotated[int, typer.Option(help="Columns per row.")] = 11,
+    span: Annotated[float, typer.Option(help="Sweep +-span standard deviations.")] = 3.0,
+    max_dims: Annotated[int | None, typer.Option(help="Show at most this many rows.")] = None,
+    include_inactive: Annotated[
+        bool, typer.Option(help="Also show inactive dimensions (labelled) instead of skipping.")
+    ] = False,
+    output: PngOption = IMAGES_DIR / "traversal.png",
+    input_path: InputOption = None,
+    data_dir: DataDirOption = None,
+    download: DownloadOption = True,
+    limit: LimitOption = None,
+    device: DeviceOption = "cpu",
+) -> None:
+    """Latent traversals: one row per dimension, most informative (highest KL) first."""
+    from vae.visualize import traverse
+
+    if max_dims is not None:
+        check_positive(max_dims=max_dims)
+    check_pictures(checkpoint, input_path, output=output)
+    check_finite_positive(span=span)
+    check_picture_size(checkpoint, steps=steps)
+    inputs = _inputs(checkpoint, input_path, data_dir, download, limit, device)
+    options = {"index": index, "steps": steps, "span": span, "max_dims": max_dims}
+    result = write_safely(
+        lambda: traverse(inputs, output, include_inactive=include_inactive, **options), output
+    )
+    skipped = (
+        f"; skipped inactive {', '.join(f'z{d}' for d in result.skipped)}" if result.skipped else ""
+    )
+    typer.echo(f"wrote {result.path}: rows {', '.join(f'z{d}' for d in result.dims)}{skipped}")
+
+
+@visualize_app.command("latent-map", cls=AliasCommand)
+@handle_errors
+def latent_map_command(
+    checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
+    compare: Annotated[
+        Path | None,
+        typer.Option(help="A second checkpoint (e.g. an autoencoder) drawn side by side."),
+    ] = None,
+    output: PngOption = IMAGES_DIR / "latent_map.png",
+    input_path: InputOption = None,
+    data_dir: DataDirOption = None,
+    download: DownloadOption = True,
+    limit: LimitOption = None,
+    device: DeviceOption = "cpu",
+) -> None:
+    """Posterior means in 2-D (PCA when the latent is larger), coloured by label."""
+    from vae.visualize import latent_map
+
+    check_pictures(checkpoint, input_path, compare, output=output)
+    panels = [_inputs(checkpoint, input_path, data_dir, download, limit, device)]
+    if compare is not None:
+        panels.append(_inputs(compare, input_path, data_dir, download, limit, device))
+    path = write_safely(lambda: latent_map(panels, output), output)
+    typer.echo(f"wrote {path}")
+
+
+@visualize_app.command("manifold", cls=AliasCommand)
+@handle_errors
+def manifold_command(
+    checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
+    size: Annotated[int, typer.Option(help="Images per side of the mosaic.")] = 20,
+    span: Annotated[float, typer.Option(help="Cover +-span standard deviations.")] = 2.0,
+    output: PngOption = IMAGES_DIR / "manifold.png",
+    input_path: InputOption = None,
+    data_dir: DataDirOption = None,
+    download: DownloadOption = True,
+    limit: LimitOption = None,
+    device: DeviceOption = "cpu",
+) -> None:
+    """Decode a regular grid over the 2-D latent (or its two leading PCA directions)."""
+    from vae.visualize import manifold
+
+    check_pictures(checkpoint, input_path, output=output)
+    check_finite_positive(span=span)
+    check_picture_size(checkpoint, **{"size x size": size * size})
+    inputs = _inputs(checkpoint, input_path, data_dir, download, limit, device)
+    path = write_safely(lambda: manifold(inputs, output, size=size, span=span), output)
+    typer.echo(f"wrote {path}")
+
+
+@visualize_app.command("curves", cls=AliasCommand)
+@handle_errors
+def curves_command(
+    run: Annotated[Path, typer.Argument(help="A run folder (or its metrics.jsonl).")],
+    output: Annotated[
+        Path | None, typer.Option(help="PNG to write (default: RUN/curves.png).")
+    ] = None,
+) -> None:
+    """Redraw a run's training curves (loss, reconstruction, KL, beta) from metrics.jsonl."""
+    from vae.training import METRICS_NAME
+    from vae.visualize import curves
+
+    if output is not None:  # the command reads the run's metrics, not the whole folder
+        check_pictures(run / METRICS_NAME if run.is_dir() else run, output=output)
+    path = write_safely(lambda: curves(run, output), output or run)
+    typer.echo(f"wrote {path}")
+
+
+@visualize_app.command("gallery", cls=AliasCommand)
+@handle_errors
+def gallery_command(
+    checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
+    autoencoder: Annotated[
+        Path | None, typer.Option(help="Autoencoder checkpoint for the AE vs VAE pictures.")
+    ] = Path("pretrained/ae/checkpoint_best.safetensors"),
+    metrics: Annotated[
+        Path | None, typer.Option(help="metrics.jsonl of the checkpoint's training run.")
+    ] = Path("pretrained/metrics.jsonl"),
+    ood_report: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="An outlier evaluation JSON (with its _scores.csv beside it) whose histograms "
+            "are redrawn; repeat for several (default: the shipped ones)."
+        ),
+    ] = None,
+    output_dir: Annotated[Path, typer.Option(help="Folder for the pictures.")] = IMAGES_DIR,
+    data_dir: DataDirOption = None,
+    download: DownloadOption = True,
+    seed: SeedOption = 0,
+) -> None:
+    """Regenerate every README picture from the shipped checkpoints and evaluations."""
+    from vae.visualize import gallery
+
+    check_seed(seed)
+    check_output_folder(output_dir, "--output-dir")
+    for optional in (autoencoder, metrics):
+        if optional is not None and not optional.exists():
+            raise ConfigError(f"{optional} not found (pass another path)")
+    options = {"autoencoder": autoencoder, "metrics": metrics, "seed": seed}
+    options |= {"data_dir": data_dir, "download": download, "ood_reports": _ood_reports(ood_report)}
+    paths = write_safely(lambda: gallery(checkpoint, output_dir, **options), output_dir)
+    for path in paths:
+        typer.echo(f"wrote {path}")
+
+
+def _ood_reports(given: list[Path] | None) -> list[Path]:
+    """The outlier evaluations to redraw: those given, else the shipped ones that exist (from
+    the project folder)."""
+    if given is None:
+        return [path for path in SHIPPED_OOD_REPORTS if path.is_file()]
+    for report in given:
+        if not report.is_file():
+            raise ConfigError(f"--ood-report {report} not found (pass another path)")
+    return given
