@@ -16,7 +16,7 @@ import torch
 from vae.checkpoint import data_for_model, load_model, read_metadata
 from vae.data import load_test_set, to_float
 from vae.device import resolve_device
-from vae.errors import ConfigError, DataError
+from vae.errors import ConfigError, DataError, Setting
 from vae.evaluation import prepare_evaluation_images
 from vae.images import save_gif, save_grid, save_labelled_rows, save_reconstruction_grid, tile
 from vae.latent import (
@@ -124,11 +124,13 @@ def interpolate(
     GIF then shows the whole walk, (len(chain) - 1) * (steps - 1) + 1 frames.
     """
     if steps < 2:
-        raise ConfigError(f"invalid value for --steps: {steps} (expected at least 2)")
+        raise ConfigError(
+            "invalid value for ", Setting("steps"), f": {steps} (expected at least 2)"
+        )
     count = inputs.images.shape[0]
     if chain is not None:
         if len(chain) < 2:
-            raise ConfigError("--chain needs at least two class labels, e.g. 0,1,2")
+            raise ConfigError(Setting("chain"), " needs at least two class labels, e.g. 0,1,2")
         if inputs.labels is None:
             raise DataError(f"--chain needs labelled images; {inputs.source} has no labels")
         indices = chain_indices(inputs.labels, chain, seed)
@@ -188,11 +190,15 @@ def traverse(
     dimensions are skipped (or, with ``include_inactive``, shown and labelled inactive)."""
     count = inputs.images.shape[0]
     if not 0 <= index < count:
-        raise ConfigError(f"invalid value for --index: {index} (expected 0 to {count - 1})")
+        raise ConfigError(
+            "invalid value for ", Setting("index"), f": {index} (expected 0 to {count - 1})"
+        )
     if steps < 2:
-        raise ConfigError(f"invalid value for --steps: {steps} (expected at least 2)")
+        raise ConfigError(
+            "invalid value for ", Setting("steps"), f": {steps} (expected at least 2)"
+        )
     if not span > 0:
-        raise ConfigError(f"invalid value for --span: {span} (expected positive)")
+        raise ConfigError("invalid value for ", Setting("span"), f": {span} (expected positive)")
     codes = inputs.codes()
     dims = traversal_order(codes, include_inactive)
     active = codes.active()
@@ -247,9 +253,9 @@ def manifold(inputs: Inputs, path: Path, *, size: int = 20, span: float = 2.0) -
     """Decode a ``size`` x ``size`` grid over the 2-D latent (or the plane of the two leading
     principal directions of the posterior means), ``span`` standard deviations each way."""
     if size < 2:
-        raise ConfigError(f"invalid value for --size: {size} (expected at least 2)")
+        raise ConfigError("invalid value for ", Setting("size"), f": {size} (expected at least 2)")
     if not span > 0:
-        raise ConfigError(f"invalid value for --span: {span} (expected positive)")
+        raise ConfigError("invalid value for ", Setting("span"), f": {span} (expected positive)")
     means = inputs.codes().means
     plane = plane_of(means)
     decoded = inputs.decode(manifold_codes(plane, plane.project(means), size, span))
