@@ -17,7 +17,7 @@ FOLDER_PREFIX = "folder:"
 FOLDER_IMAGE_SIZE = 64
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DatasetEntry:
     """One named dataset.
 
@@ -42,123 +42,115 @@ class DatasetEntry:
     tree_splits: tuple[str, str | None] = ("train", "val")
 
 
-_MNIST_ORIGIN = "torchvision download when missing; the IDX files read directly"
-_MEDMNIST_NOTES = (
-    "`<data>/medmnist/{name}.npz`, read with NumPy (no pickle); downloads need "
-    "`poetry install --extras medmnist`"
-)
+_GREY_28 = {"image_size": 28, "channels": 1}
+_RGB_32 = {"image_size": 32, "channels": 3}
+_RGB_64 = {"image_size": 64, "channels": 3}  # decoded from image files at this size by default
+
+
+def _mnist_family(name: str, torchvision: str) -> DatasetEntry:
+    folder = f"{torchvision}/raw"
+    return DatasetEntry(
+        name=name,
+        source="idx",
+        folder=folder,
+        torchvision=torchvision,
+        origin="torchvision download when missing; the IDX files read directly",
+        notes=f"`<data>/{folder}/`",
+        **_GREY_28,
+    )
+
+
+def _medmnist(name: str, notes: str = "") -> DatasetEntry:
+    return DatasetEntry(
+        name=name,
+        source="medmnist",
+        folder="medmnist",
+        origin="MedMNIST `.npz`, downloaded when missing",
+        notes=f"`<data>/medmnist/{name}.npz`, read with NumPy (no pickle); downloads need "
+        f"`poetry install --extras medmnist`{notes}",
+        **_GREY_28,
+    )
+
 
 ENTRIES: tuple[DatasetEntry, ...] = (
-    DatasetEntry("mnist", "idx", "MNIST/raw", _MNIST_ORIGIN, "`<data>/MNIST/raw/`", 28, 1, "MNIST"),
+    _mnist_family("mnist", "MNIST"),
+    _mnist_family("fashionmnist", "FashionMNIST"),
+    _mnist_family("kmnist", "KMNIST"),
     DatasetEntry(
-        "fashionmnist",
-        "idx",
-        "FashionMNIST/raw",
-        _MNIST_ORIGIN,
-        "`<data>/FashionMNIST/raw/`",
-        28,
-        1,
-        "FashionMNIST",
+        name="cifar10",
+        source="cifar",
+        folder="cifar-10-batches-py",
+        torchvision="CIFAR10",
+        origin="torchvision download when missing (its pickled batches)",
+        notes="`<data>/cifar-10-batches-py/`",
+        **_RGB_32,
     ),
     DatasetEntry(
-        "kmnist", "idx", "KMNIST/raw", _MNIST_ORIGIN, "`<data>/KMNIST/raw/`", 28, 1, "KMNIST"
+        name="cifar100",
+        source="cifar",
+        folder="cifar-100-python",
+        torchvision="CIFAR100",
+        origin="torchvision download when missing (its pickled batches)",
+        notes="`<data>/cifar-100-python/`",
+        **_RGB_32,
     ),
     DatasetEntry(
-        "cifar10",
-        "cifar",
-        "cifar-10-batches-py",
-        "torchvision download when missing (its pickled batches)",
-        "`<data>/cifar-10-batches-py/`",
-        32,
-        3,
-        "CIFAR10",
+        name="svhn",
+        source="svhn",
+        folder="svhn",
+        torchvision="SVHN",
+        origin="torchvision download when missing, read with SciPy",
+        notes="`<data>/svhn/*_32x32.mat`",
+        **_RGB_32,
     ),
     DatasetEntry(
-        "cifar100",
-        "cifar",
-        "cifar-100-python",
-        "torchvision download when missing (its pickled batches)",
-        "`<data>/cifar-100-python/`",
-        32,
-        3,
-        "CIFAR100",
+        name="celeba",
+        source="celeba",
+        folder="celeba",
+        torchvision="CelebA",
+        origin="torchvision download when missing",
+        notes="`<data>/celeba/img_align_celeba/`; official partitions, 148-px centre crop",
+        **_RGB_64,
+    ),
+    _medmnist("chestmnist", "; multi-label: its first finding is the label"),
+    _medmnist("octmnist"),
+    _medmnist("tissuemnist"),
+    _medmnist("pneumoniamnist"),
+    DatasetEntry(
+        name="tinyimagenet",
+        source="trees",
+        folder="tiny-imagenet-200",
+        origin="cs231n's zip, downloaded when missing",
+        notes="`<data>/tiny-imagenet-200/train/`, `val/`",
+        **_RGB_64,
     ),
     DatasetEntry(
-        "svhn",
-        "svhn",
-        "svhn",
-        "torchvision download when missing, read with SciPy",
-        "`<data>/svhn/*_32x32.mat`",
-        32,
-        3,
-        "SVHN",
+        name="places365",
+        source="trees",
+        folder="places365",
+        torchvision="Places365",
+        origin="torchvision download when missing (256 px version)",
+        notes="`<data>/places365/train/`, `val/`",
+        **_RGB_64,
     ),
     DatasetEntry(
-        "celeba",
-        "celeba",
-        "celeba",
-        "torchvision download when missing",
-        "`<data>/celeba/img_align_celeba/`; official partitions, 148-px centre crop",
-        64,
-        3,
-        "CelebA",
-    ),
-    *(
-        DatasetEntry(
-            name,
-            "medmnist",
-            "medmnist",
-            "MedMNIST `.npz`, downloaded when missing",
-            _MEDMNIST_NOTES.format(name=name) + extra,
-            28,
-            1,
-        )
-        for name, extra in (
-            ("chestmnist", "; multi-label: its first finding is the label"),
-            ("octmnist", ""),
-            ("tissuemnist", ""),
-            ("pneumoniamnist", ""),
-        )
+        name="dtd",
+        source="trees",
+        folder="dtd",
+        torchvision="DTD",
+        tree_splits=("dtd/images", None),  # as torchvision writes it; no test folder
+        origin="torchvision download when missing",
+        notes="`<data>/dtd/dtd/images/`; a fixed tenth is the test split",
+        **_RGB_64,
     ),
     DatasetEntry(
-        "tinyimagenet",
-        "trees",
-        "tiny-imagenet-200",
-        "cs231n's zip, downloaded when missing",
-        "`<data>/tiny-imagenet-200/train/`, `val/`",
-        64,
-        3,
-    ),
-    DatasetEntry(
-        "places365",
-        "trees",
-        "places365",
-        "torchvision download when missing (256 px version)",
-        "`<data>/places365/train/`, `val/`",
-        64,
-        3,
-        "Places365",
-    ),
-    DatasetEntry(
-        "dtd",
-        "trees",
-        "dtd",
-        "torchvision download when missing",
-        "`<data>/dtd/dtd/images/`; a fixed tenth is the test split",
-        64,
-        3,
-        "DTD",
-        tree_splits=("dtd/images", None),
-    ),
-    DatasetEntry(
-        "imagenet",
-        "trees",
-        "imagenet",
-        "your copy (it cannot be downloaded)",
-        "`<data>/imagenet/train/<class>/*.JPEG`, `val/<class>/*.JPEG`",
-        64,
-        3,
+        name="imagenet",
+        source="trees",
+        folder="imagenet",
         downloadable=False,
+        origin="your copy (it cannot be downloaded)",
+        notes="`<data>/imagenet/train/<class>/*.JPEG`, `val/<class>/*.JPEG`",
+        **_RGB_64,
     ),
 )
 
