@@ -74,3 +74,39 @@ def test_the_registry_and_vae_data_do_not_import_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_a_new_tree_dataset_is_one_registry_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from vae.config import DataConfig
+    from vae.data import load_raw
+
+    entry = registry.DatasetEntry(
+        name="mytrees",
+        source="trees",
+        folder="my-trees",
+        downloadable=False,
+        origin="your copy",
+        notes="",
+        image_size=8,
+        channels=3,
+    )
+    monkeypatch.setitem(registry.REGISTRY, entry.name, entry)
+    for split, count in (("train", 4), ("val", 2)):
+        for label in ("a", "b"):
+            folder = tmp_path / "my-trees" / split / label
+            folder.mkdir(parents=True)
+            for index in range(count):
+                grey = 40 if label == "a" else 200
+                Image.fromarray(np.full((12, 12, 3), grey, dtype=np.uint8)).save(
+                    folder / f"{index}.png"
+                )
+    train, test = load_raw(DataConfig(dataset="mytrees", data_dir=str(tmp_path)))
+    assert tuple(train.images.shape) == (8, 3, 8, 8) and len(test) == 4
+    assert train.labels is not None and sorted(set(train.labels.tolist())) == [0, 1]
+    with pytest.raises(DataError, match="cannot load dataset 'mytrees'.*my-trees"):
+        load_raw(DataConfig(dataset="mytrees", data_dir=str(tmp_path / "empty")))

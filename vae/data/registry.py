@@ -24,9 +24,10 @@ class DatasetEntry:
     ``source``: the module under ``vae.data`` whose ``load(entry, root, config)`` reads it.
     ``folder``: where its files live under the data root (also what errors tell people to
     create, and what a failed first load removes again). ``torchvision``: the torchvision class
-    that downloads it, if one does. ``image_size``/``channels``: its size when ``--image-size``
-    / ``--channels`` are not given (the data's own for stored tensors, the decoding size for
-    image files). ``origin`` and ``notes``: the README table's "from" and "notes" columns.
+    that downloads it, if one does; ``downloadable`` False: people supply the files themselves.
+    ``image_size``/``channels``: its size when ``--image-size`` / ``--channels`` are not given
+    (the data's own for stored tensors, the decoding size for image files). ``tree_splits``:
+    an image tree's train and test folders. ``origin`` and ``notes``: the README table's "from" and "notes" columns.
     """
 
     name: str
