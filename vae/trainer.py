@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,7 +211,7 @@ class Trainer:
 
     # --- one step ---------------------------------------------------------------------------
 
-    def _batches(self) -> Any:
+    def _batches(self) -> Iterator[torch.Tensor]:
         """The rest of this epoch's batches (this process's share of each)."""
         return training_batches(
             self.splits.train,
@@ -285,7 +285,9 @@ class Trainer:
             noise = noise[self.world.shard(batch_images)]
         return noise
 
-    def _forward(self, x: torch.Tensor, noise: torch.Tensor | None) -> Any:
+    def _forward(
+        self, x: torch.Tensor, noise: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The trained module's (decoded, mu, logvar), a compile failure told as a usage error."""
         try:
             with self._autocast():

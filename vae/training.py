@@ -117,17 +117,22 @@ def train(
     resumes take the same steps whatever the number of processes.
     """
     world = world if world is not None else world_from_environment()
-    if stop_requested is None:
-        with graceful_interrupt(world.distributed) as own_stop_requested:
-            return train(
-                config,
-                run_dir,
-                resume=resume,
-                reporter=reporter,
-                step_callback=step_callback,
-                stop_requested=own_stop_requested,
-                world=world,
-            )
+    if stop_requested is not None:
+        return _train(config, run_dir, resume, reporter, step_callback, stop_requested, world)
+    with graceful_interrupt(world.distributed) as own_stop_requested:
+        return _train(config, run_dir, resume, reporter, step_callback, own_stop_requested, world)
+
+
+def _train(
+    config: RunConfig,
+    run_dir: str | Path,
+    resume: bool,
+    reporter: Reporter | None,
+    step_callback: StepCallback | None,
+    stop_requested: Callable[[], bool],
+    world: World,
+) -> TrainingResult:
+    """:func:`train` once a stop handler is in place."""
     config.validate()
     check_tracker(config.train.tracker)  # before the slow start: a missing package is a usage error
     reporter = (reporter or Reporter()) if world.is_main else Reporter()
