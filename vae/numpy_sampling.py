@@ -96,9 +96,3 @@ def sample(
     from vae.sampling import draw_latents
 
     return decode(spec, weights, draw_latents(spec, weights, count, seed, temperature))
-
-
-def can_sample(spec: ModelSpec, count: int) -> bool:
-    """Always true: any number of samples is drawn the same way on this path as on torch's
-    (kept for callers written when fewer than 16 latent values were left to torch)."""
-    return True
