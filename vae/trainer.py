@@ -40,6 +40,7 @@ from vae.model import VAE
 from vae.objectives import BetaSchedule, ElboTerms, elbo_terms
 from vae.reporting import Reporter
 from vae.run_folder import RunFolder
+from vae.sampling import sample_from_model
 from vae.spec import model_spec
 from vae.training_state import Progress, TrainingState
 
@@ -463,8 +464,7 @@ class Trainer:
     def _write_grids(self) -> None:
         """Samples from fixed latents and reconstructions of the preview images."""
         self.model.eval()
-        generator = torch.Generator().manual_seed(SAMPLE_SEED)
-        samples = self.model.sample(GRID_IMAGES, generator)
+        samples = sample_from_model(self.model, GRID_IMAGES, SAMPLE_SEED)
         # Grey originals, as a person knows them, encoded as they are (not the binarized draw).
         originals = to_float(self.splits.preview)
         reconstructions = self.model.reconstruct(originals)
