@@ -184,7 +184,7 @@ def run_together(world: World, device: torch.device, action: Callable[[], T]) ->
     reporter_rank = world.world_size - int(flags[1].item())
     if error is not None and world.rank == reporter_rank:
         if world.rank != 0 and isinstance(error, VAEError):
-            error.args = (f"rank {world.rank}: {error}",)
+            error.prefix(f"rank {world.rank}: ")
             error.quiet = False  # type: ignore[attr-defined]
         raise error
     exit_code = error.exit_code if isinstance(error, VAEError) else 1

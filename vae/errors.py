@@ -20,25 +20,19 @@ def all_lines(error: BaseException, limit: int = 600) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class VAEError(Exception):
-    """An expected failure at run time (exit code 1)."""
-
-    exit_code = 1
-
-
 class Setting(str):
-    """A setting's name inside a ConfigError message (e.g. ``latent_dim``): the library's message
+    """A setting's name inside an error message (e.g. ``latent_dim``): the library's message
     shows the name, the command line shows the flag it is given with (``--latent-dim``)."""
 
 
-class ConfigError(VAEError):
-    """A bad option, option value or configuration file (exit code 2: bad usage).
+class VAEError(Exception):
+    """An expected failure at run time (exit code 1).
 
     The message is built from ``parts``: plain text and Setting names. ``str(error)`` speaks of
     the settings, as a Python user wrote them; ``render(flag_of)`` spells them as flags.
     """
 
-    exit_code = 2
+    exit_code = 1
 
     def __init__(self, *parts: str) -> None:
         self.parts = parts
@@ -52,6 +46,17 @@ class ConfigError(VAEError):
     def render(self, spell: Callable[[str], str]) -> str:
         """The message with each setting's name replaced by ``spell(name)``."""
         return "".join(spell(str(p)) if isinstance(p, Setting) else p for p in self.parts)
+
+    def prefix(self, text: str) -> None:
+        """Put ``text`` before the message (e.g. which process failed)."""
+        self.parts = (text, *self.parts)
+        self.args = (self.render(str),)
+
+
+class ConfigError(VAEError):
+    """A bad option, option value or configuration file (exit code 2: bad usage)."""
+
+    exit_code = 2
 
 
 class DataError(VAEError):

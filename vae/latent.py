@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vae.errors import DataError
+from vae.errors import DataError, Setting
 from vae.evaluation import ACTIVE_UNIT_THRESHOLD
 from vae.model import VAE
 from vae.objectives import gaussian_kl
@@ -106,7 +106,7 @@ def chain_indices(labels: torch.Tensor, classes: list[int], seed: int) -> list[i
     for label in classes:
         candidates = torch.nonzero(labels == label).flatten()
         if len(candidates) == 0:
-            raise DataError(f"no test image has class {label} (for --chain)")
+            raise DataError(f"no test image has class {label} (for ", Setting("chain"), ")")
         pick = torch.randint(len(candidates), (1,), generator=generator).item()
         chosen.append(int(candidates[pick]))
     return chosen
@@ -169,7 +169,9 @@ def plane_of(means: torch.Tensor) -> Projection:
     means = means.double()
     center = means.mean(0)
     if means.shape[1] == 1:
-        raise DataError("a 1-D latent has no plane to map: train with --latent-dim 2 or more")
+        raise DataError(
+            "a 1-D latent has no plane to map: train with ", Setting("latent_dim"), " 2 or more"
+        )
     if means.shape[1] == 2:
         # Not centred: the axes show the latent's own values (the prior is centred at 0 anyway).
         return Projection(torch.zeros(2), torch.eye(2), "latent dimensions z1, z2", None)

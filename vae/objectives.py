@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from vae.config import PERCEPTUAL_LOSSES, ObjectiveConfig, parse_warmup
-from vae.errors import ConfigError
+from vae.errors import ConfigError, Setting
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -138,7 +138,9 @@ def elbo_terms(
     kl = kl_per_image.mean()
     if free_bits > 0:
         if kl_per_dim is None:
-            raise ConfigError("free bits need the standard normal prior (--prior standard)")
+            raise ConfigError(
+                "free bits need the standard normal prior (", Setting("prior"), " standard)"
+            )
         kl_for_loss = torch.clamp(kl_per_dim.mean(0), min=free_bits).sum()
     else:
         kl_for_loss = kl

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from vae.checkpoint import BEST_NAME, LAST_NAME
 from vae.config import config_to_yaml
-from vae.errors import ConfigError, DataError
+from vae.errors import ConfigError, DataError, Setting
 from vae.fileio import atomic_write_text
 from vae.images import save_grid, save_reconstruction_grid
 from vae.json_values import is_count, is_number
@@ -83,8 +83,9 @@ class RunFolder:
         """Refuse to start a new run over a folder holding another run's files."""
         if not resume and self.path.exists() and not self._restartable():
             raise ConfigError(
-                f"run directory {self.path} already exists: continue it with --resume "
-                f"{self.path} or choose another run name"
+                f"run directory {self.path} already exists: continue it with ",
+                Setting("resume"),
+                f" {self.path} or choose another run name",
             )
 
     def prepare(self, config: RunConfig) -> None:

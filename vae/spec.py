@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from vae.config import ARCHITECTURES, LIKELIHOODS, MODEL_TYPES, PRIORS, RunConfig
-from vae.errors import CheckpointError, ConfigError
+from vae.errors import CheckpointError, ConfigError, Setting
 from vae.limits import (
     MAX_CONV_WIDTH,
     MAX_IMAGE_ACTIVATIONS,
@@ -184,9 +184,12 @@ def check_spec(spec: ModelSpec) -> None:
         raise ConfigError("a learned sigma needs the Gaussian (mse) likelihood")
     if spec.likelihood == "ms-ssim" and min(spec.height, spec.width) < MS_SSIM_MIN_SIDE:
         raise ConfigError(
-            f"--loss ms-ssim compares 5 scales and needs images of at least {MS_SSIM_MIN_SIDE} "
-            f"pixels a side, got {spec.height}x{spec.width}: use --loss ssim or a larger "
-            "--image-size"
+            Setting("likelihood"),
+            f" ms-ssim compares 5 scales and needs images of at least {MS_SSIM_MIN_SIDE} "
+            f"pixels a side, got {spec.height}x{spec.width}: use ",
+            Setting("likelihood"),
+            " ssim or a larger ",
+            Setting("image_size"),
         )
     if spec.architecture == "conv":
         if not spec.conv_widths or not spec.decoder_widths:
@@ -196,7 +199,10 @@ def check_spec(spec: ModelSpec) -> None:
         if smallest // 2**layers < 1:
             raise ConfigError(
                 f"{layers} conv layers need images of at least {2**layers} pixels a side, "
-                f"got {spec.height}x{spec.width}: use fewer --conv-widths or a larger --image-size"
+                f"got {spec.height}x{spec.width}: use fewer ",
+                Setting("conv_widths"),
+                " or a larger ",
+                Setting("image_size"),
             )
     check_at_most(
         "the model's largest layer output", largest_activation(spec), MAX_IMAGE_ACTIVATIONS

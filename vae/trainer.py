@@ -34,7 +34,7 @@ from vae.data import (
 )
 from vae.device import bf16_autocast_supported
 from vae.distributed import World
-from vae.errors import TrainingDiverged, TrainingInterrupted, VAEError, first_line
+from vae.errors import Setting, TrainingDiverged, TrainingInterrupted, VAEError, first_line
 from vae.evaluation import evaluate_elbo
 from vae.model import VAE
 from vae.objectives import BetaSchedule, ElboTerms, elbo_terms
@@ -296,7 +296,9 @@ class Trainer:
         except self._compile_errors as error:
             cause = getattr(error, "inner_exception", None) or error  # the backend's own error
             raise VAEError(
-                f"--compile failed ({first_line(cause)}); train without --compile"
+                Setting("compile"),
+                f" failed ({first_line(cause)}); train without ",
+                Setting("compile"),
             ) from None
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:

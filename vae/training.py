@@ -22,7 +22,7 @@ from vae.config import RunConfig, resolve_data_dir
 from vae.data import data_difference, load_splits
 from vae.device import resolve_device
 from vae.distributed import World, run_together, world_from_environment
-from vae.errors import CheckpointError, ConfigError, TrainingDiverged, TrainingInterrupted
+from vae.errors import CheckpointError, ConfigError, Setting, TrainingDiverged, TrainingInterrupted
 from vae.interrupts import graceful_interrupt
 from vae.reporting import Reporter, ReporterGroup
 from vae.run_folder import (
@@ -76,9 +76,14 @@ def prepare_resume(run_dir: Path, overrides: dict[str, Any]) -> RunConfig:
         raise ConfigError(f"cannot resume {run_dir}: no {LAST_NAME} there")
     rejected = sorted(set(overrides) - RESUMABLE_OVERRIDES)
     if rejected:
-        flags = ", ".join("--" + name.replace("_", "-") for name in rejected)
-        allowed = ", ".join("--" + name.replace("_", "-") for name in sorted(RESUMABLE_OVERRIDES))
-        raise ConfigError(f"{flags} cannot change on --resume (only {allowed} can)")
+        raise ConfigError(
+            *_listed(rejected),
+            " cannot change on ",
+            Setting("resume"),
+            " (only ",
+            *_listed(sorted(RESUMABLE_OVERRIDES)),
+            " can)",
+        )
     # The checkpoint's own copy of the configuration is authoritative: config.yaml may be edited.
     metadata = read_header(last).metadata
     if not isinstance(metadata.get("config"), dict):
@@ -178,7 +183,8 @@ def _set_up(
     if len(splits.val) < world.world_size:
         raise ConfigError(
             f"{world.world_size} processes need at least as many validation images, "
-            f"got {len(splits.val)}: raise --val-size"
+            f"got {len(splits.val)}: raise ",
+            Setting("val_size"),
         )
     trainer = Trainer(config, folder, device, splits, reporter, step_callback, world)
     if resume:
@@ -212,6 +218,14 @@ def _fit_together(
     return result
 
 
+def _listed(names: list[str]) -> list[str]:
+    """Setting names joined by commas, as message parts."""
+    parts: list[str] = []
+    for index, name in enumerate(names):
+        parts += [", "] * bool(index) + [Setting(name)]
+    return parts
+
+
 def _check_same_data(path: Path, found: dict[str, Any], config: RunConfig) -> None:
     """Refuse to resume on data other than the run's (a different folder, edited files)."""
     recorded = read_header(path).metadata.get("data")
@@ -222,5 +236,7 @@ def _check_same_data(path: Path, found: dict[str, Any], config: RunConfig) -> No
         where = where or resolve_data_dir(config.data.data_dir)
         raise ConfigError(
             f"cannot resume {path.parent}: the data found under {where} is not the data it was "
-            f"trained on ({difference}); pass --data-dir with the run's data"
+            f"trained on ({difference}); pass ",
+            Setting("data_dir"),
+            " with the run's data",
         )

@@ -23,7 +23,7 @@ from vae.checkpoint import (
     read_tensors,
     save_checkpoint,
 )
-from vae.errors import CheckpointError, ConfigError
+from vae.errors import CheckpointError, ConfigError, Setting
 from vae.json_values import check_same_kind, is_count, is_number
 from vae.model import VAE, build_model
 
@@ -189,8 +189,10 @@ class TrainingState:
             return
         if epochs <= done:
             raise ConfigError(
-                f"--epochs {epochs} is not after epoch {done}, where {path.parent} stands: give "
-                f"--epochs {done + 1} or more"
+                Setting("epochs"),
+                f" {epochs} is not after epoch {done}, where {path.parent} stands: give ",
+                Setting("epochs"),
+                f" {done + 1} or more",
             )
         if isinstance(self.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
             # The scheduler steps recursively from the current rate: setting that rate to the

@@ -132,7 +132,9 @@ def interpolate(
         if len(chain) < 2:
             raise ConfigError(Setting("chain"), " needs at least two class labels, e.g. 0,1,2")
         if inputs.labels is None:
-            raise DataError(f"--chain needs labelled images; {inputs.source} has no labels")
+            raise DataError(
+                Setting("chain"), f" needs labelled images; {inputs.source} has no labels"
+            )
         indices = chain_indices(inputs.labels, chain, seed)
         legs = [(indices[i], indices[i + 1]) for i in range(len(indices) - 1)]
     elif inputs.labels is None:  # files: consecutive pairs, in sorted file order
@@ -206,7 +208,9 @@ def traverse(
     if include_inactive:
         skipped = []
     if not dims:
-        raise DataError("no active latent dimension to traverse (use --include-inactive)")
+        raise DataError(
+            "no active latent dimension to traverse (use ", Setting("include_inactive"), ")"
+        )
     if max_dims is not None:
         dims = dims[:max_dims]
     spec = inputs.model.spec

@@ -57,7 +57,7 @@ def handle_errors(function: F) -> F:
         except VAEError as error:
             # Of several torchrun processes failing together, one (rank 0 by default) speaks.
             if not getattr(error, "quiet", not is_main_process()):
-                print_error(error.render(flag_of) if isinstance(error, ConfigError) else str(error))
+                print_error(error.render(flag_of))
             raise typer.Exit(error.exit_code) from None
         except OSError as error:  # disk full, permission denied, ...: say which file
             where = f": {error.filename}" if error.filename else ""
