@@ -17,7 +17,7 @@ import vae.data
 import vae.data.decoding
 from vae.checkpoint import load_model, read_metadata
 from vae.cli import app
-from vae.config import DataConfig, RunConfig
+from vae.config import DataConfig, RunConfig, flag_of
 from vae.data import CACHE_FOLDER, load_splits
 from vae.errors import ConfigError, DataError
 from vae.model import ModelSpec, build_model
@@ -91,7 +91,7 @@ def test_svhn_and_celeba_are_fetched_by_torchvision_when_missing(
 def test_missing_svhn_is_one_clear_line(tmp_path: Path) -> None:
     with pytest.raises(DataError) as error:
         load_splits(DataConfig(dataset="svhn", data_dir=str(tmp_path), download=False), "mse")
-    message = str(error.value)
+    message = error.value.render(flag_of)  # as the command line shows it
     assert "\n" not in message
     assert "'svhn'" in message and str(tmp_path / "svhn") in message and "--data-dir" in message
 

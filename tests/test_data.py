@@ -2,7 +2,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vae.config import DataConfig
+from vae.config import DataConfig, flag_of
 from vae.data import load_splits, training_batches
 from vae.errors import DataError
 
@@ -17,7 +17,7 @@ def config_for(folder, **changes):
 def test_missing_data_gives_one_line_naming_dataset_folder_and_options(tmp_path):
     with pytest.raises(DataError) as caught:
         load_splits(config_for(tmp_path / "empty"), "bce")
-    message = str(caught.value)
+    message = caught.value.render(flag_of)  # as the command line shows it
     assert "\n" not in message
     for expected in (
         "'mnist'",
@@ -26,6 +26,7 @@ def test_missing_data_gives_one_line_naming_dataset_folder_and_options(tmp_path)
         "VAE_DATA_DIR",
     ):
         assert expected in message
+    assert "data_dir / VAE_DATA_DIR" in str(caught.value)  # the library names the setting
 
 
 def test_failed_download_is_reported_the_same_way(tmp_path, monkeypatch):
@@ -38,7 +39,7 @@ def test_failed_download_is_reported_the_same_way(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tv.MNIST, "download", offline)
     with pytest.raises(
-        DataError, match=r"download failed.*Error downloading.*--data-dir / VAE_DATA_DIR"
+        DataError, match=r"download failed.*Error downloading.*data_dir / VAE_DATA_DIR"
     ):
         load_splits(config_for(tmp_path, download=True), "bce")
 
@@ -187,7 +188,7 @@ def test_folder_errors(tmp_path):
 
 
 def test_validation_larger_than_training_set_is_an_error(synthetic_data_dir):
-    with pytest.raises(DataError, match="--val-size 1000 leaves no training images"):
+    with pytest.raises(DataError, match="^val_size 1000 leaves no training images"):
         load_splits(config_for(synthetic_data_dir, val_size=1000), "bce")
 
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import vae.data
-from vae.config import DataConfig
+from vae.config import DataConfig, flag_of
 from vae.data import load_splits
 from vae.errors import DataError
 
@@ -100,7 +100,7 @@ def test_missing_medmnist_without_its_package_is_one_line(
         vae.data.load_raw(DataConfig(dataset="octmnist", data_dir=str(tmp_path)))
     assert "poetry install --extras medmnist" in str(error.value)
     assert "\n" not in str(error.value)
-    with pytest.raises(DataError, match="cannot load dataset 'octmnist'.*--no-download"):
+    with pytest.raises(DataError, match="cannot load dataset 'octmnist'.*downloads are off"):
         vae.data.load_raw(DataConfig(dataset="octmnist", data_dir=str(tmp_path), download=False))
 
 
@@ -166,7 +166,7 @@ def test_an_empty_test_folder_falls_back_to_a_tenth_of_train(tmp_path: Path) -> 
 def test_imagenet_says_it_cannot_be_downloaded(tmp_path: Path) -> None:
     with pytest.raises(DataError) as error:
         vae.data.load_raw(DataConfig(dataset="imagenet", data_dir=str(tmp_path)))
-    message = str(error.value)
+    message = error.value.render(flag_of)  # as the command line shows it
     assert "cannot be downloaded automatically" in message
     assert "train/<class>" in message and "--data-dir" in message and "\n" not in message
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from vae.errors import ConfigError
+from vae.errors import ConfigError, Setting
+
+DEVICE = Setting("device")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -22,18 +24,23 @@ def resolve_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise ConfigError(
-            f"invalid value for --device: {name!r} (expected auto, cpu, cuda or mps)"
+            "invalid value for ", DEVICE, f": {name!r} (expected auto, cpu, cuda or mps)"
         ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
-            "--device cuda was asked for but CUDA is not available here; use --device auto or cpu"
+            DEVICE,
+            " cuda was asked for but CUDA is not available here; use ",
+            DEVICE,
+            " auto or cpu",
         )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(
-            "--device mps was asked for but MPS is not available here; use --device auto or cpu"
+            DEVICE, " mps was asked for but MPS is not available here; use ", DEVICE, " auto or cpu"
         )
     if device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"invalid value for --device: {name!r} (expected auto, cpu, cuda or mps)")
+        raise ConfigError(
+            "invalid value for ", DEVICE, f": {name!r} (expected auto, cpu, cuda or mps)"
+        )
     return device
 
 

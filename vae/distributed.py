@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
 
-from vae.errors import ConfigError, VAEError
+from vae.errors import ConfigError, Setting, VAEError
 
 if TYPE_CHECKING:
     import torch
@@ -126,7 +126,9 @@ def start(world: World, device: torch.device) -> torch.device:
     import torch.distributed as dist
 
     if device.type == "mps":
-        raise ConfigError("multi-process training needs CUDA or the CPU, not MPS: use --device cpu")
+        raise ConfigError(
+            "multi-process training needs CUDA or the CPU, not MPS: use ", Setting("device"), " cpu"
+        )
     if device.type == "cuda":
         if world.local_rank >= torch.cuda.device_count():
             raise ConfigError(

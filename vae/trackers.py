@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vae.config import TRACKERS
-from vae.errors import ConfigError
+from vae.errors import ConfigError, Setting
 from vae.reporting import Reporter
 
 _PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
@@ -19,13 +19,16 @@ def check_tracker(name: str) -> None:
     """Raise ConfigError unless tracker ``name`` exists and its package is installed."""
     if name not in TRACKERS:
         raise ConfigError(
-            f"invalid value for --tracker: {name!r} (expected one of {', '.join(TRACKERS)})"
+            "invalid value for ",
+            Setting("tracker"),
+            f": {name!r} (expected one of {', '.join(TRACKERS)})",
         )
     package = _PACKAGES.get(name)
     if package is not None and importlib.util.find_spec(package) is None:
         raise ConfigError(
-            f"--tracker {name} needs the {package} package, which is not installed: "
-            f"poetry install --extras {name} (or pip install {package})"
+            Setting("tracker"),
+            f" {name} needs the {package} package, which is not installed: "
+            f"poetry install --extras {name} (or pip install {package})",
         )
 
 

@@ -322,7 +322,11 @@ class Trainer:
             raise TrainingDiverged(
                 f"loss became {totals['loss']} at epoch {self.progress.epoch + 1}, step {bad_step}; "
                 f"stopped without saving: the last good checkpoints in {self.folder.path} are "
-                "intact (try a lower --lr or --grad-clip)"
+                "intact (try a lower ",
+                Setting("lr"),
+                " or ",
+                Setting("grad_clip"),
+                ")",
             )
         for key in SUMMED_TERMS:
             sums[key] += totals[key]

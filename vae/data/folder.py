@@ -11,7 +11,7 @@ from vae.data.cache import cached_tensors, file_listing
 from vae.data.imageset import ImageSet
 from vae.data.registry import FOLDER_IMAGE_SIZE, FOLDER_PREFIX
 from vae.data.splits import fixed_tenth_split
-from vae.errors import DataError
+from vae.errors import DataError, Setting
 
 DEFAULT_FOLDER_IMAGE_SIZE = FOLDER_IMAGE_SIZE
 
@@ -20,7 +20,9 @@ def load_folder(folder: Path, config: DataConfig) -> tuple[ImageSet, ImageSet]:
     """(train, test) of the images under ``folder`` (at least 2), unlabelled."""
     if not folder.is_dir():
         raise DataError(
-            f"image folder not found: {folder} (from --dataset {FOLDER_PREFIX}{folder})"
+            f"image folder not found: {folder} (from ",
+            Setting("dataset"),
+            f" {FOLDER_PREFIX}{folder})",
         )
     files = decoding.collect_image_files(folder)
     if len(files) < 2:

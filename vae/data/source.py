@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from vae.config import DATA_DIR_ENV, DataConfig, resolve_data_dir
 from vae.data.imageset import ImageSet
 from vae.data.registry import FOLDER_PREFIX, DatasetEntry, lookup
-from vae.errors import DataError, all_lines
+from vae.errors import DataError, Setting, all_lines
 
 
 class Loader(Protocol):
@@ -66,14 +66,16 @@ def dataset_error(
     # A download error's reason is below its first line ("Error downloading X:\nTried ...").
     reason = all_lines(error)
     action = (
-        "download failed or files are missing or corrupt"
+        ("download failed or files are missing or corrupt",)
         if download
-        else "files are missing or corrupt and --no-download was given"
+        else ("files are missing or corrupt and downloads are off",)
     )
     return DataError(
-        f"cannot load dataset '{entry.name}' from {(root / entry.folder).resolve()} ({action}: "
-        f"{reason}); put the files there or point --data-dir / {DATA_DIR_ENV} at a folder "
-        f"holding {entry.folder}"
+        f"cannot load dataset '{entry.name}' from {(root / entry.folder).resolve()} (",
+        *action,
+        f": {reason}); put the files there or point ",
+        Setting("data_dir"),
+        f" / {DATA_DIR_ENV} at a folder holding {entry.folder}",
     )
 
 

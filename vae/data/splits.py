@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from vae.config import DataConfig
 from vae.data.imageset import ImageSet
 from vae.data.source import load_raw
-from vae.errors import DataError
+from vae.errors import DataError, Setting
 
 # Fixed seeds: the validation split and the binarized evaluation sets are the same in every run.
 SPLIT_SEED = 0
@@ -68,8 +68,10 @@ def load_splits(config: DataConfig, likelihood: str) -> DataSplits:
         val_size = min(DEFAULT_VAL_SIZE, max(1, len(train) // 10))
     if val_size >= len(train):
         raise DataError(
-            f"--val-size {val_size} leaves no training images out of {len(train)} in "
-            f"'{config.dataset}': choose a smaller --val-size"
+            Setting("val_size"),
+            f" {val_size} leaves no training images out of {len(train)} in "
+            f"'{config.dataset}': choose a smaller ",
+            Setting("val_size"),
         )
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(SPLIT_SEED))
     val = train.subset(order[:val_size])
