@@ -2,7 +2,7 @@
 
 Each setting is defined once, here: its field carries an Option (help text, flags and aliases,
 choices, bounds, the README's wording) from which the ``train`` command's options, the YAML
-validation and the README's option table (tools/option_tables.py) are generated. Errors name the
+validation and the README's option table (tools/docs_tables.py) are generated. Errors name the
 setting (``latent_dim``); the command line spells it as its flag (``--latent-dim``).
 
 This module does not import torch; the ``info`` command and the CLI's option parsing use it.

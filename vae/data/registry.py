@@ -190,13 +190,3 @@ def markdown_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-TABLE_START, TABLE_END = "<!-- datasets -->", "<!-- /datasets -->"
-
-
-def with_table(readme: str) -> str:
-    """``readme`` with the text between its ``<!-- datasets -->`` markers replaced by
-    :func:`markdown_table` (a ValueError when the markers are missing)."""
-    start, end = readme.find(TABLE_START), readme.find(TABLE_END)
-    if start < 0 or end < start:
-        raise ValueError(f"no {TABLE_START} ... {TABLE_END} markers")
-    return readme[: start + len(TABLE_START)] + "\n" + markdown_table() + readme[end:]
