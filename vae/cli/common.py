@@ -103,7 +103,9 @@ InputOption = Annotated[
 DataDirOption = Annotated[
     str | None, typer.Option(help="Dataset root (default: $VAE_DATA_DIR, else ./data).")
 ]
-DownloadOption = Annotated[bool, typer.Option("--download/--no-download")]
+DownloadOption = Annotated[
+    bool, typer.Option("--download/--no-download", help="Fetch missing named datasets.")
+]
 LimitOption = Annotated[int | None, typer.Option(help="Use only the first N images.")]
 GridSizeOption = Annotated[int, typer.Option(help="Images per grid row.")]
 
@@ -225,3 +227,29 @@ def write_json(path: Path, result: dict[str, Any], write: Callable[[Path, str], 
 # The names tests and older code import (``from vae.cli import _write_safely, _write_json``).
 _write_safely = write_safely
 _write_json = write_json
+
+
+def load_command_inputs(
+    checkpoint: Path,
+    input_path: Path | None,
+    data_dir: str | None,
+    download: bool,
+    limit: int | None,
+    device: str,
+    binarize: bool = True,
+) -> Any:
+    """A checkpoint and the images a picture command shows it (vae.visualize.load_inputs), from
+    the options every such command has; torch is imported only here, when a command needs it."""
+    from vae.visualize import load_inputs
+
+    if limit is not None:
+        check_positive(limit=limit)
+    return load_inputs(
+        checkpoint,
+        input_path=input_path,
+        data_dir=data_dir,
+        download=download,
+        limit=limit,
+        device=device,
+        binarize=binarize,
+    )

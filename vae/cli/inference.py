@@ -23,6 +23,7 @@ from vae.cli.common import (
     count,
     explain_autoencoder_samples,
     handle_errors,
+    load_command_inputs,
     write_safely,
 )
 from vae.cli.info import print_info
@@ -72,7 +73,7 @@ def inference_command(
     inputs, missing_data = None, None
     if mode in ("reconstruct", "both"):
         try:
-            inputs = _load_inputs(
+            inputs = load_command_inputs(
                 checkpoint, input_path, data_dir, download, num_images, device, binarize_input
             )
         except DataError as error:
@@ -96,28 +97,6 @@ def _check_options(mode: str, num_images: int, num_samples: int, grid_size: int,
     check_seed(seed)
     if mode in ("sample", "both"):
         check_grid_fits(grid_size, num_samples=num_samples)
-
-
-def _load_inputs(
-    checkpoint: Path,
-    input_path: Path | None,
-    data_dir: str | None,
-    download: bool,
-    limit: int,
-    device: str,
-    binarize: bool,
-) -> Any:
-    from vae.visualize import load_inputs
-
-    return load_inputs(
-        checkpoint,
-        input_path=input_path,
-        data_dir=data_dir,
-        download=download,
-        limit=limit,
-        device=device,
-        binarize=binarize,
-    )
 
 
 def _write_samples(

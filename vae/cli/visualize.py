@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -24,6 +24,7 @@ from vae.cli.common import (
     check_pictures,
     check_positive,
     handle_errors,
+    load_command_inputs,
     write_safely,
 )
 from vae.config import check_seed
@@ -42,30 +43,6 @@ visualize_app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
 )
-
-
-def _inputs(
-    checkpoint: Path,
-    input_path: Path | None,
-    data_dir: str | None,
-    download: bool,
-    limit: int | None,
-    device: str,
-    binarize: bool = True,
-) -> Any:
-    from vae.visualize import load_inputs
-
-    if limit is not None:
-        check_positive(limit=limit)
-    return load_inputs(
-        checkpoint,
-        input_path=input_path,
-        data_dir=data_dir,
-        download=download,
-        limit=limit,
-        device=device,
-        binarize=binarize,
-    )
 
 
 @visualize_app.command("interpolate", cls=AliasCommand)
@@ -104,7 +81,9 @@ def interpolate_command(
     gif_path = gif if gif is not None else output.with_suffix(".gif")
     check_pictures(checkpoint, input_path, output=output, gif=gif_path)
     check_picture_size(checkpoint, **{"pairs x steps": pairs * steps})
-    inputs = _inputs(checkpoint, input_path, data_dir, download, None, device, binarize_input)
+    inputs = load_command_inputs(
+        checkpoint, input_path, data_dir, download, None, device, binarize_input
+    )
     options = {"pairs": pairs, "steps": steps, "method": method, "chain": classes, "seed": seed}
     result = write_safely(
         lambda: interpolate(inputs, output, gif_path, **options), output, gif_path
@@ -138,7 +117,7 @@ def traverse_command(
     check_pictures(checkpoint, input_path, output=output)
     check_finite_positive(span=span)
     check_picture_size(checkpoint, steps=steps)
-    inputs = _inputs(checkpoint, input_path, data_dir, download, limit, device)
+    inputs = load_command_inputs(checkpoint, input_path, data_dir, download, limit, device)
     options = {"index": index, "steps": steps, "span": span, "max_dims": max_dims}
     result = write_safely(
         lambda: traverse(inputs, output, include_inactive=include_inactive, **options), output
@@ -168,9 +147,9 @@ def latent_map_command(
     from vae.visualize import latent_map
 
     check_pictures(checkpoint, input_path, compare, output=output)
-    panels = [_inputs(checkpoint, input_path, data_dir, download, limit, device)]
+    panels = [load_command_inputs(checkpoint, input_path, data_dir, download, limit, device)]
     if compare is not None:
-        panels.append(_inputs(compare, input_path, data_dir, download, limit, device))
+        panels.append(load_command_inputs(compare, input_path, data_dir, download, limit, device))
     path = write_safely(lambda: latent_map(panels, output), output)
     typer.echo(f"wrote {path}")
 
@@ -194,7 +173,7 @@ def manifold_command(
     check_pictures(checkpoint, input_path, output=output)
     check_finite_positive(span=span)
     check_picture_size(checkpoint, **{"size x size": size * size})
-    inputs = _inputs(checkpoint, input_path, data_dir, download, limit, device)
+    inputs = load_command_inputs(checkpoint, input_path, data_dir, download, limit, device)
     path = write_safely(lambda: manifold(inputs, output, size=size, span=span), output)
     typer.echo(f"wrote {path}")
 

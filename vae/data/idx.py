@@ -7,14 +7,13 @@ import math
 import os
 import struct
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from vae.config import DataConfig
 from vae.data.imageset import ImageSet
 from vae.data.registry import DatasetEntry, names_read_by
-from vae.data.source import dataset_error
+from vae.data.source import dataset_error, torchvision_splits
 
 IDX_DATASETS = names_read_by("idx")
 # torchvision's raw files of the MNIST family: (images, labels) per split, the same names for all.
@@ -39,18 +38,8 @@ def load(entry: DatasetEntry, root: Path, config: DataConfig) -> tuple[ImageSet,
         except (OSError, ValueError) as error:
             raise dataset_error(entry, root, config.download, error) from None
         return train, test
-    import torchvision.datasets as tv
-
-    dataset_class = getattr(tv, str(entry.torchvision))
-    splits = []
-    for train in (True, False):
-        try:
-            dataset = dataset_class(root=str(root), train=train, download=config.download)
-            images, labels = _as_tensors(dataset)
-        except Exception as error:  # noqa: BLE001 - torchvision raises many types; all mean the same
-            raise dataset_error(entry, root, config.download, error) from None
-        splits.append(ImageSet(images, labels))
-    return splits[0], splits[1]
+    # MNIST-family arrays are [N, H, W] bytes.
+    return torchvision_splits(entry, root, config.download, lambda images: images.unsqueeze(1))
 
 
 def read_idx(path: Path, dimensions: int) -> torch.Tensor:
@@ -86,12 +75,3 @@ def _read_split(folder: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     if len(labels) != len(images):
         raise ValueError(f"{len(images)} images in {images_name} but {len(labels)} labels")
     return images.unsqueeze(1), labels.long()
-
-
-def _as_tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """A torchvision MNIST-family dataset's ``[N, H, W]`` bytes as ``[N, 1, H, W]``."""
-    images = torch.as_tensor(dataset.data).unsqueeze(1)
-    labels = torch.as_tensor(dataset.targets)
-    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[0] == 0:
-        raise ValueError(f"unexpected image array {tuple(images.shape)} {images.dtype}")
-    return images.contiguous(), labels.long()

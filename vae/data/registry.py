@@ -188,5 +188,3 @@ def markdown_table() -> str:
         "PATH; a fixed tenth is the test split |"
     )
     return "\n".join(rows) + "\n"
-
-

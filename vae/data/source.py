@@ -11,14 +11,17 @@ from __future__ import annotations
 import contextlib
 import importlib
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vae.config import DATA_DIR_ENV, DataConfig, resolve_data_dir
 from vae.data.imageset import ImageSet
 from vae.data.registry import FOLDER_PREFIX, DatasetEntry, lookup
 from vae.errors import DataError, Setting, all_lines
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Loader(Protocol):
@@ -84,3 +87,30 @@ def torchvision_download(entry: DatasetEntry, root: Path, **kwargs: Any) -> None
     import torchvision.datasets as tv
 
     getattr(tv, str(entry.torchvision))(root=str(root), download=True, **kwargs)
+
+
+def torchvision_splits(
+    entry: DatasetEntry,
+    root: Path,
+    download: bool,
+    layout: Callable[[torch.Tensor], torch.Tensor],
+) -> tuple[ImageSet, ImageSet]:
+    """(train, test) read (and downloaded) by the torchvision class ``entry`` names; ``layout``
+    turns the class's ``data`` array into ``[N, C, H, W]``. Any failure is the dataset's one-line
+    error: torchvision raises many types, and all mean the same to the user."""
+    import torch
+    import torchvision.datasets as tv
+
+    dataset_class = getattr(tv, str(entry.torchvision))
+    splits = []
+    for train in (True, False):
+        try:
+            dataset = dataset_class(root=str(root), train=train, download=download)
+            images = layout(torch.as_tensor(dataset.data))
+            labels = torch.as_tensor(dataset.targets)
+            if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[0] == 0:
+                raise ValueError(f"unexpected image array {tuple(images.shape)} {images.dtype}")
+        except Exception as error:  # noqa: BLE001 - see the docstring
+            raise dataset_error(entry, root, download, error) from None
+        splits.append(ImageSet(images.contiguous(), labels.long()))
+    return splits[0], splits[1]
