@@ -1,4 +1,5 @@
-"""The settings are defined once (vae.config): README's train table and ``train --help`` agree."""
+"""The settings are defined once (vae.config): docs/commands/train.md's table and ``train --help``
+agree."""
 
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ def _tool():
     return module
 
 
-def test_readme_train_table_is_generated_from_the_definition() -> None:
+def test_train_page_table_is_generated_from_the_definition() -> None:
     tool = _tool()
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "commands" / "train.md").read_text(encoding="utf-8")
     assert tool.regenerated(readme) == readme, "run: poetry run python tools/docs_tables.py"
     table = tool.train_options_table()
     assert table in readme

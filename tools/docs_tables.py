@@ -4,9 +4,11 @@
     poetry run python tools/docs_tables.py          # rewrite every generated block
     poetry run python tools/docs_tables.py --check  # exit 1 when a block is out of date
 
-Blocks: ``options:train`` (train's options, from the settings in vae.config and vae.cli.train)
-and ``datasets`` (from the data registry, vae/data/registry.py). tests/test_docs_tables.py runs the
-check, so a setting or dataset added without its documentation fails the suite.
+Blocks: ``options:train`` (train's options, from the settings in vae.config and vae.cli.train),
+``options:generate``, ``options:inference``, ``options:evaluate``, ``options:info`` and
+``options:visualize-MODE`` (each command's own Click parameters: flags, default, help), and
+``datasets`` (from the data registry, vae/data/registry.py). tests/test_docs_pages.py runs the
+check, so an option or dataset added without its documentation fails the suite.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"<!-- (?P<name>[a-z][a-z0-9:_-]*) -->\n.*?<!-- /(?P=name) -->", re.DOTALL)
@@ -59,6 +62,65 @@ def train_options_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+# The commands whose option tables are generated from their own Click parameters: block name ->
+# the command's path under the ``vae`` application.
+COMMAND_TABLES: dict[str, tuple[str, ...]] = {
+    "options:generate": ("generate",),
+    "options:inference": ("inference",),
+    "options:evaluate": ("evaluate",),
+    "options:info": ("info",),
+    **{
+        f"options:visualize-{mode}": ("visualize", mode)
+        for mode in ("interpolate", "traverse", "latent-map", "manifold", "curves", "gallery")
+    },
+}
+
+
+def click_command(path: tuple[str, ...]) -> Any:
+    """The Click command at ``path`` (e.g. ``("visualize", "traverse")``) of the vae app."""
+    import typer
+
+    from vae.cli import app
+
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    return command
+
+
+def _default(param: Any) -> str:
+    """A parameter's default as the table shows it: on/off for flags, blank for none."""
+    value = param.default
+    if getattr(param, "is_flag", False) and isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None or callable(value):
+        return ""
+    if isinstance(value, str | Path):
+        return f"`{value}`"
+    return str(value)
+
+
+def command_options_table(path: tuple[str, ...]) -> str:
+    """One row per parameter of the command in its ``--help`` order, hidden ones left out: the
+    flags (``--download / --no-download``; an argument by its name in capitals), the default and
+    the help text."""
+    rows = []
+    for param in click_command(path).params:
+        if getattr(param, "hidden", False):
+            continue
+        if param.param_type_name == "argument":
+            label = param.name.upper()
+        else:
+            label = ", ".join(param.opts)
+            if param.secondary_opts:
+                label += " / " + ", ".join(param.secondary_opts)
+        meaning = " ".join((getattr(param, "help", None) or "").split()).rstrip(".")
+        rows.append((f"`{label}`", _default(param), meaning.replace("|", "\\|")))
+    lines = ["| option | default | meaning |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |".replace("|  |", "| |") for a, b, c in rows]
+    return "\n".join(lines) + "\n"
+
+
 def datasets_table() -> str:
     """The datasets table, one row per registry entry."""
     from vae.data.registry import markdown_table
@@ -69,6 +131,10 @@ def datasets_table() -> str:
 GENERATORS: dict[str, Callable[[], str]] = {
     "options:train": train_options_table,
     "datasets": datasets_table,
+    **{
+        name: (lambda path=path: command_options_table(path))
+        for name, path in COMMAND_TABLES.items()
+    },
 }
 
 

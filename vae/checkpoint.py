@@ -71,7 +71,7 @@ def read_header(path: str | Path) -> CheckpointHeader:
                 raise CheckpointError(
                     f"{path} is a PyTorch pickle (torch.save), which vae does not load: loading "
                     "a pickle runs any code it holds; convert weights you trust to safetensors "
-                    "(README: Converting PyTorch weights)"
+                    "(docs/checkpoints.md: Converting PyTorch weights)"
                 )
             if len(prefix) < 8:
                 raise CheckpointError(f"{path} is not a safetensors file (only {file_size} bytes)")

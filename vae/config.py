@@ -87,7 +87,7 @@ class DataConfig:
         "mnist",
         help=f"{_choices(DATASETS)}, or folder:PATH for a folder of images.",
         doc=", ".join(f"`{name}`" for name in DATASETS)
-        + ", or `folder:PATH` (your own images); sizes and sources in [Datasets](#datasets)",
+        + ", or `folder:PATH` (your own images); sizes and sources in [Datasets](../datasets.md)",
     )
     data_dir: str | None = setting(
         None,
@@ -402,7 +402,7 @@ class TrainConfig:
         choices=TRACKERS,
         doc="`tensorboard` or `wandb`: also record step and epoch scalars, the grids of every "
         "`--sample-every`, the config and the final metrics (see "
-        "[Experiment trackers](#experiment-trackers))",
+        "[Experiment trackers](../losses-and-trackers.md#experiment-trackers))",
     )
 
 

@@ -2,7 +2,7 @@
 
 A 3 KB file or a mistyped option must never make a command allocate gigabytes: each of these is
 checked before anything is built. The bounds are far above any model or picture this package is
-meant for (the README's "Limits" table lists them); raising one is a one-line change here.
+meant for (docs/checkpoints.md, "Limits", lists them); raising one is a one-line change here.
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ LEADING_ROWS = [
         "lr0 (1 + cos(pi e / N)) / 2) and must be after the epoch the run stands at",
     ),
 ]
-TRAILING_ROWS = [("`--quiet`", "off", "no progress bar or epoch tables")]
+TRAILING_ROWS = [("`--quiet / --no-quiet`", "off", "no progress bar or epoch tables")]
 
 
 def _setting_parameter(setting: TrainSetting) -> inspect.Parameter:
