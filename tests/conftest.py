@@ -1,19 +1,115 @@
-"""Shared fixtures: synthetic MNIST-format data (fast, always there) and the real data (optional)."""
+"""Shared fixtures and suite-wide checks.
+
+Fixtures: synthetic MNIST-format data (fast, always there), one tiny trained run shared by every
+module that needs a run (``trained_run``), and the real data (optional).
+
+The suite never writes into the checkout: ``pytest_sessionstart``/``pytest_sessionfinish`` compare
+``git status --porcelain --ignored`` before and after, and fail the run naming any path that
+appeared (skipped with a note where git or a checkout is missing).
+
+Environment variables that size the long tests (CI's ``.ci/run`` sets the large values):
+
+``VAE_TEST_FUZZ_CASES``
+    how many randomly mutated checkpoints ``tests/test_hostile_checkpoints.py`` loads
+    (default 300; CI 3000).
+``VAE_TEST_KILL_TRIALS``
+    how many kill -9 trials ``tests/test_fault_injection.py`` runs against a training process
+    (default 2; CI 10).
+``VAE_DATA_DIR``
+    a folder holding the real datasets (``MNIST/raw/`` …); tests that need them skip without it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from vae.config import RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def env_count(name: str, default: int) -> int:
+    """A positive whole number from the environment variable ``name`` (see the docstring)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise pytest.UsageError(f"{name} must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise pytest.UsageError(f"{name} must be 1 or more, not {value}")
+    return value
+
+
+# --- the checkout stays as it was ---------------------------------------------------------------
+
+# Not the suite's doing: pytest's and Python's own caches, and the environment CI's clean clone
+# gets from ``poetry install`` before the suite runs.
+_NOT_OURS = (".venv", ".pytest_cache", "__pycache__")
+_STATUS_KEY = pytest.StashKey[list]()
+
+
+def _checkout_status() -> list[str] | None:
+    """``git status --porcelain --ignored`` of the repository (one line per file, the caches
+    left out), or None where git is missing or REPO is not a work tree."""
+    if shutil.which("git") is None:
+        return None
+    command = ["git", "-C", str(REPO), "status", "--porcelain", "--ignored", "--untracked-files=all",
+               "--", ".", *(f":(exclude,glob)**/{name}/**" for name in _NOT_OURS)]  # fmt: skip
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if result.returncode != 0:
+        return None
+    lines = result.stdout.splitlines()
+    return [line for line in lines if not any(part in _NOT_OURS for part in line[3:].split("/"))]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "click_parsed: a bad flag refused by click's parser (boxed under CliRunner)"
+    )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Hypothesis keeps its example database and caches in ./.hypothesis: send them to a temporary
+    # folder instead (removed at the end).
+    from hypothesis import configuration
+
+    home = Path(tempfile.mkdtemp(prefix="vae-tests-hypothesis-"))
+    configuration.set_hypothesis_home_dir(home)
+    session.stash[_STATUS_KEY] = [home, _checkout_status()]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    home, before = session.stash.get(_STATUS_KEY, [None, None])
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    say = reporter.write_line if reporter is not None else print
+    if before is None:
+        say("note: not checking that the suite left the checkout clean (no git, or not a checkout)")
+        return
+    after = _checkout_status()
+    appeared = sorted(set(after or []) - set(before))
+    if appeared:
+        say("error: the test suite wrote into the checkout (git status, new since the start):")
+        for line in appeared:
+            say(f"  {line}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def assert_runs_without_torch(app_name: str, argv: list[str]) -> None:
@@ -68,6 +164,43 @@ def make_synthetic_mnist(root: Path, train: int = 240, test: int = 60, seed: int
 @pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_synthetic_mnist(tmp_path_factory.mktemp("synthetic-data"))
+
+
+# Every module that needs a trained run uses this one (trained once per session). Its settings
+# cover what they check: a mixture prior (3 components), two epochs with sample grids, 120
+# training images. Tests that change a run copy it to tmp_path first; the fixture fails at the end
+# of the session if any file of the shared run changed.
+TRAINED_RUN_FLAGS = [
+    "--limit", "120", "--val-size", "40", "--epochs", "2", "--batch-size", "40",
+    "--latent-dim", "4", "--hidden-sizes", "16", "--conv-widths", "4,8", "--beta-warmup", "1",
+    "--prior-components", "3", "--device", "cpu", "--no-download", "--quiet",
+]  # fmt: skip
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, synthetic_data_dir: Path):
+    """The folder of a tiny run trained through ``vae train`` (read-only: copy it to change it)."""
+    from vae.cli import app
+
+    runs = tmp_path_factory.mktemp("shared-runs")
+    result = CliRunner().invoke(
+        app,
+        ["train", "tiny", "--runs-dir", str(runs), "--data-dir", str(synthetic_data_dir),
+         *TRAINED_RUN_FLAGS],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run = runs / "tiny"
+    before = _digests(run)
+    yield run
+    assert _digests(run) == before, "a test changed the shared run: copy it to tmp_path first"
 
 
 @pytest.fixture
