@@ -168,23 +168,27 @@ def test_folder_dataset(tmp_path):
         target = folder / ("nested" if index % 2 else "") / f"img{index}.png"
         Image.new("RGB", size, colour).save(target)
     (folder / "notes.txt").write_text("not an image")
-    config = DataConfig(dataset=f"folder:{folder}", image_size=16, val_size=2)
+    data = str(tmp_path / "data")  # where the folder's cache goes (never ./data or $VAE_DATA_DIR)
+    config = DataConfig(dataset=f"folder:{folder}", data_dir=data, image_size=16, val_size=2)
     splits = load_splits(config, "mse")
     assert len(splits.train) + len(splits.val) + len(splits.test) == 12
     assert splits.train.images.shape[1:] == (3, 16, 16)
     gray = load_splits(
-        DataConfig(dataset=f"folder:{folder}", image_size=8, channels=1, val_size=2), "bce"
+        DataConfig(dataset=f"folder:{folder}", data_dir=data, image_size=8, channels=1, val_size=2),
+        "bce",
     )
     assert gray.train.images.shape[1:] == (1, 8, 8)
+    assert len(list((tmp_path / "data" / "vae-cache").glob("folder-*.safetensors"))) == 2
 
 
 def test_folder_errors(tmp_path):
+    data = str(tmp_path / "data")
     with pytest.raises(DataError, match="image folder not found"):
-        load_splits(DataConfig(dataset=f"folder:{tmp_path / 'missing'}"), "mse")
+        load_splits(DataConfig(dataset=f"folder:{tmp_path / 'missing'}", data_dir=data), "mse")
     (tmp_path / "broken.png").write_bytes(b"not a png")
     (tmp_path / "other.png").write_bytes(b"not a png either")
     with pytest.raises(DataError, match="cannot read image .*broken.png"):
-        load_splits(DataConfig(dataset=f"folder:{tmp_path}"), "mse")
+        load_splits(DataConfig(dataset=f"folder:{tmp_path}", data_dir=data), "mse")
 
 
 def test_validation_larger_than_training_set_is_an_error(synthetic_data_dir):

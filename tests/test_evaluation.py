@@ -115,17 +115,10 @@ def test_png_bits_rank_simple_images_below_busy_ones():
     assert bits[0] < bits[1]
 
 
-@pytest.fixture(scope="module")
-def small_checkpoint(tmp_path_factory, synthetic_data_dir):
-    runs = tmp_path_factory.mktemp("eval-runs")
-    result = runner.invoke(
-        app,
-        ["train", "small", "--runs-dir", str(runs), "--data-dir", str(synthetic_data_dir), "--limit", "120",
-         "--val-size", "40", "--epochs", "2", "--batch-size", "40", "--latent-dim", "4", "--hidden-sizes", "16",
-         "--conv-widths", "4,8", "--beta-warmup", "1", "--device", "cpu", "--no-download", "--quiet"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return runs / "small" / "checkpoint_best.safetensors"
+@pytest.fixture
+def small_checkpoint(trained_run):
+    """The best checkpoint of the session's shared run (tests/conftest.py)."""
+    return trained_run / "checkpoint_best.safetensors"
 
 
 def test_evaluate_end_to_end_with_outliers_and_json(tmp_path, small_checkpoint, synthetic_data_dir):

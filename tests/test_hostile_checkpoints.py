@@ -1,7 +1,8 @@
 """Broken and hostile checkpoint files: every reader answers with one line and exit 1 or 2.
 
 Structured cases go through every command that reads a checkpoint (CliRunner); a seeded
-byte-mutation fuzz loop then hits the readers behind them thousands of times.
+byte-mutation fuzz loop then hits the readers behind them: $VAE_TEST_FUZZ_CASES times (300 by
+default, 3000 in CI; see tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from PIL import Image
 from safetensors.torch import save as save_safetensors
 from typer.testing import CliRunner
 
+from conftest import env_count
 from vae.checkpoint import LAST_NAME, MODEL_PREFIX, load_model
 from vae.cli import _write_json, app
 from vae.errors import VAEError
@@ -34,21 +36,13 @@ from vae.spec import ModelSpec, _tensor_shapes
 from vae.training import prepare_resume
 
 runner = CliRunner()
-FUZZ_CASES = 3000
+FUZZ_CASES = env_count("VAE_TEST_FUZZ_CASES", 300)
 
 
-@pytest.fixture(scope="module")
-def good_run(tmp_path_factory, synthetic_data_dir) -> Path:
-    runs = tmp_path_factory.mktemp("runs")
-    result = runner.invoke(
-        app,
-        ["train", "good", "--runs-dir", str(runs), "--data-dir", str(synthetic_data_dir),
-         "--limit", "60", "--val-size", "20", "--epochs", "1", "--batch-size", "30",
-         "--latent-dim", "2", "--hidden-sizes", "8", "--conv-widths", "2,4",
-         "--beta-warmup", "0", "--sample-every", "0", "--device", "cpu", "--no-download"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return runs / "good"
+@pytest.fixture
+def good_run(trained_run) -> Path:
+    """The session's shared run (tests/conftest.py); tests that change it copy it first."""
+    return trained_run
 
 
 def split(data: bytes) -> tuple[dict, bytes]:

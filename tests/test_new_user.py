@@ -24,14 +24,10 @@ TINY = [
 CELL = 28 + 2  # an MNIST image and its padding in a grid
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, synthetic_data_dir):
-    runs = tmp_path_factory.mktemp("runs")
-    result = runner.invoke(
-        app, ["train", "r", "--runs-dir", str(runs), "--data-dir", str(synthetic_data_dir), *TINY]
-    )
-    assert result.exit_code == 0, result.output
-    return runs / "r"
+@pytest.fixture
+def run(trained_run):
+    """The session's shared run (tests/conftest.py: 2 epochs, a 3-component mixture prior)."""
+    return trained_run
 
 
 def pixel_values(path, row: int) -> set[int]:

@@ -42,14 +42,11 @@ def one_line_error(result, exit_code: int, *fragments: str) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, synthetic_data_dir) -> Path:
-    runs = tmp_path_factory.mktemp("runs")
-    result = runner.invoke(
-        app, ["train", "r", "--runs-dir", str(runs), "--data-dir", str(synthetic_data_dir), *TINY]
-    )
-    assert result.exit_code == 0, result.output
-    return runs / "r"
+@pytest.fixture
+def run(trained_run) -> Path:
+    """The session's shared run (tests/conftest.py, a 3-component mixture prior); tests that
+    change it copy it first."""
+    return trained_run
 
 
 @pytest.fixture
@@ -287,7 +284,7 @@ def test_resume_writes_under_the_command_lines_data_folder(tmp_path, run, monkey
     data = make_synthetic_mnist(tmp_path / "data")
     monkeypatch.delenv("VAE_DATA_DIR", raising=False)
     result = runner.invoke(
-        app, ["train", "--resume", str(copy), "--epochs", "2", "--data-dir", str(data), "--quiet"]
+        app, ["train", "--resume", str(copy), "--epochs", "3", "--data-dir", str(data), "--quiet"]
     )
     assert result.exit_code == 0, result.output
     assert not elsewhere.exists()  # the checkpoint's path was never used
@@ -300,13 +297,13 @@ def test_resume_on_other_data_is_refused_naming_data_dir(tmp_path, run, monkeypa
     other = make_synthetic_mnist(tmp_path / "other", seed=7)
     monkeypatch.delenv("VAE_DATA_DIR", raising=False)
     result = runner.invoke(
-        app, ["train", "--resume", str(copy), "--epochs", "2", "--data-dir", str(other)]
+        app, ["train", "--resume", str(copy), "--epochs", "3", "--data-dir", str(other)]
     )
     one_line_error(result, 2, "--data-dir", "content hash")
     assert {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()} == before
     monkeypatch.chdir(tmp_path)  # no data under ./data and no VAE_DATA_DIR: a clear data error
     started = time.monotonic()
-    result = runner.invoke(app, ["train", "--resume", str(copy), "--epochs", "2", "--no-download"])
+    result = runner.invoke(app, ["train", "--resume", str(copy), "--epochs", "3", "--no-download"])
     assert result.exit_code in (1, 2), result.output
     assert time.monotonic() - started < 30
 

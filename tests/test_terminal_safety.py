@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from typer.testing import CliRunner
 
-from vae.cli import app
 from vae.reporting import RichReporter, evaluation_table, print_error, printable
 
 BIN = Path(sys.executable).parent
@@ -24,18 +22,10 @@ HOSTILE = "\x1b[31mred\x1b[0m\nsecond line [link=http://x]y[/link] [bold]b[/bold
 SHOWN = "\\x1b[31mred\\x1b[0m\\nsecond line [link=http://x]y[/link] [bold]b[/bold] :smile:"
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, synthetic_data_dir) -> Path:
-    runs = tmp_path_factory.mktemp("runs")
-    result = CliRunner().invoke(
-        app,
-        ["train", "good", "--runs-dir", str(runs), "--data-dir", str(synthetic_data_dir),
-         "--limit", "60", "--val-size", "20", "--epochs", "1", "--batch-size", "30",
-         "--latent-dim", "2", "--hidden-sizes", "8", "--conv-widths", "2,4",
-         "--beta-warmup", "0", "--sample-every", "0", "--device", "cpu", "--no-download"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return runs / "good" / "checkpoint_best.safetensors"
+@pytest.fixture
+def checkpoint(trained_run) -> Path:
+    """The best checkpoint of the session's shared run (tests/conftest.py)."""
+    return trained_run / "checkpoint_best.safetensors"
 
 
 def with_metadata(source: Path, target: Path, change) -> Path:
