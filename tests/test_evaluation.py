@@ -155,7 +155,12 @@ def test_evaluate_end_to_end_with_outliers_and_json(tmp_path, small_checkpoint, 
         assert 0 <= score["auroc"] <= 1
         assert set(score) == {"score", "auroc", "auprc", "fpr_at_95_tpr"}
     assert saved["ood"]["num_out"] == 20
-    assert (tmp_path / "hist.png").stat().st_size > 1000
+    with Image.open(tmp_path / "hist.png") as picture:
+        pixels = np.asarray(picture.convert("L"))
+    height, width = pixels.shape
+    assert width > 2 * height  # one panel per score, side by side
+    for panel in np.array_split(pixels, 3, axis=1):  # each panel has its bars and axes drawn
+        assert (panel < 128).mean() > 0.01
 
 
 def test_evaluate_gaussian_model_reports_no_likelihood(tmp_path, synthetic_data_dir):
