@@ -30,6 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -128,6 +129,23 @@ def assert_runs_without_torch(app_name: str, argv: list[str]) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
+
+
+def grid_cells(path: Path, side: int = 28, padding: int = 2) -> np.ndarray:
+    """The images of a saved grid (white ``padding`` between them) as a (rows, columns, side,
+    side) uint8 array, after checking that the padding is white and the grid is whole."""
+    from PIL import Image
+
+    with Image.open(path) as picture:
+        pixels = np.asarray(picture.convert("L"))
+    step = side + padding
+    rows, columns = (pixels.shape[0] - padding) // step, (pixels.shape[1] - padding) // step
+    assert pixels.shape == (rows * step + padding, columns * step + padding), pixels.shape
+    for axis in (0, 1):
+        gaps = [i for i in range(pixels.shape[axis]) if i % step < padding]
+        assert (np.take(pixels, gaps, axis=axis) == 255).all(), f"{path}: padding not white"
+    cells = pixels[padding:, padding:].reshape(rows, step, columns, step)[:, :side, :, :side]
+    return cells.transpose(0, 2, 1, 3)
 
 
 def _write_idx(path: Path, array: torch.Tensor) -> None:

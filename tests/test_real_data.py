@@ -2,10 +2,11 @@
 
 import math
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import REPO
+from conftest import REPO, grid_cells
 from vae.cli import app
 from vae.config import RunConfig
 from vae.data import load_splits
@@ -50,5 +51,13 @@ def test_inference_reconstructs_real_test_images(mnist_dir, tmp_path):
          "--output-dir", str(tmp_path), "--no-download"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "reconstructions.png").stat().st_size > 1000
-    assert (tmp_path / "samples.png").stat().st_size > 1000
+    samples = grid_cells(tmp_path / "samples.png").reshape(64, 28, 28)
+    for cell in samples:  # each a digit: light strokes on a dark background
+        assert cell.min() < 30 and 0.02 < (cell > 128).mean() < 0.5
+    # 32 test images: rows of originals, each above the row of their reconstructions.
+    cells = grid_cells(tmp_path / "reconstructions.png").astype(float)
+    assert cells.shape[:2] == (8, 8)
+    originals, reconstructions = cells[0::2].reshape(32, 784), cells[1::2].reshape(32, 784)
+    own = np.abs(originals - reconstructions).mean(1)  # each against its own reconstruction
+    other = np.abs(originals - np.roll(reconstructions, 1, axis=0)).mean(1)  # another's
+    assert (own < other).all() and own.mean() < 0.5 * other.mean(), (own, other)
