@@ -224,9 +224,14 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, synthetic_data_dir: Pa
 @pytest.fixture
 def tiny_config(synthetic_data_dir: Path, tmp_path: Path) -> RunConfig:
     """A run that trains in about a second on CPU."""
+    return make_tiny_config(synthetic_data_dir, tmp_path / "runs")
+
+
+def make_tiny_config(data_dir: Path, runs_dir: Path) -> RunConfig:
+    """``tiny_config``'s settings, for fixtures of a wider scope."""
     config = RunConfig()
     config.data.dataset = "mnist"
-    config.data.data_dir = str(synthetic_data_dir)
+    config.data.data_dir = str(data_dir)
     config.data.download = False
     config.data.val_size = 40
     config.model.hidden_sizes = [32]
@@ -237,7 +242,7 @@ def tiny_config(synthetic_data_dir: Path, tmp_path: Path) -> RunConfig:
     config.train.batch_size = 50
     config.train.device = "cpu"
     config.train.sample_every = 1
-    config.train.runs_dir = str(tmp_path / "runs")
+    config.train.runs_dir = str(runs_dir)
     return config
 
 

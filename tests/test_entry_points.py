@@ -91,7 +91,8 @@ def test_ctrl_c_at_a_fixed_early_moment(tmp_path):
 
 @pytest.fixture(scope="module")
 def stopped_run(tmp_path_factory, synthetic_data_dir):
-    """A train run stopped by SIGTERM once it saved its first checkpoint."""
+    """A train run stopped by SIGTERM once it saved its first checkpoint (its own run, not the
+    session's shared one: the stopped process is what is under test)."""
     runs = tmp_path_factory.mktemp("runs")
     process = start(
         [str(BIN / "train"), "run", "--runs-dir", str(runs), "--data-dir",

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import make_tiny_config
 from vae.checkpoint import load_model, read_header, read_metadata, read_tensors
 from vae.config import flag_of, load_config_file
 from vae.errors import ConfigError, TrainingDiverged, TrainingInterrupted, VAEError
@@ -53,12 +54,28 @@ def test_saved_config_reproduces_the_run(tiny_config):
     assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("model."))
 
 
+def resumable_config(config):
+    config.train.epochs = 3
+    config.train.lr_schedule = "cosine"
+    config.objective.beta_warmup = "6steps"
+    return config
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, synthetic_data_dir):
+    """The uninterrupted run the interrupted ones are compared with (trained once: it is the
+    same for every interruption point)."""
+    runs = tmp_path_factory.mktemp("runs")
+    config = resumable_config(make_tiny_config(synthetic_data_dir, runs))
+    return train(config, runs / "reference")
+
+
 @pytest.mark.parametrize("interrupt_at_step", [3, 4, 6])  # mid-epoch, epoch boundary, 2nd epoch
-def test_interrupted_and_resumed_run_equals_uninterrupted(tiny_config, interrupt_at_step):
-    tiny_config.train.epochs = 3
-    tiny_config.train.lr_schedule = "cosine"
-    tiny_config.objective.beta_warmup = "6steps"
-    reference = train(tiny_config, run_dir(tiny_config, "reference"))
+def test_interrupted_and_resumed_run_equals_uninterrupted(
+    tiny_config, interrupt_at_step, uninterrupted
+):
+    resumable_config(tiny_config)
+    reference = uninterrupted
 
     def ctrl_c(step: int) -> None:
         if step == interrupt_at_step:

@@ -37,6 +37,9 @@ def train_small(runs: Path, data: Path, name: str, *extra: str) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, synthetic_data_dir):
+    # Not the session's shared run (tests/conftest.py): the gallery needs a VAE and an
+    # autoencoder trained alike, and the pictures checked here need a run that has learnt more
+    # (200 images, 3 epochs, wider layers) than the shared one. Nothing here changes them.
     folder = tmp_path_factory.mktemp("vis-runs")
     return {
         "vae": train_small(folder, synthetic_data_dir, "vae"),
