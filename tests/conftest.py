@@ -100,7 +100,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if home is not None:
         shutil.rmtree(home, ignore_errors=True)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    say = reporter.write_line if reporter is not None else print
+    say = print
+    if reporter is not None:
+        reporter.write("\n")  # after the progress line
+        say = reporter.write_line
     if before is None:
         say("note: not checking that the suite left the checkout clean (no git, or not a checkout)")
         return
