@@ -88,10 +88,14 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     # Hypothesis keeps its example database and caches in ./.hypothesis: send them to a temporary
     # folder instead (removed at the end).
-    from hypothesis import configuration
-
-    home = Path(tempfile.mkdtemp(prefix="vae-tests-hypothesis-"))
-    configuration.set_hypothesis_home_dir(home)
+    home = None
+    try:
+        from hypothesis import configuration
+    except ImportError:  # a dev dependency; only tests/test_properties.py needs it
+        pass
+    else:
+        home = Path(tempfile.mkdtemp(prefix="vae-tests-hypothesis-"))
+        configuration.set_hypothesis_home_dir(home)
     session.stash[_STATUS_KEY] = [home, _checkout_status()]
 
 
