@@ -16,7 +16,8 @@ Environment variables that size the long tests (CI's ``.ci/run`` sets the large 
     how many kill -9 trials ``tests/test_fault_injection.py`` runs against a training process
     (default 2; CI 10).
 ``VAE_DATA_DIR``
-    a folder holding the real datasets (``MNIST/raw/`` …); tests that need them skip without it.
+    a folder holding the real datasets (``MNIST/raw/`` …), else ``../shared/data`` beside the
+    checkout; tests that need them skip when neither holds them.
 """
 
 from __future__ import annotations
