@@ -104,21 +104,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     home, before = session.stash.get(_STATUS_KEY, [None, None])
     if home is not None:
         shutil.rmtree(home, ignore_errors=True)
+    after = _checkout_status() if before is not None else None
+    if before is None or after is None:
+        lines = [
+            "note: not checking that the suite left the checkout clean (no git, or not a checkout)"
+        ]
+    else:
+        appeared = sorted(set(after) - set(before))
+        lines = [
+            "error: the test suite wrote into the checkout (git status, new since the start):",
+            *(f"  {line}" for line in appeared),
+        ] if appeared else []  # fmt: skip
+        if appeared:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    say = print
-    if reporter is not None:
+    if lines and reporter is not None:
         reporter.write("\n")  # after the progress line
-        say = reporter.write_line
-    if before is None:
-        say("note: not checking that the suite left the checkout clean (no git, or not a checkout)")
-        return
-    after = _checkout_status()
-    appeared = sorted(set(after or []) - set(before))
-    if appeared:
-        say("error: the test suite wrote into the checkout (git status, new since the start):")
-        for line in appeared:
-            say(f"  {line}")
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    for line in lines:
+        (reporter.write_line if reporter is not None else print)(line)
 
 
 def assert_runs_without_torch(app_name: str, argv: list[str]) -> None:
