@@ -47,7 +47,10 @@ def test_elbo_terms_are_finite_for_extreme_encoder_outputs(raw_logvar, mu_value,
     assert terms.kl >= 0
 
 
-@settings(max_examples=25, deadline=None)
+# derandomize: with N(0, I) the -ELBO uses the exact KL while the NLL uses k samples, so the two
+# are ordered only in expectation; a fixed set of examples keeps the check from flaking (a random
+# one failed by 4e-4 nats at seed 299), and the mixture-prior test below checks the exact order.
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(st.integers(min_value=0, max_value=10_000), st.integers(min_value=1, max_value=4))
 def test_importance_weighted_bound_is_at_least_the_elbo_on_average(seed, latent):
     torch.manual_seed(seed)
@@ -59,3 +62,19 @@ def test_importance_weighted_bound_is_at_least_the_elbo_on_average(seed, latent)
     # log p(x) >= IWAE bound >= ELBO in expectation: NLL estimate <= -ELBO on average.
     assert torch.isfinite(scores["nll"]).all()
     assert scores["nll"].mean() <= scores["neg_elbo"].mean() + 1e-4
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(min_value=0, max_value=10_000), st.integers(min_value=1, max_value=4))
+def test_importance_weighted_bound_is_at_least_the_same_samples_elbo(seed, latent):
+    """With a mixture prior the KL is estimated on the same k samples as the NLL, so Jensen's
+    inequality orders them exactly, image by image: -log mean(w) <= -mean(log w)."""
+    torch.manual_seed(seed)
+    spec = ModelSpec("mlp", latent, 1, 2, 2, "bce", [6], [], prior="mog", prior_components=3)
+    model = build_model(spec).eval()
+    x = torch.bernoulli(
+        torch.full((16, 1, 2, 2), 0.5), generator=torch.Generator().manual_seed(seed)
+    )
+    scores = score_batch(model, x, 64, torch.Generator().manual_seed(seed))
+    assert torch.isfinite(scores["nll"]).all()
+    assert (scores["nll"] <= scores["neg_elbo"] + 1e-4).all()
