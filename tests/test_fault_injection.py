@@ -18,7 +18,7 @@ KILL_TRIALS = env_count("VAE_TEST_KILL_TRIALS", 2)
 TINY_RUN = [
     "--limit", "200", "--val-size", "40", "--epochs", "3", "--batch-size", "20",
     "--latent-dim", "2", "--hidden-sizes", "16", "--conv-widths", "4,8",
-    "--device", "cpu", "--no-download",
+    "--prior-components", "3", "--sample-every", "0", "--device", "cpu", "--no-download",
 ]  # fmt: skip
 
 
