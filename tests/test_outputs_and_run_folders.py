@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import stat
+import struct
 import subprocess
 import sys
 import time
@@ -363,3 +364,159 @@ def test_training_sizes_are_bounded(tmp_path, flags, fragment):
     )
     one_line_error(result, 2, fragment)
     assert not (tmp_path / "runs").exists()
+
+
+# --- what a hostile review found --------------------------------------------------------------
+
+
+def _image_folder(folder: Path, count: int = 4) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        pixels = np.full((28, 28), 40 * index, np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{index}.png")
+    return folder
+
+
+def test_outputs_inside_a_folder_dataset_that_is_read_are_refused(checkpoint, tmp_path):
+    from test_hostile_checkpoints import join, split
+
+    from vae.cli.common import read_paths
+
+    images = _image_folder(tmp_path / "mine")
+    before = (images / "img1.png").read_bytes()
+    result = runner.invoke(
+        app,
+        ["evaluate", "--checkpoint", str(checkpoint), "--ood-dataset", f"folder:{images}",
+         "--histogram", str(images / "img1.png"), "--k", "2", "--limit", "4", "--quiet"],
+    )  # fmt: skip
+    one_line_error(result, 1, "refusing", "reads")
+    assert (images / "img1.png").read_bytes() == before
+    # A checkpoint trained on folder:PATH reads PATH's images when no --input is given.
+    header, body = split(checkpoint.read_bytes())
+    vae = json.loads(header["__metadata__"]["vae"])
+    vae["data"]["dataset"] = f"folder:{images}"
+    header["__metadata__"]["vae"] = json.dumps(vae)
+    checkpoint.write_bytes(join(header, body))
+    assert images in read_paths(checkpoint)
+    result = runner.invoke(
+        app, ["inference", "--checkpoint", str(checkpoint), "--output-dir", str(images)]
+    )
+    one_line_error(result, 1, "refusing", "reads")
+
+
+def test_evaluate_refuses_one_file_for_json_and_histogram_before_evaluating(checkpoint, tmp_path):
+    same = tmp_path / "same.png"
+    result = runner.invoke(
+        app,
+        ["evaluate", "--checkpoint", str(checkpoint), "--ood-dataset", "fashionmnist",
+         "--output", str(same), "--histogram", str(same)],
+    )  # fmt: skip
+    one_line_error(result, 2, "--histogram", "name two files")
+    assert not same.exists()
+
+
+def test_links_planted_in_a_folder_never_redirect_a_write(tmp_path, checkpoint):
+    import os as _os
+
+    precious = tmp_path / "precious.txt"
+    precious.write_text("precious")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    # The temporary name an atomic write uses (pid-based): a link there is removed, not followed.
+    (shared / f".out.png.{_os.getpid()}.tmp").symlink_to(precious)
+    result = runner.invoke(
+        app, ["generate", "--checkpoint", str(checkpoint), "--output", str(shared / "out.png")]
+    )
+    assert result.exit_code == 0, result.output
+    assert precious.read_text() == "precious" and not (shared / "out.png").is_symlink()
+    # A .lock that is a link in a run folder: refused, the file it points to untouched.
+    run_dir = tmp_path / "runs" / "x"
+    run_dir.mkdir(parents=True)
+    (run_dir / LOCK_NAME).symlink_to(precious)
+    with pytest.raises(VAEError, match="not a plain file"):
+        with run_folder_lock(run_dir):
+            pass
+    assert precious.read_text() == "precious"
+
+
+def test_a_run_whose_images_folder_is_a_link_is_not_resumed(run, tmp_path, synthetic_data_dir):
+    copy = tmp_path / "r"
+    shutil.copytree(run, copy)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    if (copy / "images").exists():
+        shutil.rmtree(copy / "images")
+    (copy / "images").symlink_to(victim)
+    result = runner.invoke(
+        app,
+        ["train", "--resume", str(copy), "--epochs", "3", "--sample-every", "1",
+         "--data-dir", str(synthetic_data_dir)],
+    )  # fmt: skip
+    one_line_error(result, 2, "images", "not a folder of the run")
+    assert list(victim.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fragment"),
+    [
+        (["visualize", "manifold", "--span", "1e39"], "--span"),
+        (["visualize", "traverse", "--span", "1e308"], "--span"),
+        (["generate", "--temperature", "1e308"], "--temperature"),
+    ],
+)
+def test_finite_but_huge_scales_are_refused(checkpoint, tmp_path, arguments, fragment):
+    result = runner.invoke(
+        app, [*arguments, "--checkpoint", str(checkpoint), "--output", str(tmp_path / "o.png")]
+    )
+    one_line_error(result, 2, fragment, "limit")
+
+
+def test_broken_metrics_files_are_one_line(run, tmp_path):
+    for content in (
+        b"\xff\xfe\x00garbage\n",
+        b"[" * 200_000 + b"\n",
+        b'{"epoch": 1, "train_loss": NaN}\n',
+    ):
+        copy = tmp_path / f"r{len(content)}"
+        shutil.copytree(run, copy)
+        with open(copy / "metrics.jsonl", "ab") as handle:
+            handle.write(content)
+        result = runner.invoke(
+            app, ["visualize", "curves", str(copy), "--output", str(copy / "c.png")]
+        )
+        one_line_error(result, 1, "metrics.jsonl")
+
+
+def test_pictures_of_non_finite_values_are_refused(tmp_path):
+    target = tmp_path / "grid.png"
+    with pytest.raises(VAEError, match="NaN or infinite"):
+        save_grid(np.full((2, 1, 4, 4), np.nan, np.float32), target)
+    assert not target.exists()
+
+
+def test_headers_the_loaders_refuse_are_refused_by_info_too(checkpoint, tmp_path):
+    from test_hostile_checkpoints import split
+
+    header, body = split(checkpoint.read_bytes())
+    utf16 = json.dumps(header).encode("utf-16")
+    (tmp_path / "utf16.safetensors").write_bytes(struct.pack("<Q", len(utf16)) + utf16 + body)
+    vae = json.loads(header["__metadata__"]["vae"])
+    vae["epoch"] = float("nan")
+    header["__metadata__"]["vae"] = json.dumps(vae)  # Python writes the NaN, JSON has none
+    text = json.dumps(header).encode()
+    (tmp_path / "nan.safetensors").write_bytes(struct.pack("<Q", len(text)) + text + body)
+    for name in ("utf16", "nan"):
+        for command in (["info", str(tmp_path / f"{name}.safetensors")],
+                        ["generate", "--checkpoint", str(tmp_path / f"{name}.safetensors"),
+                         "--output", str(tmp_path / "o.png")]):  # fmt: skip
+            assert runner.invoke(app, command).exit_code == 1, (name, command)
+
+
+def test_result_lines_show_file_names_escaped(checkpoint, tmp_path):
+    name = tmp_path / "ev\x1b[31mil\nx.png"
+    result = runner.invoke(
+        app, ["generate", "--checkpoint", str(checkpoint), "--output", str(name)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\\x1b[31mil\\nx.png" in result.output
+    assert len(result.output.strip().splitlines()) == 1

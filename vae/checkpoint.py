@@ -89,7 +89,9 @@ def read_header(path: str | Path) -> CheckpointHeader:
             )
         raise CheckpointError(f"{path} is not a safetensors file (no valid header)")
     try:
-        header = json.loads(header_bytes)
+        # Decoded here: json.loads on bytes would also accept UTF-16 and UTF-32, which the
+        # safetensors readers behind every loader refuse (the header is UTF-8).
+        header = json.loads(header_bytes.decode("utf-8"))
         if not isinstance(header, dict):
             raise ValueError("header is not a JSON object")
         raw_metadata = header.pop("__metadata__", None) or {}
@@ -129,9 +131,11 @@ def read_header(path: str | Path) -> CheckpointHeader:
             f"{__version__} can read (up to {FORMAT_VERSION}): upgrade vae"
         )
     try:
-        metadata = json.loads(raw_metadata["vae"])
+        # NaN and Infinity are not JSON: vae never writes them, and they would reach the
+        # figures `info` prints and the JSON it writes.
+        metadata = json.loads(raw_metadata["vae"], parse_constant=_not_json)
         state_text = raw_metadata.get("training_state")
-        training_state = json.loads(state_text) if state_text else None
+        training_state = json.loads(state_text, parse_constant=_not_json) if state_text else None
     except (KeyError, ValueError, RecursionError):
         raise CheckpointError(f"{path} has corrupt vae metadata (not valid JSON)") from None
     if not isinstance(metadata, dict) or not isinstance(training_state, dict | None):
@@ -381,6 +385,10 @@ def _renames(path: str | Path, version: int, metadata: dict[str, Any]) -> dict[s
     except (KeyError, TypeError, ValueError, ConfigError) as error:
         raise CheckpointError(f"{path} describes a model this vae cannot build: {error}") from None
     return version1_names(spec)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _stored_renames(path: str | Path, raw_metadata: dict[str, str]) -> dict[str, str]:

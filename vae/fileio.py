@@ -38,7 +38,9 @@ def atomic_write_bytes(path: str | Path, data: bytes, replaces: str | None = Non
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temporary, "wb") as handle:
+        if os.path.lexists(temporary):  # left by a killed process, or a link planted there
+            os.unlink(temporary)  # removes a link itself, never what it points to
+        with open(temporary, "wb", opener=_new_file) as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -55,6 +57,12 @@ def atomic_write_bytes(path: str | Path, data: bytes, replaces: str | None = Non
     _fsync_directory(path.parent)
 
 
+def _new_file(name: str, flags: int) -> int:
+    """``open``'s opener for temporary files: created here and now, never through a link
+    (O_EXCL | O_NOFOLLOW), so a link planted under the name cannot redirect the write."""
+    return os.open(name, flags | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+
+
 def check_replaceable(path: str | Path, kind: str | None, reads: Iterable[Path] = ()) -> None:
     """Raise VAEError unless writing a file of ``kind`` at ``path`` destroys nothing.
 
@@ -66,22 +74,30 @@ def check_replaceable(path: str | Path, kind: str | None, reads: Iterable[Path] 
     """
     path = Path(path)
     target = Path(os.path.realpath(path))
+    for source in reads:
+        # A new file inside a folder the command reads changes that folder too (a dataset).
+        folder = Path(os.path.realpath(source))
+        inside = folder.is_dir() and target.is_relative_to(folder)
+        if inside or target == folder:
+            where = "is inside" if inside else "is"
+            raise VAEError(
+                f"refusing to write {path}: it {where} {source}, which this command reads; "
+                "choose another output path"
+            )
     try:
         status = os.stat(target)
     except OSError:
         return  # nothing there (or a path the write itself will report)
     if not stat.S_ISREG(status.st_mode):
         raise VAEError(f"refusing to write {path}: it is {_what(status.st_mode)}, not a file")
-    for source in reads:
-        folder = Path(os.path.realpath(source))
+    for source in reads:  # the same file under another name (a hard link)
         try:
             same = os.path.samefile(source, target)
         except OSError:
             continue
-        if same or (folder.is_dir() and target.is_relative_to(folder)):
-            where = "is" if same else "is inside"
+        if same:
             raise VAEError(
-                f"refusing to write {path}: it {where} {source}, which this command reads; "
+                f"refusing to write {path}: it is {source}, which this command reads; "
                 "choose another output path"
             )
     if kind is None or status.st_size == 0 or _holds(target, kind):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
-from vae.errors import ConfigError
+from vae.errors import ConfigError, VAEError
 from vae.fileio import PICTURE, atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -32,12 +32,22 @@ def as_array(images: Images) -> np.ndarray:
     return np.asarray(images, dtype=np.float32)
 
 
+def _finite(values: np.ndarray) -> np.ndarray:
+    """``values``, unless some are NaN or infinite: a picture of them would be silently black."""
+    if not np.isfinite(values).all():
+        raise VAEError(
+            "the decoded images hold NaN or infinite values (the model's outputs overflow: "
+            "weights or temperature too large); no picture written"
+        )
+    return values
+
+
 def tile(images: Images, columns: int) -> np.ndarray:
     """[N, C, H, W] in [0, 1] -> one [C, H', W'] grid, ``columns`` images per row.
 
     Values are clamped to [0, 1], never rescaled per grid: a grey pixel stays grey.
     """
-    images = as_array(images)
+    images = _finite(as_array(images))
     if images.ndim != 4 or images.shape[0] == 0:
         raise ValueError(f"expected a non-empty [N, C, H, W] batch, got {tuple(images.shape)}")
     count, channels, height, width = images.shape
@@ -129,7 +139,8 @@ def _to_pil(image: Images, scale: int = 1) -> Any:
     from PIL import Image
 
     # float32 multiply and round-half-to-even: the same pixel values torch's mul/round gave.
-    pixels = np.round(np.clip(as_array(image), 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+    pixels = np.round(np.clip(_finite(as_array(image)), 0.0, 1.0) * np.float32(255.0))
+    pixels = pixels.astype(np.uint8)
     if pixels.shape[0] == 1:
         picture = Image.fromarray(pixels[0])
     else:

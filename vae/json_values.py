@@ -8,9 +8,10 @@ from typing import Any
 
 
 def is_number(value: Any, none: bool = False) -> bool:
-    """Whether a JSON value is a number (``bool`` is not; ``None`` is when ``none``)."""
+    """Whether a JSON value is a finite number (``bool``, NaN and infinities are not; ``None``
+    is when ``none``): vae writes no other, and a NaN would pass every comparison as false."""
     return (none and value is None) or (
-        isinstance(value, int | float) and not isinstance(value, bool)
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     )
 
 

@@ -22,6 +22,10 @@ MAX_PICTURE_IMAGES = 10_000  # images in one grid, GIF or mosaic (generate, visu
 MAX_PICTURE_PIXELS = 200_000_000  # values (images x channels x height x width) in one picture
 MAX_IMPORTANCE_SAMPLES = 1_000_000  # evaluate --k
 MAX_REPEATS = 1000  # evaluate --repeats
+# Scales of the prior's spread (generate --temperature) and of a sweep in standard deviations
+# (visualize --span): far beyond anything informative, and far below float32's range.
+MAX_TEMPERATURE = 100.0
+MAX_SPAN = 100.0
 
 
 def check_at_most(name: str, value: int | float, bound: int | float, hint: str = "") -> None:

@@ -80,7 +80,14 @@ class RunFolder:
         return run_folder_lock(self.path)
 
     def check_can_start(self, resume: bool) -> None:
-        """Refuse to start a new run over a folder holding another run's files."""
+        """Refuse to start a new run over a folder holding another run's files, or one whose
+        images/ folder is a link (the grids would be written wherever it points)."""
+        images = self.path / IMAGES_NAME
+        if images.is_symlink() or (images.exists() and not images.is_dir()):
+            raise ConfigError(
+                f"{images} is not a folder of the run (a link or a file): vae writes a run's "
+                "files only inside its folder; remove it"
+            )
         if not resume and self.path.exists() and not self._restartable():
             raise ConfigError(
                 f"run directory {self.path} already exists: continue it with ",
@@ -149,12 +156,16 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not a metrics.jsonl file (not UTF-8 text)") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested thousands deep
             raise DataError(f"{path}: line {number} is not valid JSON") from None
         if not isinstance(record, dict) or not is_count(record.get("epoch")):
             raise DataError(f"{path}: line {number} is not an epoch record")

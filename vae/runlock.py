@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,7 +56,22 @@ def _acquire(path: Path) -> int:
     import fcntl  # POSIX; vae's training runs on Linux and macOS
 
     while True:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            # Never through a link: a planted .lock -> some file must not get truncated.
+            descriptor = os.open(
+                path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK, 0o644
+            )
+        except OSError as error:
+            raise VAEError(
+                f"cannot lock run folder {path.parent}: {path.name} there is not a plain file "
+                f"({error.strerror or error}); remove it"
+            ) from None
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise VAEError(
+                f"cannot lock run folder {path.parent}: {path.name} there is not a plain file; "
+                "remove it"
+            )
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

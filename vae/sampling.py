@@ -118,12 +118,17 @@ def sample_images(
     ``checkpoint``: with NumPy on the CPU (no torch imported; a NumPy array), with the torch
     model on any other device (a tensor on it). The latents are the same either way."""
     if device == "cpu":
+        import numpy as np
+
         from vae import numpy_sampling
 
         spec, weights = numpy_sampling.load_decoder(checkpoint)
-        return numpy_sampling.decode(
-            spec, weights, draw_latents(spec, weights, count, seed, temperature)
-        )
+        # Overflow (huge weights, a huge temperature) is reported once, as non-finite pixels,
+        # by whoever draws the picture, not as NumPy warnings on the way.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return numpy_sampling.decode(
+                spec, weights, draw_latents(spec, weights, count, seed, temperature)
+            )
     from vae.checkpoint import load_model
     from vae.device import resolve_device
 

@@ -133,13 +133,19 @@ def check_grid_fits(grid_size: int, **counts: int) -> None:
 
 
 def check_finite_positive(**values: float) -> None:
-    """Refuse values that are not positive and finite, naming the option."""
+    """Refuse values that are not positive and finite, or above their bound in vae.limits
+    (``temperature``, ``span``), naming the option."""
+    from vae import limits
+
+    bounds = {"temperature": limits.MAX_TEMPERATURE, "span": limits.MAX_SPAN}
     for name, value in values.items():
+        flag = f"--{name.replace('_', '-')}"
         if not (value > 0 and math.isfinite(value)):
             raise ConfigError(
-                f"invalid value for --{name.replace('_', '-')}: {value} (expected a positive, "
-                "finite number)"
+                f"invalid value for {flag}: {value} (expected a positive, finite number)"
             )
+        if name in bounds:
+            limits.check_at_most(flag, value, bounds[name])
 
 
 def check_picture_size(checkpoint: Path, **counts: int) -> ModelSpec:
@@ -154,13 +160,39 @@ def check_picture_size(checkpoint: Path, **counts: int) -> ModelSpec:
     return spec
 
 
-def check_pictures(*reads: Path | None, **outputs: Path) -> None:
+def read_paths(*reads: Path | str | None) -> list[Path]:
+    """What a command reads, for the output checks: the files and folders given (None skipped),
+    the folder of every ``folder:PATH`` dataset among them, and for a checkpoint the folder of
+    its own ``folder:`` dataset (its test images are read when no other input is named)."""
+    from vae.checkpoint import read_header
+    from vae.errors import VAEError
+
+    paths: list[Path] = []
+    for read in reads:
+        if read is None:
+            continue
+        if isinstance(read, str):
+            if read.startswith("folder:"):
+                paths.append(Path(read[len("folder:") :]).expanduser())
+            continue
+        paths.append(read)
+        if read.suffix == ".safetensors" and read.is_file():
+            try:
+                dataset = read_header(read).metadata.get("data", {}).get("dataset")
+            except (VAEError, AttributeError):
+                continue  # the command itself reports what is wrong with the file
+            if isinstance(dataset, str) and dataset.startswith("folder:"):
+                paths.append(Path(dataset[len("folder:") :]).expanduser())
+    return paths
+
+
+def check_pictures(*reads: Path | str | None, **outputs: Path) -> None:
     """Refuse picture outputs named with a suffix vae cannot write, or that would replace an
-    input or a file that is not a picture."""
+    input (see :func:`read_paths`) or a file that is not a picture."""
     from vae.images import check_gif_name, picture_format
 
     for option, path in outputs.items():
-        check_output_file(path, f"--{option}", PICTURE, [r for r in reads if r is not None])
+        check_output_file(path, f"--{option}", PICTURE, read_paths(*reads))
         if option == "gif":
             check_gif_name(path)
         else:
@@ -173,6 +205,14 @@ def check_pictures(*reads: Path | None, **outputs: Path) -> None:
 def count(number: int, noun: str) -> str:
     """'1 sample', '3 samples'."""
     return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def say(text: str) -> None:
+    """A line of a command's result on stdout, escaped: it names files and runs, which may hold
+    escape sequences or line breaks (see vae.reporting.printable)."""
+    from vae.reporting import printable
+
+    typer.echo(printable(text))
 
 
 def explain_autoencoder_samples(is_autoencoder: bool) -> None:

@@ -20,6 +20,8 @@ from vae.cli.common import (
     check_pictures,
     check_positive,
     handle_errors,
+    read_paths,
+    say,
     write_json,
     write_safely,
 )
@@ -74,7 +76,7 @@ def evaluate_command(
     """ELBO, importance-weighted NLL (nats and bits/dim), active units; outlier detection."""
     _check_options(k, repeats, batch_size, seed, limit, binarize_test, dataset, input_path)
     # An evaluation can take an hour: a path it could never write is refused before it starts.
-    reads = [checkpoint] + ([input_path] if input_path is not None else [])
+    reads = read_paths(checkpoint, input_path, dataset, ood_dataset)
     _check_outputs(reads, output, ood_dataset, histogram)
     from vae.evaluation import evaluate_checkpoint
     from vae.reporting import RichReporter
@@ -128,6 +130,13 @@ def _check_options(
 def _check_outputs(
     reads: list[Path], output: Path | None, ood_dataset: str | None, histogram: Path
 ) -> None:
+    if output is not None and ood_dataset is not None:
+        from vae.ood import scores_path
+
+        if histogram.resolve() in (output.resolve(), scores_path(output).resolve()):
+            raise ConfigError(
+                f"--histogram {histogram} is a file --output also writes: name two files"
+            )
     if output is not None:
         check_output_file(output, "--output", EVALUATION, reads)
         if ood_dataset is not None:
@@ -157,9 +166,9 @@ def _report(result: dict[str, Any], output: Path | None) -> None:
         scores_file = scores_path(output)
         result["ood"]["scores_file"] = scores_file.name  # beside the JSON
         write_safely(lambda: _write_scores(scores_file, scores_csv(per_image)), scores_file)
-        typer.echo(f"wrote {scores_file}")
+        say(f"wrote {scores_file}")
     write_safely(lambda: write_json(output, result, _write_evaluation), output)
-    typer.echo(f"wrote {output}")
+    say(f"wrote {output}")
 
 
 def _write_evaluation(path: Path, text: str) -> None:

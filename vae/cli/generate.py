@@ -22,6 +22,7 @@ from vae.cli.common import (
     count,
     explain_autoencoder_samples,
     handle_errors,
+    say,
     write_safely,
 )
 from vae.cli.info import print_info
@@ -59,4 +60,4 @@ def generate_command(
     explain_autoencoder_samples(spec.model_type == "ae")
     samples = sample_images(checkpoint, num_samples, seed, temperature, device)
     path = write_safely(lambda: save_grid(samples, output, grid_size), output)
-    typer.echo(f"wrote {count(num_samples, 'sample')} to {path}")
+    say(f"wrote {count(num_samples, 'sample')} to {path}")

@@ -24,6 +24,8 @@ from vae.cli.common import (
     explain_autoencoder_samples,
     handle_errors,
     load_command_inputs,
+    read_paths,
+    say,
     write_safely,
 )
 from vae.cli.info import print_info
@@ -66,7 +68,7 @@ def inference_command(
         return
     _check_options(mode, num_images, num_samples, grid_size, seed)
     check_output_folder(output_dir, "--output-dir")
-    reads = [checkpoint] + ([input_path] if input_path is not None else [])
+    reads = read_paths(checkpoint, input_path)
     for name in ("reconstructions.png", "samples.png"):
         check_replaceable(output_dir / name, PICTURE, reads)
     check_picture_size(checkpoint, num_samples=num_samples, num_images=num_images)
@@ -118,7 +120,7 @@ def _write_samples(
     samples = sample_from_model(model, num_samples, seed)
     target = output_dir / "samples.png"
     write_safely(lambda: save_grid(samples, target, grid_size), target)
-    typer.echo(f"wrote {count(num_samples, 'sample')} to {target}")
+    say(f"wrote {count(num_samples, 'sample')} to {target}")
 
 
 def _write_reconstructions(inputs: Any, output_dir: Path, grid_size: int) -> None:
@@ -131,4 +133,4 @@ def _write_reconstructions(inputs: Any, output_dir: Path, grid_size: int) -> Non
     write_safely(
         lambda: save_reconstruction_grid(originals, reconstructions, target, grid_size), target
     )
-    typer.echo(f"wrote {count(originals.shape[0], 'reconstruction')} to {target}")
+    say(f"wrote {count(originals.shape[0], 'reconstruction')} to {target}")

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vae.cli.common import handle_errors, is_main_process
+from vae.cli.common import handle_errors, is_main_process, say
 from vae.config import SECTIONS, Option, RunConfig, load_config_file
 from vae.errors import ConfigError
 
@@ -186,8 +186,8 @@ def _train(
         stop_requested=stop_requested,
     )
     if is_main_process():
-        typer.echo(f"best checkpoint: {result.best_path}")
-        typer.echo(f"last checkpoint: {result.last_path}")
+        say(f"best checkpoint: {result.best_path}")
+        say(f"last checkpoint: {result.last_path}")
 
 
 def _run_config(

@@ -25,6 +25,7 @@ from vae.cli.common import (
     check_positive,
     handle_errors,
     load_command_inputs,
+    say,
     write_safely,
 )
 from vae.config import check_seed
@@ -88,7 +89,7 @@ def interpolate_command(
     result = write_safely(
         lambda: interpolate(inputs, output, gif_path, **options), output, gif_path
     )
-    typer.echo(f"wrote {result.grid_path} and {result.gif_path} ({result.frames} frames)")
+    say(f"wrote {result.grid_path} and {result.gif_path} ({result.frames} frames)")
 
 
 @visualize_app.command("traverse", cls=AliasCommand)
@@ -125,7 +126,7 @@ def traverse_command(
     skipped = (
         f"; skipped inactive {', '.join(f'z{d}' for d in result.skipped)}" if result.skipped else ""
     )
-    typer.echo(f"wrote {result.path}: rows {', '.join(f'z{d}' for d in result.dims)}{skipped}")
+    say(f"wrote {result.path}: rows {', '.join(f'z{d}' for d in result.dims)}{skipped}")
 
 
 @visualize_app.command("latent-map", cls=AliasCommand)
@@ -151,7 +152,7 @@ def latent_map_command(
     if compare is not None:
         panels.append(load_command_inputs(compare, input_path, data_dir, download, limit, device))
     path = write_safely(lambda: latent_map(panels, output), output)
-    typer.echo(f"wrote {path}")
+    say(f"wrote {path}")
 
 
 @visualize_app.command("manifold", cls=AliasCommand)
@@ -175,7 +176,7 @@ def manifold_command(
     check_picture_size(checkpoint, **{"size x size": size * size})
     inputs = load_command_inputs(checkpoint, input_path, data_dir, download, limit, device)
     path = write_safely(lambda: manifold(inputs, output, size=size, span=span), output)
-    typer.echo(f"wrote {path}")
+    say(f"wrote {path}")
 
 
 @visualize_app.command("curves", cls=AliasCommand)
@@ -193,7 +194,7 @@ def curves_command(
     if output is not None:  # the command reads the run's metrics, not the whole folder
         check_pictures(run / METRICS_NAME if run.is_dir() else run, output=output)
     path = write_safely(lambda: curves(run, output), output or run)
-    typer.echo(f"wrote {path}")
+    say(f"wrote {path}")
 
 
 @visualize_app.command("gallery", cls=AliasCommand)
@@ -230,7 +231,7 @@ def gallery_command(
     options |= {"data_dir": data_dir, "download": download, "ood_reports": _ood_reports(ood_report)}
     paths = write_safely(lambda: gallery(checkpoint, output_dir, **options), output_dir)
     for path in paths:
-        typer.echo(f"wrote {path}")
+        say(f"wrote {path}")
 
 
 def _ood_reports(given: list[Path] | None) -> list[Path]:
