@@ -470,7 +470,8 @@ def broken_png(path: Path) -> Path:
 
 
 def test_a_png_that_pillow_fails_on_with_syntax_error_is_one_line(tmp_path, good_run):
-    image = broken_png(tmp_path / "broken.png")
+    (tmp_path / "in").mkdir()
+    image = broken_png(tmp_path / "in" / "broken.png")
     with pytest.raises(SyntaxError), Image.open(image) as opened:
         opened.load()  # the case is the one the test means
     checkpoint = str(good_run / LAST_NAME)
@@ -478,7 +479,7 @@ def test_a_png_that_pillow_fails_on_with_syntax_error_is_one_line(tmp_path, good
         ["inference", "--checkpoint", checkpoint, "--input", str(image), "--mode", "reconstruct",
          "--output-dir", str(tmp_path / "out")],
         ["evaluate", "--checkpoint", checkpoint, "--input", str(image), "--k", "2"],
-        ["visualize", "interpolate", "--checkpoint", checkpoint, "--input", str(tmp_path),
+        ["visualize", "interpolate", "--checkpoint", checkpoint, "--input", str(tmp_path / "in"),
          "--output", str(tmp_path / "i.png")],
     ):  # fmt: skip
         one_line_error(runner.invoke(app, arguments), "cannot read image", "broken.png")
