@@ -41,6 +41,18 @@ from vae.config import RunConfig
 REPO = Path(__file__).resolve().parents[1]
 
 
+def one_line_error(result, exit_code: int, *fragments: str) -> str:
+    """Assert a CliRunner ``result`` failed with ``exit_code`` and exactly one ``error:`` line
+    holding every fragment (no traceback); returns that line."""
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == exit_code, result.output
+    assert isinstance(result.exception, SystemExit | None), repr(result.exception)
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
 def env_count(name: str, default: int) -> int:
     """A positive whole number from the environment variable ``name`` (see the docstring)."""
     text = os.environ.get(name, "").strip()

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import one_line_error
 from vae.cli import app
 from vae.config import load_config_file
 from vae.data import MAX_IMAGE_PIXELS, read_image_files
@@ -20,15 +21,6 @@ from vae.data import MAX_IMAGE_PIXELS, read_image_files
 runner = CliRunner()
 CLICK_PARSED = pytest.mark.click_parsed
 REPO = Path(__file__).resolve().parents[1]
-
-
-def one_line_error(result, exit_code: int, *fragments: str) -> None:
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert result.exit_code == exit_code, result.output
-    assert isinstance(result.exception, SystemExit | None), repr(result.exception)
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture

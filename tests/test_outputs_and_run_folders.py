@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import make_synthetic_mnist
+from conftest import make_synthetic_mnist, one_line_error
 from vae.cli import app
 from vae.errors import VAEError
 from vae.fileio import PICTURE, atomic_write_bytes, check_replaceable
@@ -31,16 +31,6 @@ TINY = [
     "--latent-dim", "2", "--hidden-sizes", "8", "--conv-widths", "2,4", "--beta-warmup", "0",
     "--sample-every", "0", "--device", "cpu", "--no-download", "--prior-components", "3",
 ]  # fmt: skip
-
-
-def one_line_error(result, exit_code: int, *fragments: str) -> str:
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert result.exit_code == exit_code, result.output
-    assert isinstance(result.exception, SystemExit | None), repr(result.exception)
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture

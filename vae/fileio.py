@@ -69,19 +69,17 @@ def check_replaceable(path: str | Path, kind: str | None, reads: Iterable[Path] 
     Links are resolved first. What may be replaced: nothing (the path is free), an empty regular
     file, or a regular file whose content is of ``kind`` (an earlier output: PNG, GIF or JPEG
     signature for PICTURE; a JSON object with a vae evaluation's keys for EVALUATION). Never a
-    device, FIFO, socket or folder, and never one of ``reads``, the files the command reads.
+    device, FIFO, socket or folder, and never one of ``reads`` (the files the command reads) or
+    a path inside one of them that is a folder.
     ``kind`` None checks only that the path is not something other than a regular file.
     """
     path = Path(path)
     target = Path(os.path.realpath(path))
     for source in reads:
-        # A new file inside a folder the command reads changes that folder too (a dataset).
-        folder = Path(os.path.realpath(source))
-        inside = folder.is_dir() and target.is_relative_to(folder)
-        if inside or target == folder:
-            where = "is inside" if inside else "is"
+        relation = _relation(target, Path(source))
+        if relation is not None:
             raise VAEError(
-                f"refusing to write {path}: it {where} {source}, which this command reads; "
+                f"refusing to write {path}: it {relation} {source}, which this command reads; "
                 "choose another output path"
             )
     try:
@@ -90,22 +88,27 @@ def check_replaceable(path: str | Path, kind: str | None, reads: Iterable[Path] 
         return  # nothing there (or a path the write itself will report)
     if not stat.S_ISREG(status.st_mode):
         raise VAEError(f"refusing to write {path}: it is {_what(status.st_mode)}, not a file")
-    for source in reads:  # the same file under another name (a hard link)
-        try:
-            same = os.path.samefile(source, target)
-        except OSError:
-            continue
-        if same:
-            raise VAEError(
-                f"refusing to write {path}: it is {source}, which this command reads; "
-                "choose another output path"
-            )
     if kind is None or status.st_size == 0 or _holds(target, kind):
         return
     raise VAEError(
         f"refusing to replace {path}: it is not a {kind} that vae wrote (only earlier outputs "
         "are replaced); choose another output path or move the file away"
     )
+
+
+def _relation(target: Path, source: Path) -> str | None:
+    """ "is" when ``target`` (links resolved) is ``source`` (also as a hard link), "is inside"
+    when it lies in the folder ``source`` (a new file there changes that folder, a dataset),
+    else None."""
+    folder = Path(os.path.realpath(source))
+    if target == folder:
+        return "is"
+    if folder.is_dir() and target.is_relative_to(folder):
+        return "is inside"
+    try:
+        return "is" if os.path.samefile(source, target) else None
+    except OSError:
+        return None  # one of them does not exist
 
 
 def _what(mode: int) -> str:

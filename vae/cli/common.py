@@ -189,14 +189,21 @@ def read_paths(*reads: Path | str | None) -> list[Path]:
 def check_pictures(*reads: Path | str | None, **outputs: Path) -> None:
     """Refuse picture outputs named with a suffix vae cannot write, or that would replace an
     input (see :func:`read_paths`) or a file that is not a picture."""
+    expanded = read_paths(*reads)
+    for option, path in outputs.items():
+        check_picture_output(path, f"--{option}", expanded)
+
+
+def check_picture_output(path: Path, option: str, reads: list[Path]) -> None:
+    """Refuse one picture output: a suffix vae cannot write, or a file that must not be
+    replaced; ``reads`` as :func:`read_paths` gives them."""
     from vae.images import check_gif_name, picture_format
 
-    for option, path in outputs.items():
-        check_output_file(path, f"--{option}", PICTURE, read_paths(*reads))
-        if option == "gif":
-            check_gif_name(path)
-        else:
-            picture_format(path)
+    check_output_file(path, option, PICTURE, reads)
+    if option == "--gif":
+        check_gif_name(path)
+    else:
+        picture_format(path)
 
 
 # --- output --------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from vae.cli.common import (
     DeviceOption,
     DownloadOption,
     LimitOption,
-    check_pictures,
+    check_picture_output,
     check_positive,
     handle_errors,
     read_paths,
@@ -144,7 +144,7 @@ def _check_outputs(
 
             check_output_file(scores_path(output), "--output", OUTLIER_SCORES, reads)
     if ood_dataset is not None:
-        check_pictures(*reads, histogram=histogram)
+        check_picture_output(histogram, "--histogram", reads)
 
 
 def _report(result: dict[str, Any], output: Path | None) -> None:
