@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -127,12 +128,12 @@ def test_celeba_loads_centre_cropped_and_caches_the_decoded_tensors(
     assert tuple(test_images.images.shape) == (2, 3, 16, 16)  # partition 2
     # The 148-pixel centre crop keeps the white square; the red border is cut away.
     assert train_images.images[:, :, 2:-2, 2:-2].min() >= 235
-    assert len(list((tmp_path / CACHE_FOLDER).glob("celeba-*.safetensors"))) == 1
+    assert len(list((tmp_path / CACHE_FOLDER).glob("celeba-*/*.safetensors"))) == 2  # train, test
 
     def no_decoding(*args: object, **kwargs: object) -> None:
         raise AssertionError("decoded again although the cache holds the tensors")
 
-    monkeypatch.setattr(vae.data.decoding, "read_image_files", no_decoding)
+    monkeypatch.setattr(vae.data.decoding, "decode_into", no_decoding)
     again, _ = vae.data.load_raw(config)
     assert torch.equal(again.images, train_images.images)
 
@@ -164,24 +165,24 @@ def test_a_photo_folder_is_centre_cropped_cached_and_refreshed_when_it_changes(
     pixels = torch.cat([train_images.images, test_images.images])
     assert pixels.shape[1:] == (3, 8, 8)
     assert pixels[:, 0].max() <= 10 and pixels[:, 2].min() >= 190  # blue centre only
-    caches = list((data_root / CACHE_FOLDER).glob("folder-*.safetensors"))
+    caches = list((data_root / CACHE_FOLDER).glob("folder-*/*.safetensors"))
     assert len(caches) == 1
 
     decoded: list[int] = []
-    real_reader = vae.data.read_image_files
+    real_decoder = vae.data.decode_into
 
-    def counting_reader(files: list[Path], *args: object, **kwargs: object) -> torch.Tensor:
+    def counting_decoder(out: Any, files: list[Path], *args: Any) -> None:
         decoded.append(len(files))
-        return real_reader(files, *args, **kwargs)  # type: ignore[arg-type]
+        real_decoder(out, files, *args)
 
-    monkeypatch.setattr(vae.data.decoding, "read_image_files", counting_reader)
+    monkeypatch.setattr(vae.data.decoding, "decode_into", counting_decoder)
     vae.data.load_raw(config)
     assert decoded == []  # the second run reads the cache
     _write_photos(photos, 11)  # a new photo: the folder is decoded again
     train_images, test_images = vae.data.load_raw(config)
     assert decoded == [11] and len(train_images) + len(test_images) == 11
     # A damaged cache file is rebuilt, not trusted.
-    for cache in (data_root / CACHE_FOLDER).glob("folder-*.safetensors"):
+    for cache in (data_root / CACHE_FOLDER).glob("folder-*/*.safetensors"):
         cache.write_bytes(b"not a safetensors file")
     again, _ = vae.data.load_raw(config)
     assert decoded == [11, 11] and torch.equal(again.images, train_images.images)

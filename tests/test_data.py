@@ -178,7 +178,7 @@ def test_folder_dataset(tmp_path):
         "bce",
     )
     assert gray.train.images.shape[1:] == (1, 8, 8)
-    assert len(list((tmp_path / "data" / "vae-cache").glob("folder-*.safetensors"))) == 2
+    assert len(list((tmp_path / "data" / "vae-cache").glob("folder-*/*.safetensors"))) == 2
 
 
 def test_folder_errors(tmp_path):

@@ -148,7 +148,7 @@ def test_image_tree_datasets_read_their_layouts(
         assert len(train.labels.unique()) == len(train_folders)
     if name == "imagenet":
         assert test.labels is not None and test.labels.tolist() == [0, 1]
-    assert list((tmp_path / "vae-cache").glob(f"{name}-*.safetensors"))
+    assert list((tmp_path / "vae-cache").glob(f"{name}-*/*.safetensors"))
 
 
 def test_an_empty_test_folder_falls_back_to_a_tenth_of_train(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from vae import limits
-from vae.data.registry import DATASETS, names_read_by
+from vae.data.registry import DATASETS, FOLDER_PREFIX, HF_PREFIX, names_read_by
 from vae.errors import ConfigError, Setting
 
 # Dataset names come from the data registry (torch-free), which lists each dataset once.
@@ -41,6 +41,10 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 TRACKERS = ("none", "tensorboard", "wandb")
 
 DATA_DIR_ENV = "VAE_DATA_DIR"
+CACHE_DIR_ENV = "VAE_CACHE_DIR"
+# Where decoded images live while training: see vae.data.storage for the rule "auto" follows.
+STORAGES = ("auto", "memory", "mapped")
+MAX_DECODE_WORKERS = 256  # processes; far above any machine's cores, bounds a mistyped value
 SEED_MAX = 2**64 - 1  # torch's generators take unsigned 64-bit seeds
 
 
@@ -85,9 +89,11 @@ class DataConfig:
 
     dataset: str = setting(
         "mnist",
-        help=f"{_choices(DATASETS)}, or folder:PATH for a folder of images.",
+        help=f"{_choices(DATASETS)}, folder:PATH for a folder of images, or hf:NAME_OR_PATH "
+        "for a Hugging Face dataset.",
         doc=", ".join(f"`{name}`" for name in DATASETS)
-        + ", or `folder:PATH` (your own images); sizes and sources in [Datasets](../datasets.md)",
+        + ", `folder:PATH` (your own images) or `hf:NAME_OR_PATH` (a Hugging Face dataset); "
+        "sizes and sources in [Datasets](../datasets.md)",
     )
     data_dir: str | None = setting(
         None,
@@ -143,6 +149,50 @@ class DataConfig:
         at_least=1,
         doc="train on the first N training images (smoke runs)",
         doc_default="all",
+    )
+    storage: str = setting(
+        "auto",
+        help=f"{_choices(STORAGES)}: where decoded images live while training (auto: mapped from "
+        "files when the training processes on this machine would together hold over 1 GiB).",
+        choices=STORAGES,
+        doc="`memory`: each process reads the split into its own memory; `mapped`: batches are "
+        "read from memory-mapped files shared by every process on the machine (IDX files in "
+        "place, decoded images from the cache's shards); `auto`: mapped when the split times the "
+        "training processes on this machine is over 1 GiB. The batches are the same either way",
+    )
+    cache_dir: str | None = setting(
+        None,
+        help="Folder for decoded image shards (default: $VAE_CACHE_DIR, else DATA_DIR/vae-cache).",
+        doc="folder for the decoded image shards of image folders, trees, CelebA and `hf:` "
+        "datasets; where it cannot be written, decoded images stay in memory (with a note)",
+        doc_default="`$VAE_CACHE_DIR`, else `<data>/vae-cache`",
+    )
+    decode_workers: int | None = setting(
+        None,
+        help="Processes that decode image files the first time (default: every core).",
+        at_least=1,
+        at_most=MAX_DECODE_WORKERS,
+        doc="processes that decode image files into the cache the first time",
+        doc_default="every core",
+    )
+    hf_split: str | None = setting(
+        None,
+        help="hf: datasets: the training split (default: train, else the only split).",
+        doc="`hf:` datasets: the split to train on; the test split is `test`, else `validation`, "
+        "else a fixed tenth of this one",
+        doc_default="`train`, else the only split",
+    )
+    hf_image_column: str | None = setting(
+        None,
+        help="hf: datasets: the image column (default: the only one of image type).",
+        doc="`hf:` datasets: the column holding the images",
+        doc_default="the only image column",
+    )
+    hf_label_column: str | None = setting(
+        None,
+        help="hf: datasets: the label column (default: the only class-label column, else 'label').",
+        doc="`hf:` datasets: the column of integer labels (for the labelled pictures)",
+        doc_default="the only class-label column, else `label` / `labels`, else none",
     )
 
 
@@ -460,10 +510,16 @@ class RunConfig:
         join settings; raise ConfigError naming the setting at fault. ``given``: the settings a
         user set explicitly (some values are only a mistake when asked for)."""
         d, m, o = self.data, self.model, self.objective
-        if d.dataset not in DATASETS and not d.dataset.startswith("folder:"):
-            _bad("dataset", d.dataset, "one of " + ", ".join(DATASETS) + " or folder:PATH")
-        if d.dataset == "folder:":
+        if d.dataset not in DATASETS and not d.dataset.startswith((FOLDER_PREFIX, HF_PREFIX)):
+            _bad(
+                "dataset",
+                d.dataset,
+                "one of " + ", ".join(DATASETS) + ", folder:PATH or hf:NAME_OR_PATH",
+            )
+        if d.dataset == FOLDER_PREFIX:
             _bad("dataset", d.dataset, "folder:PATH with a folder path")
+        if d.dataset == HF_PREFIX:
+            _bad("dataset", d.dataset, "hf:NAME_OR_PATH with a dataset name or folder")
         for name, option, value in self._values():
             _check_choice_and_low(name, option, value)
         if m.architecture == "mlp" and not m.hidden_sizes:

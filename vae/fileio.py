@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from vae.errors import ConfigError, VAEError
@@ -23,8 +23,12 @@ _EVALUATION_KEYS = {"protocol", "metrics", "checkpoint_sha256"}
 _EVALUATION_MAX_BYTES = 64 * 1024 * 1024  # far above any evaluation JSON; bounds the read
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, replaces: str | None = None) -> None:
-    """Write ``data`` to ``path`` so that a crash at any moment leaves the old file or the new one.
+def atomic_write_bytes(
+    path: str | Path, data: bytes | Sequence[bytes | memoryview], replaces: str | None = None
+) -> None:
+    """Write ``data`` (bytes, or pieces written one after another, so that a large array need not
+    be copied into one bytes object) to ``path`` so that a crash at any moment leaves the old
+    file or the new one.
 
     The bytes go to a temporary file in the same folder, are flushed and fsynced, and the file is
     renamed over the target (an atomic operation on POSIX and Windows). On any failure the
@@ -41,7 +45,8 @@ def atomic_write_bytes(path: str | Path, data: bytes, replaces: str | None = Non
         if os.path.lexists(temporary):  # left by a killed process, or a link planted there
             os.unlink(temporary)  # removes a link itself, never what it points to
         with open(temporary, "wb", opener=_new_file) as handle:
-            handle.write(data)
+            for piece in [data] if isinstance(data, bytes) else data:
+                handle.write(piece)
             handle.flush()
             os.fsync(handle.fileno())
         check_replaceable(path, replaces)

@@ -65,7 +65,19 @@ __all__ = [
 
 # Options that may change when resuming; anything else would make the resumed run a different run.
 RESUMABLE_OVERRIDES = frozenset(
-    {"epochs", "device", "bf16", "compile", "sample_every", "tracker", "data_dir", "download"}
+    {
+        "epochs",
+        "device",
+        "bf16",
+        "compile",
+        "sample_every",
+        "tracker",
+        "data_dir",
+        "download",
+        "storage",
+        "cache_dir",
+        "decode_workers",
+    }
 )
 
 
@@ -96,6 +108,7 @@ def prepare_resume(run_dir: Path, overrides: dict[str, Any]) -> RunConfig:
     # is the command line's, else $VAE_DATA_DIR, else ./data; the data found there is then
     # checked against the fingerprint the checkpoint recorded.
     config.data.data_dir = None
+    config.data.cache_dir = None
     return config.override(overrides).validate()
 
 
@@ -176,7 +189,7 @@ def _set_up(
 ) -> Trainer:
     """Check the folder and the data, then build the trainer (restored when resuming)."""
     folder.check_can_start(resume)
-    splits = load_splits(config.data, config.objective.likelihood)
+    splits = load_splits(config.data, config.objective.likelihood, reporter)
     if resume:
         _check_same_data(folder.last_checkpoint, splits.info, config)
     splits = splits.to(device)

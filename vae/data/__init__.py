@@ -1,10 +1,11 @@
-"""Datasets: named datasets (see :mod:`vae.data.registry`) or a folder of images, held in memory
-as uint8 tensors.
+"""Datasets: named datasets (see :mod:`vae.data.registry`), a folder of images or a Hugging Face
+dataset, as uint8 arrays held in memory or mapped from files.
 
 One module per job: ``registry`` (every dataset name, once), ``source`` (the interface the source
 modules share, and ``load_raw``), the source modules ``idx``, ``cifar``, ``svhn``, ``medmnist``,
-``trees``, ``celeba`` and ``folder``, ``decoding`` (image files through Pillow), ``cache`` (decoded
-tensors kept on disk), ``splits`` (validation split, binarization, fingerprints), ``batches``
+``trees``, ``celeba``, ``folder`` and ``hf``, ``decoding`` (image files through Pillow, on every
+core), ``cache`` (decoded images kept on disk as shards), ``storage`` (in memory or mapped, and
+the cache folder), ``mapped`` (images read from mapped files), ``splits`` (validation split, binarization, fingerprints), ``batches``
 (training and evaluation batches) and ``inference`` (a trained model's inputs).
 
 Every name is importable from ``vae.data`` as well. They are looked up on first use: importing
@@ -22,6 +23,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "registry": (
         "DATASETS",
         "FOLDER_PREFIX",
+        "HF_PREFIX",
         "REGISTRY",
         "DatasetEntry",
         "lookup",
@@ -32,6 +34,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "DATA_DIR_ENV",
         "IMAGE_TREE_DATASETS",
         "MEDMNIST_DATASETS",
+        "CACHE_DIR_ENV",
         "DataConfig",
         "resolve_data_dir",
     ),
@@ -60,12 +63,17 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "training_batches",
     ),
     "source": ("Loader", "dataset_error", "load_raw"),
-    "cache": ("CACHE_FOLDER", "CACHE_VERSION", "cached_tensors"),
+    "cache": ("CACHE_VERSION", "EncodedSplit", "decoded_split"),
+    "storage": ("CACHE_FOLDER", "MAP_ABOVE_BYTES", "Storage"),
+    "mapped": ("MappedImages",),
+    "hf": ("load_hf",),
     "decoding": (
         "DECODER_ERRORS",
         "IMAGE_EXTENSIONS",
         "MAX_IMAGE_PIXELS",
         "collect_image_files",
+        "decode_image",
+        "decode_into",
         "read_image_files",
     ),
     "inference": ("load_images_for_model", "load_test_set"),

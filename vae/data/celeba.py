@@ -1,19 +1,17 @@
 """CelebA's aligned faces (``<root>/celeba/img_align_celeba/*.jpg`` and
 ``list_eval_partition.txt``), centre-cropped and resized as in the usual 64-pixel protocol, decoded
-once into a cached uint8 tensor file."""
+once into the cache's uint8 shards."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from vae.config import DataConfig
-from vae.data import decoding
-from vae.data.cache import cached_tensors
+from vae.data.cache import EncodedSplit, decoded_split
 from vae.data.imageset import ImageSet
 from vae.data.registry import REGISTRY, DatasetEntry
 from vae.data.source import dataset_error, torchvision_download
+from vae.data.storage import Storage
 
 # The usual protocol (as in PyTorch-VAE and DCGAN work): the centred 148-pixel square of the
 # aligned 178 x 218 faces, resized.
@@ -21,7 +19,9 @@ CELEBA_CROP = 148
 CELEBA_DEFAULT_SIZE = REGISTRY["celeba"].image_size
 
 
-def load(entry: DatasetEntry, root: Path, config: DataConfig) -> tuple[ImageSet, ImageSet]:
+def load(
+    entry: DatasetEntry, root: Path, config: DataConfig, storage: Storage
+) -> tuple[ImageSet, ImageSet]:
     """(train, test): the official partitions 0 and 2 (validation, 1, is not used)."""
     folder = root / entry.folder
     partition_file = folder / "list_eval_partition.txt"
@@ -34,23 +34,15 @@ def load(entry: DatasetEntry, root: Path, config: DataConfig) -> tuple[ImageSet,
     size = config.image_size or entry.image_size
     channels = config.channels or entry.channels
     images_folder = folder / "img_align_celeba"
-    names = {
-        split: [n for n, p in partitions if p == code]
-        for split, code in (("train", 0), ("test", 2))
-    }
-
-    def decode() -> dict[str, torch.Tensor]:
-        # Looked up on the module at call time, so that tests can count decodings.
-        return {
-            split: decoding.read_image_files(
-                [images_folder / n for n in files], size, channels, CELEBA_CROP
-            )
-            for split, files in names.items()
-        }
-
-    key = ["celeba", str(partition_file.resolve()), len(partitions), size, channels, CELEBA_CROP]
-    tensors = cached_tensors(root, "celeba", key, decode)
-    return ImageSet(tensors["train"]), ImageSet(tensors["test"])
+    key = ["celeba", str(partition_file.resolve()), CELEBA_CROP]
+    images = []
+    for split, code in (("train", 0), ("test", 2)):
+        files = [images_folder / n for n, p in partitions if p == code]
+        sources = EncodedSplit.of_files(files, images_folder)
+        images.append(
+            decoded_split(storage, "celeba", key, split, sources, size, channels, CELEBA_CROP)
+        )
+    return ImageSet(images[0]), ImageSet(images[1])
 
 
 def _read_partitions(path: Path) -> list[tuple[str, int]]:

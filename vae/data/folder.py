@@ -1,22 +1,23 @@
 """``--dataset folder:PATH``: every image file under a folder of the user's, centre-cropped,
-resized, cached, and split with a fixed tenth as the test set."""
+resized, decoded once into the cache's shards, and split with a fixed tenth as the test set."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from vae.config import DataConfig, resolve_data_dir
+from vae.config import DataConfig
 from vae.data import decoding
-from vae.data.cache import cached_tensors, file_listing
+from vae.data.cache import EncodedSplit, decoded_split
 from vae.data.imageset import ImageSet
 from vae.data.registry import FOLDER_IMAGE_SIZE, FOLDER_PREFIX
 from vae.data.splits import fixed_tenth_split
+from vae.data.storage import Storage
 from vae.errors import DataError, Setting
 
 DEFAULT_FOLDER_IMAGE_SIZE = FOLDER_IMAGE_SIZE
 
 
-def load_folder(folder: Path, config: DataConfig) -> tuple[ImageSet, ImageSet]:
+def load_folder(folder: Path, config: DataConfig, storage: Storage) -> tuple[ImageSet, ImageSet]:
     """(train, test) of the images under ``folder`` (at least 2), unlabelled."""
     if not folder.is_dir():
         raise DataError(
@@ -31,14 +32,17 @@ def load_folder(folder: Path, config: DataConfig) -> tuple[ImageSet, ImageSet]:
             f"({', '.join(decoding.IMAGE_EXTENSIONS)})"
         )
     size = config.image_size or FOLDER_IMAGE_SIZE
-    key = ["folder", str(folder.resolve()), size, config.channels, file_listing(files, folder)]
-    root = resolve_data_dir(config.data_dir)
-    # read_image_files is looked up on its module at call time, so that tests can count decodings.
-    images = cached_tensors(
-        root,
-        "folder",
-        key,
-        lambda: {"images": decoding.read_image_files(files, size, config.channels)},
-    )["images"]
+    key = ["folder", str(folder.resolve())]
+    images = ImageSet(
+        decoded_split(
+            storage,
+            "folder",
+            key,
+            "all",
+            EncodedSplit.of_files(files, folder),
+            size,
+            config.channels,
+        )
+    )
     train, test = fixed_tenth_split(len(files))
-    return ImageSet(images[train]), ImageSet(images[test])
+    return images.subset(train), images.subset(test)

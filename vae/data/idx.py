@@ -12,8 +12,10 @@ import torch
 
 from vae.config import DataConfig
 from vae.data.imageset import ImageSet
+from vae.data.mapped import MappedImages, map_array
 from vae.data.registry import DatasetEntry, names_read_by
 from vae.data.source import dataset_error, torchvision_splits
+from vae.data.storage import Storage
 
 IDX_DATASETS = names_read_by("idx")
 # torchvision's raw files of the MNIST family: (images, labels) per split, the same names for all.
@@ -25,26 +27,34 @@ IDX_FILES = {
 _IDX_UINT8 = 0x0800
 
 
-def load(entry: DatasetEntry, root: Path, config: DataConfig) -> tuple[ImageSet, ImageSet]:
-    """(train, test) of an MNIST-family dataset, downloading it first when files are missing."""
+def load(
+    entry: DatasetEntry, root: Path, config: DataConfig, storage: Storage
+) -> tuple[ImageSet, ImageSet]:
+    """(train, test) of an MNIST-family dataset, downloading it first when files are missing.
+    The image files are raw uint8 arrays after a short header: mapped in place when ``storage``
+    maps a split of their size."""
     folder = root / entry.folder
     files = [folder / file for pair in IDX_FILES.values() for file in pair]
-    if all(file.exists() for file in files):
-        # Read directly: importing torchvision costs ~5 s of start-up on a 2-core machine, and
-        # it is needed only to download.
-        try:
-            train = ImageSet(*_read_split(folder, train=True))
-            test = ImageSet(*_read_split(folder, train=False))
-        except (OSError, ValueError) as error:
-            raise dataset_error(entry, root, config.download, error) from None
-        return train, test
-    # MNIST-family arrays are [N, H, W] bytes.
-    return torchvision_splits(entry, root, config.download, lambda images: images.unsqueeze(1))
+    if not all(file.exists() for file in files):
+        # Downloaded and read by torchvision, in memory (the next run maps the files it wrote).
+        # MNIST-family arrays are [N, H, W] bytes.
+        return torchvision_splits(entry, root, config.download, lambda images: images.unsqueeze(1))
+    # Read directly: importing torchvision costs ~5 s of start-up on a 2-core machine, and it is
+    # needed only to download.
+    try:
+        train = ImageSet(*_read_split(folder, True, storage))
+        test = ImageSet(*_read_split(folder, False, storage))
+    except (OSError, ValueError) as error:
+        raise dataset_error(entry, root, config.download, error) from None
+    return train, test
 
 
-def read_idx(path: Path, dimensions: int) -> torch.Tensor:
+def read_idx(
+    path: Path, dimensions: int, storage: Storage | None = None
+) -> torch.Tensor | MappedImages:
     """An IDX file of unsigned bytes (MNIST's format) with ``dimensions`` dimensions, as a uint8
-    tensor; a ValueError names what is wrong with a file that is not one."""
+    tensor, or mapped in place (``dimensions`` 3 only, as [N, 1, H, W]) when ``storage`` maps
+    an array of its size; a ValueError names what is wrong with a file that is not one."""
     header_size = 4 + 4 * dimensions
     with open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
@@ -57,21 +67,31 @@ def read_idx(path: Path, dimensions: int) -> torch.Tensor:
                 f"{path.name}: not a {dimensions}-dimensional IDX file of bytes "
                 f"(magic number {magic:#010x}, expected {_IDX_UINT8 + dimensions:#010x})"
             )
-        body = bytearray(math.prod(shape))
-        if size != header_size + len(body) or handle.readinto(body) != len(body):
+        length = math.prod(shape)
+        if size != header_size + length:
             raise ValueError(
-                f"{path.name}: {size} bytes, expected {header_size + len(body)} for shape "
+                f"{path.name}: {size} bytes, expected {header_size + length} for shape "
                 f"{tuple(shape)}"
             )
-    return torch.frombuffer(body, dtype=torch.uint8).view(shape)
+        if dimensions == 3 and length and storage is not None and storage.maps(length):
+            count, height, width = shape
+            return MappedImages([map_array(path, header_size, (count, 1, height, width))])
+        body = bytearray(length)
+        if handle.readinto(body) != len(body):
+            raise ValueError(f"{path.name}: shorter than its {size} bytes while reading")
+    images = torch.frombuffer(body, dtype=torch.uint8).view(shape)
+    return images.unsqueeze(1) if dimensions == 3 else images
 
 
-def _read_split(folder: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _read_split(
+    folder: Path, train: bool, storage: Storage
+) -> tuple[torch.Tensor | MappedImages, torch.Tensor]:
     images_name, labels_name = IDX_FILES[train]
-    images = read_idx(folder / images_name, 3)
+    images = read_idx(folder / images_name, 3, storage)
     labels = read_idx(folder / labels_name, 1)
+    assert isinstance(labels, torch.Tensor)  # labels are never mapped
     if len(images) == 0:
         raise ValueError(f"{images_name} holds no images")
     if len(labels) != len(images):
         raise ValueError(f"{len(images)} images in {images_name} but {len(labels)} labels")
-    return images.unsqueeze(1), labels.long()
+    return images, labels.long()

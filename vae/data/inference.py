@@ -62,4 +62,6 @@ def load_test_set(
         raise DataError(
             f"'{config.dataset}' images are {tuple(images.images.shape[1:])}, the model needs {(channels, height, width)}"
         )
-    return images.subset(slice(0, limit)) if limit else images
+    # The commands that score or draw test images take them as one tensor: a mapped split is
+    # read into memory here, only as far as ``limit`` reaches.
+    return (images.subset(slice(0, limit)) if limit else images).in_memory()

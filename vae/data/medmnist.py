@@ -12,11 +12,18 @@ from vae.config import DataConfig
 from vae.data.imageset import ImageSet
 from vae.data.registry import DatasetEntry
 from vae.data.source import dataset_error
+from vae.data.storage import Storage
 from vae.errors import DataError
 
 
-def load(entry: DatasetEntry, root: Path, config: DataConfig) -> tuple[ImageSet, ImageSet]:
-    """(train, test) as uint8 ``[N, C, 28, 28]``; multi-label sets keep their first finding."""
+def load(
+    entry: DatasetEntry, root: Path, config: DataConfig, storage: Storage
+) -> tuple[ImageSet, ImageSet]:
+    """(train, test) as uint8 ``[N, C, 28, 28]``; multi-label sets keep their first finding.
+
+    Always read into memory (``storage`` is not used): .npz archives cannot be mapped, and these
+    sets are small (under 250 MB).
+    """
     import numpy as np
 
     name, download = entry.name, config.download

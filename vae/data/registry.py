@@ -14,6 +14,8 @@ from vae.errors import DataError
 
 # ``--dataset folder:PATH``: the user's own images, not a registry entry.
 FOLDER_PREFIX = "folder:"
+# ``--dataset hf:NAME_OR_PATH``: a Hugging Face dataset (vae.data.hf), not a registry entry.
+HF_PREFIX = "hf:"
 FOLDER_IMAGE_SIZE = 64
 
 
@@ -186,5 +188,10 @@ def markdown_table() -> str:
     rows.append(
         f"| `{FOLDER_PREFIX}PATH` | your images | {FOLDER_IMAGE_SIZE} px | every image under "
         "PATH; a fixed tenth is the test split |"
+    )
+    rows.append(
+        f"| `{HF_PREFIX}NAME_OR_PATH` | a Hugging Face dataset (`poetry install --extras hf`) | "
+        f"{FOLDER_IMAGE_SIZE} px | a hub name, a `save_to_disk` folder or a folder of parquet "
+        "files; `--hf-split`, `--hf-image-column`, `--hf-label-column` |"
     )
     return "\n".join(rows) + "\n"

@@ -1,8 +1,9 @@
 """What every source module shares, and ``load_raw``, which picks the module from the registry.
 
 A source module (``idx``, ``cifar``, ``svhn``, ``medmnist``, ``trees``, ``celeba``) defines
-``load(entry, root, config) -> (train, test)`` returning :class:`ImageSet` pairs at the data's own
-size, and reports any failure to read or fetch its files with :func:`dataset_error`, so that every
+``load(entry, root, config, storage) -> (train, test)`` returning :class:`ImageSet` pairs at the
+data's own size (in memory, or mapped from files as ``storage`` decides, for the sources that can
+be), and reports any failure to read or fetch its files with :func:`dataset_error`, so that every
 dataset fails with the same one line.
 """
 
@@ -17,8 +18,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from vae.config import DATA_DIR_ENV, DataConfig, resolve_data_dir
 from vae.data.imageset import ImageSet
-from vae.data.registry import FOLDER_PREFIX, DatasetEntry, lookup
+from vae.data.registry import FOLDER_PREFIX, HF_PREFIX, DatasetEntry, lookup
+from vae.data.storage import Storage
 from vae.errors import DataError, Setting, all_lines
+from vae.reporting import Reporter
 
 if TYPE_CHECKING:
     import torch
@@ -28,22 +31,29 @@ class Loader(Protocol):
     """The ``load`` function of a source module."""
 
     def __call__(
-        self, entry: DatasetEntry, root: Path, config: DataConfig
+        self, entry: DatasetEntry, root: Path, config: DataConfig, storage: Storage
     ) -> tuple[ImageSet, ImageSet]: ...
 
 
-def load_raw(config: DataConfig) -> tuple[ImageSet, ImageSet]:
-    """(train, test) at the dataset's own size and channels."""
+def load_raw(config: DataConfig, reporter: Reporter | None = None) -> tuple[ImageSet, ImageSet]:
+    """(train, test) at the dataset's own size and channels; ``reporter`` hears the progress of
+    a first decode and the notes about where the images are kept."""
+    storage = Storage.for_config(config, reporter)
     if config.dataset.startswith(FOLDER_PREFIX):
         from vae.data.folder import load_folder
 
-        return load_folder(Path(config.dataset[len(FOLDER_PREFIX) :]).expanduser(), config)
+        folder = Path(config.dataset[len(FOLDER_PREFIX) :]).expanduser()
+        return load_folder(folder, config, storage)
+    if config.dataset.startswith(HF_PREFIX):
+        from vae.data.hf import load_hf
+
+        return load_hf(config.dataset[len(HF_PREFIX) :], config, storage)
     entry = lookup(config.dataset)
     root = resolve_data_dir(config.data_dir)
     # Imported only when used: torchvision, SciPy and Pillow cost seconds of start-up.
     load: Loader = importlib.import_module(f"vae.data.{entry.source}").load
     with removed_if_failed(root / entry.folder):
-        return load(entry, root, config)
+        return load(entry, root, config, storage)
 
 
 @contextlib.contextmanager

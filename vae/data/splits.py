@@ -12,8 +12,10 @@ import torch.nn.functional as F
 
 from vae.config import DataConfig
 from vae.data.imageset import ImageSet
+from vae.data.mapped import MappedImages
 from vae.data.source import load_raw
 from vae.errors import DataError, Setting
+from vae.reporting import Reporter
 
 # Fixed seeds: the validation split and the binarized evaluation sets are the same in every run.
 SPLIT_SEED = 0
@@ -54,15 +56,20 @@ def effective_binarize(config: DataConfig, likelihood: str) -> str:
     return config.binarize if likelihood == "bce" else "none"
 
 
-def load_splits(config: DataConfig, likelihood: str) -> DataSplits:
+def load_splits(
+    config: DataConfig, likelihood: str, reporter: Reporter | None = None
+) -> DataSplits:
     """Load train/validation/test splits as described by ``config``.
 
     The validation split is carved from the training set with a fixed seed; ``limit`` then keeps
     the first N remaining training images. The official test split is kept for test metrics.
+    Mapped images stay mapped: the carve and ``limit`` are views, and no step reads a whole split
+    into memory, except a resize or channel change of IDX files (done once, in memory) and the
+    binarizations drawn once (the binarized copy must live somewhere).
     """
-    train, test = load_raw(config)
-    train = ImageSet(*_shaped(train.images, train.labels, config))
-    test = ImageSet(*_shaped(test.images, test.labels, config))
+    train, test = load_raw(config, reporter)
+    train = _shaped(train, config)
+    test = _shaped(test, config)
     val_size = config.val_size
     if val_size is None:
         val_size = min(DEFAULT_VAL_SIZE, max(1, len(train) // 10))
@@ -86,7 +93,7 @@ def load_splits(config: DataConfig, likelihood: str) -> DataSplits:
         test = binarize_once(test, TEST_BINARIZATION_SEED)
         if binarize == "static":
             train = binarize_once(train, SPLIT_SEED)
-    _, channels, height, width = train.images.shape
+    _, channels, height, width = train.images.shape  # type: ignore[misc]
     info = {
         "dataset": config.dataset,
         "channels": int(channels),
@@ -115,9 +122,13 @@ def split_fingerprint(train: ImageSet, val: ImageSet) -> str:
 
     digest = hashlib.sha256()
     for part in (train.images, train.labels, val.images, val.labels):
-        if part is not None:
-            digest.update(str(tuple(part.shape)).encode())
-            digest.update(part.detach().cpu().contiguous().numpy())
+        if part is None:
+            continue
+        digest.update(str(tuple(part.shape)).encode())
+        # Mapped images are hashed a chunk at a time: the same bytes, so the same digest.
+        chunks = part.chunks(4096) if isinstance(part, MappedImages) else [part]
+        for chunk in chunks:
+            digest.update(chunk.detach().cpu().contiguous().numpy())
     return digest.hexdigest()
 
 
@@ -135,9 +146,11 @@ def data_difference(recorded: dict[str, Any], found: dict[str, Any]) -> str | No
 
 
 def binarize_once(images: ImageSet, seed: int) -> ImageSet:
-    """A Bernoulli draw of every pixel with a fixed seed, stored as 0/255 uint8."""
-    generator = torch.Generator(device=images.images.device).manual_seed(seed)
-    probabilities = images.images.float() / 255.0
+    """A Bernoulli draw of every pixel with a fixed seed, stored as 0/255 uint8 in memory (the
+    drawn copy must live somewhere)."""
+    pixels = images.image_tensor()
+    generator = torch.Generator(device=pixels.device).manual_seed(seed)
+    probabilities = pixels.float() / 255.0
     drawn = torch.bernoulli(probabilities, generator=generator).to(torch.uint8) * 255
     return ImageSet(drawn, images.labels, binary=True)
 
@@ -150,17 +163,21 @@ def fixed_tenth_split(count: int) -> tuple[torch.Tensor, torch.Tensor]:
     return order[test_count:].sort().values, order[:test_count].sort().values
 
 
-def _shaped(
-    images: torch.Tensor, labels: torch.Tensor | None, config: DataConfig
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Convert channels and resize once, at load time."""
-    if config.channels is not None and images.shape[1] != config.channels:
+def _shaped(images_set: ImageSet, config: DataConfig) -> ImageSet:
+    """Convert channels and resize once, at load time (in memory: decoded sources are decoded at
+    the size and channels asked for, so only stored arrays such as IDX files come here)."""
+    channels_differ = config.channels is not None and images_set.images.shape[1] != config.channels
+    size = config.image_size
+    size_differs = size is not None and tuple(images_set.images.shape[2:]) != (size, size)
+    if not channels_differ and not size_differs:
+        return images_set
+    images = images_set.image_tensor()
+    if channels_differ:
         if config.channels == 3:
             images = images.expand(-1, 3, -1, -1).contiguous()
         else:
             weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
             images = (images.float() * weights).sum(1, keepdim=True).round().to(torch.uint8)
-    size = config.image_size
     if size is not None and tuple(images.shape[2:]) != (size, size):
         chunks = []
         for begin in range(0, images.shape[0], 4096):
@@ -168,4 +185,4 @@ def _shaped(
             resized = F.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True)
             chunks.append(resized.round().clamp(0, 255).to(torch.uint8))
         images = torch.cat(chunks)
-    return images, labels
+    return ImageSet(images, images_set.labels, images_set.binary)

@@ -11,10 +11,17 @@ from vae.config import DataConfig
 from vae.data.imageset import ImageSet
 from vae.data.registry import DatasetEntry
 from vae.data.source import dataset_error, torchvision_download
+from vae.data.storage import Storage
 
 
-def load(entry: DatasetEntry, root: Path, config: DataConfig) -> tuple[ImageSet, ImageSet]:
-    """(train, test) as ``[N, 3, 32, 32]`` uint8 with digit labels 0-9."""
+def load(
+    entry: DatasetEntry, root: Path, config: DataConfig, storage: Storage
+) -> tuple[ImageSet, ImageSet]:
+    """(train, test) as ``[N, 3, 32, 32]`` uint8 with digit labels 0-9.
+
+    Always read into memory (``storage`` is not used): MATLAB files cannot be mapped, and these
+    sets are small (under 250 MB).
+    """
     folder = root / entry.folder
     splits = []
     for split in ("train", "test"):

@@ -1,8 +1,8 @@
 """Datasets kept as folders of image files: ``<root>/<folder>/train/<class>/...`` and ``val/``
 (ImageNet's standard layout; Tiny ImageNet's and Places365's own layouts fit it, as every image
 under the folder is read; DTD names its own folders in its registry entry). Centre-cropped and
-resized (64 px by default), labelled by the folder each image sits in, and cached like a photo
-folder.
+resized (64 px by default), labelled by the folder each image sits in, and decoded once into
+the cache's shards like a photo folder.
 
 A dataset in this layout that people supply themselves is one registry entry; one that can be
 fetched also needs its download function in ``_DOWNLOADS``.
@@ -17,16 +17,19 @@ import torch
 
 from vae.config import DataConfig
 from vae.data import decoding
-from vae.data.cache import cached_tensors, file_listing
+from vae.data.cache import EncodedSplit, decoded_split
 from vae.data.imageset import ImageSet
 from vae.data.registry import REGISTRY, DatasetEntry
 from vae.data.source import dataset_error, torchvision_download
 from vae.data.splits import fixed_tenth_split
+from vae.data.storage import Storage
 
 TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 
 
-def load(entry: DatasetEntry, root: Path, config: DataConfig) -> tuple[ImageSet, ImageSet]:
+def load(
+    entry: DatasetEntry, root: Path, config: DataConfig, storage: Storage
+) -> tuple[ImageSet, ImageSet]:
     """(train, test) of an image tree, downloading it first when it can be and is missing."""
     name = entry.name
     base = root / entry.folder
@@ -71,24 +74,16 @@ def load(entry: DatasetEntry, root: Path, config: DataConfig) -> tuple[ImageSet,
         found = [index.get(class_of(f, folder)) for f in files]
         return None if any(label is None for label in found) else torch.tensor(found)
 
-    key = [
-        name,
-        str(base.resolve()),
-        size,
-        channels,
-        file_listing([*train_files, *test_files], base),
-    ]
-
-    def decode() -> dict[str, torch.Tensor]:
-        return {
-            "train": decoding.read_image_files(train_files, size, channels),
-            "test": decoding.read_image_files(test_files, size, channels),
-        }
-
-    tensors = cached_tensors(root, name, key, decode)
+    key = [name, str(base.resolve())]
+    images = {
+        split: decoded_split(
+            storage, name, key, split, EncodedSplit.of_files(files, base), size, channels
+        )
+        for split, files in (("train", train_files), ("test", test_files))
+    }
     return (
-        ImageSet(tensors["train"], labels(train_files, train_dir)),
-        ImageSet(tensors["test"], labels(test_files, test_folder)),
+        ImageSet(images["train"], labels(train_files, train_dir)),
+        ImageSet(images["test"], labels(test_files, test_folder)),
     )
 
 
