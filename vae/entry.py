@@ -128,6 +128,11 @@ def evaluate() -> NoReturn:
     _run("evaluate_app")
 
 
+def explore() -> NoReturn:
+    """The ``explore`` command (the latent-space explorer's web server)."""
+    _run("explore_app")
+
+
 def visualize() -> NoReturn:
     """The ``visualize`` command and its subcommands."""
     _run("visualize_app")

@@ -105,6 +105,11 @@ def grid_png_bytes(images: Images, columns: int) -> bytes:
     return _encoded(_to_pil(tile(images, columns)), "grid.png")
 
 
+def image_png_bytes(image: Images) -> bytes:
+    """PNG bytes of one [C, H, W] image in [0, 1], unpadded (the explorer's pictures)."""
+    return _encoded(_to_pil(image), "image.png")
+
+
 def save_grid(images: Images, path: str | Path, columns: int = 8) -> Path:
     """Write a grid picture atomically (PNG, or JPEG for .jpg / .jpeg); returns the path."""
     path = Path(path)

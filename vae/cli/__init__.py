@@ -1,8 +1,8 @@
 """Command line: parse options, call the library, turn expected errors into one line + exit code.
 
-One module per command (``train``, ``generate``, ``inference``, ``evaluate``, ``info``) or group
-(``visualize``), and ``common`` for what they share. Torch is imported inside the commands that
-need it, never at module level, so that ``info`` starts fast.
+One module per command (``train``, ``generate``, ``inference``, ``evaluate``, ``info``,
+``explore``) or group (``visualize``), and ``common`` for what they share. Torch is imported
+inside the commands that need it, never at module level, so that ``info`` starts fast.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import typer
 from vae import __version__
 from vae.cli.common import AliasCommand, _write_json, _write_safely, handle_errors
 from vae.cli.evaluate import evaluate_command
+from vae.cli.explore import explore_command
 from vae.cli.generate import generate_command
 from vae.cli.inference import inference_command
 from vae.cli.info import info_command
@@ -28,6 +29,7 @@ __all__ = [
     "_write_safely",
     "app",
     "evaluate_app",
+    "explore_app",
     "generate_app",
     "handle_errors",
     "inference_app",
@@ -43,6 +45,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "inference": inference_command,
     "info": info_command,
     "evaluate": evaluate_command,
+    "explore": explore_command,
 }
 
 
@@ -89,6 +92,7 @@ generate_app = _single("generate")
 inference_app = _single("inference")
 info_app = _single("info")
 evaluate_app = _single("evaluate")
+explore_app = _single("explore")
 
 
 def main() -> None:

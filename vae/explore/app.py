@@ -1,0 +1,373 @@
+"""The explorer's web application: the page's own assets and a small JSON API over one
+checkpoint (Starlette).
+
+Every request is checked before any work: bodies are read up to a size limit, latents must be
+finite and of the model's size, counts and numbers are bounded. A bad request is a 4xx answer
+with a one-line ``{"error": ...}``; an unexpected failure is a 500 with the same shape and one
+warning line on the server's terminal, never a traceback page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import math
+import tempfile
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from vae.config import SEED_MAX
+from vae.errors import VAEError, first_line
+from vae.explore.decoder import Decoder, png_data_url
+from vae.explore.encoder import Encoder, NotReady, TestImages
+from vae.limits import MAX_TEMPERATURE
+from vae.reporting import Reporter
+
+# The page's files, served from the package (no CDN, no build step), and their types.
+ASSETS = {
+    "index.html": "text/html; charset=utf-8",
+    "explore.js": "text/javascript; charset=utf-8",
+    "explore.css": "text/css; charset=utf-8",
+}
+MAX_JSON_BYTES = 1 << 20  # a 4096-dimensional latent as JSON is about 100 KB
+MAX_UPLOAD_BYTES = 8 << 20
+MAX_UPLOAD_PIXELS = 4096 * 4096  # checked from the header, before decoding
+MAX_LATENT_VALUE = 1000.0  # far outside any prior; larger values only overflow the decoder
+MAX_FRAMES = 64  # images in one interpolation answer
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+class BadRequest(Exception):
+    """A request the API refuses; ``status`` is its HTTP code (4xx)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+Handler = Callable[[Request], Awaitable[dict[str, Any]]]
+
+
+def build_app(
+    decoder: Decoder, encoder: Encoder, reporter: Reporter, allowed_hosts: list[str] | None = None
+) -> Starlette:
+    """The application for one checkpoint. ``allowed_hosts``: the Host headers it answers
+    (default: the loopback names), so that a page of another site cannot reach it through a
+    DNS name rebound to 127.0.0.1; ``["*"]`` answers any."""
+    api = _Api(decoder, encoder)
+
+    def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        @functools.wraps(handler)
+        async def answer(request: Request) -> Response:
+            try:
+                return JSONResponse(await handler(request))
+            except BadRequest as error:
+                return _error(str(error), error.status)
+            except NotReady as error:
+                return _error(str(error), 503)
+            except VAEError as error:
+                return _error(str(error), 422)
+            except Exception as error:  # noqa: BLE001 - one line, never a traceback page
+                reporter.warning(f"explorer: {request.url.path}: {first_line(error)}")
+                return _error(f"internal error: {first_line(error)}", 500)
+
+        return answer
+
+    routes = [
+        Route("/", _asset_route("index.html"), methods=["GET"]),
+        *(Route(f"/{name}", _asset_route(name), methods=["GET"]) for name in ASSETS),
+        Route("/api/model", endpoint(api.model), methods=["GET"]),
+        Route("/api/status", endpoint(api.status), methods=["GET"]),
+        Route("/api/decode", endpoint(api.decode), methods=["POST"]),
+        Route("/api/sample", endpoint(api.sample), methods=["POST"]),
+        Route("/api/test-images", endpoint(api.test_images), methods=["GET"]),
+        Route("/api/encode/test", endpoint(api.encode_test), methods=["POST"]),
+        Route("/api/encode/upload", endpoint(api.encode_upload), methods=["POST"]),
+        Route("/api/interpolate", endpoint(api.interpolate), methods=["POST"]),
+        Route("/api/map", endpoint(api.latent_map), methods=["GET"]),
+        Route("/api/map/point", endpoint(api.map_point), methods=["POST"]),
+    ]
+    hosts = allowed_hosts if allowed_hosts is not None else list(LOCAL_HOSTS)
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=hosts)]
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={404: _not_found, 405: _not_allowed},
+    )
+
+
+def _error(message: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return _error(f"not found: {request.url.path}", 404)
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    return _error(f"{request.method} is not allowed on {request.url.path}", 405)
+
+
+def _asset_route(name: str) -> Callable[[Request], Awaitable[Response]]:
+    async def asset(request: Request) -> Response:
+        body = resources.files("vae.explore").joinpath("static", name).read_bytes()
+        # The page is the package's: nothing to cache across versions, nothing to frame.
+        headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+        headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+        )
+        return Response(body, media_type=ASSETS[name], headers=headers)
+
+    return asset
+
+
+# --- reading requests ------------------------------------------------------------------------
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request's body, refused (413) once it passes ``limit`` bytes, whatever
+    Content-Length claims."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(f"request body too large (over {limit:,} bytes)", 413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(f"request body too large (over {limit:,} bytes)", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        value = json.loads(await _body(request, MAX_JSON_BYTES))
+    except (ValueError, RecursionError):
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise BadRequest("the body must be a JSON object")
+    return value
+
+
+def _positive(body: dict[str, Any], name: str, high: float) -> float:
+    value = body.get(name)
+    # bool is an int in Python; true is not a number here.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadRequest(f"{name} must be a finite number")
+    if not 0 < value <= high:
+        raise BadRequest(f"{name} must be above 0 and at most {high:g}, not {value:g}")
+    return float(value)
+
+
+def _index(body: dict[str, Any], name: str, count: int) -> int:
+    value = body.get(name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"{name} must be a whole number")
+    if not 0 <= value < count:
+        raise BadRequest(f"{name} must be between 0 and {count - 1}, not {value}")
+    return value
+
+
+def _latent(body: dict[str, Any], name: str, dimensions: int) -> np.ndarray:
+    value = body.get(name)
+    if not isinstance(value, list) or len(value) != dimensions:
+        raise BadRequest(f"{name} must be a list of {dimensions} numbers")
+    if any(isinstance(x, bool) or not isinstance(x, int | float) for x in value):
+        raise BadRequest(f"{name} must be a list of {dimensions} numbers")
+    latent = np.asarray(value, dtype=np.float64)
+    if not np.isfinite(latent).all() or np.abs(latent).max(initial=0.0) > MAX_LATENT_VALUE:
+        raise BadRequest(f"{name} values must be finite and within +-{MAX_LATENT_VALUE:g}")
+    return latent.astype(np.float32)
+
+
+def _rounded(values: np.ndarray) -> list[float]:
+    """Floats for JSON, at a precision the page can show and send back unchanged."""
+    return [round(float(x), 5) for x in values]
+
+
+class _Api:
+    """The JSON endpoints; each returns the answer's object or raises BadRequest / VAEError."""
+
+    def __init__(self, decoder: Decoder, encoder: Encoder) -> None:
+        self.decoder, self.encoder = decoder, encoder
+        self.dimensions = decoder.spec.latent_dim
+
+    async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
+        # NumPy and torch release the GIL while they compute: decodes run side by side in
+        # worker threads, and the event loop keeps answering.
+        return await asyncio.to_thread(function, *args)
+
+    async def model(self, request: Request) -> dict[str, Any]:
+        spec, moments = self.decoder.spec, self.decoder.moments
+        return {
+            "checkpoint": self.decoder.checkpoint.name,
+            "model_type": spec.model_type,
+            "prior": spec.prior,
+            "latent_dim": spec.latent_dim,
+            "channels": spec.channels,
+            "height": spec.height,
+            "width": spec.width,
+            "mean": _rounded(moments.mean),
+            "std": _rounded(moments.std),
+            "max_temperature": MAX_TEMPERATURE,
+            "max_upload_bytes": MAX_UPLOAD_BYTES,
+        }
+
+    async def status(self, request: Request) -> dict[str, Any]:
+        encoder = self.encoder
+        return {
+            "features": {name: feature.as_json() for name, feature in encoder.status.items()},
+            "order": encoder.order,
+            "inactive": encoder.inactive,
+            "importance": None
+            if encoder.importance is None
+            else _rounded(np.array(encoder.importance)),
+        }
+
+    async def decode(self, request: Request) -> dict[str, Any]:
+        latent = _latent(await _json(request), "z", self.dimensions)
+        (picture,) = await self._run(self.decoder.pictures, latent[None])
+        return {"image": picture}
+
+    async def sample(self, request: Request) -> dict[str, Any]:
+        body = await _json(request)
+        seed = _index(body, "seed", SEED_MAX + 1) if "seed" in body else 0
+        temperature = _positive(body, "temperature", MAX_TEMPERATURE)
+
+        def work() -> dict[str, Any]:
+            latent = self.decoder.sample(seed, temperature)
+            (picture,) = self.decoder.pictures(latent[None])
+            return {"z": _rounded(latent), "image": picture}
+
+        return await self._run(work)
+
+    async def test_images(self, request: Request) -> dict[str, Any]:
+        strip = self.encoder.test_set("strip")
+        labels = strip.labels
+        return {
+            "images": [
+                {
+                    "index": index,
+                    "label": None if labels is None else int(labels[index]),
+                    "image": png_data_url(image.numpy()),
+                }
+                for index, image in enumerate(strip.images)
+            ]
+        }
+
+    async def encode_test(self, request: Request) -> dict[str, Any]:
+        strip = self.encoder.test_set("strip")
+        index = _index(await _json(request), "index", len(strip.images))
+        return await self._run(self._encoded, strip, index)
+
+    async def map_point(self, request: Request) -> dict[str, Any]:
+        mapped = self.encoder.test_set("mapped")
+        index = _index(await _json(request), "index", len(mapped.images))
+        return await self._run(self._encoded, mapped, index)
+
+    def _encoded(self, images: TestImages, index: int) -> dict[str, Any]:
+        """A test image, its posterior mean and the mean's decoding."""
+        latent = images.means[index]
+        (reconstruction,) = self.decoder.pictures(latent[None])
+        return {
+            "z": _rounded(latent),
+            "original": png_data_url(images.images[index].numpy()),
+            "reconstruction": reconstruction,
+            "label": None if images.labels is None else int(images.labels[index]),
+        }
+
+    async def encode_upload(self, request: Request) -> dict[str, Any]:
+        if self.encoder.model is None:
+            raise NotReady("the encoder", self.encoder.status["encoder"].reason)
+        data = await _body(request, MAX_UPLOAD_BYTES)
+        if not data:
+            raise BadRequest("the upload is empty: send an image file as the request body")
+        return await self._run(self._encode_upload, data)
+
+    def _encode_upload(self, data: bytes) -> dict[str, Any]:
+        images = read_upload(data, self.decoder.spec.height, self.decoder.spec.width,
+                             self.decoder.spec.channels)  # fmt: skip
+        latent = self.encoder.encode(images)[0]
+        (reconstruction,) = self.decoder.pictures(latent[None])
+        return {
+            "z": _rounded(latent),
+            "original": png_data_url(images[0].numpy()),
+            "reconstruction": reconstruction,
+            "label": None,
+        }
+
+    async def interpolate(self, request: Request) -> dict[str, Any]:
+        body = await _json(request)
+        start = _latent(body, "a", self.dimensions)
+        end = _latent(body, "b", self.dimensions)
+        fractions = body.get("t")
+        if (
+            not isinstance(fractions, list)
+            or not 1 <= len(fractions) <= MAX_FRAMES
+            or any(isinstance(t, bool) or not isinstance(t, int | float) for t in fractions)
+            or not all(0.0 <= t <= 1.0 for t in fractions)
+        ):
+            raise BadRequest(f"t must be a list of 1 to {MAX_FRAMES} fractions between 0 and 1")
+
+        def work() -> dict[str, Any]:
+            path = self.encoder.interpolate(start, end, [float(t) for t in fractions])
+            return {"z": [_rounded(code) for code in path], "images": self.decoder.pictures(path)}
+
+        return await self._run(work)
+
+    async def latent_map(self, request: Request) -> dict[str, Any]:
+        self.encoder.test_set("mapped")
+        found = self.encoder.latent_map
+        if found is None:
+            raise BadRequest("a 1-D latent has no plane to map", 409)
+        return {
+            "points": [[round(float(x), 4), round(float(y), 4)] for x, y in found.points],
+            "labels": found.labels,
+            "axes": list(found.axes),
+            "title": found.title,
+        }
+
+
+def read_upload(data: bytes, height: int, width: int, channels: int) -> Any:
+    """An uploaded image file as the model takes it: float [1, C, H, W] in [0, 1], centre-cropped,
+    resized and converted as ``inference --input`` reads files (``vae.data.decoding``, with its
+    guards), after a pixel limit of its own read from the header."""
+    from PIL import Image, UnidentifiedImageError
+
+    from vae.data import to_float
+    from vae.data.decoding import DECODER_ERRORS, read_image_files
+
+    if height != width:
+        raise BadRequest("uploads need a model trained on square images")
+    try:
+        import io
+
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
+            pixels = image.size[0] * image.size[1]
+    except (*DECODER_ERRORS, UnidentifiedImageError, Image.DecompressionBombError) as error:
+        raise BadRequest(f"cannot read the upload as an image: {first_line(error)}") from None
+    if pixels > MAX_UPLOAD_PIXELS:
+        raise BadRequest(
+            f"the upload has {pixels:,} pixels, more than the limit of {MAX_UPLOAD_PIXELS:,}", 413
+        )
+    with tempfile.TemporaryDirectory(prefix="vae-explore-") as folder:
+        # The decoder of folder: datasets reads files: the upload becomes one, briefly.
+        path = Path(folder) / "upload"
+        path.write_bytes(data)
+        try:
+            images = read_image_files([path], height, channels)
+        except VAEError as error:
+            message = str(error).replace(f"image {path}", "the upload")
+            raise BadRequest(message) from None
+    return to_float(images)
