@@ -172,11 +172,16 @@ class RichReporter(Reporter):
 
     def task_started(self, description: str, total: int) -> None:
         if not self.quiet:
-            self._start_progress(description, total, 0, "", self.error_console)
+            # rich's own estimate of units per second over the last half minute (none at first).
+            rate = "{task.fields[rate]}"
+            self._start_progress(description, total, 0, rate, self.error_console, rate="")
 
     def task_advanced(self, amount: int) -> None:
         if self._progress is not None:
             self._progress.advance(self._task, amount)
+            speed = self._progress.tasks[0].speed
+            if speed is not None and "rate" in self._progress.tasks[0].fields:
+                self._progress.update(self._task, rate=f"{speed:,.0f}/s")
 
     def task_ended(self) -> None:
         self.run_ended()
