@@ -5,9 +5,9 @@ server (address, 50 concurrent decodes, Ctrl-C)."""
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -36,7 +36,6 @@ from vae.sampling import draw_latents
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "pretrained" / "checkpoint_best.safetensors"
-BIN = Path(sys.executable).parent
 LATENT = 32  # the shipped model's
 
 
@@ -350,15 +349,13 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
 
 
 def start_explorer(*arguments: str) -> tuple[subprocess.Popen, str]:
-    """The installed ``explore`` command on a free port; its page's address (its first line)."""
-    process = subprocess.Popen(
-        [str(BIN / "explore"), "--port", "0", "--no-open", *arguments],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-        env={**os.environ, "COLUMNS": "200"},
-    )  # fmt: skip
-    line = process.stdout.readline()
-    assert line.startswith("vae explore: http://127.0.0.1:"), (line, process.stderr.read())
-    return process, line.split()[2]
+    """The installed ``explore`` on a free port, as the browser test starts it."""
+    spec = importlib.util.spec_from_file_location(
+        "explore_screenshot", REPO / "tools" / "explore_screenshot.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool.start_explorer(*arguments)
 
 
 def test_the_installed_command_serves_takes_50_concurrent_decodes_and_stops_on_ctrl_c(
