@@ -89,6 +89,43 @@ def test_grid_larger_than_the_samples_is_refused(tmp_path, tiny_run):
     assert not output.exists()
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        MemoryError(),
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 bytes"),
+        RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+    ],
+)
+def test_running_out_of_memory_is_one_line(tmp_path, tiny_run, monkeypatch, failure):
+    """An allocation that fails anyway (a model within the limits, a machine without the memory)
+    is one line with what to make smaller, and the output is not written."""
+
+    def fail(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr("vae.sampling.sample_images", fail)
+    output = tmp_path / "g.png"
+    checkpoint = tiny_run / "checkpoint_best.safetensors"
+    result = runner.invoke(
+        app, ["generate", "--checkpoint", str(checkpoint), "--output", str(output)]
+    )
+    one_line_error(result, 1, "out of memory", "smaller")
+    assert not output.exists()
+
+
+def test_other_runtime_errors_are_not_called_out_of_memory(tmp_path, tiny_run, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("vae.sampling.sample_images", fail)
+    checkpoint = tiny_run / "checkpoint_best.safetensors"
+    result = runner.invoke(
+        app, ["generate", "--checkpoint", str(checkpoint), "--output", str(tmp_path / "g.png")]
+    )
+    assert isinstance(result.exception, RuntimeError) and "out of memory" not in result.output
+
+
 def write_png(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array, mode=mode).save(path)

@@ -14,7 +14,7 @@ from vae.cli import app
 from vae.images import save_grid
 from vae.model import build_model
 from vae.sampling import draw_latents, prior_arrays, sample_from_model, sample_images
-from vae.spec import ModelSpec
+from vae.spec import ModelSpec, decode_batch_size, largest_activation
 
 runner = CliRunner()
 
@@ -218,3 +218,27 @@ def test_generate_reads_only_what_sampling_uses(tmp_path, name):
     assert any(key.startswith("decoder.") for key in weights)
     assert ("fitted_mean" in weights) == (name == "autoencoder")
     assert ("prior.means" in weights) == (name == "mixture prior")
+
+
+@pytest.mark.parametrize("name", ["default conv", "colour, three deconvs, no dense hidden", "mlp"])
+def test_pictures_decode_a_few_images_at_a_time_with_the_same_result(monkeypatch, name):
+    """Both decoders split a picture into batches of at most DECODE_BATCH_VALUES layer-output
+    values; the pixels do not depend on the split (beyond BLAS's last rounding step)."""
+    spec = SPECS[name]
+    model = random_model(spec)
+    weights = {key: value.numpy() for key, value in model.state_dict().items()}
+    latents = draw_latents(spec, prior_arrays(model), 7, seed=3, temperature=1.0)
+    whole_numpy = numpy_sampling.decode(spec, weights, latents)
+    whole_torch = model.decode_images(torch.from_numpy(latents))
+    calls = []
+    original = model.decode_fast
+    monkeypatch.setattr(model, "decode_fast", lambda z: calls.append(len(z)) or original(z))
+    # Room for two images' largest layer output: batches of 2, 2, 2 and 1.
+    monkeypatch.setattr("vae.spec.DECODE_BATCH_VALUES", 2 * largest_activation(spec) + 1)
+    assert decode_batch_size(spec) == 2
+    split_numpy = numpy_sampling.decode(spec, weights, latents)
+    np.testing.assert_allclose(split_numpy, whole_numpy, rtol=0, atol=1e-6)
+    split_torch = model.decode_images(torch.from_numpy(latents))
+    torch.testing.assert_close(split_torch, whole_torch, rtol=0, atol=1e-6)
+    assert calls == [2, 2, 2, 1]
+    assert model.decode_images(torch.zeros(0, spec.latent_dim)).shape == (0, *whole_torch.shape[1:])

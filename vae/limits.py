@@ -19,7 +19,12 @@ MAX_PARAMETERS = 500_000_000  # 2 GB of float32 weights
 MAX_IMAGE_ACTIVATIONS = 1 << 24  # values in a model's largest layer output, per image
 MAX_BATCH_SIZE = 65536
 MAX_PICTURE_IMAGES = 10_000  # images in one grid, GIF or mosaic (generate, visualize)
-MAX_PICTURE_PIXELS = 200_000_000  # values (images x channels x height x width) in one picture
+# Values (images x channels x height x width) in one picture: 200 MB as float32 pixels, a few
+# seconds of decoding for the largest models this package accepts.
+MAX_PICTURE_PIXELS = 50_000_000
+# Layer-output values decoded at once for a picture (images per batch x the largest layer
+# output): keeps a decode's working memory near 200 MB whatever the image size or count.
+DECODE_BATCH_VALUES = 1 << 23
 MAX_IMPORTANCE_SAMPLES = 1_000_000  # evaluate --k
 MAX_REPEATS = 1000  # evaluate --repeats
 # Scales of the prior's spread (generate --temperature) and of a sweep in standard deviations

@@ -22,7 +22,7 @@ from vae.plan import (
     conv_feature_sizes,
     layer_plan,
 )
-from vae.spec import LOGVAR_MAX, LOGVAR_MIN, ModelSpec, check_spec
+from vae.spec import LOGVAR_MAX, LOGVAR_MIN, ModelSpec, check_spec, decode_batch_size
 
 __all__ = [
     "LOGVAR_MAX",
@@ -283,6 +283,22 @@ class VAE(nn.Module):
         """Pixel values in [0, 1]: the Bernoulli mean for bce, the Gaussian mean for mse."""
         return torch.sigmoid(decoded) if self.spec.likelihood == "bce" else decoded
 
+    @torch.no_grad()
+    def decode_images(self, z: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] [N, C, H, W] for codes ``z`` [N, latent_dim] (moved to the model's
+        device), decoded a bounded number at a time (``decode_batch_size``): what every
+        picture uses, so a large grid of large images never needs all layer outputs at once."""
+        device = next(self.parameters()).device
+        step = decode_batch_size(self.spec)
+        parts = [
+            self.decoded_to_image(self.decode_fast(z[start : start + step].to(device)))
+            for start in range(0, len(z), step)
+        ]
+        if not parts:
+            shape = (0, self.spec.channels, self.spec.height, self.spec.width)
+            return torch.empty(shape, device=device)
+        return torch.cat(parts)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -321,13 +337,13 @@ class VAE(nn.Module):
         if self.prior is not None:
             uniform = torch.rand(n, generator=generator, device=noise_device).cpu().numpy()
         z = prior_latents(self.spec, prior_arrays(self), noise.cpu().numpy(), uniform, temperature)
-        return self.decoded_to_image(self.decode_fast(torch.from_numpy(z).to(device)))
+        return self.decode_images(torch.from_numpy(z).to(device))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] decoded from the posterior mean of each input."""
         mu, _ = self.encode(x)
-        return self.decoded_to_image(self.decode_fast(mu))
+        return self.decode_images(mu)
 
     @torch.no_grad()
     def fit_code_distribution(self, codes: torch.Tensor) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from vae.checkpoint import MODEL_PREFIX, check_model_tensors, read_header, read_tensors
 from vae.plan import DECONV, LINEAR, UNFLATTEN, Layer, layer_plan
-from vae.spec import ModelSpec
+from vae.spec import ModelSpec, decode_batch_size
 
 
 def _linear(x: np.ndarray, weights: dict[str, np.ndarray], name: str) -> np.ndarray:
@@ -49,10 +49,16 @@ def _relu(x: np.ndarray) -> np.ndarray:
 def decode(spec: ModelSpec, weights: dict[str, np.ndarray], z: np.ndarray) -> np.ndarray:
     """Images in [0, 1], shaped [N, C, H, W], that ``VAE.decoded_to_image(VAE.decode(z))`` gives
     for the model ``spec`` describes (``weights``: its state dict, as NumPy arrays), running the
-    decoder's layer plan."""
-    x = run_layers(layer_plan(spec).decoder, weights, z, "decoder")
-    # Bernoulli logits and the Gaussian's pre-sigmoid means both become pixels through a sigmoid.
-    return (0.5 * (np.tanh(0.5 * x) + 1.0)).astype(np.float32)
+    decoder's layer plan, a bounded number of images at a time (``decode_batch_size``)."""
+    layers = layer_plan(spec).decoder
+    images = np.empty((len(z), spec.channels, spec.height, spec.width), dtype=np.float32)
+    step = decode_batch_size(spec)
+    for start in range(0, len(z), step):
+        x = run_layers(layers, weights, z[start : start + step], "decoder")
+        # Bernoulli logits and the Gaussian's pre-sigmoid means both become pixels through a
+        # sigmoid.
+        images[start : start + step] = 0.5 * (np.tanh(0.5 * x) + 1.0)
+    return images
 
 
 def run_layers(

@@ -104,11 +104,8 @@ def sample_from_model(model: VAE, count: int, seed: int, temperature: float = 1.
     sample grids and the gallery draw."""
     import torch
 
-    device = next(model.parameters()).device
     latents = draw_latents(model.spec, prior_arrays(model), count, seed, temperature)
-    with torch.no_grad():
-        decoded = model.decode_fast(torch.from_numpy(latents).to(device))
-        return model.decoded_to_image(decoded)
+    return model.decode_images(torch.from_numpy(latents))
 
 
 def sample_images(

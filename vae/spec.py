@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from vae.config import ARCHITECTURES, LIKELIHOODS, MODEL_TYPES, PRIORS, RunConfig
 from vae.errors import CheckpointError, ConfigError, Setting
 from vae.limits import (
+    DECODE_BATCH_VALUES,
     MAX_CONV_WIDTH,
     MAX_IMAGE_ACTIVATIONS,
     MAX_IMAGE_SIDE,
@@ -220,6 +221,12 @@ def largest_activation(spec: ModelSpec) -> int:
             features = conv_feature_sizes(spec.height, spec.width, len(widths))[1:]
             sizes += [width * h * w for width, (h, w) in zip(widths, features, strict=True)]
     return max(sizes)
+
+
+def decode_batch_size(spec: ModelSpec) -> int:
+    """Images to decode at once for a picture, so that its layer outputs stay within
+    ``DECODE_BATCH_VALUES`` (at least one image: ``check_spec`` bounds a single image)."""
+    return max(1, DECODE_BATCH_VALUES // largest_activation(spec))
 
 
 class TensorShape(NamedTuple):

@@ -60,9 +60,7 @@ class Inputs:
         return "autoencoder" if self.model.is_autoencoder else "VAE"
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            device = next(self.model.parameters()).device
-            return self.model.decoded_to_image(self.model.decode_fast(codes.to(device))).cpu()
+        return self.model.decode_images(codes).cpu()
 
 
 def load_inputs(

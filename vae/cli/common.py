@@ -65,8 +65,25 @@ def handle_errors(function: F) -> F:
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             raise typer.Exit(interrupts.report_interrupt()) from None
+        except (MemoryError, RuntimeError) as error:
+            if not _out_of_memory(error):
+                raise
+            print_error(
+                "out of memory: use a smaller batch size, fewer or smaller images, or a "
+                "smaller model"
+            )
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """An allocation that failed: NumPy's MemoryError, torch's CPU allocator, CUDA or MPS
+    (``torch.OutOfMemoryError`` is a RuntimeError whose message says so too)."""
+    if isinstance(error, MemoryError):
+        return True
+    message = str(error)
+    return "out of memory" in message or "can't allocate memory" in message
 
 
 def is_main_process() -> bool:
