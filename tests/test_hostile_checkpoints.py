@@ -470,6 +470,8 @@ def edit_metrics(text: str, **values) -> str:
         "state lr a string",
         "state betas too short",
         "state scalars a string",
+        "state batch_in_epoch 10**9",
+        "state step off by one",
     ],
 )
 def test_resume_refuses_run_files_with_text_where_numbers_belong(
@@ -490,12 +492,18 @@ def test_resume_refuses_run_files_with_text_where_numbers_belong(
         "state lr a string": lambda s: s["optimizer"]["param_groups"][0].update(lr="0.001"),
         "state betas too short": lambda s: s["optimizer"]["param_groups"][0].update(betas=[0.9]),
         "state scalars a string": lambda s: s["optimizer"].update(scalars={"0": {"step": "x"}}),
+        "state batch_in_epoch 10**9": lambda s: s["progress"].update(batch_in_epoch=10**9),
+        "state step off by one": lambda s: s["progress"].update(step=s["progress"]["step"] + 1),
     }
     if case in edits:
         metrics.write_text(edits[case]())
     else:
         last.write_bytes(edit_state(last.read_bytes(), changes[case]))
+    before = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
     one_line_error(runner.invoke(app, ["train", "--resume", str(run)]))
+    if case.startswith("state") and "string" not in case:
+        after = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
+        assert after == before
 
 
 def broken_png(path: Path) -> Path:

@@ -34,7 +34,14 @@ from vae.data import (
 )
 from vae.device import bf16_autocast_supported
 from vae.distributed import World
-from vae.errors import Setting, TrainingDiverged, TrainingInterrupted, VAEError, first_line
+from vae.errors import (
+    CheckpointError,
+    Setting,
+    TrainingDiverged,
+    TrainingInterrupted,
+    VAEError,
+    first_line,
+)
 from vae.evaluation import evaluate_elbo
 from vae.model import VAE
 from vae.objectives import BetaSchedule, ElboTerms, elbo_terms
@@ -153,11 +160,28 @@ class Trainer:
     def restore(self) -> None:
         """Continue from the run folder's ``checkpoint_last`` and its metrics so far."""
         self.state.restore(self.folder.last_checkpoint, self.config.train.epochs)
+        self._check_progress_fits()
         self.history = [r for r in self.folder.read_metrics() if r["epoch"] <= self.progress.epoch]
         self.reporter.message(
             f"resuming {self.folder.path} at epoch {self.progress.epoch + 1}, "
             f"step {self.progress.step}"
         )
+
+    def _check_progress_fits(self) -> None:
+        """Raise CheckpointError unless the restored progress is a place in this run's epochs:
+        a hand-edited ``batch_in_epoch`` would otherwise skip or replay data silently (or, if
+        huge, spin through an epoch's batch order for nothing)."""
+        progress, per_epoch = self.progress, self.steps_per_epoch
+        if (
+            progress.batch_in_epoch > per_epoch
+            or progress.step != progress.epoch * per_epoch + progress.batch_in_epoch
+        ):
+            raise CheckpointError(
+                f"{self.folder.last_checkpoint} has a corrupt training state (progress: epoch "
+                f"{progress.epoch}, step {progress.step}, batch {progress.batch_in_epoch} do not "
+                f"fit {per_epoch} batches per epoch); it cannot be resumed (checkpoint_best and "
+                "the run's other files are untouched)"
+            )
 
     # --- the run ----------------------------------------------------------------------------
 
