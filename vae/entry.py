@@ -43,6 +43,16 @@ def _run(app_name: str) -> NoReturn:
     if interrupts.interrupted():
         code = interrupts.report_interrupt()
     interrupts.exit_directly_on_signal()
+    if interrupts.stopped_by_signal():
+        # CPython remembers a KeyboardInterrupt that escaped code run by exec() of a string
+        # (dataclasses and namedtuples build their methods so) and, under ``python -m``, kills
+        # itself with SIGINT at exit even though we handled it: end here, with our own code.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
     sys.exit(code)
 
 

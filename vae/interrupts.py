@@ -42,6 +42,11 @@ def interrupted() -> bool:
     return _state["phase"] == _LEAVING
 
 
+def stopped_by_signal() -> bool:
+    """True once a stop signal has been reported (the process is ending because of it)."""
+    return _state["phase"] in (_REPORTING, _REPORTED) and bool(_state["signal"])
+
+
 def interrupt_exit_code() -> int:
     """128 + the stop signal's number (130 for Ctrl-C, 143 for SIGTERM); 130 when none came,
     as for a KeyboardInterrupt raised by Python's own handler."""
