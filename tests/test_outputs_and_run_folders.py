@@ -510,3 +510,25 @@ def test_result_lines_show_file_names_escaped(checkpoint, tmp_path):
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.output and "\\x1b[31mil\\nx.png" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_resume_on_changed_folder_images_says_to_put_them_back(tmp_path, monkeypatch):
+    """A folder: run's images are read from the path it records, so --data-dir cannot help: the
+    error says which folder's images to restore."""
+    images = _image_folder(tmp_path / "mine", count=6)
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "data"))
+    arguments = [
+        "train", "f", "--runs-dir", str(tmp_path / "runs"), "--dataset", f"folder:{images}",
+        "--image-size", "8", "--val-size", "2", "--batch-size", "2", "--epochs", "1",
+        "--architecture", "mlp", "--hidden-sizes", "8", "--latent-dim", "2", "--beta-warmup",
+        "0", "--sample-every", "0", "--device", "cpu", "--quiet",
+    ]  # fmt: skip
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    Image.fromarray(np.full((28, 28), 255, np.uint8)).save(images / "img0.png")
+    run = tmp_path / "runs" / "f"
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    result = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "2"])
+    line = one_line_error(result, 2, "put the run's images back in", str(images))
+    assert "--data-dir" not in line
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before

@@ -245,11 +245,17 @@ def _check_same_data(path: Path, found: dict[str, Any], config: RunConfig) -> No
     difference = data_difference(recorded if isinstance(recorded, dict) else {}, found)
     if difference is not None:
         dataset = config.data.dataset
-        where = dataset.removeprefix("folder:") if dataset.startswith("folder:") else None
-        where = where or resolve_data_dir(config.data.data_dir)
+        if dataset.startswith("folder:"):
+            # The folder's path is the run's own setting: only its images can be put back.
+            folder = dataset.removeprefix("folder:")
+            raise ConfigError(
+                f"cannot resume {path.parent}: the images in {folder} are not the ones it was "
+                f"trained on ({difference}); put the run's images back in {folder}"
+            )
         raise ConfigError(
-            f"cannot resume {path.parent}: the data found under {where} is not the data it was "
-            f"trained on ({difference}); pass ",
+            f"cannot resume {path.parent}: the data found under "
+            f"{resolve_data_dir(config.data.data_dir)} is not the data it was trained on "
+            f"({difference}); pass ",
             Setting("data_dir"),
             " with the run's data",
         )
