@@ -97,10 +97,15 @@ def decoded_split(
                 f"({error.strerror or error}): decoded images are kept in memory only and "
                 "decoded again next time; set --cache-dir or VAE_CACHE_DIR to a writable folder"
             )
-            decoded = [
-                part if part is not None else _decode(storage, sources, b, e, shape, crop)
-                for part, (b, e) in zip(parts, ranges, strict=True)
-            ]
+            missing = sum(e - b for part, (b, e) in zip(parts, ranges, strict=True) if part is None)
+            storage.reporter.task_started(f"decoding {name} {split}", missing)
+            try:
+                decoded = [
+                    part if part is not None else _decode(storage, sources, b, e, shape, crop)
+                    for part, (b, e) in zip(parts, ranges, strict=True)
+                ]
+            finally:
+                storage.reporter.task_ended()
             return _in_memory(decoded)
         try:
             _decode_missing(
