@@ -24,6 +24,7 @@ PAGES = {
     ("inference",): "commands/inference.md",
     ("evaluate",): "commands/evaluate.md",
     ("info",): "commands/info.md",
+    ("explore",): "commands/explore.md",
     **{
         ("visualize", mode): "commands/visualize.md"
         for mode in ("interpolate", "traverse", "latent-map", "manifold", "curves", "gallery")

@@ -5,10 +5,11 @@
     poetry run python tools/docs_tables.py --check  # exit 1 when a block is out of date
 
 Blocks: ``options:train`` (train's options, from the settings in vae.config and vae.cli.train),
-``options:generate``, ``options:inference``, ``options:evaluate``, ``options:info`` and
-``options:visualize-MODE`` (each command's own Click parameters: flags, default, help), and
-``datasets`` (from the data registry, vae/data/registry.py). tests/test_docs_pages.py runs the
-check, so an option or dataset added without its documentation fails the suite.
+``options:generate``, ``options:inference``, ``options:evaluate``, ``options:info``,
+``options:explore`` and ``options:visualize-MODE`` (each command's own Click parameters: flags,
+default, help), and ``datasets`` (from the data registry, vae/data/registry.py).
+tests/test_docs_pages.py runs the check, so an option or dataset added without its
+documentation fails the suite.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ COMMAND_TABLES: dict[str, tuple[str, ...]] = {
     "options:inference": ("inference",),
     "options:evaluate": ("evaluate",),
     "options:info": ("info",),
+    "options:explore": ("explore",),
     **{
         f"options:visualize-{mode}": ("visualize", mode)
         for mode in ("interpolate", "traverse", "latent-map", "manifold", "curves", "gallery")

@@ -82,13 +82,13 @@ def tour(page: Any, url: str) -> dict[str, Any]:
     seen["inactive"] = page.locator("#inactive-sliders input[type='range']").count()
 
     before = page.get_attribute("#decoded", "src")
-    page.locator("#strip img").nth(2).click()
+    page.locator("#strip img").nth(1).click()
     original = _changes(page, "#original", None)
     seen["encoded"] = _changes(page, "#decoded", before) == page.get_attribute(
         "#reconstruction", "src"
     )
     page.locator("#set-a").click()
-    page.locator("#strip img").nth(5).click()
+    page.locator("#strip img").nth(3).click()
     _changes(page, "#original", original)
     page.locator("#set-b").click()
     page.wait_for_function(

@@ -130,6 +130,10 @@ async function sample() {
 
 // --- encode -----------------------------------------------------------------------------------
 
+function unmarkStrip() {
+  for (const img of $("strip").children) img.classList.remove("chosen");
+}
+
 function showEncoded(answer) {
   if (!answer) return;
   $("original").src = answer.original;
@@ -147,7 +151,7 @@ async function loadStrip() {
     img.title = img.alt;
     img.dataset.index = item.index;
     img.addEventListener("click", async () => {
-      for (const other of $("strip").children) other.classList.remove("chosen");
+      unmarkStrip();
       img.classList.add("chosen");
       showEncoded(await api("/api/encode/test", { index: item.index }));
     });
@@ -162,6 +166,7 @@ async function upload() {
     showMessage(`${file.name} is larger than the ${state.model.max_upload_bytes.toLocaleString()}-byte limit`);
     return;
   }
+  unmarkStrip();
   showEncoded(await api("/api/encode/upload", file, true));
 }
 
@@ -266,6 +271,7 @@ async function clickMap(event) {
   });
   state.chosenPoint = best;
   drawMap();
+  unmarkStrip();
   showEncoded(await api("/api/map/point", { index: best }));
 }
 
