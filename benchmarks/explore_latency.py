@@ -26,6 +26,7 @@ import os
 import statistics
 import threading
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -75,7 +76,7 @@ def wait_until_ready(url: str) -> None:
         time.sleep(0.02)
 
 
-def start_once(tool: object) -> tuple[float, float]:
+def start_once(tool: Any) -> tuple[float, float]:
     """Seconds from launch to the first decode answered, and to every feature ready."""
     started = time.perf_counter()
     process, url = tool.start_explorer("--checkpoint", CHECKPOINT)
