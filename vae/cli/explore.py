@@ -37,8 +37,10 @@ def explore_command(
     download: DownloadOption = False,
     limit: LimitOption = None,
 ) -> None:
-    """Explore a checkpoint's latent space in the browser: sliders, samples, encodings,
-    interpolations and the latent map, served on this machine."""
+    """Explore a checkpoint's latent space in the browser, served on this machine.
+
+    Sliders, samples, encodings, interpolations and the latent map; Ctrl-C stops it.
+    """
     from vae import interrupts
     from vae.explore.server import is_loopback, serve
     from vae.reporting import RichReporter

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import json
 import math
 import tempfile
@@ -351,8 +352,6 @@ def read_upload(data: bytes, height: int, width: int, channels: int) -> Any:
     if height != width:
         raise BadRequest("uploads need a model trained on square images")
     try:
-        import io
-
         with Image.open(io.BytesIO(data)) as image:  # reads the header only
             pixels = image.size[0] * image.size[1]
     except (*DECODER_ERRORS, UnidentifiedImageError, Image.DecompressionBombError) as error:
