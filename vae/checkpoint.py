@@ -63,6 +63,26 @@ def read_header(path: str | Path) -> CheckpointHeader:
         raise CheckpointError(f"checkpoint not found: {path}{_not_found_hint(path)}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint path is not a file: {path}")
+    header_size, header_bytes, file_size = _read_header_bytes(path)
+    header = _parse_header(path, header_bytes)
+    raw_metadata = header.pop("__metadata__", None) or {}
+    spans = _tensor_spans(path, header)
+    data_end = max((end for _, end, _ in spans), default=0)
+    expected = 8 + header_size + data_end
+    if file_size < expected:
+        raise CheckpointError(
+            f"{path} is truncated: {file_size} bytes where the header promises {expected}; "
+            "the file was cut short (copy it again)"
+        )
+    _check_tiling(path, spans, file_size - 8 - header_size)
+    version = _format_version(path, raw_metadata)
+    metadata, training_state = _vae_metadata(path, raw_metadata)
+    return CheckpointHeader(path, header, metadata, training_state, file_size, version)
+
+
+def _read_header_bytes(path: Path) -> tuple[int, bytes, int]:
+    """(header size, header bytes, file size) of a safetensors file, refusing pickles, files
+    too short for a header, and headers larger than _MAX_HEADER_BYTES."""
     try:
         file_size = path.stat().st_size
         with open(path, "rb") as handle:
@@ -88,25 +108,26 @@ def read_header(path: str | Path) -> CheckpointHeader:
                 f"{file_size}; the file was cut short (copy it again)"
             )
         raise CheckpointError(f"{path} is not a safetensors file (no valid header)")
+    return header_size, header_bytes, file_size
+
+
+def _parse_header(path: Path, header_bytes: bytes) -> dict[str, Any]:
+    """The header's JSON object (tensor table and ``__metadata__``)."""
     try:
         # Decoded here: json.loads on bytes would also accept UTF-16 and UTF-32, which the
         # safetensors readers behind every loader refuse (the header is UTF-8).
         header = json.loads(header_bytes.decode("utf-8"))
         if not isinstance(header, dict):
             raise ValueError("header is not a JSON object")
-        raw_metadata = header.pop("__metadata__", None) or {}
     except (ValueError, RecursionError):
         # RecursionError: JSON nested thousands deep, which no writer of safetensors produces.
         raise CheckpointError(f"{path} is not a safetensors file (header is not valid)") from None
-    spans = _tensor_spans(path, header)
-    data_end = max((end for _, end, _ in spans), default=0)
-    expected = 8 + header_size + data_end
-    if file_size < expected:
-        raise CheckpointError(
-            f"{path} is truncated: {file_size} bytes where the header promises {expected}; "
-            "the file was cut short (copy it again)"
-        )
-    _check_tiling(path, spans, file_size - 8 - header_size)
+    return header
+
+
+def _format_version(path: Path, raw_metadata: Any) -> int:
+    """The checkpoint format version of a file vae wrote (refusing other safetensors files and
+    versions newer than this vae reads)."""
     # safetensors stores metadata as a map of strings to strings; anything else is hand-made.
     if (
         not isinstance(raw_metadata, dict)
@@ -130,6 +151,14 @@ def read_header(path: str | Path) -> CheckpointHeader:
             f"{path} uses checkpoint format version {version}, newer than this vae "
             f"{__version__} can read (up to {FORMAT_VERSION}): upgrade vae"
         )
+    return version
+
+
+def _vae_metadata(
+    path: Path, raw_metadata: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(metadata, training state or None) parsed from the header's ``vae`` and
+    ``training_state`` strings."""
     try:
         # NaN and Infinity are not JSON: vae never writes them, and they would reach the
         # figures `info` prints and the JSON it writes.
@@ -144,7 +173,7 @@ def read_header(path: str | Path) -> CheckpointHeader:
     # (info's table, json.dumps); vae's own metadata is a handful of levels deep.
     if max(_nesting_depth(metadata), _nesting_depth(training_state)) > _MAX_METADATA_DEPTH:
         raise CheckpointError(f"{path} has corrupt vae metadata (nested too deep)")
-    return CheckpointHeader(path, header, metadata, training_state, file_size, version)
+    return metadata, training_state
 
 
 def _nesting_depth(value: Any) -> int:
