@@ -488,12 +488,7 @@ def evaluate_checkpoint(
     data_info = data_for_model(metadata, model.spec)
     if binarize_test is None:
         binarize_test = "static" if data_info.get("binarize", "none") != "none" else "none"
-    likelihood = metadata.get("likelihood")
-    sigma = (likelihood.get("gaussian_sigma") if isinstance(likelihood, dict) else None) or 0.1
-    if not isinstance(sigma, int | float) or isinstance(sigma, bool) or not 0 < sigma < math.inf:
-        raise CheckpointError(
-            f"{checkpoint} has corrupt vae metadata (likelihood gaussian_sigma is {str(sigma)[:20]})"
-        )
+    sigma = _gaussian_sigma(checkpoint, metadata)
     load = dict(data_dir=data_dir, download=download, limit=limit)
     images = load_images_for_model(data_info, dataset=dataset, input_path=input_path, **load)
     # Loaded before the long in-distribution pass, so that a bad name fails at once.
@@ -519,20 +514,8 @@ def evaluate_checkpoint(
         **summary,
     }
     if ood_images is not None:
-        ood_summary, ood_scores, ood_scored = evaluate(
-            model, ood_images, reporter=reporter, **options
-        )
-        if not scored_by_likelihood:
-            raw_name, raw_unit = "reconstruction error", None
-            raw_in, raw_out = scores.numpy(), ood_scores.numpy()
-        else:
-            raw_name = "NLL" if scores.nll is not None else "-ELBO"
-            raw_unit = "nats"
-            raw_in = (scores.nll if scores.nll is not None else scores.neg_elbo).numpy()
-            raw_out = (
-                ood_scores.nll if ood_scores.nll is not None else ood_scores.neg_elbo
-            ).numpy()
-        report = ood_report(raw_in, raw_out, scored, ood_scored, raw_name, raw_unit)
+        ood_run = evaluate(model, ood_images, reporter=reporter, **options)
+        report = _outlier_report((summary, scores, scored), ood_run, scored_by_likelihood)
         histogram_path = None
         if histogram is not None:
             histogram_path = str(
@@ -543,11 +526,40 @@ def evaluate_checkpoint(
             "out_dataset": ood_dataset,
             "num_in": int(images.shape[0]),
             "num_out": int(ood_images.shape[0]),
-            "protocol": f"{ood_summary['protocol']}; k={k}; seed {seed}; OOD is the positive class",
+            "protocol": f"{ood_run[0]['protocol']}; k={k}; seed {seed}; OOD is the positive class",
             "scores": report["metrics"],
-            "out_metrics": ood_summary["metrics"],
+            "out_metrics": ood_run[0]["metrics"],
             "histogram": histogram_path,
             # Per-image values, for the scores file beside the JSON (not part of the JSON).
             "per_image": report["scores"],
         }
     return result
+
+
+def _gaussian_sigma(checkpoint: str | Path, metadata: dict[str, Any]) -> float:
+    """The Gaussian likelihood's sigma the checkpoint was trained with (0.1 when it has none)."""
+    likelihood = metadata.get("likelihood")
+    sigma = (likelihood.get("gaussian_sigma") if isinstance(likelihood, dict) else None) or 0.1
+    if not isinstance(sigma, int | float) or isinstance(sigma, bool) or not 0 < sigma < math.inf:
+        raise CheckpointError(
+            f"{checkpoint} has corrupt vae metadata (likelihood gaussian_sigma is {str(sigma)[:20]})"
+        )
+    return float(sigma)
+
+
+def _outlier_report(
+    inside: tuple[Any, Any, Any], outside: tuple[Any, Any, Any], scored_by_likelihood: bool
+) -> dict[str, Any]:
+    """``vae.ood.ood_report`` of the in- and out-of-distribution passes (each ``(summary,
+    scores, scored)``): scored by NLL (else -ELBO) when the model has a likelihood, else by its
+    reconstruction error."""
+    _, scores, scored = inside
+    _, ood_scores, ood_scored = outside
+    if not scored_by_likelihood:
+        return ood_report(
+            scores.numpy(), ood_scores.numpy(), scored, ood_scored, "reconstruction error", None
+        )
+    raw_name = "NLL" if scores.nll is not None else "-ELBO"
+    raw_in = (scores.nll if scores.nll is not None else scores.neg_elbo).numpy()
+    raw_out = (ood_scores.nll if ood_scores.nll is not None else ood_scores.neg_elbo).numpy()
+    return ood_report(raw_in, raw_out, scored, ood_scored, raw_name, "nats")
