@@ -7,9 +7,12 @@ Nothing here imports torch: ``info`` must start without it.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import math
+import typing
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -317,3 +320,69 @@ def load_command_inputs(
         device=device,
         binarize=binarize,
     )
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """The images a picture command shows its model, from the options every such command has:
+    ``--input`` files, else the checkpoint's test split (``--data-dir``, ``--download``,
+    ``--limit``), on ``--device``."""
+
+    input_path: InputOption = None
+    data_dir: DataDirOption = None
+    download: DownloadOption = True
+    limit: LimitOption = None
+    device: DeviceOption = "cpu"
+
+    def load(self, checkpoint: Path, binarize: bool = True) -> Any:
+        """The checkpoint's model and these images (``vae.visualize.Inputs``)."""
+        return load_command_inputs(
+            checkpoint,
+            self.input_path,
+            self.data_dir,
+            self.download,
+            self.limit,
+            self.device,
+            binarize,
+        )
+
+
+def reads_images(*, limit: bool = True) -> Callable[[F], F]:
+    """Give a command the options of :class:`ImageSource` (without ``--limit`` when ``limit``
+    is False), declared once there, and pass them to it as one ``source`` argument."""
+    hints = typing.get_type_hints(ImageSource, include_extras=True)
+    added = [
+        inspect.Parameter(
+            field.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=field.default,
+            annotation=hints[field.name],
+        )
+        for field in fields(ImageSource)
+        if limit or field.name != "limit"
+    ]
+
+    def decorate(function: F) -> F:
+        own = typing.get_type_hints(function, include_extras=True)
+        signature = inspect.signature(function)
+        kept = [
+            parameter.replace(annotation=own[parameter.name])
+            for parameter in signature.parameters.values()
+            if parameter.name != "source"
+        ]
+
+        @functools.wraps(function)
+        def wrapper(**kwargs: Any) -> Any:
+            source = ImageSource(
+                **{parameter.name: kwargs.pop(parameter.name) for parameter in added}
+            )
+            return function(source=source, **kwargs)
+
+        parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept] + added
+        wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=parameters, return_annotation=own.get("return", None)
+        )
+        wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

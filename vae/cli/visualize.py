@@ -14,17 +14,15 @@ from vae.cli.common import (
     BinarizeInputOption,
     CheckpointOption,
     DataDirOption,
-    DeviceOption,
     DownloadOption,
-    InputOption,
-    LimitOption,
+    ImageSource,
     SeedOption,
     check_finite_positive,
     check_picture_size,
     check_pictures,
     check_positive,
     handle_errors,
-    load_command_inputs,
+    reads_images,
     say,
     write_safely,
 )
@@ -48,6 +46,7 @@ visualize_app = typer.Typer(
 
 @visualize_app.command("interpolate", cls=AliasCommand)
 @handle_errors
+@reads_images(limit=False)
 def interpolate_command(
     checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
     pairs: Annotated[int, typer.Option(help="Pairs of images (drawn with --seed).")] = 6,
@@ -62,12 +61,10 @@ def interpolate_command(
     gif: Annotated[
         Path | None, typer.Option(help="Animated GIF (default: --output with .gif).")
     ] = None,
-    input_path: InputOption = None,
-    data_dir: DataDirOption = None,
-    download: DownloadOption = True,
     binarize_input: BinarizeInputOption = False,
     seed: SeedOption = 0,
-    device: DeviceOption = "cpu",
+    *,
+    source: ImageSource,
 ) -> None:
     """Interpolate between posterior means: a grid PNG (originals at both ends) and a GIF."""
     from vae.config import parse_int_list
@@ -80,11 +77,9 @@ def interpolate_command(
         raise ConfigError(f"invalid value for --method: {method!r} (expected slerp or lerp)")
     classes = parse_int_list(chain, "chain") if chain is not None else None
     gif_path = gif if gif is not None else output.with_suffix(".gif")
-    check_pictures(checkpoint, input_path, output=output, gif=gif_path)
+    check_pictures(checkpoint, source.input_path, output=output, gif=gif_path)
     check_picture_size(checkpoint, **{"pairs x steps": pairs * steps})
-    inputs = load_command_inputs(
-        checkpoint, input_path, data_dir, download, None, device, binarize_input
-    )
+    inputs = source.load(checkpoint, binarize_input)
     options = {"pairs": pairs, "steps": steps, "method": method, "chain": classes, "seed": seed}
     result = write_safely(
         lambda: interpolate(inputs, output, gif_path, **options), output, gif_path
@@ -94,6 +89,7 @@ def interpolate_command(
 
 @visualize_app.command("traverse", cls=AliasCommand)
 @handle_errors
+@reads_images()
 def traverse_command(
     checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
     index: Annotated[int, typer.Option(help="Base image (index into the test images).")] = 0,
@@ -104,21 +100,18 @@ def traverse_command(
         bool, typer.Option(help="Also show inactive dimensions (labelled) instead of skipping.")
     ] = False,
     output: PngOption = IMAGES_DIR / "traversal.png",
-    input_path: InputOption = None,
-    data_dir: DataDirOption = None,
-    download: DownloadOption = True,
-    limit: LimitOption = None,
-    device: DeviceOption = "cpu",
+    *,
+    source: ImageSource,
 ) -> None:
     """Latent traversals: one row per dimension, most informative (highest KL) first."""
     from vae.visualize import traverse
 
     if max_dims is not None:
         check_positive(max_dims=max_dims)
-    check_pictures(checkpoint, input_path, output=output)
+    check_pictures(checkpoint, source.input_path, output=output)
     check_finite_positive(span=span)
     check_picture_size(checkpoint, steps=steps)
-    inputs = load_command_inputs(checkpoint, input_path, data_dir, download, limit, device)
+    inputs = source.load(checkpoint)
     options = {"index": index, "steps": steps, "span": span, "max_dims": max_dims}
     result = write_safely(
         lambda: traverse(inputs, output, include_inactive=include_inactive, **options), output
@@ -131,6 +124,7 @@ def traverse_command(
 
 @visualize_app.command("latent-map", cls=AliasCommand)
 @handle_errors
+@reads_images()
 def latent_map_command(
     checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
     compare: Annotated[
@@ -138,43 +132,38 @@ def latent_map_command(
         typer.Option(help="A second checkpoint (e.g. an autoencoder) drawn side by side."),
     ] = None,
     output: PngOption = IMAGES_DIR / "latent_map.png",
-    input_path: InputOption = None,
-    data_dir: DataDirOption = None,
-    download: DownloadOption = True,
-    limit: LimitOption = None,
-    device: DeviceOption = "cpu",
+    *,
+    source: ImageSource,
 ) -> None:
     """Posterior means in 2-D (PCA when the latent is larger), coloured by label."""
     from vae.visualize import latent_map
 
-    check_pictures(checkpoint, input_path, compare, output=output)
-    panels = [load_command_inputs(checkpoint, input_path, data_dir, download, limit, device)]
+    check_pictures(checkpoint, source.input_path, compare, output=output)
+    panels = [source.load(checkpoint)]
     if compare is not None:
-        panels.append(load_command_inputs(compare, input_path, data_dir, download, limit, device))
+        panels.append(source.load(compare))
     path = write_safely(lambda: latent_map(panels, output), output)
     say(f"wrote {path}")
 
 
 @visualize_app.command("manifold", cls=AliasCommand)
 @handle_errors
+@reads_images()
 def manifold_command(
     checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
     size: Annotated[int, typer.Option(help="Images per side of the mosaic.")] = 20,
     span: Annotated[float, typer.Option(help="Cover +-span standard deviations.")] = 2.0,
     output: PngOption = IMAGES_DIR / "manifold.png",
-    input_path: InputOption = None,
-    data_dir: DataDirOption = None,
-    download: DownloadOption = True,
-    limit: LimitOption = None,
-    device: DeviceOption = "cpu",
+    *,
+    source: ImageSource,
 ) -> None:
     """Decode a regular grid over the 2-D latent (or its two leading PCA directions)."""
     from vae.visualize import manifold
 
-    check_pictures(checkpoint, input_path, output=output)
+    check_pictures(checkpoint, source.input_path, output=output)
     check_finite_positive(span=span)
     check_picture_size(checkpoint, **{"size x size": size * size})
-    inputs = load_command_inputs(checkpoint, input_path, data_dir, download, limit, device)
+    inputs = source.load(checkpoint)
     path = write_safely(lambda: manifold(inputs, output, size=size, span=span), output)
     say(f"wrote {path}")
 
