@@ -44,8 +44,8 @@ def _run(app_name: str) -> NoReturn:
         code = interrupts.report_interrupt()
     interrupts.exit_directly_on_signal()
     if interrupts.stopped_by_signal():
-        # CPython remembers a KeyboardInterrupt that escaped code run by exec() of a string
-        # (dataclasses and namedtuples build their methods so) and, under ``python -m``, kills
+        # CPython remembers a KeyboardInterrupt that escaped code compiled from a string (how
+        # dataclasses and namedtuples build their methods) and, under ``python -m``, kills
         # itself with SIGINT at exit even though we handled it: end here, with our own code.
         for stream in (sys.stdout, sys.stderr):
             try:
