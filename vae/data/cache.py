@@ -218,7 +218,11 @@ def _remove_stale(folder: Path, split: str, keep: set[str]) -> None:
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
     """Hold ``folder/.lock`` exclusively (created with the folder): one decoder at a time. The
-    kernel releases it however the holder ends."""
+    kernel releases it however the holder ends.
+
+    A POSIX record lock (``lockf``), not ``flock``: the decoding processes are forked while it is
+    held, and a forked child shares an ``flock`` (an orphaned worker of a killed decode would
+    hold it for ever) but never a record lock."""
     import fcntl  # POSIX; vae trains on Linux and macOS
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -226,7 +230,7 @@ def _locked(folder: Path) -> Iterator[None]:
         folder / ".lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644
     )
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        fcntl.lockf(descriptor, fcntl.LOCK_EX)
         yield
     finally:
         os.close(descriptor)

@@ -97,7 +97,9 @@ def decode_into(
     # again, torch included: seconds per worker on a 2-core machine.
     method = "fork" if sys.platform == "linux" else "spawn"
     context = multiprocessing.get_context(method)
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_end_with_parent
+    ) as pool:
         pending: set[concurrent.futures.Future[Any]] = set()
         queue = iter(chunks)
         try:
@@ -116,6 +118,17 @@ def decode_into(
             for future in pending:
                 future.cancel()
             raise
+
+
+def _end_with_parent() -> None:
+    """A decoding process ends when the process that started it does (kill -9 included): else
+    it would wait for work for ever, since forked workers keep each other's end of the queue."""
+    if sys.platform == "linux":
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1  # noqa: N806 - the constant's name in <sys/prctl.h>
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _land(
