@@ -14,10 +14,10 @@ import functools
 import io
 import json
 import math
-import tempfile
+import threading
+import warnings
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,7 @@ MAX_UPLOAD_PIXELS = 4096 * 4096  # checked from the header, before decoding
 MAX_LATENT_VALUE = 1000.0  # far outside any prior; larger values only overflow the decoder
 MAX_FRAMES = 64  # images in one interpolation answer
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+MAX_SHOWN_CHARS = 40  # of a refused value or path, echoed in an error message
 
 
 class BadRequest(Exception):
@@ -113,7 +114,7 @@ def _error(message: str, status: int) -> JSONResponse:
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
-    return _error(f"not found: {request.url.path}", 404)
+    return _error(f"not found: {_shown(request.url.path)}", 404)
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
@@ -161,10 +162,27 @@ async def _json(request: Request) -> dict[str, Any]:
     return value
 
 
+def _shown(value: Any) -> str:
+    """``value`` for an error message, cut short: JSON integers have no size limit, and an
+    answer should not echo a 4,000-digit number back."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 3] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number that is a finite float: not a bool (an int in Python), not NaN or
+    infinite, not an integer too large for a float (JSON integers have no size limit)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _positive(body: dict[str, Any], name: str, high: float) -> float:
     value = body.get(name)
-    # bool is an int in Python; true is not a number here.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not _is_number(value):
         raise BadRequest(f"{name} must be a finite number")
     if not 0 < value <= high:
         raise BadRequest(f"{name} must be above 0 and at most {high:g}, not {value:g}")
@@ -176,7 +194,7 @@ def _index(body: dict[str, Any], name: str, count: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest(f"{name} must be a whole number")
     if not 0 <= value < count:
-        raise BadRequest(f"{name} must be between 0 and {count - 1}, not {value}")
+        raise BadRequest(f"{name} must be between 0 and {count - 1}, not {_shown(value)}")
     return value
 
 
@@ -186,8 +204,10 @@ def _latent(body: dict[str, Any], name: str, dimensions: int) -> np.ndarray:
         raise BadRequest(f"{name} must be a list of {dimensions} numbers")
     if any(isinstance(x, bool) or not isinstance(x, int | float) for x in value):
         raise BadRequest(f"{name} must be a list of {dimensions} numbers")
+    if not all(_is_number(x) for x in value):
+        raise BadRequest(f"{name} values must be finite and within +-{MAX_LATENT_VALUE:g}")
     latent = np.asarray(value, dtype=np.float64)
-    if not np.isfinite(latent).all() or np.abs(latent).max(initial=0.0) > MAX_LATENT_VALUE:
+    if np.abs(latent).max(initial=0.0) > MAX_LATENT_VALUE:
         raise BadRequest(f"{name} values must be finite and within +-{MAX_LATENT_VALUE:g}")
     return latent.astype(np.float32)
 
@@ -203,6 +223,9 @@ class _Api:
     def __init__(self, decoder: Decoder, encoder: Encoder) -> None:
         self.decoder, self.encoder = decoder, encoder
         self.dimensions = decoder.spec.latent_dim
+        # One upload is decoded at a time: an 8 MiB file can expand to hundreds of MiB of
+        # pixels, and the warning filters read_upload sets are global to the process.
+        self._uploads = threading.Lock()
 
     async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
         # NumPy and torch release the GIL while they compute: decodes run side by side in
@@ -297,8 +320,9 @@ class _Api:
         return await self._run(self._encode_upload, data)
 
     def _encode_upload(self, data: bytes) -> dict[str, Any]:
-        images = read_upload(data, self.decoder.spec.height, self.decoder.spec.width,
-                             self.decoder.spec.channels)  # fmt: skip
+        spec = self.decoder.spec
+        with self._uploads:
+            images = read_upload(data, spec.height, spec.width, spec.channels)
         latent = self.encoder.encode(images)[0]
         (reconstruction,) = self.decoder.pictures(latent[None])
         return {
@@ -316,8 +340,7 @@ class _Api:
         if (
             not isinstance(fractions, list)
             or not 1 <= len(fractions) <= MAX_FRAMES
-            or any(isinstance(t, bool) or not isinstance(t, int | float) for t in fractions)
-            or not all(0.0 <= t <= 1.0 for t in fractions)
+            or not all(_is_number(t) and 0.0 <= t <= 1.0 for t in fractions)
         ):
             raise BadRequest(f"t must be a list of 1 to {MAX_FRAMES} fractions between 0 and 1")
 
@@ -340,10 +363,23 @@ class _Api:
         }
 
 
+def upload_formats() -> tuple[str, ...]:
+    """Pillow's names of the formats an upload may be in: those of the file types ``folder:``
+    datasets read (``vae.data.decoding.IMAGE_EXTENSIONS``). Image.open would otherwise try every
+    format Pillow knows, EPS and PDF included, which hand the bytes to Ghostscript."""
+    from PIL import Image
+
+    from vae.data.decoding import IMAGE_EXTENSIONS
+
+    known = Image.registered_extensions()
+    return tuple(sorted({known[ext] for ext in IMAGE_EXTENSIONS if ext in known}))
+
+
 def read_upload(data: bytes, height: int, width: int, channels: int) -> Any:
     """An uploaded image file as the model takes it: float [1, C, H, W] in [0, 1], centre-cropped,
     resized and converted as ``inference --input`` reads files (``vae.data.decoding``, with its
-    guards), after a pixel limit of its own read from the header."""
+    guards), after checks of its own on the header: one of :func:`upload_formats`, at most
+    ``MAX_UPLOAD_PIXELS``."""
     from PIL import Image, UnidentifiedImageError
 
     from vae.data import to_float
@@ -351,22 +387,29 @@ def read_upload(data: bytes, height: int, width: int, channels: int) -> Any:
 
     if height != width:
         raise BadRequest("uploads need a model trained on square images")
+    formats = upload_formats()
     try:
-        with Image.open(io.BytesIO(data)) as image:  # reads the header only
-            pixels = image.size[0] * image.size[1]
-    except (*DECODER_ERRORS, UnidentifiedImageError, Image.DecompressionBombError) as error:
+        with warnings.catch_warnings():
+            # Pillow warns (on the server's terminal) of sizes far above the limit below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=formats) as image:  # the header only
+                pixels = image.size[0] * image.size[1]
+    except UnidentifiedImageError:
+        # Pillow's own message names a BytesIO object and its address: no use to the sender.
+        raise BadRequest(
+            f"the upload is not an image in a format the explorer reads ({', '.join(formats)}); "
+            "send the file itself as the request body"
+        ) from None
+    except (*DECODER_ERRORS, Image.DecompressionBombError) as error:
         raise BadRequest(f"cannot read the upload as an image: {first_line(error)}") from None
     if pixels > MAX_UPLOAD_PIXELS:
         raise BadRequest(
             f"the upload has {pixels:,} pixels, more than the limit of {MAX_UPLOAD_PIXELS:,}", 413
         )
-    with tempfile.TemporaryDirectory(prefix="vae-explore-") as folder:
-        # The decoder of folder: datasets reads files: the upload becomes one, briefly.
-        path = Path(folder) / "upload"
-        path.write_bytes(data)
-        try:
-            images = read_image_files([path], height, channels)
-        except VAEError as error:
-            message = str(error).replace(f"image {path}", "the upload")
-            raise BadRequest(message) from None
+    try:
+        # Decoded from the bytes, as a Hugging Face dataset's image column is.
+        images = read_image_files([data], height, channels)
+    except VAEError as error:
+        # Its message names the image by its size in bytes; the sender knows it as the upload.
+        raise BadRequest(str(error).replace(f"image of {len(data)} bytes", "the upload")) from None
     return to_float(images)

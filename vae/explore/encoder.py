@@ -169,7 +169,7 @@ class Encoder:
         found = self.strip if which == "strip" else self.mapped
         if found is None:
             reason = self.status["test_images"].reason
-            raise NotReady("the test images", reason)
+            raise NotReady("the test images", reason, plural=True)
         return found
 
     def interpolate(self, start: np.ndarray, end: np.ndarray, fractions: list[float]) -> np.ndarray:
@@ -189,10 +189,11 @@ class Encoder:
 class NotReady(VAEError):
     """A feature the page asked for before its background load finished (or after it failed)."""
 
-    def __init__(self, what: str, reason: str = "") -> None:
+    def __init__(self, what: str, reason: str = "", *, plural: bool = False) -> None:
         detail = f" ({reason})" if reason else ""
-        verb = "is not available" if reason else "is still loading"
-        super().__init__(f"{what} {verb}{detail}")
+        verb = "are" if plural else "is"
+        state = "not available" if reason else "still loading"
+        super().__init__(f"{what} {verb} {state}{detail}")
 
 
 def _test_images(inputs: Inputs) -> TestImages:

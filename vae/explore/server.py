@@ -92,7 +92,9 @@ def serve(
     app = build_app(decoder, encoder, reporter, allowed_hosts=allowed)
     config = uvicorn.Config(
         app,
-        log_level="warning",
+        # Not "warning": uvicorn would write a line for each malformed request or WebSocket
+        # attempt (with advice to install packages) on the terminal of whoever runs the page.
+        log_level="error",
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=SHUTDOWN_SECONDS,
