@@ -324,12 +324,28 @@ def test_autoencoders_and_colour_models_explore_without_their_data(tmp_path, nam
     assert pixels(decoded["image"]).shape[:2] == (spec.height, spec.width)
     status = client.get("/api/status").json()["features"]
     assert status["encoder"]["state"] == "ready" and status["test_images"]["state"] == "failed"
+    assert status["latent_map"] == status["test_images"]  # the map says why, as the images do
     assert "MNIST" in status["test_images"]["reason"] or "mnist" in status["test_images"]["reason"]
     assert "not available" in client.get("/api/map").json()["error"]
     upload = client.post(
         "/api/encode/upload", content=png_bytes(np.full((40, 40, 3), 120, np.uint8))
     )
     assert upload.status_code == 200 and len(upload.json()["z"]) == spec.latent_dim
+
+
+def test_a_1d_latent_says_it_has_no_map_before_the_page_asks(tmp_path, synthetic_data_dir):
+    from vae.spec import ModelSpec
+
+    checkpoint = tmp_path / "line.safetensors"
+    write_checkpoint(checkpoint, ModelSpec("conv", 1, 1, 28, 28, "bce", [16], [8, 8]))
+    client = client_for(checkpoint, synthetic_data_dir)
+    features = client.get("/api/status").json()["features"]
+    assert features["test_images"]["state"] == "ready"
+    assert features["latent_map"] == {
+        "state": "failed",
+        "reason": "a 1-D latent has no plane to map",
+    }
+    assert client.get("/api/map").status_code == 409
 
 
 def test_the_mixture_prior_moments_match_its_samples():

@@ -31,7 +31,7 @@ from starlette.routing import Route
 from vae.config import SEED_MAX
 from vae.errors import VAEError, first_line
 from vae.explore.decoder import Decoder, png_data_url
-from vae.explore.encoder import Encoder, NotReady, TestImages
+from vae.explore.encoder import NO_PLANE, Encoder, NotReady, TestImages
 from vae.limits import MAX_TEMPERATURE
 from vae.reporting import Reporter
 
@@ -354,7 +354,7 @@ class _Api:
         self.encoder.test_set("mapped")
         found = self.encoder.latent_map
         if found is None:
-            raise BadRequest("a 1-D latent has no plane to map", 409)
+            raise BadRequest(NO_PLANE, 409)
         return {
             "points": [[round(float(x), 4), round(float(y), 4)] for x, y in found.points],
             "labels": found.labels,

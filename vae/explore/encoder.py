@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 STRIP_SIZE = 20
 
 LOADING, READY, FAILED = "loading", "ready", "failed"
+NO_PLANE = "a 1-D latent has no plane to map"
 
 
 @dataclass
@@ -78,7 +79,11 @@ class Encoder:
     importance: list[float] | None = None
     latent_map: LatentMap | None = None
     status: dict[str, Feature] = field(
-        default_factory=lambda: {"encoder": Feature(), "test_images": Feature()}
+        default_factory=lambda: {
+            "encoder": Feature(),
+            "test_images": Feature(),
+            "latent_map": Feature(),
+        }
     )
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -115,10 +120,14 @@ class Encoder:
         else:
             with self._lock:
                 self.status["test_images"] = Feature(READY)
+                found = self.latent_map is not None
+                self.status["latent_map"] = Feature(READY) if found else Feature(FAILED, NO_PLANE)
 
     def _fail(self, name: str, reason: str, reporter: Reporter, quiet: bool = False) -> None:
         with self._lock:
             self.status[name] = Feature(FAILED, reason)
+            if name == "test_images":  # the map is drawn from them: the page says why once
+                self.status["latent_map"] = Feature(FAILED, reason)
         if not quiet:
             reporter.warning(f"explorer: no {name.replace('_', ' ')}: {reason}")
 

@@ -289,7 +289,7 @@ async function pollStatus() {
     setTimeout(pollStatus, 2000);
     return;
   }
-  const { encoder, test_images: images } = answer.features;
+  const { encoder, test_images: images, latent_map: map } = answer.features;
   const encoderReady = encoder.state === "ready";
   const imagesReady = images.state === "ready";
   $("upload").disabled = !encoderReady;
@@ -297,13 +297,13 @@ async function pollStatus() {
   $("set-b").disabled = !encoderReady;
   $("encode-state").textContent = encoderReady ? (imagesReady ? "" : `(test images ${describe(images)})`) : describe(encoder);
   $("interpolate-state").textContent = describe(encoder);
-  $("map-state").textContent = describe(images);
+  $("map-state").textContent = describe(map);
   const loading = encoder.state === "loading" || images.state === "loading";
   $("status").textContent = loading ? "loading the encoder and the test images\u2026" : "";
   if (imagesReady) {
     buildSliders(answer.order, answer.inactive, answer.importance);
     $("order-note").textContent = `Most informative first, as visualize traverse orders them (${state.model.prior === "standard" && state.model.model_type === "vae" ? "average KL in nats" : "variance of the posterior means"}).`;
-    await Promise.all([loadStrip(), loadMap()]);
+    await Promise.all([loadStrip(), map.state === "ready" ? loadMap() : null]);
   }
   if (loading) setTimeout(pollStatus, 400);
   else {
