@@ -334,25 +334,38 @@ def test_a_tiny_file_claiming_a_huge_model_is_refused_quickly_and_small(
     assert peak_kib < 1024 * 1024, f"peak {peak_kib / 1024:.0f} MiB"
 
 
+# Runs the command given after it and writes its exit status and peak memory (KiB) to the file
+# named first. A child's peak counts the memory of the process it was forked from (Linux records
+# the old address space's peak at exec), so the command is started from this small interpreter,
+# not from pytest's large one.
+_MEASURE = """
+import json, os, subprocess, sys
+process = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(process.pid, 0)
+with open(sys.argv[1], "w") as handle:
+    json.dump([os.waitstatus_to_exitcode(status), usage.ru_maxrss], handle)
+"""
+
+
 def run_measured(
     arguments: list[str], cwd: Path, data_dir: Path | None = None
 ) -> tuple[int, list[str], float, int]:
     """Exit code, non-blank output lines, seconds and peak memory (KiB) of ``python -m vae``
     (with ``VAE_DATA_DIR`` set to ``data_dir`` when given)."""
     env = {**os.environ, **({"VAE_DATA_DIR": str(data_dir)} if data_dir else {})}
+    report = cwd / "measured.json"
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vae", *arguments],
+    result = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(report), sys.executable, "-m", "vae", *arguments],
         cwd=cwd,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        capture_output=True,
         text=True,
     )
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    lines = [line for line in output.splitlines() if line.strip()]
-    return os.waitstatus_to_exitcode(status), lines, time.perf_counter() - started, usage.ru_maxrss
+    seconds = time.perf_counter() - started
+    code, peak_kib = json.loads(report.read_text())
+    output = result.stdout + result.stderr
+    return code, [line for line in output.splitlines() if line.strip()], seconds, peak_kib
 
 
 def test_the_largest_picture_stays_bounded(tmp_path, good_run):

@@ -528,7 +528,7 @@ def test_resume_on_changed_folder_images_says_to_put_them_back(tmp_path, monkeyp
     Image.fromarray(np.full((28, 28), 255, np.uint8)).save(images / "img0.png")
     run = tmp_path / "runs" / "f"
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
-    result = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "2"])
+    result = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "2", "--quiet"])
     line = one_line_error(result, 2, "put the run's images back in", str(images))
     assert "--data-dir" not in line
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
