@@ -308,3 +308,33 @@ def test_a_diverging_learning_rate_stops_with_the_last_good_checkpoints(
     for name in before:
         model = load_model(run / name)
         assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_file_named_png_holding_eps_never_reaches_ghostscript(tmp_path, tiny_run, monkeypatch):
+    """Pillow judges files by content: an EPS file named .png would be opened as EPS, whose loader
+    runs Ghostscript on it. Only the formats of the image extensions are tried."""
+    from PIL import EpsImagePlugin
+
+    opened = []
+    original = EpsImagePlugin.EpsImageFile._open
+    monkeypatch.setattr(
+        EpsImagePlugin.EpsImageFile, "_open", lambda self: opened.append(1) or original(self)
+    )
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "digit.png").write_bytes(
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nshowpage\n"
+    )
+    result = evaluate_input(tiny_run / "checkpoint_best.safetensors", folder)
+    one_line_error(result, 1, "digit.png")
+    assert not opened
+
+
+def test_a_malformed_local_world_size_is_a_clear_error(monkeypatch):
+    from vae.config import DataConfig
+    from vae.data.storage import Storage
+    from vae.errors import ConfigError
+
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "two")
+    with pytest.raises(ConfigError, match="LOCAL_WORLD_SIZE='two' is not an integer"):
+        Storage.for_config(DataConfig())

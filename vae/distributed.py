@@ -41,6 +41,11 @@ def _int_env(name: str, default: int) -> int:
         raise ConfigError(f"environment variable {name}={value!r} is not an integer") from None
 
 
+def local_process_count() -> int:
+    """Training processes on this machine (torchrun's LOCAL_WORLD_SIZE; 1 outside torchrun)."""
+    return max(1, _int_env("LOCAL_WORLD_SIZE", 1))
+
+
 @dataclass(frozen=True)
 class World:
     """This process's place among the training processes."""

@@ -220,10 +220,21 @@ def decode_image(source: Encoded, size: int, channels: int, crop: int | None = N
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
+def image_formats() -> tuple[str, ...]:
+    """Pillow's names of the formats images are read in: those of IMAGE_EXTENSIONS. Pillow would
+    otherwise judge a file by its content and try every format it knows, whatever its name: an
+    EPS or PDF file named ``.png`` would be handed to Ghostscript."""
+    from PIL import Image
+
+    known = Image.registered_extensions()
+    return tuple(sorted({known[ext] for ext in IMAGE_EXTENSIONS if ext in known}))
+
+
 def _open(source: Encoded) -> Any:
     from PIL import Image
 
-    return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    opened = io.BytesIO(source) if isinstance(source, bytes) else source
+    return Image.open(opened, formats=image_formats())
 
 
 def _name(source: Encoded) -> str:

@@ -37,6 +37,7 @@ class Storage:
         """The storage ``config`` asks for: ``cache_dir``, else $VAE_CACHE_DIR, else the data
         root's ``vae-cache``."""
         from vae.data.decoding import default_workers
+        from vae.distributed import local_process_count
 
         chosen = config.cache_dir or os.environ.get(CACHE_DIR_ENV)
         root = (
@@ -49,7 +50,7 @@ class Storage:
             cache_root=root,
             workers=config.decode_workers or default_workers(),
             reporter=reporter or Reporter(),
-            local_processes=max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)),
+            local_processes=local_process_count(),
         )
 
     def maps(self, nbytes: int) -> bool:

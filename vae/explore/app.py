@@ -363,31 +363,19 @@ class _Api:
         }
 
 
-def upload_formats() -> tuple[str, ...]:
-    """Pillow's names of the formats an upload may be in: those of the file types ``folder:``
-    datasets read (``vae.data.decoding.IMAGE_EXTENSIONS``). Image.open would otherwise try every
-    format Pillow knows, EPS and PDF included, which hand the bytes to Ghostscript."""
-    from PIL import Image
-
-    from vae.data.decoding import IMAGE_EXTENSIONS
-
-    known = Image.registered_extensions()
-    return tuple(sorted({known[ext] for ext in IMAGE_EXTENSIONS if ext in known}))
-
-
 def read_upload(data: bytes, height: int, width: int, channels: int) -> Any:
     """An uploaded image file as the model takes it: float [1, C, H, W] in [0, 1], centre-cropped,
     resized and converted as ``inference --input`` reads files (``vae.data.decoding``, with its
-    guards), after checks of its own on the header: one of :func:`upload_formats`, at most
+    guards), after checks of its own on the header: one of ``image_formats()``, at most
     ``MAX_UPLOAD_PIXELS``."""
     from PIL import Image, UnidentifiedImageError
 
     from vae.data import to_float
-    from vae.data.decoding import DECODER_ERRORS, read_image_files
+    from vae.data.decoding import DECODER_ERRORS, image_formats, read_image_files
 
     if height != width:
         raise BadRequest("uploads need a model trained on square images")
-    formats = upload_formats()
+    formats = image_formats()
     try:
         with warnings.catch_warnings():
             # Pillow warns (on the server's terminal) of sizes far above the limit below.
