@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import importlib.util
 import json
 import os
 import statistics
+import sys
 import threading
 import time
 from typing import Any
@@ -33,18 +33,13 @@ import numpy as np
 import torch
 from common import REPO, data_dir, describe_machine, summary
 
+sys.path.insert(0, str(REPO / "tools"))
+
+import explore_screenshot  # noqa: E402
+
 CHECKPOINT = str(REPO / "pretrained" / "checkpoint_best.safetensors")
 TARGET_MS = 50.0
 CONCURRENT = 50
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location(
-        "explore_screenshot", REPO / "tools" / "explore_screenshot.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def request(
@@ -149,7 +144,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["VAE_DATA_DIR"] = data_dir()
     print(describe_machine(torch.device("cpu")))
-    tool = _tool()
+    tool = explore_screenshot
 
     usable, ready = zip(*(start_once(tool) for _ in range(args.starts)), strict=True)
     print(f"start-up to usable (first decode answered): {summary(list(usable), 's', 3)}")

@@ -5,7 +5,6 @@ server (address, 50 concurrent decodes, Ctrl-C)."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 import signal
@@ -25,6 +24,10 @@ from PIL import Image
 from starlette.testclient import TestClient
 from test_numpy_sampling import SPECS, write_checkpoint
 from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+
+import explore_screenshot  # noqa: E402
 
 from conftest import one_line_error
 from vae import numpy_sampling
@@ -413,12 +416,7 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
 
 def start_explorer(*arguments: str) -> tuple[subprocess.Popen, str]:
     """The installed ``explore`` on a free port, as the browser test starts it."""
-    spec = importlib.util.spec_from_file_location(
-        "explore_screenshot", REPO / "tools" / "explore_screenshot.py"
-    )
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool.start_explorer(*arguments)
+    return explore_screenshot.start_explorer(*arguments)
 
 
 def test_the_installed_command_serves_takes_50_concurrent_decodes_and_stops_on_ctrl_c(

@@ -5,29 +5,24 @@ when it is missing."""
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import explore_screenshot  # noqa: E402
+
 SHIPPED = ROOT / "pretrained" / "checkpoint_best.safetensors"
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location(
-        "explore_screenshot", ROOT / "tools" / "explore_screenshot.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_a_visitor_moves_a_slider_encodes_interpolates_and_clicks_the_map(
     tmp_path, synthetic_data_dir
 ):
-    tool = _tool()
+    tool = explore_screenshot
     if not tool.CHROMIUM.exists():
         pytest.skip(f"no Chromium at {tool.CHROMIUM}: apt-get install chromium (.ci/run does)")
     sync_api = pytest.importorskip("playwright.sync_api")

@@ -131,6 +131,18 @@ def _shown(value: Any) -> str:
 
 def check_spec(spec: ModelSpec) -> None:
     """Raise ConfigError unless ``spec`` describes a model that can be built."""
+    _check_sizes(spec)
+    _check_choices(spec)
+    _check_image_side(spec)
+    check_at_most(
+        "the model's largest layer output", largest_activation(spec), MAX_IMAGE_ACTIVATIONS
+    )
+    parameters = sum(math.prod(tensor.shape) for tensor in _tensor_shapes(spec).values())
+    check_at_most("the model's parameter count", parameters, MAX_PARAMETERS)
+
+
+def _check_sizes(spec: ModelSpec) -> None:
+    """The image, latent and layer sizes: positive integers within their limits."""
     for name in ("latent_dim", "channels", "height", "width"):
         if not _positive_int(getattr(spec, name)):
             raise ConfigError(
@@ -151,15 +163,18 @@ def check_spec(spec: ModelSpec) -> None:
         ("decoder_conv_widths", MAX_CONV_WIDTH),
     ):
         sizes = getattr(spec, name)
-        if sizes is not None and not (
-            isinstance(sizes, list) and all(_positive_int(size) for size in sizes)
-        ):
+        if sizes is None:
+            continue
+        if not (isinstance(sizes, list) and all(_positive_int(size) for size in sizes)):
             raise ConfigError(
                 f"model {name} must be a list of positive integers, got {_shown(sizes)}"
             )
-        if sizes is not None:
-            check_at_most(f"the number of model {name}", len(sizes), MAX_LAYERS)
-            check_at_most(f"a model {name} entry", max(sizes, default=0), bound)
+        check_at_most(f"the number of model {name}", len(sizes), MAX_LAYERS)
+        check_at_most(f"a model {name} entry", max(sizes, default=0), bound)
+
+
+def _check_choices(spec: ModelSpec) -> None:
+    """Architecture, model type, likelihood and prior: known, and possible together."""
     if spec.architecture not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {_shown(spec.architecture)}")
     if spec.model_type not in MODEL_TYPES:
@@ -168,21 +183,25 @@ def check_spec(spec: ModelSpec) -> None:
         raise ConfigError(f"unknown likelihood {_shown(spec.likelihood)}")
     if spec.prior not in PRIORS:
         raise ConfigError(f"unknown prior {_shown(spec.prior)}")
-    if spec.prior == "mog" and not _positive_int(spec.prior_components):
-        raise ConfigError(
-            f"a mog prior needs a positive number of components, got "
-            f"{_shown(spec.prior_components)}"
-        )
     if spec.prior == "mog":
+        if not _positive_int(spec.prior_components):
+            raise ConfigError(
+                f"a mog prior needs a positive number of components, got "
+                f"{_shown(spec.prior_components)}"
+            )
         check_at_most("model prior_components", spec.prior_components, MAX_PRIOR_COMPONENTS)
-    if spec.prior == "mog" and spec.model_type == "ae":
-        raise ConfigError("an autoencoder has no prior: a mog prior needs model type vae")
+        if spec.model_type == "ae":
+            raise ConfigError("an autoencoder has no prior: a mog prior needs model type vae")
     if not isinstance(spec.learned_sigma, bool):
         raise ConfigError(
             f"model learned_sigma must be true or false, got {_shown(spec.learned_sigma)}"
         )
     if spec.learned_sigma and spec.likelihood != "mse":
         raise ConfigError("a learned sigma needs the Gaussian (mse) likelihood")
+
+
+def _check_image_side(spec: ModelSpec) -> None:
+    """Images large enough for ms-ssim's scales and for the conv layers' halvings."""
     if spec.likelihood == "ms-ssim" and min(spec.height, spec.width) < MS_SSIM_MIN_SIDE:
         raise ConfigError(
             Setting("likelihood"),
@@ -192,24 +211,19 @@ def check_spec(spec: ModelSpec) -> None:
             " ssim or a larger ",
             Setting("image_size"),
         )
-    if spec.architecture == "conv":
-        if not spec.conv_widths or not spec.decoder_widths:
-            raise ConfigError("a conv model needs at least one conv width in encoder and decoder")
-        smallest = min(spec.height, spec.width)
-        layers = max(len(spec.conv_widths), len(spec.decoder_widths))
-        if smallest // 2**layers < 1:
-            raise ConfigError(
-                f"{layers} conv layers need images of at least {2**layers} pixels a side, "
-                f"got {spec.height}x{spec.width}: use fewer ",
-                Setting("conv_widths"),
-                " or a larger ",
-                Setting("image_size"),
-            )
-    check_at_most(
-        "the model's largest layer output", largest_activation(spec), MAX_IMAGE_ACTIVATIONS
-    )
-    parameters = sum(math.prod(tensor.shape) for tensor in _tensor_shapes(spec).values())
-    check_at_most("the model's parameter count", parameters, MAX_PARAMETERS)
+    if spec.architecture != "conv":
+        return
+    if not spec.conv_widths or not spec.decoder_widths:
+        raise ConfigError("a conv model needs at least one conv width in encoder and decoder")
+    layers = max(len(spec.conv_widths), len(spec.decoder_widths))
+    if min(spec.height, spec.width) // 2**layers < 1:
+        raise ConfigError(
+            f"{layers} conv layers need images of at least {2**layers} pixels a side, "
+            f"got {spec.height}x{spec.width}: use fewer ",
+            Setting("conv_widths"),
+            " or a larger ",
+            Setting("image_size"),
+        )
 
 
 def largest_activation(spec: ModelSpec) -> int:

@@ -72,13 +72,16 @@ def load_inputs(
     limit: int | None = None,
     device: str = "cpu",
     binarize: bool = True,
+    model: VAE | None = None,
 ) -> Inputs:
     """Load a checkpoint and its test images (or the image files at ``input_path``).
 
     ``binarize``: a Bernoulli model's test images are binarized once with the evaluation seed,
     as the likelihood scores them; False keeps the grey images (for pictures that show the
-    originals). Files are used as they are."""
-    model = load_model(checkpoint, resolve_device(device))
+    originals). Files are used as they are. ``model``: the checkpoint's model, when the caller
+    has loaded it already."""
+    if model is None:
+        model = load_model(checkpoint, resolve_device(device))
     metadata = read_metadata(checkpoint)
     # Images shaped as the model takes them (its spec, checked against the data section).
     data = data_for_model(metadata, model.spec)

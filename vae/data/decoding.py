@@ -7,6 +7,7 @@ Torch-free at import: the decoding processes need only this module, Pillow and N
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -220,6 +221,7 @@ def decode_image(source: Encoded, size: int, channels: int, crop: int | None = N
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
+@functools.cache
 def image_formats() -> tuple[str, ...]:
     """Pillow's names of the formats images are read in: those of IMAGE_EXTENSIONS. Pillow would
     otherwise judge a file by its content and try every format it knows, whatever its name: an

@@ -135,7 +135,11 @@ class Encoder:
         from vae.latent import plane_of, traversal_order
         from vae.visualize import load_inputs
 
-        options: dict[str, Any] = {"data_dir": self.data_dir, "download": self.download}
+        options: dict[str, Any] = {
+            "data_dir": self.data_dir,
+            "download": self.download,
+            "model": self.model,
+        }
         # As the likelihood scores them (binarized once for a Bernoulli model), as traverse
         # and latent-map encode them; the strip shows the grey images, as interpolate does.
         scored = load_inputs(self.checkpoint, limit=self.limit, **options)
