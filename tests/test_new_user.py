@@ -153,13 +153,14 @@ def test_resume_with_more_epochs_continues_the_longer_cosine(tmp_path, synthetic
         app, ["train", "--resume", str(tmp_path / "short"), "--epochs", "4", "--quiet", *data]
     )
     assert resumed.exit_code == 0, resumed.output
-    # metrics.jsonl's lr is the rate after each epoch: lr0 (1 + cos(pi e / N)) / 2.
+    # metrics.jsonl's lr is the rate each epoch trained at: lr0 (1 + cos(pi (e - 1) / N)) / 2.
     lrs, long = _lrs(tmp_path / "short"), _lrs(tmp_path / "long")
-    assert lrs[1] == pytest.approx(0.0, abs=1e-12)  # the 2-epoch run ended at 0
+    assert lrs[1] == pytest.approx(lr0 * 0.5, rel=1e-9)  # epoch 2 of the 2-epoch schedule
     # Epoch 3 trained at lr0 / 2 (a 4-epoch run's rate after epoch 2): the cosine's recursive
-    # step from there gives the 4-epoch curve, and from 0 it would have stayed at 0.
-    assert long[1] == pytest.approx(lr0 * 0.5, rel=1e-9)
-    assert lrs[2] == pytest.approx(lr0 * (1 + np.cos(np.pi * 3 / 4)) / 2, rel=1e-9)
+    # step from there gives the 4-epoch curve; the 2-epoch schedule had reached 0.
+    assert long[2] == pytest.approx(lr0 * 0.5, rel=1e-9)
+    assert lrs[2] == pytest.approx(lr0 * 0.5, rel=1e-9)
+    assert lrs[3] == pytest.approx(lr0 * (1 + np.cos(np.pi * 3 / 4)) / 2, rel=1e-9)
     assert lrs[2:] == pytest.approx(long[2:], rel=1e-9, abs=1e-15)
 
 

@@ -151,6 +151,7 @@ class Trainer:
         self._code_images: ImageSet | None = None  # an autoencoder's training images, drawn once
         # Compilation fails on the first step (a missing C++ compiler, say): caught there.
         self._compile_errors: tuple[type[Exception], ...] = ()
+        self._first_epoch = 0  # where fit() began: a resume that trains no epoch keeps its best
 
     @property
     def progress(self) -> Progress:
@@ -190,6 +191,7 @@ class Trainer:
         ``stop_requested`` says so (after saving) and TrainingDiverged on a non-finite loss."""
         description = self._describe() + self._wrap_model()
         total_steps = self.steps_per_epoch * self.config.train.epochs
+        self._first_epoch = self.progress.epoch
         self.reporter.run_started(description, total_steps, self.progress.step)
         try:
             while self.progress.epoch < self.config.train.epochs:
@@ -395,6 +397,8 @@ class Trainer:
     def _end_epoch(self, sums: dict[str, float]) -> None:
         """Validate, move the schedules on, keep the best model and write the epoch's files."""
         validation = self._validate()
+        # The epoch's record names the rate it trained at, not the next epoch's.
+        trained_lr = self.optimizer.param_groups[0]["lr"]
         self.state.step_scheduler(validation["neg_elbo"])
         progress = self.progress
         progress.epoch += 1
@@ -411,21 +415,26 @@ class Trainer:
             progress.best_val = validation["neg_elbo"]
             progress.best_epoch = progress.epoch
             self.save_best(validation)
-        record = self._epoch_record(sums, validation, eligible, is_best)
+        record = self._epoch_record(sums, validation, eligible, is_best, trained_lr)
         self.history.append(record)
         if self.world.is_main:
             self._write_epoch(record, validation)
 
     def _epoch_record(
-        self, sums: dict[str, float], validation: dict[str, float], eligible: bool, best: bool
+        self,
+        sums: dict[str, float],
+        validation: dict[str, float],
+        eligible: bool,
+        best: bool,
+        lr: float,
     ) -> dict[str, Any]:
-        """The epoch's line of metrics.jsonl."""
+        """The epoch's line of metrics.jsonl (``lr``: the rate the epoch trained at)."""
         images = max(sums["images"], 1.0)
         return {
             "epoch": self.progress.epoch,
             "step": self.progress.step,
             "beta": self.beta_schedule(self.progress.step - 1),
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": lr,
             "train_loss": sums["loss"] / images,
             "train_neg_elbo": sums["neg_elbo"] / images,
             "train_recon": sums["recon"] / images,
@@ -565,8 +574,15 @@ class Trainer:
         return added
 
     def _ensure_best(self) -> None:
-        """Leave a checkpoint_best even when the beta warm-up outlasted the run."""
-        if not self.world.is_main or self.folder.best_checkpoint.exists():
+        """Leave a checkpoint_best even when the beta warm-up outlasted the run.
+
+        Decided by the saved progress, not by the file: a fallback best written at the end of
+        an earlier, shorter run is not recorded as best in checkpoint_last, so a resumed run
+        that extends it replaces it with its own final epoch, as an uninterrupted run would
+        (a resume that trains no epoch keeps the file it finds)."""
+        if not self.world.is_main or self.progress.best_val is not None:
+            return
+        if self.progress.epoch == self._first_epoch and self.folder.best_checkpoint.exists():
             return
         # The warm-up outlasted the run: the final model is the only candidate left.
         self.reporter.warning(
