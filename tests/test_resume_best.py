@@ -108,3 +108,70 @@ def test_the_lr_column_is_the_rate_each_epoch_trained_at(tiny_config):
     expected = [lr0 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)]
     # Epoch 1 ran on the 1-epoch schedule (lr0); the resume stretched the rest to 4 epochs.
     assert _lrs(run) == pytest.approx(expected, rel=1e-9)
+
+
+# --- a damaged optimizer state ------------------------------------------------------------------
+
+
+def _rewrite_last(run: Path, change) -> None:
+    """checkpoint_last with its tensors changed by ``change(dict)`` (metadata kept)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = run / "checkpoint_last.safetensors"
+    with safe_open(str(path), "pt") as opened:
+        metadata = opened.metadata()
+        tensors = {name: opened.get_tensor(name) for name in opened.keys()}  # noqa: SIM118
+    change(tensors)
+    save_file(tensors, str(path), metadata)
+
+
+def _first_moment(tensors: dict[str, torch.Tensor], key: str) -> str:
+    return next(name for name in sorted(tensors) if name.endswith(f".{key}"))
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda t: t.pop(_first_moment(t, "exp_avg")), "lacks or adds exp_avg"),
+        (lambda t: t[_first_moment(t, "exp_avg_sq")].fill_(-1.0), "negative values"),
+        (lambda t: t.update({_first_moment(t, "exp_avg"): torch.zeros(3)}), "is [3]"),
+    ],
+    ids=["a missing tensor", "negative second moments", "a misshapen moment"],
+)
+def test_a_damaged_optimizer_state_is_refused_on_resume(tiny_config, damage, reason):
+    from typer.testing import CliRunner
+
+    from conftest import one_line_error
+    from vae.cli import app
+
+    tiny_config.train.sample_every = 0
+    tiny_config.train.epochs = 1
+    run = Path(tiny_config.train.runs_dir) / "damaged"
+    train(tiny_config, run)
+    _rewrite_last(run, damage)
+    before = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
+    arguments = ["train", "--resume", str(run), "--epochs", "2"]
+    result = CliRunner().invoke(app, [*arguments, "--data-dir", tiny_config.data.data_dir])
+    one_line_error(result, 1, "corrupt training state", reason)
+    assert {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()} == before
+
+
+def test_a_loss_that_fails_right_after_a_resume_blames_the_saved_state(tiny_config):
+    from vae.errors import TrainingDiverged
+
+    tiny_config.train.sample_every = 0
+    tiny_config.train.epochs = 1
+    run = Path(tiny_config.train.runs_dir) / "huge"
+
+    train(tiny_config, run)
+
+    def huge_steps(tensors: dict[str, torch.Tensor]) -> None:
+        # Finite and well-formed, but first moments of 1e30 throw the weights far away.
+        for name in tensors:
+            if name.endswith(".exp_avg"):
+                tensors[name].fill_(1e30)
+
+    _rewrite_last(run, huge_steps)
+    with pytest.raises(TrainingDiverged, match="steps after resuming: the training state in"):
+        _resume(tiny_config, run, 2)

@@ -152,6 +152,7 @@ class Trainer:
         # Compilation fails on the first step (a missing C++ compiler, say): caught there.
         self._compile_errors: tuple[type[Exception], ...] = ()
         self._first_epoch = 0  # where fit() began: a resume that trains no epoch keeps its best
+        self._resumed_at: int | None = None  # the step a resume restored (None: a new run)
 
     @property
     def progress(self) -> Progress:
@@ -161,6 +162,7 @@ class Trainer:
     def restore(self) -> None:
         """Continue from the run folder's ``checkpoint_last`` and its metrics so far."""
         self.state.restore(self.folder.last_checkpoint, self.config.train.epochs)
+        self._resumed_at = self.progress.step
         self._check_progress_fits()
         self.history = [r for r in self.folder.read_metrics() if r["epoch"] <= self.progress.epoch]
         self.reporter.message(
@@ -345,14 +347,21 @@ class Trainer:
         epoch's sums and report them; returns whether any process asked to stop."""
         totals, bad_step, stop = interval.read(self.world, stop)
         if bad_step is not None:
+            where = (
+                f"loss became {totals['loss']} at epoch {self.progress.epoch + 1}, step {bad_step}"
+            )
+            saved = f"stopped without saving: the last good checkpoints in {self.folder.path} are intact"
+            if self._resumed_at is not None and bad_step - self._resumed_at <= REPORT_EVERY:
+                # Within the first steps of a resume the likely cause is the restored state.
+                raise TrainingDiverged(
+                    f"{where}, {bad_step - self._resumed_at} steps after resuming: the training "
+                    f"state in {self.folder.last_checkpoint} may be damaged; {saved} (if the "
+                    "state is sound, try a lower ",
+                    Setting("lr"),
+                    ")",
+                )
             raise TrainingDiverged(
-                f"loss became {totals['loss']} at epoch {self.progress.epoch + 1}, step {bad_step}; "
-                f"stopped without saving: the last good checkpoints in {self.folder.path} are "
-                "intact (try a lower ",
-                Setting("lr"),
-                " or ",
-                Setting("grad_clip"),
-                ")",
+                f"{where}; {saved} (try a lower ", Setting("lr"), " or ", Setting("grad_clip"), ")"
             )
         for key in SUMMED_TERMS:
             sums[key] += totals[key]

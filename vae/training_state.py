@@ -153,6 +153,8 @@ class TrainingState:
             per_param.setdefault(int(index), {})[key] = value
         for index, scalars in state["optimizer"]["scalars"].items():
             per_param.setdefault(int(index), {}).update(scalars)
+        amsgrad = bool(state["optimizer"]["param_groups"][0].get("amsgrad"))
+        _check_optimizer_state(per_param, list(self.model.parameters()), amsgrad)
         self.optimizer.load_state_dict(
             {"state": per_param, "param_groups": state["optimizer"]["param_groups"]}
         )
@@ -212,6 +214,36 @@ def _scheduler(kind: str, optimizer: torch.optim.Optimizer, epochs: int) -> Any:
     if kind == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
     return None
+
+
+# Adam's moment estimates: the second ones are averages of squares, never negative.
+_SECOND_MOMENTS = ("exp_avg_sq", "max_exp_avg_sq")
+
+
+def _check_optimizer_state(
+    per_param: dict[int, dict[str, Any]], parameters: list[torch.Tensor], amsgrad: bool
+) -> None:
+    """Raise ValueError unless the saved Adam (or AdamW) state is whole and sane: every entry
+    for every parameter (or none at all, before the first step), moments shaped like their
+    parameters, and second moments not negative (non-finite tensors are refused on reading). torch checks none of this on load; a
+    missing tensor fails inside the first step (KeyError) and a damaged one shows up as a loss
+    of NaN, blamed on the learning rate."""
+    if not per_param:
+        return
+    if set(per_param) != set(range(len(parameters))):
+        raise ValueError(f"optimizer state covers {len(per_param)} of {len(parameters)} parameters")
+    expected = {"step", "exp_avg", "exp_avg_sq", *(("max_exp_avg_sq",) if amsgrad else ())}
+    for index, entries in per_param.items():
+        if set(entries) != expected:
+            wrong = sorted(expected ^ set(entries))
+            raise ValueError(f"optimizer state {index} lacks or adds {', '.join(wrong)}")
+        for key, value in entries.items():
+            if not isinstance(value, torch.Tensor) or value.ndim == 0:
+                continue  # the step count, checked by kind in _check_kinds
+            if value.shape != parameters[index].shape:
+                raise ValueError(f"optimizer state {index}.{key} is {list(value.shape)}")
+            if key in _SECOND_MOMENTS and (value < 0).any():
+                raise ValueError(f"optimizer state {index}.{key} holds negative values")
 
 
 def _check_progress(raw: Any) -> None:
