@@ -7,13 +7,17 @@ cannot run code.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
+import os
 import struct
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from vae import __version__
 from vae.config import PERCEPTUAL_LOSSES
@@ -59,11 +63,31 @@ def read_header(path: str | Path) -> CheckpointHeader:
     safetensors, a truncated file, a safetensors file that vae did not write, and a newer format.
     """
     path = Path(path)
+    with _opened(path) as handle:
+        header, _ = _checked_header(path, handle)
+    return header
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[BinaryIO]:
+    """``path`` opened for reading, after the checks that name what the user probably meant; an
+    error while reading is a CheckpointError naming the file."""
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}{_not_found_hint(path)}")
-    if not path.is_file():
+    if not path.is_file():  # before open(), which would wait for ever on a FIFO
         raise CheckpointError(f"checkpoint path is not a file: {path}")
-    header_size, header_bytes, file_size = _read_header_bytes(path)
+    try:
+        with open(path, "rb") as handle:
+            yield handle
+    except OSError as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror or error}") from None
+
+
+def _checked_header(path: Path, handle: BinaryIO) -> tuple[CheckpointHeader, bytes]:
+    """(the checked header, the file's bytes up to its data area) read from the start of
+    ``handle``; the file's size is that of the open file, not of whatever the path names now."""
+    file_size = os.fstat(handle.fileno()).st_size
+    header_size, header_bytes = _read_header_bytes(path, handle, file_size)
     header = _parse_header(path, header_bytes)
     raw_metadata = header.pop("__metadata__", None) or {}
     spans = _tensor_spans(path, header)
@@ -77,30 +101,26 @@ def read_header(path: str | Path) -> CheckpointHeader:
     _check_tiling(path, spans, file_size - 8 - header_size)
     version = _format_version(path, raw_metadata)
     metadata, training_state = _vae_metadata(path, raw_metadata)
-    return CheckpointHeader(path, header, metadata, training_state, file_size, version)
+    checked = CheckpointHeader(path, header, metadata, training_state, file_size, version)
+    return checked, struct.pack("<Q", header_size) + header_bytes
 
 
-def _read_header_bytes(path: Path) -> tuple[int, bytes, int]:
-    """(header size, header bytes, file size) of a safetensors file, refusing pickles, files
-    too short for a header, and headers larger than _MAX_HEADER_BYTES."""
-    try:
-        file_size = path.stat().st_size
-        with open(path, "rb") as handle:
-            prefix = handle.read(8)
-            if prefix.startswith(_PICKLE_SIGNATURES):
-                raise CheckpointError(
-                    f"{path} is a PyTorch pickle (torch.save), which vae does not load: loading "
-                    "a pickle runs any code it holds; convert weights you trust to safetensors "
-                    "(docs/checkpoints.md: Converting PyTorch weights)"
-                )
-            if len(prefix) < 8:
-                raise CheckpointError(f"{path} is not a safetensors file (only {file_size} bytes)")
-            (header_size,) = struct.unpack("<Q", prefix)
-            if header_size > _MAX_HEADER_BYTES:
-                raise CheckpointError(f"{path} is not a safetensors file (no valid header)")
-            header_bytes = handle.read(header_size)
-    except OSError as error:
-        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror or error}") from None
+def _read_header_bytes(path: Path, handle: BinaryIO, file_size: int) -> tuple[int, bytes]:
+    """(header size, header bytes) of a safetensors file, refusing pickles, files too short for
+    a header, and headers larger than _MAX_HEADER_BYTES."""
+    prefix = handle.read(8)
+    if prefix.startswith(_PICKLE_SIGNATURES):
+        raise CheckpointError(
+            f"{path} is a PyTorch pickle (torch.save), which vae does not load: loading "
+            "a pickle runs any code it holds; convert weights you trust to safetensors "
+            "(docs/checkpoints.md: Converting PyTorch weights)"
+        )
+    if len(prefix) < 8:
+        raise CheckpointError(f"{path} is not a safetensors file (only {file_size} bytes)")
+    (header_size,) = struct.unpack("<Q", prefix)
+    if header_size > _MAX_HEADER_BYTES:
+        raise CheckpointError(f"{path} is not a safetensors file (no valid header)")
+    header_bytes = handle.read(header_size)
     if len(header_bytes) < header_size:
         if header_bytes[:1] == b"{":
             raise CheckpointError(
@@ -108,7 +128,7 @@ def _read_header_bytes(path: Path) -> tuple[int, bytes, int]:
                 f"{file_size}; the file was cut short (copy it again)"
             )
         raise CheckpointError(f"{path} is not a safetensors file (no valid header)")
-    return header_size, header_bytes, file_size
+    return header_size, header_bytes
 
 
 def _parse_header(path: Path, header_bytes: bytes) -> dict[str, Any]:
@@ -483,21 +503,135 @@ def data_for_model(metadata: dict[str, Any], spec: ModelSpec) -> dict[str, Any]:
     return {**(data if isinstance(data, dict) else {}), **sizes}
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> VAE:
-    """The one factory that rebuilds any vae checkpoint from its own metadata, on any device."""
+@dataclass
+class CheckpointFile:
+    """A checkpoint read through one open descriptor: its checked header, the model spec in it,
+    the sha256 of every byte of the file, and (when asked for) the model's weights. Hash,
+    header and weights are all of the same bytes, even if the path is replaced meanwhile."""
+
+    header: CheckpointHeader
+    spec: ModelSpec
+    sha256: str
+    weights: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def read_checkpoint(path: str | Path, weights: bool = False) -> CheckpointFile:
+    """Header, model spec (``check_model_tensors``) and sha256 of a checkpoint, with the model's
+    weights too when ``weights`` is true, in one pass over one open file: a checkpoint replaced
+    during a command (``train --resume`` renames a new file over it) cannot lend its hash to
+    the weights that were used. Reading the weights needs torch; the rest does not."""
+    path = Path(path)
+    with _opened(path) as handle:
+        header, start = _checked_header(path, handle)
+        # Checked before any tensor is read: a hostile header allocates nothing.
+        spec = check_model_tensors(path, header)
+        digest = hashlib.sha256(start)
+        kept = _read_data(path, handle, header, digest, MODEL_PREFIX if weights else None)
+    return CheckpointFile(header, spec, digest.hexdigest(), _model_weights(path, header, kept))
+
+
+_CHUNK_BYTES = 1 << 20
+
+
+def _read_data(
+    path: Path,
+    handle: BinaryIO,
+    header: CheckpointHeader,
+    digest: Any,
+    keep: str | None,
+) -> dict[str, bytearray]:
+    """Read the data area (its layout checked by ``read_header``: tensors tile it exactly) into
+    ``digest``, keeping the bytes of the tensors whose names start with ``keep``."""
+    spans = sorted(_tensor_spans(path, header.tensors))
+    kept: dict[str, bytearray] = {}
+    for begin, end, name in spans:
+        if keep is not None and name.startswith(keep):
+            buffer = bytearray(end - begin)
+            view = memoryview(buffer)
+            position = 0
+            while position < len(buffer):
+                count = handle.readinto(view[position:])
+                if not count:
+                    raise _changed(path)
+                position += count
+            digest.update(buffer)
+            kept[name] = buffer
+            continue
+        remaining = end - begin
+        while remaining:
+            chunk = handle.read(min(remaining, _CHUNK_BYTES))
+            if not chunk:
+                raise _changed(path)
+            digest.update(chunk)
+            remaining -= len(chunk)
+    if handle.read(1):  # longer than when it was opened: written in place meanwhile
+        raise _changed(path)
+    return kept
+
+
+def _changed(path: Path) -> CheckpointError:
+    return CheckpointError(
+        f"{path} changed size while it was read (something writes it in place); run the "
+        "command again once it is written"
+    )
+
+
+# safetensors' dtypes of the weights a model may hold (``check_tensor_table`` allows no other).
+_TORCH_DTYPES = {"F32": "float32", "F64": "float64", "F16": "float16", "BF16": "bfloat16"}
+
+
+def _model_weights(
+    path: Path, header: CheckpointHeader, kept: dict[str, bytearray]
+) -> dict[str, torch.Tensor]:
+    """The model's tensors, named as today's format names them, from their bytes (no copy):
+    refused when one holds NaN or infinity."""
+    if not kept:
+        return {}
+    import torch
+
+    renames = _renames(path, header.format_version, header.metadata)
+    weights = {}
+    for stored, buffer in kept.items():
+        entry = header.tensors[stored]
+        dtype = getattr(torch, _TORCH_DTYPES[entry["dtype"]])
+        # safetensors stores little-endian values, the byte order of every machine torch runs on.
+        tensor = (
+            torch.frombuffer(buffer, dtype=dtype) if buffer else torch.empty(0, dtype=dtype)
+        ).reshape(entry["shape"])
+        name = stored[len(MODEL_PREFIX) :]
+        if not _all_finite(tensor):
+            # NaN weights would give black pictures and NaN metrics with exit 0.
+            raise CheckpointError(
+                f"{path}: tensor {MODEL_PREFIX}{name} holds NaN or infinite values (the file is "
+                "damaged or its training diverged)"
+            )
+        weights[renames.get(name, name)] = tensor
+    return weights
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[VAE, CheckpointFile]:
+    """The model rebuilt from a checkpoint's own metadata, on any device, with the file it came
+    from (header, sha256): all of one read of the file (``read_checkpoint``)."""
     from vae.model import build_model
 
-    spec = check_model_tensors(path, read_header(path))
-    model = build_model(spec)
-    weights = read_tensors(path, MODEL_PREFIX, device="cpu")
+    content = read_checkpoint(path, weights=True)
+    model = build_model(content.spec)
     try:
-        model.load_state_dict(weights, strict=True)
+        model.load_state_dict(content.weights, strict=True)
     except RuntimeError as error:
         raise CheckpointError(
             f"{path}: weights do not match the model in its metadata ({first_line(error)})"
         ) from None
+    content.weights = {}  # copied into the model: the file's bytes can go
     model.eval()
-    return model.to(device)
+    return model.to(device), content
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> VAE:
+    """The one factory that rebuilds any vae checkpoint from its own metadata, on any device."""
+    return load_checkpoint(path, device)[0]
 
 
 _SAFETENSORS_DTYPES = {"F32": "float32", "F64": "float64", "F16": "float16", "BF16": "bfloat16"}

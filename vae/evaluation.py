@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from vae.checkpoint import data_for_model, load_model, read_metadata
+from vae.checkpoint import data_for_model, load_checkpoint
 from vae.config import PERCEPTUAL_LOSSES
 from vae.data import (
     TEST_BINARIZATION_SEED,
@@ -23,7 +23,6 @@ from vae.data import (
 )
 from vae.device import resolve_device
 from vae.errors import CheckpointError, VAEError
-from vae.fileio import sha256_file
 from vae.model import VAE
 from vae.objectives import (
     elbo_terms,
@@ -482,8 +481,9 @@ def evaluate_checkpoint(
     ``ood_dataset`` the outlier-detection metrics (plus a histogram PNG). JSON-ready except
     ``result["ood"]["per_image"]``, the per-image scores as arrays (see vae.ood.scores_csv)."""
     reporter = reporter or Reporter()
-    model = load_model(checkpoint, resolve_device(device))
-    metadata = read_metadata(checkpoint)
+    # Weights, metadata and sha256 from one read of the file: the JSON names the bytes scored.
+    model, loaded = load_checkpoint(checkpoint, resolve_device(device))
+    metadata = loaded.header.metadata
     # Images shaped as the model takes them (its spec, checked against the data section).
     data_info = data_for_model(metadata, model.spec)
     if binarize_test is None:
@@ -509,7 +509,7 @@ def evaluate_checkpoint(
     summary, scores, scored = evaluate(model, images, repeats=repeats, reporter=reporter, **options)
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
-        "checkpoint_sha256": sha256_file(checkpoint),
+        "checkpoint_sha256": loaded.sha256,
         "dataset": str(input_path) if input_path is not None else (dataset or data_info["dataset"]),
         **summary,
     }

@@ -1,9 +1,7 @@
-"""Atomic file writes that never destroy what they should not, and file hashing (no torch here:
-``info`` uses it)."""
+"""Atomic file writes that never destroy what they should not (no torch here: ``info`` uses it)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -210,12 +208,3 @@ def _fsync_directory(folder: Path) -> None:
         pass  # fsync on a directory is unsupported on some filesystems; the rename stands
     finally:
         os.close(descriptor)
-
-
-def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()

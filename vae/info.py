@@ -6,18 +6,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vae.checkpoint import check_model_tensors, read_header
-from vae.fileio import sha256_file
+from vae.checkpoint import read_checkpoint
 
 
 def describe_checkpoint(path: str | Path) -> dict[str, Any]:
     """Metadata plus file facts (size, sha256, tensor count) for ``info``."""
-    header = read_header(path)
-    check_model_tensors(path, header)  # a checkpoint no command could load is reported as such
+    # Header and sha256 from one read of the file (never the hash of a file renamed over it);
+    # a checkpoint no command could load is reported as such (read_checkpoint checks its model).
+    content = read_checkpoint(path)
+    header = content.header
     description: dict[str, Any] = {
         "path": str(path),
         "file_size_bytes": header.file_size,
-        "sha256": sha256_file(path),
+        "sha256": content.sha256,
         "tensor_count": len(header.tensors),
         "has_training_state": header.training_state is not None,
     }
