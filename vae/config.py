@@ -754,6 +754,8 @@ def load_config_file(path: str | Path) -> RunConfig:
         if mark is not None:
             reason += f" at line {mark.line + 1}, column {mark.column + 1}"
         raise ConfigError(f"{path} is not valid YAML: {reason}") from None
+    except RecursionError:  # PyYAML composes nested lists and mappings recursively
+        raise ConfigError(f"{path} is not a run configuration: nested too deeply") from None
     return RunConfig.from_dict(raw or {}, source=str(path))
 
 

@@ -102,9 +102,12 @@ def chain_path(codes: torch.Tensor, steps: int, method: str = "slerp") -> torch.
 def chain_indices(labels: torch.Tensor, classes: list[int], seed: int) -> list[int]:
     """One image index per requested class, drawn with ``seed`` among the images of that class."""
     generator = torch.Generator().manual_seed(seed)
+    # Looked up among the labels present first: comparing the tensor with a number too large
+    # for its integer type (99999999999999999999) raises OverflowError instead of matching none.
+    present = set(labels.unique().tolist())
     chosen = []
     for label in classes:
-        candidates = torch.nonzero(labels == label).flatten()
+        candidates = torch.nonzero(labels == label).flatten() if label in present else []
         if len(candidates) == 0:
             raise DataError(f"no test image has class {label} (for ", Setting("chain"), ")")
         pick = torch.randint(len(candidates), (1,), generator=generator).item()
@@ -176,12 +179,16 @@ def plane_of(means: torch.Tensor) -> Projection:
         # Not centred: the axes show the latent's own values (the prior is centred at 0 anyway).
         return Projection(torch.zeros(2), torch.eye(2), "latent dimensions z1, z2", None)
     centred = means - center
-    _, singular, vh = torch.linalg.svd(centred, full_matrices=False)
+    # A single code has one singular direction in the reduced SVD (and none of any variance):
+    # the full one completes the plane, and is small exactly when there are so few codes.
+    _, singular, vh = torch.linalg.svd(centred, full_matrices=means.shape[0] < 2)
     axes = vh[:2]
     # Make each axis point towards the side holding the larger absolute loading.
     signs = torch.sign(axes.gather(1, axes.abs().argmax(1, keepdim=True))).squeeze(1)
     axes = axes * signs[:, None]
-    explained = float((singular[:2] ** 2).sum() / (singular**2).sum().clamp_min(1e-30))
+    total = (singular**2).sum()
+    # Codes that are all the same (one image) have no variance for the plane to miss.
+    explained = float((singular[:2] ** 2).sum() / total) if total > 0 else 1.0
     return Projection(
         center.float(), axes.float(), "PCA of the posterior means: PC1, PC2", explained
     )

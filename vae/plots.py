@@ -23,6 +23,19 @@ def _figure_bytes(figure: Any, path: Path) -> bytes:
     return buffer.getvalue()
 
 
+def shown(text: object) -> str:
+    """``text`` as matplotlib draws it literally. A name from the file system may hold bytes that
+    are not UTF-8 (Python keeps them as lone surrogates, which the font code refuses): each is
+    drawn as U+FFFD. A ``$`` is escaped, so that a name holding two is not parsed as mathtext
+    (whose errors surface only when the figure is saved)."""
+    value = str(text)
+    try:
+        value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value.replace("$", r"\$")
+
+
 def _pyplot() -> Any:
     import matplotlib
 
@@ -51,8 +64,8 @@ def save_score_histograms(
         both = np.concatenate([inside, outside])
         low, high = np.percentile(both, [0.5, 99.5])
         bins = np.linspace(low, high, 80)
-        axis.hist(inside, bins=bins, alpha=0.6, density=True, label=f"{in_name} (in)")
-        axis.hist(outside, bins=bins, alpha=0.6, density=True, label=f"{out_name} (out)")
+        axis.hist(inside, bins=bins, alpha=0.6, density=True, label=shown(f"{in_name} (in)"))
+        axis.hist(outside, bins=bins, alpha=0.6, density=True, label=shown(f"{out_name} (out)"))
         axis.set_xlabel(metrics[key]["score"])
         axis.set_ylabel("density")
         axis.set_title(f"{key.replace('_', ' ')}: AUROC {metrics[key]['auroc']:.3f}")
@@ -81,12 +94,12 @@ def save_latent_maps(panels: list[dict[str, Any]], path: str | Path) -> Path:
                     s=2,
                     alpha=0.6,
                     color=colours(index % 10),
-                    label=str(value),
+                    label=shown(value),
                 )
             axis.legend(markerscale=5, fontsize=8, loc="best", title="label")
-        axis.set_title(panel["title"], fontsize=10)
-        axis.set_xlabel(panel["axes"][0])
-        axis.set_ylabel(panel["axes"][1])
+        axis.set_title(shown(panel["title"]), fontsize=10)
+        axis.set_xlabel(shown(panel["axes"][0]))
+        axis.set_ylabel(shown(panel["axes"][1]))
     figure.tight_layout()
     return _save(figure, path)
 
@@ -129,6 +142,6 @@ def save_training_curves(records: list[dict[str, Any]], path: str | Path, title:
     if best:
         axes[0].axvline(best[-1], color="grey", linestyle=":", linewidth=1)
     if title:
-        figure.suptitle(title, fontsize=11)
+        figure.suptitle(shown(title), fontsize=11)
     figure.tight_layout()
     return _save(figure, path)

@@ -29,6 +29,7 @@ def run_folder_lock(run_dir: Path) -> Iterator[None]:
     when nothing else was written (a run refused before its first save leaves no trace)."""
     created = _make_folders(run_dir)
     try:
+        _check_folder(run_dir)
         descriptor = _acquire(run_dir / LOCK_NAME)
     except BaseException:
         _remove_empty(created)
@@ -62,10 +63,7 @@ def _acquire(path: Path) -> int:
                 path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK, 0o644
             )
         except OSError as error:
-            raise VAEError(
-                f"cannot lock run folder {path.parent}: {path.name} there is not a plain file "
-                f"({error.strerror or error}); remove it"
-            ) from None
+            raise _open_error(path, error) from None
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
             os.close(descriptor)
             raise VAEError(
@@ -96,18 +94,64 @@ def _acquire(path: Path) -> int:
         os.close(descriptor)  # the holder removed the file as we locked it: lock the new one
 
 
+def _open_error(path: Path, error: OSError) -> VAEError:
+    """What stopped ``.lock`` from being opened: the file itself only when one is there."""
+    reason = error.strerror or str(error)
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:  # no .lock: the folder refused the new file (read-only, no permission)
+        return VAEError(f"cannot write in run folder {path.parent} ({reason})")
+    if not stat.S_ISREG(mode):
+        return VAEError(
+            f"cannot lock run folder {path.parent}: {path.name} there is not a plain file "
+            f"({reason}); remove it"
+        )
+    return VAEError(f"cannot lock run folder {path.parent}: cannot open its {path.name} ({reason})")
+
+
+_KINDS = (
+    (stat.S_ISREG, "a file"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_folder(folder: Path) -> None:
+    """Refuse a run folder that is not a folder (a file, a named pipe, a link to /dev/null):
+    opening a .lock inside it would fail with a message about a .lock that is not there."""
+    if folder.is_dir():
+        return
+    try:
+        mode = os.stat(folder).st_mode
+    except OSError as error:
+        if not folder.is_symlink():
+            raise VAEError(f"cannot use run folder {folder} ({error.strerror or error})") from None
+        what = "a broken link"
+    else:
+        what = next((kind for test, kind in _KINDS if test(mode)), "something else")
+        if folder.is_symlink():
+            what = f"a link to {what}"
+    raise VAEError(f"run folder {folder} is {what}, not a folder: choose another run name")
+
+
 def _make_folders(folder: Path) -> list[Path]:
-    """mkdir -p that returns the folders it created, deepest first."""
+    """mkdir -p that returns the folders it created, deepest first; on failure, removes them and
+    raises VAEError naming the folder it could not create."""
     missing = []
     while not folder.exists() and folder != folder.parent:
         missing.append(folder)
         folder = folder.parent
-    created = []
+    created: list[Path] = []
     for path in reversed(missing):
         try:
             path.mkdir()
         except FileExistsError:
             continue  # made by another process at the same moment: not ours to remove
+        except OSError as error:
+            _remove_empty(created[::-1])
+            raise VAEError(f"cannot create run folder {path} ({error.strerror or error})") from None
         created.append(path)
     return created[::-1]
 

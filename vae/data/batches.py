@@ -9,10 +9,17 @@ import torch
 
 from vae.data.imageset import ImageSet, to_float
 
+# torch's generators take seeds that fit 64 bits (a negative one stands for itself plus 2**64).
+_SEED_SPACE = 2**64
+
 
 def batch_seed(seed: int, epoch: int, batch: int) -> int:
-    """A distinct, reproducible seed per (run seed, epoch, batch)."""
-    return (seed * 1_000_003 + epoch) * 1_000_033 + batch
+    """A distinct, reproducible seed per (run seed, epoch, batch), in [0, 2**64).
+
+    Taken modulo 2**64 so that every run seed up to 2**64 - 1 works; torch reads a seed as its
+    value modulo 2**64 anyway (-1 and 2**64 - 1 give the same sequence), so the runs whose seeds
+    fitted before keep their shuffle and binarization draws."""
+    return ((seed * 1_000_003 + epoch) * 1_000_033 + batch) % _SEED_SPACE
 
 
 def epoch_order(num_images: int, seed: int, epoch: int) -> torch.Tensor:
