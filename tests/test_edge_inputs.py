@@ -147,7 +147,7 @@ def test_the_explorers_map_of_one_test_image_is_one_point(trained_run, synthetic
     assert answer.status_code == 200, answer.text
     found = answer.json()
     assert len(found["points"]) == 1 and len(found["points"][0]) == 2
-    assert found["axes"] == ["PC1", "PC2"] and "(1 images)" in found["title"]
+    assert found["axes"] == ["PC1", "PC2"] and "(1 image" in found["title"]
 
 
 # --- a class label beyond any integer type -----------------------------------------------------
