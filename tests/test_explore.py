@@ -12,7 +12,9 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from starlette.testclient import TestClient
+from test_hostile_images import with_scans
 from test_numpy_sampling import SPECS, write_checkpoint
 from typer.testing import CliRunner
 
@@ -32,6 +35,7 @@ import explore_screenshot  # noqa: E402
 from conftest import one_line_error
 from vae import numpy_sampling
 from vae.cli import app as cli_app
+from vae.data.decoding import MAX_JPEG_SCANS
 from vae.explore.app import MAX_JSON_BYTES, MAX_UPLOAD_BYTES, build_app
 from vae.explore.decoder import Decoder, prior_moments
 from vae.explore.encoder import Encoder
@@ -57,6 +61,14 @@ def client_for(checkpoint: Path, data_dir: Path | None, load: bool = True) -> Te
 def client(synthetic_data_dir) -> TestClient:
     """The shipped model over the synthetic MNIST test set (60 images), fully loaded."""
     return client_for(SHIPPED, synthetic_data_dir)
+
+
+JSON = {"Content-Type": "application/json"}  # what the page sends with every JSON body
+
+
+def upload(client: TestClient, data: bytes, content_type: str = "application/octet-stream"):
+    """An upload as the page sends it: the file itself as the body, of ``content_type``."""
+    return client.post("/api/encode/upload", content=data, headers={"Content-Type": content_type})
 
 
 def pixels(data_url: str) -> np.ndarray:
@@ -102,6 +114,57 @@ def test_only_loopback_host_names_are_answered(client):
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
 
 
+def test_bodies_must_be_of_their_routes_type(client):
+    digit = png_bytes(np.zeros((28, 28), np.uint8))
+    # A form of another site can post text/plain, urlencoded or multipart bodies without asking.
+    for kind in (None, "", "image/png", "text/plain", "multipart/form-data; boundary=x",
+                 "application/x-www-form-urlencoded", "application/json"):  # fmt: skip
+        headers = {} if kind is None else {"Content-Type": kind}
+        answer = client.post("/api/encode/upload", content=digit, headers=headers)
+        assert answer.status_code == 415, kind
+        assert "Content-Type: application/octet-stream" in answer.json()["error"]
+    zeros = json.dumps({"z": [0.0] * LATENT, "index": 0, "temperature": 1})
+    for kind in (
+        None,
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/octet-stream",
+    ):
+        headers = {} if kind is None else {"Content-Type": kind}
+        for path in ("/api/decode", "/api/sample", "/api/encode/test", "/api/map/point",
+                     "/api/interpolate"):  # fmt: skip
+            answer = client.post(path, content=zeros, headers=headers)
+            assert answer.status_code == 415, (kind, path)
+            error = answer.json()["error"]
+            assert "Content-Type: application/json" in error and "\n" not in error
+    typed = {"Content-Type": "Application/JSON; charset=utf-8"}
+    assert client.post("/api/decode", content=zeros, headers=typed).status_code == 200
+    assert upload(client, digit, "application/octet-stream; name=x").status_code == 200
+
+
+def test_requests_from_another_sites_pages_are_refused(client):
+    digit = png_bytes(np.zeros((28, 28), np.uint8))
+    octets = {"Content-Type": "application/octet-stream"}
+    requests = (
+        ("post", "/api/decode", {"json": {"z": [0.0] * LATENT}}, {}),
+        ("post", "/api/encode/upload", {"content": digit}, octets),
+        ("get", "/api/model", {}, {}),
+        ("get", "/", {}, {}),
+    )
+    # The page's own origin (a browser sends it with every POST) and no Origin at all (curl).
+    for origin in ("http://127.0.0.1", "http://127.0.0.1:80", None):
+        for method, path, body, headers in requests:
+            sent = headers if origin is None else {**headers, "Origin": origin}
+            answer = getattr(client, method)(path, **body, headers=sent)
+            assert answer.status_code == 200, (origin, path, answer.text)
+    for origin in ("http://evil.example", "null", "https://127.0.0.1", "http://127.0.0.1:8001",
+                   "http://localhost", "127.0.0.1"):  # fmt: skip
+        for method, path, body, headers in requests:
+            answer = getattr(client, method)(path, **body, headers={**headers, "Origin": origin})
+            assert answer.status_code == 403, (origin, path)
+            assert answer.json()["error"].startswith("requests from another site"), origin
+
+
 # --- decoding: sliders, sample, reset ---------------------------------------------------------
 
 
@@ -144,12 +207,12 @@ def test_bad_latents_are_400_with_one_line(client, body, fragment):
 
 def test_nan_and_bad_json_and_huge_bodies_are_refused(client):
     nan = "[" + ",".join(["NaN"] * LATENT) + "]"
-    answer = client.post("/api/decode", content=f'{{"z": {nan}}}')
+    answer = client.post("/api/decode", content=f'{{"z": {nan}}}', headers=JSON)
     assert answer.status_code == 400 and "finite" in answer.json()["error"]
-    assert client.post("/api/decode", content=b"{not json").status_code == 400
+    assert client.post("/api/decode", content=b"{not json", headers=JSON).status_code == 400
     deep = "[" * 100_000 + "]" * 100_000
-    assert client.post("/api/decode", content=deep).status_code in (400, 413)
-    huge = client.post("/api/decode", content=b" " * (MAX_JSON_BYTES + 1))
+    assert client.post("/api/decode", content=deep, headers=JSON).status_code in (400, 413)
+    huge = client.post("/api/decode", content=b" " * (MAX_JSON_BYTES + 1), headers=JSON)
     assert huge.status_code == 413 and "too large" in huge.json()["error"]
 
 
@@ -164,7 +227,7 @@ def test_integers_too_large_for_a_float_are_400_and_not_echoed_whole(client):
         ("/api/encode/test", f'{{"index": {huge}}}'),
         ("/api/interpolate", f'{{"a": [{zeros}, 0], "b": [{zeros}, 1], "t": [{huge}]}}'),
     ):
-        answer = client.post(path, content=body)
+        answer = client.post(path, content=body, headers=JSON)
         assert answer.status_code == 400, (path, answer.text)
         assert len(answer.json()["error"]) < 120, answer.json()["error"]
     lost = client.get("/" + "a" * 5000)
@@ -199,8 +262,8 @@ def test_encoder_features_say_loading_until_loaded(synthetic_data_dir):
         answer = getattr(early, method)(path, **({"json": body} if body else {}))
         assert answer.status_code == 503 and "still loading" in answer.json()["error"], path
     assert "the test images are still loading" in early.get("/api/test-images").json()["error"]
-    upload = early.post("/api/encode/upload", content=png_bytes(np.zeros((28, 28), np.uint8)))
-    assert upload.status_code == 503
+    uploaded = upload(early, png_bytes(np.zeros((28, 28), np.uint8)))
+    assert uploaded.status_code == 503
     # Sliders and samples do not wait for it.
     assert early.post("/api/sample", json={"temperature": 1}).status_code == 200
 
@@ -259,7 +322,7 @@ def test_an_uploaded_image_is_read_as_inference_input_reads_it(client, tmp_path)
     digit = np.zeros((280, 200, 3), np.uint8)
     digit[60:220, 90:110] = 255  # a "1", in colour and another size
     (tmp_path / "digit.png").write_bytes(png_bytes(digit))
-    answer = client.post("/api/encode/upload", content=png_bytes(digit))
+    answer = upload(client, png_bytes(digit))
     assert answer.status_code == 200, answer.text
     expected = read_image_files([tmp_path / "digit.png"], 28, 1)[0, 0].numpy()
     np.testing.assert_array_equal(pixels(answer.json()["original"]), expected)
@@ -267,26 +330,26 @@ def test_an_uploaded_image_is_read_as_inference_input_reads_it(client, tmp_path)
 
 
 def test_bad_uploads_are_refused_in_one_line(client, tmp_path):
-    empty = client.post("/api/encode/upload", content=b"")
+    empty = upload(client, b"")
     assert empty.status_code == 400 and "empty" in empty.json()["error"]
-    junk = client.post("/api/encode/upload", content=b"not an image at all")
+    junk = upload(client, b"not an image at all")
     assert junk.status_code == 400 and "not an image" in junk.json()["error"]
     assert "BytesIO" not in junk.json()["error"] and "PNG" in junk.json()["error"]
     # Formats folder: datasets do not read are refused from the header: EPS would go to
     # Ghostscript, an ICO is no training image.
     for other in (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", ico_bytes()):
-        refused = client.post("/api/encode/upload", content=other)
+        refused = upload(client, other)
         assert refused.status_code == 400 and "not an image" in refused.json()["error"]
     truncated = png_bytes(np.full((64, 64), 200, np.uint8))[:-40]
-    broken = client.post("/api/encode/upload", content=truncated)
+    broken = upload(client, truncated)
     assert broken.status_code == 400 and "the upload" in broken.json()["error"]
     assert "vae-explore-" not in broken.json()["error"]  # no server paths in answers
-    too_large = client.post("/api/encode/upload", content=b"\0" * (MAX_UPLOAD_BYTES + 1))
+    too_large = upload(client, b"\0" * (MAX_UPLOAD_BYTES + 1))
     assert too_large.status_code == 413
     # A 5000 x 5000 image is a few kilobytes of PNG: refused from its header, not decoded.
     bomb = io.BytesIO()
     Image.new("1", (5000, 5000)).save(bomb, format="PNG")
-    refused = client.post("/api/encode/upload", content=bomb.getvalue())
+    refused = upload(client, bomb.getvalue())
     assert refused.status_code == 413 and "pixels" in refused.json()["error"]
 
 
@@ -299,7 +362,7 @@ def test_a_huge_image_header_is_413_without_pillows_warning_on_the_terminal(clie
         struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
         for kind, data in ((b"IHDR", header), (b"IEND", b""))
     )
-    answer = client.post("/api/encode/upload", content=b"\x89PNG\r\n\x1a\n" + chunks)
+    answer = upload(client, b"\x89PNG\r\n\x1a\n" + chunks)
     assert answer.status_code == 413 and "95,000,000 pixels" in answer.json()["error"]
     assert not [w for w in recwarn if w.category is PillowImage.DecompressionBombWarning]
 
@@ -330,10 +393,8 @@ def test_autoencoders_and_colour_models_explore_without_their_data(tmp_path, nam
     assert status["latent_map"] == status["test_images"]  # the map says why, as the images do
     assert "MNIST" in status["test_images"]["reason"] or "mnist" in status["test_images"]["reason"]
     assert "not available" in client.get("/api/map").json()["error"]
-    upload = client.post(
-        "/api/encode/upload", content=png_bytes(np.full((40, 40, 3), 120, np.uint8))
-    )
-    assert upload.status_code == 200 and len(upload.json()["z"]) == spec.latent_dim
+    uploaded = upload(client, png_bytes(np.full((40, 40, 3), 120, np.uint8)))
+    assert uploaded.status_code == 200 and len(uploaded.json()["z"]) == spec.latent_dim
 
 
 def test_a_1d_latent_says_it_has_no_map_before_the_page_asks(tmp_path, synthetic_data_dir):
@@ -406,12 +467,18 @@ def test_a_taken_port_is_one_line_and_another_host_warns():
     assert lines[1].startswith(f"error: cannot listen on 0.0.0.0:{port}")
 
 
-def _post(url: str, body: dict) -> tuple[int, dict]:
+def _post(url: str, body: dict | bytes, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    """A POST to the running explorer: a JSON body, or bytes as an upload."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    kind = "application/octet-stream" if isinstance(body, bytes) else "application/json"
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        url, data=data, headers={"Content-Type": kind, **(headers or {})}
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return response.status, json.loads(response.read())
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def start_explorer(*arguments: str) -> tuple[subprocess.Popen, str]:
@@ -454,3 +521,58 @@ def test_the_installed_command_serves_takes_50_concurrent_decodes_and_stops_on_c
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines() == ["stopped the explorer"], stderr
+
+
+def test_sigterm_stops_the_explorer_mid_decode_within_seconds(synthetic_data_dir):
+    """Uploads that take a second each to decode (as many scans as allowed, 4096 x 4096), queued
+    behind each other, and a request whose body is still arriving: SIGTERM answers what is in
+    progress and ends the server in about SHUTDOWN_SECONDS, in one line, instead of waiting
+    for every decode (and printing a traceback for each request cut off)."""
+    slow = with_scans(MAX_JPEG_SCANS)
+    process, url = start_explorer("--checkpoint", str(SHIPPED), "--data-dir",
+                                  str(synthetic_data_dir))  # fmt: skip
+    port = int(url.rstrip("/").rsplit(":", 1)[1])
+    answers: list[tuple[int, dict]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # uploads wait for the encoder (503 until then)
+            with urllib.request.urlopen(url + "api/status", timeout=30) as response:
+                if json.loads(response.read())["features"]["encoder"]["state"] == "ready":
+                    break
+            time.sleep(0.2)
+        # The page's own origin is answered from the real server, another one refused.
+        own = {"Origin": url.rstrip("/")}
+        assert _post(url + "api/decode", {"z": [0.0] * LATENT}, own)[0] == 200
+        refused = _post(
+            url + "api/decode", {"z": [0.0] * LATENT}, {"Origin": "http://evil.example"}
+        )
+        assert refused[0] == 403
+        senders = [
+            threading.Thread(target=lambda: answers.append(_post(url + "api/encode/upload", slow)))
+            for _ in range(12)
+        ]
+        for sender in senders:
+            sender.start()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as unfinished:
+            unfinished.sendall(
+                b"POST /api/encode/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n"
+                + slow[:1000]
+            )
+            time.sleep(1.5)  # the uploads have arrived, the first is being decoded
+            stopped = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=120)
+            took = time.monotonic() - stopped
+        for sender in senders:
+            sender.join(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 143, stderr
+    assert stderr.strip().splitlines() == ["stopped the explorer"], stderr
+    assert took < 5, took  # about 2 s: SHUTDOWN_SECONDS for the request still arriving
+    # Every upload was answered: decoded before the signal, or told the explorer is stopping.
+    assert len(answers) == 12 and {status for status, _ in answers} <= {200, 503}, answers
+    assert any(reply == {"error": "the explorer is stopping"} for _, reply in answers)

@@ -5,9 +5,11 @@ when it is missing."""
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -17,6 +19,31 @@ sys.path.insert(0, str(ROOT / "tools"))
 import explore_screenshot  # noqa: E402
 
 SHIPPED = ROOT / "pretrained" / "checkpoint_best.safetensors"
+
+
+def upload_a_digit(page) -> dict:
+    """Choose an image file in the page's upload field, as a visitor does; wait for its
+    encoding to replace the original on show."""
+    digit = np.zeros((56, 40), np.uint8)
+    digit[10:46, 18:22] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(digit).save(buffer, format="PNG")
+    before = page.get_attribute("#original", "src")
+    page.set_input_files(
+        "#upload",
+        files=[{"name": "digit.png", "mimeType": "image/png", "buffer": buffer.getvalue()}],
+    )
+    page.wait_for_function(
+        "(before) => { const src = document.querySelector('#original').getAttribute('src');"
+        " return (src && src !== before) || !document.querySelector('#message').hidden; }",
+        arg=before,
+        timeout=explore_screenshot.TIMEOUT_MS,
+    )
+    message = page.locator("#message")
+    return {
+        "changed": page.get_attribute("#original", "src") != before,
+        "message": message.text_content() if message.is_visible() else "",
+    }
 
 
 def test_a_visitor_moves_a_slider_encodes_interpolates_and_clicks_the_map(
@@ -38,6 +65,7 @@ def test_a_visitor_moves_a_slider_encodes_interpolates_and_clicks_the_map(
                 errors: list[str] = []
                 page.on("pageerror", lambda error: errors.append(str(error)))
                 seen = tool.tour(page, url)
+                uploaded = upload_a_digit(page)
                 page.screenshot(path=str(screenshot), full_page=True)
             finally:
                 browser.close()
@@ -48,6 +76,8 @@ def test_a_visitor_moves_a_slider_encodes_interpolates_and_clicks_the_map(
     assert seen["slider_moved"] and seen["encoded"] and seen["interpolated"] and seen["map_clicked"]
     assert seen["frames"] == 10 and seen["sliders"] + seen["inactive"] == 32
     assert seen["message"] == "", seen["message"]
+    # The page's upload (its own Origin, the file as application/octet-stream) is answered.
+    assert uploaded["changed"] and uploaded["message"] == "", uploaded
     assert "Traceback" not in stderr, stderr
     with Image.open(screenshot) as picture:
         assert picture.width == 1360 and picture.height >= 900

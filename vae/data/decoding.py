@@ -1,6 +1,7 @@
 """Image files: finding them and decoding them with Pillow into uint8 arrays, with the guards that
-hostile or damaged files need (a pixel limit checked before decoding, every decoder error turned
-into one line naming the file), on every core for large folders.
+hostile or damaged files need (a pixel limit and a JPEG scan limit checked before decoding,
+non-finite pixels refused, every decoder error turned into one line naming the file), on every
+core for large folders.
 
 Torch-free at import: the decoding processes need only this module, Pillow and NumPy.
 """
@@ -25,6 +26,12 @@ if TYPE_CHECKING:
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MAX_IMAGE_PIXELS = 40_000_000  # larger files are refused before decoding (decompression bombs)
+# A progressive JPEG is decoded scan by scan, each scan a pass over every block of the image (10 ms
+# at 4096 x 4096), and nothing in the format bounds their number: a small file that repeats its
+# last scan thousands of times decodes for minutes. libjpeg's and mozjpeg's progressive scripts
+# write 6 to 10 scans (a few more with mozjpeg's scan optimisation), so a JPEG with more than this
+# many is refused before decoding, as an image over MAX_IMAGE_PIXELS is.
+MAX_JPEG_SCANS = 100
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 # Images handed to a decoding process at a time: enough to hide the hand-over, few enough that
 # the progress bar moves and an interrupted decode loses little.
@@ -180,8 +187,10 @@ def decode_image(source: Encoded, size: int, channels: int, crop: int | None = N
     square) and resized, so faces and objects keep their proportions. A JPEG much larger than
     ``size`` is decoded at a reduced scale first (Pillow's ``draft``: the DCT skips detail the
     resize would discard, several times faster), never below the crop's final size. 16-bit and
-    float images are scaled to 8 bits (not clipped); transparency is composited onto black, the
-    background of the datasets these models train on; palettes are expanded.
+    float images are scaled to 8 bits (not clipped), and a float image with NaN or infinite pixels
+    is refused; transparency is composited onto black, the background of the datasets these
+    models train on; palettes are expanded. Images over MAX_IMAGE_PIXELS, and JPEGs of more than
+    MAX_JPEG_SCANS scans, are refused before decoding.
     """
     import warnings
 
@@ -198,6 +207,8 @@ def decode_image(source: Encoded, size: int, channels: int, crop: int | None = N
                         f"cannot read image {_name(source)}: {width}x{height} pixels is over the "
                         f"{MAX_IMAGE_PIXELS:,}-pixel limit (refused before decoding)"
                     )
+                if image.format in ("JPEG", "MPO"):
+                    _check_scans(source)
                 side = min(width, height, crop or max(width, height))
                 if image.format == "JPEG" and side > size:
                     # Ask for the whole image at the scale that keeps the crop >= size pixels.
@@ -232,6 +243,23 @@ def image_formats() -> tuple[str, ...]:
     return tuple(sorted({known[ext] for ext in IMAGE_EXTENSIONS if ext in known}))
 
 
+def _check_scans(source: Encoded) -> None:
+    """Refuse a JPEG with more than MAX_JPEG_SCANS scans, from its bytes, before decoding.
+
+    Every start-of-scan marker is the byte pair FF DA, and the data of a scan cannot hold the pair
+    (an FF byte there is followed by 00, or by D0-D7 in a restart marker), so counting the pairs in the whole file is a
+    bound on the scans the decoder reads that no arrangement of segments can slip past; other
+    segments (an EXIF thumbnail, an ICC profile) add a few at most.
+    """
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    scans = data.count(b"\xff\xda")
+    if scans > MAX_JPEG_SCANS:
+        raise DataError(
+            f"cannot read image {_name(source)}: a JPEG of {scans:,} scans is over the limit of "
+            f"{MAX_JPEG_SCANS} (refused before decoding)"
+        )
+
+
 def _open(source: Encoded) -> Any:
     from PIL import Image
 
@@ -258,6 +286,9 @@ def _to_8bit(image: Any, channels: int) -> Any:
 
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all():
+            # NaN would become 0 and make max() NaN, skipping the scaling: a wrong image, silently.
+            raise ValueError("it has NaN or infinite pixel values")
         if image.mode != "F":
             values = values / 257.0  # integer grey images are 16-bit in practice (PNG, TIFF)
         elif values.max(initial=0.0) <= 1.0:

@@ -1,8 +1,10 @@
 """The explorer's web application: the page's own assets and a small JSON API over one
 checkpoint (Starlette).
 
-Every request is checked before any work: bodies are read up to a size limit, latents must be
-finite and of the model's size, counts and numbers are bounded. A bad request is a 4xx answer
+Every request is checked before any work: a request from another site's page (its ``Origin``
+is not this server's) is refused, bodies must be of their route's type (JSON, or the uploaded
+file as ``application/octet-stream``) and are read up to a size limit, latents must be finite and
+of the model's size, counts and numbers are bounded. A bad request is a 4xx answer
 with a one-line ``{"error": ...}``; an unexpected failure is a 500 with the same shape and one
 warning line on the server's terminal, never a traceback page.
 """
@@ -10,6 +12,7 @@ warning line on the server's terminal, never a traceback page.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import io
 import json
@@ -22,11 +25,13 @@ from typing import Any
 
 import numpy as np
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vae.config import SEED_MAX
 from vae.errors import VAEError, first_line
@@ -48,6 +53,10 @@ MAX_LATENT_VALUE = 1000.0  # far outside any prior; larger values only overflow 
 MAX_FRAMES = 64  # images in one interpolation answer
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 MAX_SHOWN_CHARS = 40  # of a refused value or path, echoed in an error message
+# The types of request bodies, as the page sends them: JSON, and an upload's file itself.
+JSON_TYPE = "application/json"
+UPLOAD_TYPE = "application/octet-stream"
+STOPPING = "the explorer is stopping"
 
 
 class BadRequest(Exception):
@@ -66,7 +75,8 @@ def build_app(
 ) -> Starlette:
     """The application for one checkpoint. ``allowed_hosts``: the Host headers it answers
     (default: the loopback names), so that a page of another site cannot reach it through a
-    DNS name rebound to 127.0.0.1; ``["*"]`` answers any."""
+    DNS name rebound to 127.0.0.1; ``["*"]`` answers any. ``app.state.stop()`` answers the work
+    in progress 503 at once, and any work asked for later (the server calls it as it stops)."""
     api = _Api(decoder, encoder)
 
     def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -101,12 +111,44 @@ def build_app(
         Route("/api/map/point", endpoint(api.map_point), methods=["POST"]),
     ]
     hosts = allowed_hosts if allowed_hosts is not None else list(LOCAL_HOSTS)
-    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=hosts)]
-    return Starlette(
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=hosts), Middleware(_SameOrigin)]
+    app = Starlette(
         routes=routes,
         middleware=middleware,
         exception_handlers={404: _not_found, 405: _not_allowed},
     )
+    app.state.stop = api.stop
+    return app
+
+
+class _SameOrigin:
+    """Refuse (403) a request whose ``Origin`` is not this server's own scheme://Host: a page of
+    another site open in the same browser can send requests here (a form, a fetch without
+    reading the answer) but cannot make them come from this origin. Requests without the
+    header (curl, scripts, a browser's same-origin GET) are answered."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            origin = headers.get("origin")
+            own = _origin(scope["scheme"], headers.get("host", ""))
+            if origin is not None and _origin(*origin.partition("://")[::2]) != own:
+                answer = _error(f"requests from another site ({_shown(origin)}) are refused", 403)
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _origin(scheme: str, host: str) -> str:
+    """scheme://host in one spelling: lower case, without the scheme's default port."""
+    scheme, host = scheme.strip().lower(), host.strip().lower()
+    default = {"http": ":80", "https": ":443"}.get(scheme)
+    if default and host.endswith(default):
+        host = host.removesuffix(default)
+    return f"{scheme}://{host}"
 
 
 def _error(message: str, status: int) -> JSONResponse:
@@ -152,7 +194,16 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _require_type(request: Request, expected: str, what: str) -> None:
+    """415 unless the body is declared as ``expected`` (parameters such as charset aside)."""
+    declared = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if declared != expected:
+        shown = _shown(declared) if declared else "none"
+        raise BadRequest(f"send {what} with Content-Type: {expected} (not {shown})", 415)
+
+
 async def _json(request: Request) -> dict[str, Any]:
+    _require_type(request, JSON_TYPE, "a JSON object")
     try:
         value = json.loads(await _body(request, MAX_JSON_BYTES))
     except (ValueError, RecursionError):
@@ -226,11 +277,37 @@ class _Api:
         # One upload is decoded at a time: an 8 MiB file can expand to hundreds of MiB of
         # pixels, and the warning filters read_upload sets are global to the process.
         self._uploads = threading.Lock()
+        # The work's own threads, not the event loop's default executor: asyncio waits for
+        # every job of that one before the process may end, so a stop would wait on decodes.
+        # NumPy and torch release the GIL while they compute: decodes run side by side, and
+        # the event loop keeps answering.
+        self._pool = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="vae-explore")
+        self._stopping = False
+        self._waiting: set[asyncio.Future[None]] = set()
+
+    def stop(self) -> None:
+        """Answer the work in progress, and any asked for from now on, 503 (the server is
+        stopping): the stop need not wait for a decode, and no request is left to cancel."""
+        self._stopping = True
+        for waiter in list(self._waiting):
+            waiter.get_loop().call_soon_threadsafe(_finish, waiter)
 
     async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
-        # NumPy and torch release the GIL while they compute: decodes run side by side in
-        # worker threads, and the event loop keeps answering.
-        return await asyncio.to_thread(function, *args)
+        if self._stopping:
+            raise BadRequest(STOPPING, 503)
+        loop = asyncio.get_running_loop()
+        work = loop.run_in_executor(self._pool, function, *args)
+        stopped = loop.create_future()
+        self._waiting.add(stopped)
+        try:
+            await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._waiting.discard(stopped)
+            if not work.done():
+                work.cancel()  # a job still queued never starts; a running one ends with us
+        if work.cancelled():
+            raise BadRequest(STOPPING, 503)
+        return work.result()
 
     async def model(self, request: Request) -> dict[str, Any]:
         spec, moments = self.decoder.spec, self.decoder.moments
@@ -312,6 +389,7 @@ class _Api:
         }
 
     async def encode_upload(self, request: Request) -> dict[str, Any]:
+        _require_type(request, UPLOAD_TYPE, "the image file itself as the body")
         if self.encoder.model is None:
             raise NotReady("the encoder", self.encoder.status["encoder"].reason)
         data = await _body(request, MAX_UPLOAD_BYTES)
@@ -361,6 +439,11 @@ class _Api:
             "axes": list(found.axes),
             "title": found.title,
         }
+
+
+def _finish(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def read_upload(data: bytes, height: int, width: int, channels: int) -> Any:

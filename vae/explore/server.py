@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vae.errors import ConfigError, VAEError
 from vae.reporting import Reporter
@@ -65,6 +67,24 @@ def bind(host: str, port: int) -> socket.socket:
     return listener
 
 
+def _stopping_server(config: Any, stop: Callable[[], None]) -> Any:
+    """A uvicorn server that, as it starts to stop (Ctrl-C, SIGTERM), first calls ``stop``: the
+    app answers the work in progress at once instead of holding the stop for a decode. A request
+    still open SHUTDOWN_SECONDS later (its body still arriving) is cancelled by uvicorn, which
+    would say so in a traceback: its error log is off from then on, as the user asked to stop."""
+    import logging
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            stop()
+            logging.getLogger("uvicorn.error").disabled = True
+            await super().shutdown(sockets)
+
+    return Server(config)
+
+
 def serve(
     checkpoint: Path,
     host: str,
@@ -99,7 +119,7 @@ def serve(
         lifespan="off",
         timeout_graceful_shutdown=SHUTDOWN_SECONDS,
     )
-    server = uvicorn.Server(config)
+    server = _stopping_server(config, app.state.stop)
     reporter.message(f"vae explore: {address.url} (Ctrl-C stops it)")
     encoder.start(reporter)
     if open_browser:
