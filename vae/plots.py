@@ -10,6 +10,7 @@ import numpy as np
 
 from vae.fileio import PICTURE, atomic_write_bytes
 from vae.images import picture_format
+from vae.loss_name import ELBO, LossName
 
 
 def _figure_bytes(figure: Any, path: Path) -> bytes:
@@ -104,30 +105,55 @@ def save_latent_maps(panels: list[dict[str, Any]], path: str | Path) -> Path:
     return _save(figure, path)
 
 
-CURVE_PANELS = (
-    (
-        "loss (nats per image)",
+def curve_panels(loss: LossName) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The panels of ``curves.png`` (title, [(record key, label)]) for a run training ``loss``."""
+    per_image = f"{loss.unit} per image" if loss.unit else "per image"
+    in_unit = f" ({loss.unit})" if loss.unit else ""
+    if not loss.has_kl:  # an autoencoder trains its reconstruction alone: no KL, no beta
+        return [
+            (
+                f"loss ({per_image})",
+                [
+                    ("train_neg_elbo", f"train {loss.total}"),
+                    ("val_neg_elbo", f"validation {loss.total}"),
+                ],
+            )
+        ]
+    return [
         (
-            ("train_loss", "train loss (beta-weighted)"),
-            ("train_neg_elbo", "train -ELBO"),
-            ("val_neg_elbo", "validation -ELBO"),
+            f"loss ({per_image})",
+            [
+                ("train_loss", "train loss (beta-weighted)"),
+                ("train_neg_elbo", f"train {loss.total}"),
+                ("val_neg_elbo", f"validation {loss.total}"),
+            ],
         ),
-    ),
-    ("reconstruction (nats)", (("train_recon", "train"), ("val_recon", "validation"))),
-    ("KL (nats)", (("train_kl", "train"), ("val_kl", "validation"))),
-    ("beta", (("beta", "beta"),)),
-)
+        (
+            f"{loss.reconstruction}{in_unit}",
+            [("train_recon", "train"), ("val_recon", "validation")],
+        ),
+        ("KL (nats)", [("train_kl", "train"), ("val_kl", "validation")]),
+        ("beta", [("beta", "beta")]),
+    ]
 
 
-def save_training_curves(records: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+def save_training_curves(
+    records: list[dict[str, Any]], path: str | Path, title: str = "", loss: LossName = ELBO
+) -> Path:
     """Loss, reconstruction, KL and beta against epoch, train and validation, from the records
-    of a run's ``metrics.jsonl``."""
+    of a run's ``metrics.jsonl``, the loss named as the run trains it."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     if not records:
         raise ValueError("no epochs recorded yet")
     epochs = [r["epoch"] for r in records]
-    figure, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(4.2 * len(CURVE_PANELS), 3.4))
-    for axis, (name, series) in zip(axes, CURVE_PANELS, strict=True):
+    panels = curve_panels(loss)
+    figure, axes = plt.subplots(
+        1, len(panels), figsize=(4.2 * max(len(panels), 2), 3.4), squeeze=False
+    )
+    axes = axes[0]
+    for axis, (name, series) in zip(axes, panels, strict=True):
         for key, label in series:
             values = [r.get(key) for r in records]
             if all(v is None for v in values):
@@ -135,6 +161,12 @@ def save_training_curves(records: list[dict[str, Any]], path: str | Path, title:
             axis.plot(epochs, [np.nan if v is None else v for v in values], marker=".", label=label)
         axis.set_title(name, fontsize=10)
         axis.set_xlabel("epoch")
+        # Epochs are whole: a short run gets a tick per epoch (matplotlib's integer locator
+        # gives up on a range under two and draws 0.945 ... 1.05), a long one whole ticks.
+        if len(epochs) <= 12:
+            axis.set_xticks(epochs)
+        else:
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         if len(series) > 1:
             axis.legend(fontsize=8)

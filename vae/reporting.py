@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+from vae.loss_name import ELBO, LossName, training_loss_name
+
+# Seconds between plain progress lines when the output is no terminal (a log file, a pipe).
+PLAIN_STEP_SECONDS = 30.0
+# The parts of the trained loss in each row of the epoch table, after the loss and its total.
+TERMS = ("neg_elbo", "recon", "kl")
 
 
 def printable(text: object) -> str:
@@ -94,9 +102,17 @@ class RichReporter(Reporter):
 
         self.console = Console(stderr=False, highlight=False)
         self.error_console = Console(stderr=True, highlight=False)
+        # A log file or a pipe gets whole plain lines: no live bar (rich would leave truncated
+        # frames in the file), no wrapping at a width that no reader has.
+        self.live = self.console.is_terminal
+        for console in (self.console, self.error_console):
+            console.soft_wrap = not console.is_terminal
         self.quiet = quiet
         self._progress: Any = None
         self._task: Any = None
+        self._loss: LossName = ELBO
+        self._total_steps = 0
+        self._last_line = 0.0
 
     def _start_progress(
         self, label: str, total: int, completed: int, stats: str, console: Any, **fields: Any
@@ -118,13 +134,18 @@ class RichReporter(Reporter):
         self._progress.start()
         self._task = self._progress.add_task(label, total=total, completed=completed, **fields)
 
+    def run_configured(self, config: dict[str, Any]) -> None:
+        self._loss = training_loss_name(config)
+
     def run_started(self, description: str, total_steps: int, start_step: int) -> None:
         self.message(description)
-        if self.quiet:
+        self._total_steps = total_steps
+        self._last_line = time.monotonic()
+        if self.quiet or not self.live:
             return
         stats = (
             "loss {task.fields[loss]:.2f} recon {task.fields[recon]:.2f} "
-            "KL {task.fields[kl]:.2f} beta {task.fields[beta]:.3f} "
+            "KL {task.fields[kl]:.2f} beta {task.fields[beta]:.3g} "
             "{task.fields[images_per_second]:.0f} img/s"
         )
         nan = float("nan")
@@ -136,34 +157,60 @@ class RichReporter(Reporter):
     def step(self, step: int, metrics: dict[str, float]) -> None:
         if self._progress is not None:
             self._progress.update(self._task, completed=step, **metrics)
+        elif not self.quiet and not self.live and self._due(PLAIN_STEP_SECONDS):
+            self.console.print(
+                f"step {step}/{self._total_steps}  loss {metrics['loss']:.2f}  "
+                f"recon {metrics['recon']:.2f}  KL {metrics['kl']:.2f}  "
+                f"beta {metrics['beta']:.3g}  {metrics['images_per_second']:.0f} img/s"
+            )
+
+    def _due(self, seconds: float) -> bool:
+        """Whether ``seconds`` have passed since the last plain progress line (then restart)."""
+        now = time.monotonic()
+        if now - self._last_line < seconds:
+            return False
+        self._last_line = now
+        return True
 
     def epoch_ended(self, record: dict[str, Any]) -> None:
         if self.quiet:
             return
+        caption = (
+            f"beta {record['beta']:.3g}  lr {record['lr']:.3g}  "
+            f"{record['images_per_second']:.0f} img/s"
+        )
+        if "val_mse" in record:
+            caption += f"  val MSE/pixel {record['val_mse']:.5f}"
+        rows = [
+            (label, *(f"{record[key]:.3f}" for key in (loss_key, *(f"{split}_{t}" for t in TERMS))))
+            for split, loss_key, label in (
+                ("train", "train_loss", "train"),
+                ("val", "val_neg_elbo", "val (beta=1)"),
+            )
+        ]
+        title = f"epoch {record['epoch']} (step {record['step']})"
+        if not self.live:
+            best = "  new best" if record.get("best") else ""
+            names = self._columns()[1:]
+            parts = [
+                f"{label} " + "  ".join(f"{n} {v}" for n, v in zip(names, values, strict=True))
+                for label, *values in rows
+            ]
+            self.console.print(plain(f"{title}{best}: " + " | ".join(parts) + f" | {caption}"))
+            return
         from rich.text import Text
 
         best = ("  new best", "green") if record.get("best") else ""
-        caption = f"beta {record['beta']:.3f}  lr {record['lr']:.2e}  {record['images_per_second']:.0f} img/s"
-        if "val_mse" in record:
-            caption += f"  val MSE/pixel {record['val_mse']:.5f}"
-        table = _table(
-            Text.assemble(f"epoch {record['epoch']} (step {record['step']})", best),
-            [("split", "left")] + [(name, "right") for name in ("loss", "-ELBO", "recon", "KL")],
-            caption,
-        )
-        for split, loss_key, label in (
-            ("train", "train_loss", "train"),
-            ("val", "val_neg_elbo", "val (beta=1)"),
-        ):
-            table.add_row(
-                label,
-                *(
-                    f"{record[key]:.3f}"
-                    for key in (loss_key, f"{split}_neg_elbo", f"{split}_recon", f"{split}_kl")
-                ),
-            )
+        columns = [("split", "left")] + [(name, "right") for name in self._columns()[1:]]
+        table = _table(Text.assemble(title, best), columns, caption)
+        for row in rows:
+            table.add_row(*row)
         target = self._progress.console if self._progress is not None else self.console
         target.print(table)
+
+    def _columns(self) -> list[str]:
+        """The epoch table's columns: the split, the loss, the trained loss's name, its parts."""
+        return ["split", "loss", self._loss.total, "recon", "KL"]
 
     def run_ended(self) -> None:
         if self._progress is not None:
@@ -171,7 +218,7 @@ class RichReporter(Reporter):
             self._progress = None
 
     def task_started(self, description: str, total: int) -> None:
-        if not self.quiet:
+        if not self.quiet and self.error_console.is_terminal:
             # rich's own estimate of units per second over the last half minute (none at first).
             rate = "{task.fields[rate]}"
             self._start_progress(description, total, 0, rate, self.error_console, rate="")

@@ -20,6 +20,7 @@ from vae.errors import ConfigError, DataError, Setting
 from vae.fileio import atomic_write_text
 from vae.images import save_grid, save_reconstruction_grid
 from vae.json_values import is_count, is_number
+from vae.loss_name import ELBO, LossName
 from vae.plots import save_training_curves
 from vae.runlock import LOCK_NAME, run_folder_lock
 
@@ -113,9 +114,9 @@ class RunFolder:
             "".join(json.dumps(r, sort_keys=True) + "\n" for r in history),
         )
 
-    def write_curves(self, history: list[dict[str, Any]]) -> None:
-        """Redraw ``curves.png`` from the per-epoch records."""
-        save_training_curves(history, self.path / CURVES_NAME, title=self.path.name)
+    def write_curves(self, history: list[dict[str, Any]], loss: LossName = ELBO) -> None:
+        """Redraw ``curves.png`` from the per-epoch records of a run training ``loss``."""
+        save_training_curves(history, self.path / CURVES_NAME, title=self.path.name, loss=loss)
 
     def write_grids(
         self,

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from vae.checkpoint import build_metadata, save_checkpoint
-from vae.config import PERCEPTUAL_LOSSES, RunConfig
+from vae.config import RunConfig
 from vae.data import (
     SPLIT_SEED,
     DataSplits,
@@ -43,6 +43,7 @@ from vae.errors import (
     first_line,
 )
 from vae.evaluation import evaluate_elbo
+from vae.loss_name import training_loss_name
 from vae.model import VAE
 from vae.objectives import BetaSchedule, ElboTerms, elbo_terms
 from vae.reporting import Reporter
@@ -151,6 +152,7 @@ class Trainer:
         self._code_images: ImageSet | None = None  # an autoencoder's training images, drawn once
         # Compilation fails on the first step (a missing C++ compiler, say): caught there.
         self._compile_errors: tuple[type[Exception], ...] = ()
+        self.loss_name = training_loss_name(config.to_dict())
         self._first_epoch = 0  # where fit() began: a resume that trains no epoch keeps its best
         self._resumed_at: int | None = None  # the step a resume restored (None: a new run)
 
@@ -462,7 +464,7 @@ class Trainer:
         # resume (from the previous epoch) drops and writes again, never an epoch with no record.
         self.folder.write_metrics(self.history)
         self.save_last(validation)
-        self.folder.write_curves(self.history)
+        self.folder.write_curves(self.history, self.loss_name)
         sample_every = self.config.train.sample_every
         if sample_every and self.progress.epoch % sample_every == 0:
             self._write_grids()
@@ -618,12 +620,7 @@ class Trainer:
         best = self.progress.best_val
         if best is None:
             return
-        likelihood = self.spec.likelihood
-        figure = (  # a perceptual loss is not a likelihood: its sum is no ELBO, not in nats
-            f"loss ({likelihood} reconstruction + KL) {best:.3f}"
-            if likelihood in PERCEPTUAL_LOSSES
-            else f"-ELBO {best:.3f} nats"
-        )
+        figure = self.loss_name.figure(best)
         self.reporter.message(
             f"done: best validation {figure} (epoch {self.progress.best_epoch}); "
             f"checkpoints in {self.folder.path}"

@@ -7,6 +7,7 @@ same bytes.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from vae.latent import (
     traversal_order,
 )
 from vae.limits import check_picture
+from vae.loss_name import training_loss_name
 from vae.model import VAE
 from vae.plots import save_latent_maps, save_score_histograms, save_training_curves
 from vae.sampling import sample_from_model
@@ -281,7 +283,27 @@ def curves(run: Path, path: Path | None = None) -> Path:
     if not records:
         raise DataError(f"{metrics} holds no finished epoch yet")
     target = path if path is not None else metrics.parent / CURVES_NAME
-    return save_training_curves(records, target, title=str(metrics))
+    loss = training_loss_name(_run_configuration(metrics.parent))
+    return save_training_curves(records, target, title=str(metrics), loss=loss)
+
+
+def _run_configuration(folder: Path) -> dict[str, Any] | None:
+    """The configuration of the run whose metrics lie in ``folder``: its ``config.yaml``, else
+    a checkpoint's beside them (the shipped logs sit beside their checkpoints); None when
+    neither can be read (the curves then name the -ELBO)."""
+    from vae.checkpoint import BEST_NAME
+    from vae.config import load_config_file
+    from vae.errors import VAEError
+    from vae.run_folder import CONFIG_NAME
+
+    with contextlib.suppress(VAEError, OSError):
+        if (folder / CONFIG_NAME).is_file():
+            return load_config_file(folder / CONFIG_NAME).to_dict()
+    with contextlib.suppress(VAEError, OSError):
+        if (folder / BEST_NAME).is_file():
+            config = read_metadata(folder / BEST_NAME).get("config")
+            return config if isinstance(config, dict) else None
+    return None
 
 
 # --- gallery ---------------------------------------------------------------------------------
