@@ -6,7 +6,8 @@ Layout: ``<cache>/<name>-<hash of the decoding settings>/<split>-<NNNNN>-<hash o
 .safetensors``, each shard a few hundred MB holding one uint8 tensor ``images`` [n, C, H, W] of a
 fixed range of the split's images. A shard is written to a temporary file and renamed when
 complete, so a shard that exists is whole; an interrupted decode finds the shards it finished and
-decodes only the rest. A shard's name hashes the listing of its own images (path, size, mtime),
+decodes only the rest. Its header holds the sha256 of its images, checked where they are read
+anyway (see :func:`decoded_split`): a damaged shard is decoded again. A shard's name hashes the listing of its own images (path, size, mtime),
 so a rewritten file rebuilds its shard only; an added or removed file shifts the ranges after it
 and rebuilds those. Processes that load the same split at once (torchrun's ranks) take turns on a
 lock, so one of them decodes and the others map its shards.
@@ -19,7 +20,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,12 @@ from vae.data.decoding import Encoded
 from vae.data.mapped import MappedImages, map_safetensors_uint8, safetensors_uint8_bytes
 from vae.data.storage import CACHE_FOLDER, Storage
 
-CACHE_VERSION = 2  # bump when decoding changes, so that old caches are not reused (2: JPEG draft)
+# Bump when decoding or the shard format changes, so that old caches are not reused (2: JPEG
+# draft; 3: each shard's header holds the sha256 of its images).
+CACHE_VERSION = 3
 SHARD_BYTES = 256 << 20  # decoded bytes per shard
 _TENSOR = "images"
+_HASH_KEY = "sha256"  # the shard's metadata entry holding the sha256 of its image bytes
 
 __all__ = ["CACHE_FOLDER", "CACHE_VERSION", "EncodedSplit", "decoded_split", "file_listing"]
 
@@ -68,7 +72,12 @@ def decoded_split(
     """The images of ``sources`` decoded to uint8 [N, C, size, size] (``channels`` None: the
     first image's), from the cache when it holds them, else decoded on ``storage.workers``
     processes and cached. Mapped or in memory as ``storage.maps`` decides; a cache folder that
-    cannot be written means in memory, with a one-line note."""
+    cannot be written means in memory, with a one-line note.
+
+    Each cached shard's content is checked against the sha256 in its header where its bytes are
+    read anyway: as it is copied into memory, or, mapped, in the pass that reads every training
+    image for the data fingerprint (``MappedImages.checked_chunks``). A shard that fails, or
+    whose header cannot be read, is decoded again, with a one-line note."""
     if sources.count == 0:
         return torch.empty((0, channels or 1, size, size), dtype=torch.uint8)
     if channels is None:
@@ -82,71 +91,127 @@ def decoded_split(
         f"{split}-{number:05d}-{_digest(sources.identity(b, e))}.safetensors"
         for number, (b, e) in enumerate(ranges)
     ]
-    shape = (channels, size, size)
+    shards = _Shards(
+        storage, sources, folder, names, ranges, (channels, size, size), crop, f"{name} {split}"
+    )
     # Complete shards are used as they are, even where the folder cannot be written now.
-    parts = [
-        _mapped_shard(folder / n, (e - b, *shape)) for n, (b, e) in zip(names, ranges, strict=True)
-    ]
-    if any(part is None for part in parts):
+    for number in range(len(ranges)):
+        shards.map(number)
+    if shards.missing():
         try:
             lock = _locked(folder)
             lock.__enter__()
         except OSError as error:
-            storage.note_once(
-                f"cannot write the cache folder {storage.cache_root} "
-                f"({error.strerror or error}): decoded images are kept in memory only and "
-                "decoded again next time; set --cache-dir or VAE_CACHE_DIR to a writable folder"
-            )
-            missing = sum(e - b for part, (b, e) in zip(parts, ranges, strict=True) if part is None)
-            storage.reporter.task_started(f"decoding {name} {split}", missing)
-            try:
-                decoded = [
-                    part if part is not None else _decode(storage, sources, b, e, shape, crop)
-                    for part, (b, e) in zip(parts, ranges, strict=True)
-                ]
-            finally:
-                storage.reporter.task_ended()
-            return _in_memory(decoded)
+            _note_unwritable(storage, error)
+            shards.decode(shards.missing(), keep=False)
+            return _in_memory(shards.parts, shards.check)
         try:
-            _decode_missing(
-                storage, sources, folder, names, ranges, parts, shape, crop, name, split
-            )
+            # Another process may have written some meanwhile.
+            for number in shards.missing():
+                shards.map(number)
+            shards.decode(shards.missing(), keep=True)
             _remove_stale(folder, split, set(names))
         finally:
             lock.__exit__(None, None, None)
-    arrays = [part for part in parts if part is not None]
-    return MappedImages(arrays) if maps else _in_memory(arrays)
+    if maps:
+        return MappedImages(shards.parts, check=shards.check)  # type: ignore[arg-type]
+    return _in_memory(shards.parts, shards.check)
 
 
-def _decode_missing(
-    storage: Storage,
-    sources: EncodedSplit,
-    folder: Path,
-    names: list[str],
-    ranges: list[tuple[int, int]],
-    parts: list[np.ndarray | None],
-    shape: tuple[int, ...],
-    crop: int | None,
-    name: str,
-    split: str,
-) -> None:
-    """Decode and write the shards still missing once the lock is held (another process may
-    have written some meanwhile), filling ``parts`` in place, with a progress bar."""
-    for number, (b, e) in enumerate(ranges):
-        if parts[number] is None:
-            parts[number] = _mapped_shard(folder / names[number], (e - b, *shape))
-    missing = [number for number, part in enumerate(parts) if part is None]
-    if not missing:
-        return
-    total = sum(ranges[n][1] - ranges[n][0] for n in missing)
-    storage.reporter.task_started(f"decoding {name} {split}", total)
-    try:
-        for number in missing:
-            b, e = ranges[number]
-            decoded = _decode(storage, sources, b, e, shape, crop)
-            parts[number] = _kept(storage, folder / names[number], decoded)
-    finally:
-        storage.reporter.task_ended()
+@dataclass
+class _Shards:
+    """The shards of one split: where they live, what each must hold, and the arrays mapped or
+    decoded so far (``parts``, None where missing). ``unchecked``: the content hash each shard
+    mapped from the cache states in its header, until its bytes are checked against it (a shard
+    this process decoded needs no check)."""
+
+    storage: Storage
+    sources: EncodedSplit
+    folder: Path
+    names: list[str]
+    ranges: list[tuple[int, int]]
+    shape: tuple[int, int, int]
+    crop: int | None
+    label: str  # "<dataset> <split>", for the progress bar
+    parts: list[np.ndarray | None] = field(default_factory=list)
+    unchecked: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.parts = [None] * len(self.ranges)
+
+    def path(self, number: int) -> Path:
+        return self.folder / self.names[number]
+
+    def missing(self) -> list[int]:
+        return [number for number, part in enumerate(self.parts) if part is None]
+
+    def map(self, number: int) -> None:
+        """Map shard ``number`` from the cache, if it is there and readable (noted when it is
+        there but damaged: it is then decoded again)."""
+        begin, end = self.ranges[number]
+        found = _mapped_shard(self.storage, self.path(number), (end - begin, *self.shape))
+        self.parts[number] = None if found is None else found[0]
+        if found is not None:
+            self.unchecked[number] = found[1]
+
+    def decode(self, numbers: list[int], keep: bool) -> None:
+        """Decode shards ``numbers`` (written to the cache and mapped back when ``keep``; the
+        lock must be held then), with a progress bar."""
+        if not numbers:
+            return
+        total = sum(self.ranges[n][1] - self.ranges[n][0] for n in numbers)
+        self.storage.reporter.task_started(f"decoding {self.label}", total)
+        try:
+            for number in numbers:
+                begin, end = self.ranges[number]
+                decoded = _decode(self.storage, self.sources, begin, end, self.shape, self.crop)
+                self.unchecked.pop(number, None)
+                self.parts[number] = (
+                    _kept(self.storage, self.path(number), decoded) if keep else decoded
+                )
+        finally:
+            self.storage.reporter.task_ended()
+
+    def check(self, number: int) -> None:
+        """Check shard ``number``'s bytes against its content hash, once; a shard that fails is
+        decoded again (one note) and replaces its entry in ``parts``, which the MappedImages
+        of this split and all their views share."""
+        expected = self.unchecked.pop(number, None)
+        if expected is None or _content_hash(self.parts[number]) == expected:
+            return
+        self.storage.note_once(
+            f"cached shard {self.path(number)} is damaged (its images do not match the content "
+            "hash in its header): decoding them again"
+        )
+        try:
+            lock = _locked(self.folder)
+            lock.__enter__()
+        except OSError as error:
+            _note_unwritable(self.storage, error)
+            self.decode([number], keep=False)
+            return
+        try:
+            # Another process (a torchrun rank) may have decoded it again meanwhile.
+            self.map(number)
+            expected = self.unchecked.pop(number, None)
+            if expected is None or _content_hash(self.parts[number]) != expected:
+                self.decode([number], keep=True)
+        finally:
+            lock.__exit__(None, None, None)
+
+
+def _note_unwritable(storage: Storage, error: OSError) -> None:
+    storage.note_once(
+        f"cannot write the cache folder {storage.cache_root} "
+        f"({error.strerror or error}): decoded images are kept in memory only and "
+        "decoded again next time; set --cache-dir or VAE_CACHE_DIR to a writable folder"
+    )
+
+
+def _content_hash(images: np.ndarray | None) -> str:
+    """sha256 of a shard's image bytes (mapped: read from the file, the one read of them)."""
+    assert images is not None
+    return hashlib.sha256(np.ascontiguousarray(images)).hexdigest()
 
 
 def _decode(
@@ -166,39 +231,63 @@ def _decode(
 
 
 def _kept(storage: Storage, path: Path, images: np.ndarray) -> np.ndarray:
-    """Write one decoded shard atomically and map it back (its pages then belong to the page
-    cache, not to this process); if it cannot be written, keep it in memory with a note."""
+    """Write one decoded shard atomically, its content hash in its header, and map it back
+    (its pages then belong to the page cache, not to this process); if it cannot be written,
+    keep it in memory with a note."""
     from vae.fileio import atomic_write_bytes
 
+    metadata = {_HASH_KEY: _content_hash(images)}
     try:
-        atomic_write_bytes(path, safetensors_uint8_bytes(images, _TENSOR))
-        mapped = _mapped_shard(path, images.shape)
+        atomic_write_bytes(path, safetensors_uint8_bytes(images, _TENSOR, metadata))
+        mapped = _mapped_shard(storage, path, images.shape)
     except OSError as error:
         storage.note_once(
             f"cannot write decoded images to {path.parent} ({error.strerror or error}): they are "
             "kept in memory only"
         )
         return images
-    return images if mapped is None else mapped
+    return images if mapped is None else mapped[0]
 
 
-def _mapped_shard(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
-    """A complete shard of ``shape``, mapped; None when it is missing or damaged (rebuilt)."""
+def _mapped_shard(
+    storage: Storage, path: Path, shape: tuple[int, ...]
+) -> tuple[np.ndarray, str] | None:
+    """(the shard at ``path``, mapped, and the content hash its header states) when it holds
+    ``shape`` images; None when it is missing, or damaged (noted: it is decoded again)."""
     if not path.is_file():
         return None
     try:
-        array = map_safetensors_uint8(path, _TENSOR)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return array if tuple(array.shape) == tuple(shape) else None
+        array, metadata = map_safetensors_uint8(path, _TENSOR)
+        problem = None
+        if tuple(array.shape) != tuple(shape):
+            problem = f"it holds images of shape {tuple(array.shape)}, not {tuple(shape)}"
+        elif not _is_sha256(metadata.get(_HASH_KEY)):
+            problem = "its header has no content hash"
+    except (OSError, ValueError) as error:
+        problem = str(error).removeprefix(f"{path.name}: ")
+    if problem is None:
+        return array, metadata[_HASH_KEY]
+    storage.note_once(f"cached shard {path} is damaged ({problem}): decoding its images again")
+    return None
 
 
-def _in_memory(parts: list[np.ndarray]) -> torch.Tensor:
-    """The parts copied into one tensor (each part read once, no intermediate copy)."""
-    total = sum(len(part) for part in parts)
-    out = torch.empty((total, *parts[0].shape[1:]), dtype=torch.uint8)
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in _HEX for c in value)
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _in_memory(parts: list[np.ndarray | None], check: Callable[[int], None]) -> torch.Tensor:
+    """The parts copied into one tensor (no intermediate copy), each passed to ``check`` first
+    (which may replace it): the copy is the one read of a mapped shard's bytes."""
+    total = sum(len(part) for part in parts if part is not None)
+    out = torch.empty((total, *parts[0].shape[1:]), dtype=torch.uint8)  # type: ignore[union-attr]
     begin = 0
-    for part in parts:
+    for number in range(len(parts)):
+        check(number)
+        part = parts[number]
+        assert part is not None
         out.numpy()[begin : begin + len(part)] = part
         begin += len(part)
     return out

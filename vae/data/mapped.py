@@ -12,8 +12,9 @@ counts as the process's own (anonymous) memory.
 from __future__ import annotations
 
 import json
+import math
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,10 @@ class MappedImages:
 
     ``device``: where indexing delivers its tensors (the files themselves are always read by the
     CPU); :meth:`to` changes only that, so a CUDA run moves one batch at a time.
+
+    ``check``: called with a part's number before :meth:`checked_chunks` reads its first row (the
+    cache checks a shard's content hash there, once); it may replace that entry of ``parts``, a
+    list every view of these images shares.
     """
 
     def __init__(
@@ -37,10 +42,12 @@ class MappedImages:
         parts: list[np.ndarray],
         rows: np.ndarray | None = None,
         device: torch.device | str = "cpu",
+        check: Callable[[int], None] | None = None,
     ) -> None:
         if not parts:
             raise ValueError("MappedImages needs at least one array")
         self.parts = parts
+        self.check = check
         sizes = [len(part) for part in parts]
         # starts[i]: the first row of parts[i]; the last entry is the total.
         self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -62,12 +69,12 @@ class MappedImages:
 
     def to(self, device: torch.device | str) -> MappedImages:
         """The same mapped rows, delivered on ``device`` when indexed."""
-        return MappedImages(self.parts, self.rows, device)
+        return MappedImages(self.parts, self.rows, device, self.check)
 
     def select(self, index: torch.Tensor | slice) -> MappedImages:
         """A view of the rows at ``index`` (a slice or an index tensor), still mapped."""
         own = self._own_rows(index)
-        return MappedImages(self.parts, own, self.device)
+        return MappedImages(self.parts, own, self.device, self.check)
 
     def __getitem__(self, index: torch.Tensor | slice) -> torch.Tensor:
         """The rows at ``index``, read from the files into a new tensor on ``self.device``."""
@@ -79,6 +86,18 @@ class MappedImages:
         without holding the whole set at once."""
         for begin in range(0, len(self), size):
             yield self.gather(self._own_rows(slice(begin, begin + size)))
+
+    def checked_chunks(self, size: int) -> Iterator[torch.Tensor]:
+        """:meth:`chunks`, each part passed to ``check`` before its first row is read: for a
+        pass that reads every row anyway (the data fingerprint), so that checking the parts
+        needs no pass of its own. A part is checked whole, also where this view uses only some of
+        its rows."""
+        for begin in range(0, len(self), size):
+            rows = self._own_rows(slice(begin, begin + size))
+            if self.check is not None and len(rows):
+                for part in np.unique(np.searchsorted(self.starts, rows, side="right") - 1):
+                    self.check(int(part))
+            yield self.gather(rows)
 
     def in_memory(self) -> torch.Tensor:
         """Every row, copied into one in-memory tensor on ``self.device``."""
@@ -129,7 +148,8 @@ def map_array(path: Path, offset: int, shape: tuple[int, ...]) -> np.ndarray:
 
 def safetensors_layout(path: Path) -> tuple[int, dict[str, Any]]:
     """(offset of the data section, header) of a safetensors file, checked against its length:
-    a truncated or foreign file raises ValueError."""
+    a truncated, foreign or garbled file raises ValueError (never anything else), whatever its
+    header holds."""
     size = path.stat().st_size
     with open(path, "rb") as handle:
         prefix = handle.read(8)
@@ -138,29 +158,43 @@ def safetensors_layout(path: Path) -> tuple[int, dict[str, Any]]:
         (length,) = struct.unpack("<Q", prefix)
         if length > min(_MAX_HEADER, size - 8):
             raise ValueError(f"{path.name}: header length {length} does not fit the file")
-        header = json.loads(handle.read(length))
+        text = handle.read(length)
+    try:
+        header = json.loads(text)
+    except RecursionError:  # JSON nested thousands deep, which no safetensors writer produces
+        raise ValueError(f"{path.name}: header is not valid JSON") from None
     if not isinstance(header, dict):
         raise ValueError(f"{path.name}: header is not a JSON object")
     for name, entry in header.items():
         if name == "__metadata__":
+            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+                raise ValueError(f"{path.name}: its metadata is not a table of strings")
             continue
-        begin, end = entry["data_offsets"]
-        if not 0 <= begin <= end <= size - 8 - length:
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(type(offset) is int for offset in offsets)
+            and 0 <= offsets[0] <= offsets[1] <= size - 8 - length
+        ):
             raise ValueError(f"{path.name}: tensor {name} lies outside the file")
     return 8 + length, header
 
 
-def map_safetensors_uint8(path: Path, name: str) -> np.ndarray:
-    """The uint8 tensor ``name`` of a safetensors file, memory-mapped (no copy)."""
+def map_safetensors_uint8(path: Path, name: str) -> tuple[np.ndarray, dict[str, str]]:
+    """The uint8 tensor ``name`` of a safetensors file, memory-mapped (no copy), and the file's
+    metadata (empty when it has none)."""
     offset, header = safetensors_layout(path)
     entry = header.get(name)
     if not isinstance(entry, dict) or entry.get("dtype") != "U8":
         raise ValueError(f"{path.name}: no uint8 tensor '{name}'")
-    shape = tuple(int(n) for n in entry["shape"])
+    shape = entry.get("shape")
+    if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+        raise ValueError(f"{path.name}: tensor '{name}' has no valid shape")
     begin, end = entry["data_offsets"]
-    if end - begin != int(np.prod(shape)):
+    if end - begin != math.prod(shape):
         raise ValueError(f"{path.name}: tensor '{name}' has the wrong length for {shape}")
-    return map_array(path, offset + begin, shape)
+    return map_array(path, offset + begin, tuple(shape)), header.get("__metadata__", {})
 
 
 def safetensors_uint8_bytes(

@@ -117,7 +117,11 @@ FINGERPRINT_FIELDS = ("dataset", "channels", "height", "width", "num_train", "nu
 
 def split_fingerprint(train: ImageSet, val: ImageSet) -> str:
     """sha256 of the training and validation images and labels (uint8, before binarization): a
-    resume refuses data whose fingerprint differs from the one its checkpoint recorded."""
+    resume refuses data whose fingerprint differs from the one its checkpoint recorded.
+
+    This pass reads every training and validation image, so mapped cache shards are checked
+    against their content hash here, each as its first image is read (a damaged one is decoded
+    again first: see ``vae.data.cache``), at the cost of no read of their own."""
     import hashlib
 
     digest = hashlib.sha256()
@@ -126,7 +130,7 @@ def split_fingerprint(train: ImageSet, val: ImageSet) -> str:
             continue
         digest.update(str(tuple(part.shape)).encode())
         # Mapped images are hashed a chunk at a time: the same bytes, so the same digest.
-        chunks = part.chunks(4096) if isinstance(part, MappedImages) else [part]
+        chunks = part.checked_chunks(4096) if isinstance(part, MappedImages) else [part]
         for chunk in chunks:
             digest.update(chunk.detach().cpu().contiguous().numpy())
     return digest.hexdigest()
