@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 import vae.data
 import vae.data.decoding
+from conftest import one_line_error
 from vae.checkpoint import load_model, read_metadata
 from vae.cli import app
 from vae.config import DataConfig, RunConfig, flag_of
@@ -249,11 +250,13 @@ def test_a_colour_folder_run_learns_its_sigma_and_evaluates(tmp_path: Path) -> N
     model = load_model(result.best_path)
     assert model.likelihood_sigma(0.3).flatten().tolist() == pytest.approx(learned)
     report = tmp_path / "evaluation.json"
-    out = runner.invoke(
-        app,
-        ["evaluate", "--checkpoint", str(result.best_path), "--k", "5", "--quiet",
-         "--data-dir", str(tmp_path / "data"), "--output", str(report)],
-    )  # fmt: skip
+    evaluate = ["evaluate", "--checkpoint", str(result.best_path), "--k", "5", "--quiet",
+                "--data-dir", str(tmp_path / "data"), "--output", str(report)]  # fmt: skip
+    # The checkpoint's own folder is named, not read, until it is passed with --dataset.
+    out = runner.invoke(app, evaluate)
+    one_line_error(out, 1, f"trained on folder:{photos}", f"--dataset folder:{photos}")
+    out = runner.invoke(app, [*evaluate, "--dataset", f"folder:{photos}"])
     assert out.exit_code == 0, out.output
     figures = json.loads(report.read_text())
+    assert figures["num_images"] == 3  # the fixed tenth of 30 that training held out
     assert "sigma learned per channel" in figures["protocol"]

@@ -381,17 +381,21 @@ def test_outputs_inside_a_folder_dataset_that_is_read_are_refused(checkpoint, tm
     )  # fmt: skip
     one_line_error(result, 1, "refusing", "reads")
     assert (images / "img1.png").read_bytes() == before
-    # A checkpoint trained on folder:PATH reads PATH's images when no --input is given.
+    # A checkpoint trained on folder:PATH reads PATH's images only when given --dataset.
     header, body = split(checkpoint.read_bytes())
     vae = json.loads(header["__metadata__"]["vae"])
     vae["data"]["dataset"] = f"folder:{images}"
     header["__metadata__"]["vae"] = json.dumps(vae)
     checkpoint.write_bytes(join(header, body))
-    assert images in read_paths(checkpoint)
+    assert images not in read_paths(checkpoint)
+    assert images in read_paths(checkpoint, f"folder:{images}")
     result = runner.invoke(
-        app, ["inference", "--checkpoint", str(checkpoint), "--output-dir", str(images)]
-    )
+        app,
+        ["inference", "--checkpoint", str(checkpoint), "--dataset", f"folder:{images}",
+         "--output-dir", str(images)],
+    )  # fmt: skip
     one_line_error(result, 1, "refusing", "reads")
+    assert sorted(path.name for path in images.iterdir()) == [f"img{i}.png" for i in range(4)]
 
 
 def test_evaluate_refuses_one_file_for_json_and_histogram_before_evaluating(checkpoint, tmp_path):

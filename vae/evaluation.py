@@ -19,6 +19,7 @@ from vae.data import (
     binarize_once,
     evaluation_batches,
     load_images_for_model,
+    load_outlier_images,
     to_float,
 )
 from vae.device import resolve_device
@@ -493,9 +494,7 @@ def evaluate_checkpoint(
     images = load_images_for_model(data_info, dataset=dataset, input_path=input_path, **load)
     # Loaded before the long in-distribution pass, so that a bad name fails at once.
     ood_images = (
-        None
-        if ood_dataset is None
-        else load_images_for_model(data_info, dataset=ood_dataset, **load)
+        None if ood_dataset is None else load_outlier_images(data_info, ood_dataset, **load)
     )
     options = dict(binarize=binarize_test, seed=seed, batch_size=batch_size, gaussian_sigma=sigma)
     # A model without a likelihood (an autoencoder, an SSIM-trained VAE) is scored by its own

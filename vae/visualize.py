@@ -68,6 +68,7 @@ class Inputs:
 def load_inputs(
     checkpoint: str | Path,
     *,
+    dataset: str | None = None,
     input_path: Path | None = None,
     data_dir: str | None = None,
     download: bool = True,
@@ -76,7 +77,9 @@ def load_inputs(
     binarize: bool = True,
     model: VAE | None = None,
 ) -> Inputs:
-    """Load a checkpoint and its test images (or the image files at ``input_path``).
+    """Load a checkpoint and test images: of ``dataset``, else of the model's own named dataset
+    (a ``folder:`` or ``hf:`` one only when given as ``dataset``), or the image files at
+    ``input_path`` (see :func:`vae.data.load_test_set`).
 
     ``binarize``: a Bernoulli model's test images are binarized once with the evaluation seed,
     as the likelihood scores them; False keeps the grey images (for pictures that show the
@@ -88,12 +91,17 @@ def load_inputs(
     # Images shaped as the model takes them (its spec, checked against the data section).
     data = data_for_model(metadata, model.spec)
     test = load_test_set(
-        data, input_path=input_path, data_dir=data_dir, download=download, limit=limit
+        data,
+        dataset=dataset,
+        input_path=input_path,
+        data_dir=data_dir,
+        download=download,
+        limit=limit,
     )
     images = test.images
     if binarize and input_path is None and data.get("binarize", "none") != "none":
         images = prepare_evaluation_images(images, "static", 0)
-    source = str(input_path) if input_path is not None else f"{data['dataset']} test"
+    source = str(input_path) if input_path is not None else f"{dataset or data['dataset']} test"
     return Inputs(model, to_float(images), test.labels, source, metadata)
 
 

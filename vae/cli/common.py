@@ -120,6 +120,13 @@ InputOption = Annotated[
         "--input", help="Image file or folder to use instead of the checkpoint's test images."
     ),
 ]
+DatasetOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Use this dataset's test split (a name, folder:PATH or hf:NAME) instead of the "
+        "model's own; the folder: or hf: data a model was trained on is read only when named here."
+    ),
+]
 DataDirOption = Annotated[
     str | None, typer.Option(help="Dataset root (default: $VAE_DATA_DIR, else ./data).")
 ]
@@ -181,28 +188,20 @@ def check_picture_size(checkpoint: Path, **counts: int) -> ModelSpec:
 
 
 def read_paths(*reads: Path | str | None) -> list[Path]:
-    """What a command reads, for the output checks: the files and folders given (None skipped),
-    the folder of every ``folder:PATH`` dataset among them, and for a checkpoint the folder of
-    its own ``folder:`` dataset (its test images are read when no other input is named)."""
-    from vae.checkpoint import read_header
-    from vae.errors import VAEError
+    """What a command reads, for the output checks: the files and folders given (None skipped)
+    and the folder of every ``folder:PATH`` dataset among them. A checkpoint's own ``folder:``
+    dataset is not: it is read only when given with --dataset (vae.data.inference)."""
+    from vae.data.registry import FOLDER_PREFIX
 
     paths: list[Path] = []
     for read in reads:
         if read is None:
             continue
         if isinstance(read, str):
-            if read.startswith("folder:"):
-                paths.append(Path(read[len("folder:") :]).expanduser())
+            if read.startswith(FOLDER_PREFIX):
+                paths.append(Path(read[len(FOLDER_PREFIX) :]).expanduser())
             continue
         paths.append(read)
-        if read.suffix == ".safetensors" and read.is_file():
-            try:
-                dataset = read_header(read).metadata.get("data", {}).get("dataset")
-            except (VAEError, AttributeError):
-                continue  # the command itself reports what is wrong with the file
-            if isinstance(dataset, str) and dataset.startswith("folder:"):
-                paths.append(Path(dataset[len("folder:") :]).expanduser())
     return paths
 
 
@@ -304,6 +303,7 @@ def load_command_inputs(
     limit: int | None,
     device: str,
     binarize: bool = True,
+    dataset: str | None = None,
 ) -> Any:
     """A checkpoint and the images a picture command shows it (vae.visualize.load_inputs), from
     the options every such command has; torch is imported only here, when a command needs it."""
@@ -313,6 +313,7 @@ def load_command_inputs(
         check_positive(limit=limit)
     return load_inputs(
         checkpoint,
+        dataset=dataset,
         input_path=input_path,
         data_dir=data_dir,
         download=download,
@@ -325,10 +326,11 @@ def load_command_inputs(
 @dataclass(frozen=True)
 class ImageSource:
     """The images a picture command shows its model, from the options every such command has:
-    ``--input`` files, else the checkpoint's test split (``--data-dir``, ``--download``,
-    ``--limit``), on ``--device``."""
+    ``--input`` files, else the test split of ``--dataset`` or of the checkpoint's named dataset
+    (``--data-dir``, ``--download``, ``--limit``), on ``--device``."""
 
     input_path: InputOption = None
+    dataset: DatasetOption = None
     data_dir: DataDirOption = None
     download: DownloadOption = True
     limit: LimitOption = None
@@ -344,6 +346,7 @@ class ImageSource:
             self.limit,
             self.device,
             binarize,
+            self.dataset,
         )
 
 

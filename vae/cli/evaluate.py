@@ -14,6 +14,7 @@ from vae.cli.common import (
     IMAGES_DIR,
     CheckpointOption,
     DataDirOption,
+    DatasetOption,
     DeviceOption,
     DownloadOption,
     LimitOption,
@@ -46,10 +47,7 @@ def evaluate_command(
             help="static (fixed seed, default for Bernoulli models), dynamic (redrawn per repeat) or none."
         ),
     ] = None,
-    dataset: Annotated[
-        str | None,
-        typer.Option(help="Evaluate on this dataset's test split instead of the model's own."),
-    ] = None,
+    dataset: DatasetOption = None,
     input_path: Annotated[
         Path | None, typer.Option("--input", help="Evaluate on an image file or folder instead.")
     ] = None,
@@ -74,7 +72,7 @@ def evaluate_command(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """ELBO, importance-weighted NLL (nats and bits/dim), active units; outlier detection."""
-    _check_options(k, repeats, batch_size, seed, limit, binarize_test, dataset, input_path)
+    _check_options(k, repeats, batch_size, seed, limit, binarize_test)
     # An evaluation can take an hour: a path it could never write is refused before it starts.
     reads = read_paths(checkpoint, input_path, dataset, ood_dataset)
     _check_outputs(reads, output, ood_dataset, histogram)
@@ -109,8 +107,6 @@ def _check_options(
     seed: int,
     limit: int | None,
     binarize_test: str | None,
-    dataset: str | None,
-    input_path: Path | None,
 ) -> None:
     check_positive(k=k, repeats=repeats, batch_size=batch_size)
     check_at_most("--k", k, limits.MAX_IMPORTANCE_SAMPLES)
@@ -123,8 +119,6 @@ def _check_options(
         raise ConfigError(
             f"invalid value for --binarize-test: {binarize_test!r} (expected static, dynamic or none)"
         )
-    if dataset is not None and input_path is not None:
-        raise ConfigError("give --dataset or --input, not both")
 
 
 def _check_outputs(

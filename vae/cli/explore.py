@@ -10,6 +10,7 @@ from vae.checkpoint import DEFAULT_CHECKPOINT
 from vae.cli.common import (
     CheckpointOption,
     DataDirOption,
+    DatasetOption,
     DownloadOption,
     LimitOption,
     check_positive,
@@ -33,6 +34,7 @@ def explore_command(
     open_browser: Annotated[
         bool, typer.Option("--open/--no-open", help="Open the page in the default browser.")
     ] = False,
+    dataset: DatasetOption = None,
     data_dir: DataDirOption = None,
     download: DownloadOption = False,
     limit: LimitOption = None,
@@ -57,7 +59,8 @@ def explore_command(
     try:
         serve(
             checkpoint, host, port, reporter,
-            data_dir=data_dir, download=download, limit=limit, open_browser=open_browser,
+            dataset=dataset, data_dir=data_dir, download=download, limit=limit,
+            open_browser=open_browser,
         )  # fmt: skip
     except KeyboardInterrupt:
         # Ctrl-C is how the explorer stops: the server has shut down cleanly by now.

@@ -13,6 +13,7 @@ from vae.cli.common import (
     BinarizeInputOption,
     CheckpointOption,
     DataDirOption,
+    DatasetOption,
     DeviceOption,
     DownloadOption,
     GridSizeOption,
@@ -47,6 +48,7 @@ def inference_command(
             help="Image file or folder to reconstruct (default: test images of the checkpoint's dataset).",
         ),
     ] = None,
+    dataset: DatasetOption = None,
     num_images: Annotated[int, typer.Option(help="Images to reconstruct.")] = 32,
     num_samples: Annotated[int, typer.Option(help="Images to sample.")] = 64,
     grid_size: GridSizeOption = 8,
@@ -68,7 +70,7 @@ def inference_command(
         return
     _check_options(mode, num_images, num_samples, grid_size, seed)
     check_output_folder(output_dir, "--output-dir")
-    reads = read_paths(checkpoint, input_path)
+    reads = read_paths(checkpoint, input_path, dataset)
     for name in ("reconstructions.png", "samples.png"):
         check_replaceable(output_dir / name, PICTURE, reads)
     check_picture_size(checkpoint, num_samples=num_samples, num_images=num_images)
@@ -76,16 +78,24 @@ def inference_command(
     if mode in ("reconstruct", "both"):
         try:
             inputs = load_command_inputs(
-                checkpoint, input_path, data_dir, download, num_images, device, binarize_input
+                checkpoint,
+                input_path,
+                data_dir,
+                download,
+                num_images,
+                device,
+                binarize_input,
+                dataset,
             )
         except DataError as error:
-            if mode != "both" or input_path is not None:
+            if mode != "both" or input_path is not None or dataset is not None:
                 raise
             missing_data = error  # sampling needs no data: the samples are still written
     if mode in ("sample", "both"):
         _write_samples(checkpoint, inputs, num_samples, seed, device, output_dir, grid_size)
     if missing_data is not None:
-        raise DataError(f"no reconstructions: {missing_data}")
+        missing_data.prefix("no reconstructions: ")  # the settings it names stay flags
+        raise missing_data
     if inputs is not None:
         _write_reconstructions(inputs, output_dir, grid_size)
 

@@ -77,7 +77,7 @@ def interpolate_command(
         raise ConfigError(f"invalid value for --method: {method!r} (expected slerp or lerp)")
     classes = parse_int_list(chain, "chain") if chain is not None else None
     gif_path = gif if gif is not None else output.with_suffix(".gif")
-    check_pictures(checkpoint, source.input_path, output=output, gif=gif_path)
+    check_pictures(checkpoint, source.input_path, source.dataset, output=output, gif=gif_path)
     check_picture_size(checkpoint, **{"pairs x steps": pairs * steps})
     inputs = source.load(checkpoint, binarize_input)
     options = {"pairs": pairs, "steps": steps, "method": method, "chain": classes, "seed": seed}
@@ -108,7 +108,7 @@ def traverse_command(
 
     if max_dims is not None:
         check_positive(max_dims=max_dims)
-    check_pictures(checkpoint, source.input_path, output=output)
+    check_pictures(checkpoint, source.input_path, source.dataset, output=output)
     check_finite_positive(span=span)
     check_picture_size(checkpoint, steps=steps)
     inputs = source.load(checkpoint)
@@ -138,7 +138,7 @@ def latent_map_command(
     """Posterior means in 2-D (PCA when the latent is larger), coloured by label."""
     from vae.visualize import latent_map
 
-    check_pictures(checkpoint, source.input_path, compare, output=output)
+    check_pictures(checkpoint, source.input_path, source.dataset, compare, output=output)
     panels = [source.load(checkpoint)]
     if compare is not None:
         panels.append(source.load(compare))
@@ -160,7 +160,7 @@ def manifold_command(
     """Decode a regular grid over the 2-D latent (or its two leading PCA directions)."""
     from vae.visualize import manifold
 
-    check_pictures(checkpoint, source.input_path, output=output)
+    check_pictures(checkpoint, source.input_path, source.dataset, output=output)
     check_finite_positive(span=span)
     check_picture_size(checkpoint, **{"size x size": size * size})
     inputs = source.load(checkpoint)

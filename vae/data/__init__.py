@@ -76,7 +76,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "decode_into",
         "read_image_files",
     ),
-    "inference": ("load_images_for_model", "load_test_set"),
+    "inference": ("load_images_for_model", "load_outlier_images", "load_test_set"),
     "idx": ("IDX_DATASETS", "read_idx"),
     "celeba": ("CELEBA_CROP", "CELEBA_DEFAULT_SIZE"),
     "folder": ("DEFAULT_FOLDER_IMAGE_SIZE",),

@@ -1,11 +1,15 @@
 """``--dataset hf:NAME_OR_PATH``: a Hugging Face dataset through the ``datasets`` library (the
-optional extra ``hf``): a hub name (downloaded, or from the local cache with
-``HF_DATASETS_OFFLINE=1``), a folder written by ``save_to_disk``, or a folder of parquet files.
-Its encoded images are decoded once into the cache's shards, like a folder of image files.
+optional extra ``hf``): a hub name (downloaded, or from the local cache alone when downloads
+are off: the ``download`` setting, or ``HF_DATASETS_OFFLINE=1``), a folder written by
+``save_to_disk``, or a folder of parquet files. Its encoded images are decoded once into the
+cache's shards, like a folder of image files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +28,21 @@ from vae.errors import DataError, Setting, first_line
 TEST_SPLITS = ("test", "validation", "valid", "val")
 # Label columns recognised by name when no column is a ClassLabel.
 LABEL_NAMES = ("label", "labels")
+# The offline switches of datasets (both spellings across its versions) and huggingface_hub,
+# read by the libraries at each request.
+_OFFLINE_SWITCHES = (
+    ("datasets.config", "HF_HUB_OFFLINE"),
+    ("datasets.config", "HF_DATASETS_OFFLINE"),
+    ("huggingface_hub.constants", "HF_HUB_OFFLINE"),
+)
+_HUB_LOCK = threading.Lock()
 
 
 def load_hf(name: str, config: DataConfig, storage: Storage) -> tuple[ImageSet, ImageSet]:
     """(train, test) of the Hugging Face dataset ``name``: the ``hf_split`` split (default
     ``train``, else the only one), and its test split (``test``, else ``validation``, else a
     fixed tenth of the training split)."""
-    splits = _open(name)
+    splits = _open(name, config.download)
     train_name = _training_split(splits, config.hf_split, name)
     train = splits[train_name]
     image_column = _image_column(train, config.hf_image_column, name)
@@ -58,8 +70,9 @@ def load_hf(name: str, config: DataConfig, storage: Storage) -> tuple[ImageSet, 
     )
 
 
-def _open(name: str) -> dict[str, Any]:
-    """The dataset's splits by name; every failure is one line."""
+def _open(name: str, download: bool) -> dict[str, Any]:
+    """The dataset's splits by name (without ``download``, from local files only: a hub name
+    from the local cache); every failure is one line."""
     try:
         import datasets
     except ImportError:
@@ -69,21 +82,48 @@ def _open(name: str) -> dict[str, Any]:
         ) from None
     path = Path(name).expanduser()
     try:
-        if path.is_dir() and (
-            (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
-        ):
-            loaded = datasets.load_from_disk(str(path))
-        else:
-            loaded = datasets.load_dataset(str(path) if path.is_dir() else name)
+        with _hub_access(download):
+            if path.is_dir() and (
+                (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
+            ):
+                loaded = datasets.load_from_disk(str(path))
+            else:
+                loaded = datasets.load_dataset(str(path) if path.is_dir() else name)
     except Exception as error:  # noqa: BLE001 - datasets and its file systems raise many types
+        need = (
+            "the network or its local cache" if download else "its local cache, downloads being off"
+        )
         raise DataError(
             f"cannot load Hugging Face dataset '{name}': {first_line(error)} (a hub name needs "
-            "the network or its local cache; a folder must hold save_to_disk's files or "
-            "parquet files)"
+            f"{need}; a folder must hold save_to_disk's files or parquet files)"
         ) from None
     if isinstance(loaded, datasets.Dataset):
         return {"train": loaded}
     return dict(loaded)
+
+
+@contextlib.contextmanager
+def _hub_access(allowed: bool) -> Iterator[None]:
+    """One load, with the Hub reachable or not: without ``allowed``, datasets and huggingface_hub
+    are in offline mode for its duration, and every request to the Hub is refused before it is
+    sent. HF_DATASETS_OFFLINE is read once, at import, so the switches themselves are set and
+    put back afterwards; the lock keeps a load in another thread from running inside that window
+    (or from restoring the switches in the middle of it)."""
+    import importlib
+
+    with _HUB_LOCK:
+        saved = []
+        if not allowed:
+            for module_name, attribute in _OFFLINE_SWITCHES:
+                module = importlib.import_module(module_name)
+                if hasattr(module, attribute):
+                    saved.append((module, attribute, getattr(module, attribute)))
+                    setattr(module, attribute, True)
+        try:
+            yield
+        finally:
+            for module, attribute, value in saved:
+                setattr(module, attribute, value)
 
 
 def _training_split(splits: dict[str, Any], chosen: str | None, name: str) -> str:

@@ -1,5 +1,10 @@
-"""Inference inputs: the images a trained model is evaluated or shown on, shaped for it: a named
-dataset's test split or the user's own image files."""
+"""Inference inputs: the images a trained model is evaluated or shown on, shaped for it: a
+dataset's test split or the user's own image files.
+
+A checkpoint is data from whoever wrote it: the ``folder:`` or ``hf:`` source it records is
+named in a message but never read or fetched unless the user passes it as the ``dataset``
+setting; a registry name (mnist, cifar10, ...) reads only vae's own data folder.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +16,30 @@ import torch
 from vae.config import DataConfig
 from vae.data.decoding import IMAGE_EXTENSIONS, collect_image_files, read_image_files
 from vae.data.imageset import ImageSet
-from vae.data.registry import FOLDER_PREFIX
+from vae.data.registry import FOLDER_PREFIX, HF_PREFIX
 from vae.data.splits import load_splits
-from vae.errors import DataError
+from vae.errors import ConfigError, DataError, Setting
+
+# A recorded source longer than this is cut short in messages (a checkpoint's strings are
+# whatever its writer chose).
+SHOWN_SOURCE_CHARS = 300
 
 
 def load_images_for_model(data_info: dict[str, Any], **options: Any) -> torch.Tensor:
     """Grey (not binarized) uint8 images shaped for a model trained on ``data_info``: the test
-    split of ``dataset`` (default: the model's own), or the files at ``input_path``; the
-    options are those of :func:`load_test_set`."""
+    split of ``dataset`` (default: the model's own, when it is a named dataset), or the files at
+    ``input_path``; the options are those of :func:`load_test_set`."""
     return load_test_set(data_info, **options).images
+
+
+def load_outlier_images(data_info: dict[str, Any], dataset: str, **options: Any) -> torch.Tensor:
+    """The images of an outlier set ``dataset`` as :func:`load_images_for_model` gives them: a
+    ``folder:`` dataset is every image under its folder (it is no model's training data, so no
+    split is held out), another its test split; the options are those of :func:`load_test_set`."""
+    if dataset.startswith(FOLDER_PREFIX):
+        folder = Path(dataset[len(FOLDER_PREFIX) :]).expanduser()
+        return load_images_for_model(data_info, input_path=folder, **options)
+    return load_images_for_model(data_info, dataset=dataset, **options)
 
 
 def load_test_set(
@@ -32,24 +51,19 @@ def load_test_set(
     download: bool = True,
     limit: int | None = None,
 ) -> ImageSet:
-    """The test split of ``dataset`` (default: the model's own) or the image files at
-    ``input_path``, as grey uint8 images shaped for a model trained on ``data_info``, with the
-    labels when the dataset has them."""
+    """The test split of ``dataset`` or every image file at ``input_path``, as grey uint8 images
+    shaped for a model trained on ``data_info``, with the labels when the dataset has them.
+
+    Without either, the model's own dataset (see :func:`recorded_dataset`). A ``folder:``
+    dataset's test split is its fixed tenth, as training split it; ``input_path`` is every
+    image."""
     channels, height, width = data_info["channels"], data_info["height"], data_info["width"]
-    dataset = dataset or data_info.get("dataset")
-    if input_path is None and not isinstance(dataset, str):
-        raise DataError("the checkpoint does not name its dataset: give image files to read")
-    if dataset is not None and dataset.startswith(FOLDER_PREFIX):
-        input_path = Path(dataset[len(FOLDER_PREFIX) :]).expanduser()  # every image of the folder
+    if dataset is not None and input_path is not None:
+        raise ConfigError("give ", Setting("dataset"), " or ", Setting("input"), ", not both")
     if input_path is not None:
-        files = collect_image_files(input_path)
-        if not files:
-            raise DataError(f"{input_path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-        if height != width:
-            raise DataError(f"images from {input_path} need a model trained on square images")
-        return ImageSet(read_image_files(files[:limit] if limit else files, height, channels))
+        return _input_images(input_path, data_info, limit)
     config = DataConfig(
-        dataset=dataset,
+        dataset=dataset if dataset is not None else recorded_dataset(data_info),
         data_dir=data_dir,
         download=download,
         image_size=height if height == width else None,
@@ -65,3 +79,40 @@ def load_test_set(
     # The commands that score or draw test images take them as one tensor: a mapped split is
     # read into memory here, only as far as ``limit`` reaches.
     return (images.subset(slice(0, limit)) if limit else images).in_memory()
+
+
+def _input_images(path: Path, data_info: dict[str, Any], limit: int | None) -> ImageSet:
+    """Every image file at ``path`` (a file or a folder; the first ``limit``), shaped for a
+    model trained on ``data_info``."""
+    channels, height, width = data_info["channels"], data_info["height"], data_info["width"]
+    files = collect_image_files(path)
+    if not files:
+        raise DataError(f"{path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    if height != width:
+        raise DataError(f"images from {path} need a model trained on square images")
+    return ImageSet(read_image_files(files[:limit] if limit else files, height, channels))
+
+
+def recorded_dataset(data_info: dict[str, Any]) -> str:
+    """The dataset a checkpoint's data section names, when vae may load it unasked: a named
+    dataset. A ``folder:`` or ``hf:`` source is refused, named, with the settings that use it:
+    a checkpoint must not choose which files are read or what is fetched from the network."""
+    recorded = data_info.get("dataset")
+    if not isinstance(recorded, str):
+        raise DataError(
+            "the checkpoint does not name its dataset: choose one with ",
+            Setting("dataset"),
+            " or give images with ",
+            Setting("input"),
+        )
+    if recorded.startswith((FOLDER_PREFIX, HF_PREFIX)):
+        shown = recorded
+        if len(shown) > SHOWN_SOURCE_CHARS:
+            shown = shown[: SHOWN_SOURCE_CHARS - 3] + "..."
+        raise DataError(
+            f"the checkpoint was trained on {shown}, which is read only when you ask: pass ",
+            Setting("dataset"),
+            f" {shown} to use it, or give images with ",
+            Setting("input"),
+        )
+    return recorded

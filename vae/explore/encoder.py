@@ -68,6 +68,7 @@ class Encoder:
     """What needs the torch model, filled in by :meth:`load` (in a background thread)."""
 
     checkpoint: Path
+    dataset: str | None = None  # None: the checkpoint's own, when it is a named dataset
     data_dir: str | None = None
     download: bool = False
     limit: int | None = None
@@ -114,7 +115,10 @@ class Encoder:
         try:
             self._load_test_images()
         except VAEError as error:
-            self._fail("test_images", str(error), reporter)
+            from vae.config import flag_of
+
+            # Spelled as the command's flags: the page and the terminal belong to `vae explore`.
+            self._fail("test_images", error.render(flag_of), reporter)
         except Exception as error:  # noqa: BLE001 - as above
             self._fail("test_images", first_line(error), reporter)
         else:
@@ -136,6 +140,7 @@ class Encoder:
         from vae.visualize import load_inputs
 
         options: dict[str, Any] = {
+            "dataset": self.dataset,
             "data_dir": self.data_dir,
             "download": self.download,
             "model": self.model,

@@ -91,13 +91,15 @@ def serve(
     port: int,
     reporter: Reporter,
     *,
+    dataset: str | None = None,
     data_dir: str | None = None,
     download: bool = False,
     limit: int | None = None,
     open_browser: bool = False,
 ) -> None:
     """Serve the explorer for ``checkpoint`` until Ctrl-C (which ends this call with
-    KeyboardInterrupt once the server has stopped)."""
+    KeyboardInterrupt once the server has stopped); its test images are those of ``dataset``,
+    else of the checkpoint's named dataset (see vae.data.load_test_set)."""
     import uvicorn
 
     from vae.explore.app import LOCAL_HOSTS, build_app
@@ -105,7 +107,9 @@ def serve(
     from vae.explore.encoder import Encoder
 
     decoder = Decoder(checkpoint)  # a bad checkpoint is an error before anything listens
-    encoder = Encoder(checkpoint, data_dir=data_dir, download=download, limit=limit)
+    encoder = Encoder(
+        checkpoint, dataset=dataset, data_dir=data_dir, download=download, limit=limit
+    )
     listener = bind(host, port)
     address = Address(host, listener.getsockname()[1])
     allowed = list(LOCAL_HOSTS) if is_loopback(host) else ["*"]
