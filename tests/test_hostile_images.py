@@ -61,10 +61,21 @@ def test_a_progressive_jpeg_from_pillow_still_decodes():
         decoded = decode_image(buffer.getvalue(), 28, 3)
         expected = decode_image(_png(picture), 28, 3)
         assert np.abs(decoded.astype(int) - expected).mean() < 3, options
-    # As many scans as the limit allows: decoded, however pointless its repeated scans.
-    assert decode_image(with_scans(MAX_JPEG_SCANS, side=64), 8, 1).shape == (1, 8, 8)
-    with pytest.raises(DataError, match=f"{MAX_JPEG_SCANS + 1} scans"):
-        decode_image(with_scans(MAX_JPEG_SCANS + 1, side=64), 8, 1)
+    # As many scans as the limit allows: decoded, however pointless its repeated scans; one more
+    # is refused, whether its markers start at even or at odd offsets (a comment shifts them).
+    for comment in (b"", b"x"):
+        allowed, refused = (
+            _with_comment(with_scans(count, side=64), comment)
+            for count in (MAX_JPEG_SCANS, MAX_JPEG_SCANS + 1)
+        )
+        assert decode_image(allowed, 8, 1).shape == (1, 8, 8)
+        with pytest.raises(DataError, match=f"{MAX_JPEG_SCANS + 1} scans"):
+            decode_image(refused, 8, 1)
+
+
+def _with_comment(jpeg: bytes, text: bytes) -> bytes:
+    """``jpeg`` with a comment segment (FF FE, its length, the text) right after SOI."""
+    return jpeg[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + jpeg[2:]
 
 
 def test_a_jpeg_of_a_thousand_scans_is_refused_quickly_by_each_reader(hostile, tmp_path):
