@@ -244,6 +244,35 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, synthetic_data_dir: Pa
     assert _digests(run) == before, "a test changed the shared run: copy it to tmp_path first"
 
 
+# The gallery needs a VAE and an autoencoder trained alike, on runs that have learnt more (200
+# images, 3 epochs, wider layers) than the shared one. Read-only, like ``trained_run``.
+GALLERY_RUN_FLAGS = [
+    "--limit", "200", "--val-size", "40", "--epochs", "3", "--batch-size", "40",
+    "--latent-dim", "4", "--hidden-sizes", "32", "--conv-widths", "8,16", "--beta-warmup", "1",
+    "--device", "cpu", "--no-download", "--quiet",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def gallery_runs(tmp_path_factory: pytest.TempPathFactory, synthetic_data_dir: Path):
+    """{"vae": run folder, "ae": run folder} of two small runs trained alike (read-only)."""
+    from vae.cli import app
+
+    folder = tmp_path_factory.mktemp("gallery-runs")
+    runs = {}
+    for name, extra in (("vae", []), ("ae", ["--model", "ae"])):
+        result = CliRunner().invoke(
+            app,
+            ["train", name, "--runs-dir", str(folder), "--data-dir", str(synthetic_data_dir),
+             *GALLERY_RUN_FLAGS, *extra],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        runs[name] = folder / name
+    before = {name: _digests(run) for name, run in runs.items()}
+    yield runs
+    assert {name: _digests(run) for name, run in runs.items()} == before, "a test changed them"
+
+
 @pytest.fixture
 def tiny_config(synthetic_data_dir: Path, tmp_path: Path) -> RunConfig:
     """A run that trains in about a second on CPU."""

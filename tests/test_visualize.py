@@ -20,31 +20,12 @@ from vae.latent import Codes, chain_path, interpolation_path, plane_of, slerp, t
 
 runner = CliRunner()
 BIN = Path(sys.executable).parent
-SMALL = [
-    "--limit", "200", "--val-size", "40", "--epochs", "3", "--batch-size", "40",
-    "--latent-dim", "4", "--hidden-sizes", "32", "--conv-widths", "8,16", "--beta-warmup", "1",
-    "--device", "cpu", "--no-download", "--quiet",
-]  # fmt: skip
 
 
-def train_small(runs: Path, data: Path, name: str, *extra: str) -> Path:
-    result = runner.invoke(
-        app, ["train", name, "--runs-dir", str(runs), "--data-dir", str(data), *SMALL, *extra]
-    )
-    assert result.exit_code == 0, result.output
-    return runs / name
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, synthetic_data_dir):
-    # Not the session's shared run (tests/conftest.py): the gallery needs a VAE and an
-    # autoencoder trained alike, and the pictures checked here need a run that has learnt more
-    # (200 images, 3 epochs, wider layers) than the shared one. Nothing here changes them.
-    folder = tmp_path_factory.mktemp("vis-runs")
-    return {
-        "vae": train_small(folder, synthetic_data_dir, "vae"),
-        "ae": train_small(folder, synthetic_data_dir, "ae", "--model", "ae"),
-    }
+@pytest.fixture
+def runs(gallery_runs):
+    """A VAE and an autoencoder trained alike (tests/conftest.py; read-only)."""
+    return gallery_runs
 
 
 def grid_size(rows: int, columns: int, side: int = 28) -> tuple[int, int]:
