@@ -26,7 +26,7 @@ def test_missing_data_gives_one_line_naming_dataset_folder_and_options(tmp_path)
         "VAE_DATA_DIR",
     ):
         assert expected in message
-    assert "data_dir / VAE_DATA_DIR" in str(caught.value)  # the library names the setting
+    assert "data_dir (or VAE_DATA_DIR)" in str(caught.value)  # the library names the setting
 
 
 def test_failed_download_is_reported_the_same_way(tmp_path, monkeypatch):

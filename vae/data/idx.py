@@ -14,7 +14,7 @@ from vae.config import DataConfig
 from vae.data.imageset import ImageSet
 from vae.data.mapped import MappedImages, map_array
 from vae.data.registry import DatasetEntry, names_read_by
-from vae.data.source import dataset_error, torchvision_splits
+from vae.data.source import dataset_error, missing_files_error, torchvision_splits
 from vae.data.storage import Storage
 
 IDX_DATASETS = names_read_by("idx")
@@ -36,6 +36,7 @@ def load(
     folder = root / entry.folder
     files = [folder / file for pair in IDX_FILES.values() for file in pair]
     if not all(file.exists() for file in files):
+        _check_downloadable(entry, root, config, files)
         # Downloaded and read by torchvision, in memory (the next run maps the files it wrote).
         # MNIST-family arrays are [N, H, W] bytes.
         return torchvision_splits(entry, root, config.download, lambda images: images.unsqueeze(1))
@@ -47,6 +48,31 @@ def load(
     except (OSError, ValueError) as error:
         raise dataset_error(entry, root, config.download, error) from None
     return train, test
+
+
+def load_test(entry: DatasetEntry, root: Path, config: DataConfig, storage: Storage) -> ImageSet:
+    """The test split alone: what a trained model is shown needs neither the training files nor
+    a download of them."""
+    folder = root / entry.folder
+    files = [folder / file for file in IDX_FILES[False]]
+    if not all(file.exists() for file in files):
+        _check_downloadable(entry, root, config, files)
+        return load(entry, root, config, storage)[1]
+    try:
+        return ImageSet(*_read_split(folder, False, storage))
+    except (OSError, ValueError) as error:
+        raise dataset_error(entry, root, config.download, error) from None
+
+
+def _check_downloadable(
+    entry: DatasetEntry, root: Path, config: DataConfig, files: list[Path]
+) -> None:
+    """With downloads off, missing files are one sentence naming them and the two ways out
+    (torchvision's own text speaks of its ``download=True``)."""
+    if config.download:
+        return
+    missing = [file.name for file in files if not file.exists()]
+    raise missing_files_error(entry, root, missing)
 
 
 def read_idx(

@@ -17,7 +17,8 @@ from vae.config import DataConfig
 from vae.data.decoding import IMAGE_EXTENSIONS, collect_image_files, read_image_files
 from vae.data.imageset import ImageSet
 from vae.data.registry import FOLDER_PREFIX, HF_PREFIX
-from vae.data.splits import load_splits
+from vae.data.source import load_raw_test
+from vae.data.splits import load_splits, shaped
 from vae.errors import ConfigError, DataError, Setting
 
 # A recorded source longer than this is cut short in messages (a checkpoint's strings are
@@ -70,8 +71,7 @@ def load_test_set(
         channels=channels,
         binarize="none",
     )
-    splits = load_splits(config, "mse")
-    images = splits.test if len(splits.test) else splits.val
+    images = _test_split(config)
     if tuple(images.images.shape[1:]) != (channels, height, width):
         raise DataError(
             f"'{config.dataset}' images are {tuple(images.images.shape[1:])}, the model needs {(channels, height, width)}"
@@ -79,6 +79,17 @@ def load_test_set(
     # The commands that score or draw test images take them as one tensor: a mapped split is
     # read into memory here, only as far as ``limit`` reaches.
     return (images.subset(slice(0, limit)) if limit else images).in_memory()
+
+
+def _test_split(config: DataConfig) -> ImageSet:
+    """The dataset's test split, shaped as ``config`` asks: read alone where the source can (a
+    model shown MNIST needs only its test files), else from every split (the validation split
+    stands in where a dataset has no test split)."""
+    test = load_raw_test(config)
+    if test is not None and len(test):
+        return shaped(test, config)
+    splits = load_splits(config, "mse")
+    return splits.test if len(splits.test) else splits.val
 
 
 def _input_images(path: Path, data_info: dict[str, Any], limit: int | None) -> ImageSet:

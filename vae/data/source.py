@@ -92,6 +92,33 @@ def dataset_error(
     )
 
 
+def missing_files_error(entry: DatasetEntry, root: Path, missing: list[str]) -> DataError:
+    """The one-line error for a named dataset whose files are missing while downloads are off."""
+    shown = ", ".join(missing[:2]) + (f" and {len(missing) - 2} more" if len(missing) > 2 else "")
+    return DataError(
+        f"dataset '{entry.name}' is not in {(root / entry.folder).resolve()} (missing {shown}): "
+        "point ",
+        Setting("data_dir"),
+        f" (or {DATA_DIR_ENV}) at a folder holding {entry.folder}, or fetch it with ",
+        Setting("download"),
+    )
+
+
+def load_raw_test(config: DataConfig, reporter: Reporter | None = None) -> ImageSet | None:
+    """The test split of a named dataset alone, read without its training files, when its
+    source module can (``load_test``); None when it cannot (the caller loads both splits)."""
+    if config.dataset.startswith((FOLDER_PREFIX, HF_PREFIX)):
+        return None
+    entry = lookup(config.dataset)
+    module = importlib.import_module(f"vae.data.{entry.source}")
+    load_test = getattr(module, "load_test", None)
+    if load_test is None:
+        return None
+    root = resolve_data_dir(config.data_dir)
+    with removed_if_failed(root / entry.folder):
+        return load_test(entry, root, config, Storage.for_config(config, reporter))
+
+
 def torchvision_download(entry: DatasetEntry, root: Path, **kwargs: Any) -> None:
     """Fetch a named dataset with its torchvision class (which checks the archive's checksum)."""
     import torchvision.datasets as tv

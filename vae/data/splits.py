@@ -68,8 +68,8 @@ def load_splits(
     binarizations drawn once (the binarized copy must live somewhere).
     """
     train, test = load_raw(config, reporter)
-    train = _shaped(train, config)
-    test = _shaped(test, config)
+    train = shaped(train, config)
+    test = shaped(test, config)
     val_size = config.val_size
     if val_size is None:
         val_size = min(DEFAULT_VAL_SIZE, max(1, len(train) // 10))
@@ -167,7 +167,7 @@ def fixed_tenth_split(count: int) -> tuple[torch.Tensor, torch.Tensor]:
     return order[test_count:].sort().values, order[:test_count].sort().values
 
 
-def _shaped(images_set: ImageSet, config: DataConfig) -> ImageSet:
+def shaped(images_set: ImageSet, config: DataConfig) -> ImageSet:
     """Convert channels and resize once, at load time (in memory: decoded sources are decoded at
     the size and channels asked for, so only stored arrays such as IDX files come here)."""
     channels_differ = config.channels is not None and images_set.images.shape[1] != config.channels

@@ -29,6 +29,9 @@ STRIP_SIZE = 20
 
 LOADING, READY, FAILED = "loading", "ready", "failed"
 NO_PLANE = "a 1-D latent has no plane to map"
+# The latent map is drawn from the test images: when they fail, the page says why once, beside
+# Encode, and the map points there.
+MAP_NEEDS_TEST_IMAGES = "it is drawn from the test images, which did not load (see Encode)"
 
 
 @dataclass
@@ -131,7 +134,7 @@ class Encoder:
         with self._lock:
             self.status[name] = Feature(FAILED, reason)
             if name == "test_images":  # the map is drawn from them: the page says why once
-                self.status["latent_map"] = Feature(FAILED, reason)
+                self.status["latent_map"] = Feature(FAILED, MAP_NEEDS_TEST_IMAGES)
         if not quiet:
             reporter.warning(f"explorer: no {name.replace('_', ' ')}: {reason}")
 
