@@ -137,11 +137,11 @@ class DataConfig:
     val_size: int | None = setting(
         None,
         help="Validation images carved from the training set with a fixed seed (default: "
-        "min(5000, 10%)).",
+        "min(5000, 10%), with --limit the same share of the images trained on).",
         at_least=1,
         doc="validation images carved from the training set with a fixed seed (the same in every "
-        "run)",
-        doc_default="min(5000, 10 %)",
+        "run); the size used is recorded in `config.yaml`",
+        doc_default="min(5000, 10 %); with `--limit`, the same share of the images trained on",
     )
     limit: int | None = setting(
         None,

@@ -24,6 +24,7 @@ from vae.device import resolve_device
 from vae.distributed import World, run_together, world_from_environment
 from vae.errors import CheckpointError, ConfigError, Setting, TrainingDiverged, TrainingInterrupted
 from vae.interrupts import graceful_interrupt
+from vae.json_values import is_count
 from vae.reporting import Reporter, ReporterGroup
 from vae.run_folder import (
     CONFIG_NAME,
@@ -109,6 +110,13 @@ def prepare_resume(run_dir: Path, overrides: dict[str, Any]) -> RunConfig:
     # checked against the fingerprint the checkpoint recorded.
     config.data.data_dir = None
     config.data.cache_dir = None
+    if config.data.val_size is None:
+        # Runs from before the size was recorded: the size they validated on (their default
+        # then was min(5000, 10 %) whatever the limit, and the data check compares it).
+        data = metadata.get("data")
+        recorded = data.get("num_val") if isinstance(data, dict) else None
+        if is_count(recorded) and recorded > 0:
+            config.data.val_size = recorded
     return config.override(overrides).validate()
 
 
@@ -192,6 +200,9 @@ def _set_up(
     splits = load_splits(config.data, config.objective.likelihood, reporter)
     if resume:
         _check_same_data(folder.last_checkpoint, splits.info, config)
+    # config.yaml and the checkpoints record the validation size used, not the rule that chose
+    # it: a later rule cannot change the run's data.
+    config.data.val_size = splits.info["num_val"]
     splits = splits.to(device)
     if len(splits.val) < world.world_size:
         raise ConfigError(
