@@ -1,6 +1,6 @@
 """Data larger than memory: memory of mapped training, mapped vs in-memory throughput, first decode.
 
-    poetry run python benchmarks/data_scale.py [--parts memory,throughput,decode]
+    poetry run python benchmarks/data_scale.py [--parts memory,throughput,decode,load]
         [--small 25000] [--large 200000] [--jpegs 20000] [--rounds 5] [--work DIR]
 
 ``memory``: builds a synthetic 64-px RGB JPEG set at --small and --large images (8x apart), decodes
@@ -15,6 +15,10 @@ mapped (``--storage``), alternated for --rounds rounds in this process; medians 
 ``decode``: a folder of --jpegs 500x375 JPEGs decoded into shards with 1 and 2 decoding processes
 (``--decode-workers``); then a decode killed (SIGKILL) halfway and run again, counting what the
 second run decoded.
+``load``: the first decode of the --large 64-px set into a fresh shard cache, then the load a
+training run starts with (``load_splits``: the validation carve and the data fingerprint, which
+reads every training and validation image, and the check of each shard's content hash), mapped
+and in memory, page cache warm, --rounds times each; medians. Not in the default parts.
 
 Everything is written under --work (default: a new folder in /tmp, removed at the end unless
 --keep); needs VAE_DATA_DIR with MNIST/raw for ``throughput``.
@@ -72,6 +76,8 @@ def main() -> None:
             throughput_part(args.rounds, args.steps)
         if "decode" in parts:
             decode_part(work, args.jpegs)
+        if "load" in parts:
+            load_part(work, args.large, args.rounds)
     finally:
         if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -254,6 +260,33 @@ def _used_memory() -> int:
     """``free``'s "used": total less free, buffers, page cache and reclaimable slab."""
     m = _meminfo()
     return m["MemTotal"] - m["MemFree"] - m["Buffers"] - m["Cached"] - m["SReclaimable"]
+
+
+# --- load -----------------------------------------------------------------------------------
+
+
+def load_part(work: Path, count: int, rounds: int) -> None:
+    from vae.config import DataConfig
+    from vae.data import load_splits
+
+    folder = work / f"set-{count}"
+    build_images(folder, count, (64, 64))
+    cache = work / "load-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    started = time.perf_counter()
+    first_decode(folder, cache, workers=None)
+    print(f"load: first decode of {count:,} 64-px JPEGs: {time.perf_counter() - started:.1f} s")
+    for storage in ("mapped", "memory"):
+        seconds = []
+        for _ in range(rounds):
+            config = DataConfig(
+                dataset=f"folder:{folder}", cache_dir=str(cache), image_size=64, storage=storage
+            )
+            started = time.perf_counter()
+            load_splits(config, "mse")
+            seconds.append(time.perf_counter() - started)
+        print(f"load: load_splits of {count:,} images, {storage}: {summary(seconds, 's', 2)}")
+    print(f"load average {os.getloadavg()}")
 
 
 # --- throughput -----------------------------------------------------------------------------
