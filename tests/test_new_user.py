@@ -218,6 +218,8 @@ def test_a_real_pytorch_pickle_is_refused_with_the_reason_and_never_unpickled(tm
 
 def test_the_default_checkpoint_outside_the_project_says_where_to_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    # Installed without the project folder beside it (from anywhere else, it is found there).
+    monkeypatch.setattr("vae.shipped.PROJECT_FOLDER", tmp_path / "no-project")
     result = runner.invoke(app, ["generate", "--output", str(tmp_path / "s.png")])
     assert result.exit_code == 1
     assert "run the command from the project folder, or pass --checkpoint" in result.output

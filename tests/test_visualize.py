@@ -326,7 +326,8 @@ def test_visualize_entry_point_runs_as_a_real_process(tmp_path, runs, synthetic_
 def test_gallery_writes_every_readme_picture_deterministically(
     tmp_path, runs, synthetic_data_dir, monkeypatch
 ):
-    monkeypatch.chdir(tmp_path)  # away from the shipped outlier evaluations (tested elsewhere)
+    monkeypatch.chdir(tmp_path)  # away from the shipped outlier evaluations (tested elsewhere),
+    monkeypatch.setattr("vae.shipped.PROJECT_FOLDER", tmp_path)  # here and beside the package
     arguments = [
         "visualize", "gallery", "--checkpoint", str(runs["vae"] / "checkpoint_best.safetensors"),
         "--autoencoder", str(runs["ae"] / "checkpoint_best.safetensors"),

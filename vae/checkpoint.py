@@ -288,14 +288,21 @@ _OTHER_PROJECTS_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
 
 def _not_found_hint(path: Path) -> str:
     """What the user probably meant: the .safetensors file of the same name, or the shipped
-    model, whose default path is relative to the project folder."""
+    model, looked for in the current folder and in the installed package's (vae.shipped)."""
     if path.suffix.lower() in _OTHER_PROJECTS_SUFFIXES:
         twin = path.with_suffix(".safetensors")
         if twin.is_file():
             return f" ({twin} exists: vae checkpoints are .safetensors files)"
         return " (vae reads .safetensors checkpoints, written by vae train)"
     if path == DEFAULT_CHECKPOINT:
-        return " (the shipped model: run the command from the project folder, or pass --checkpoint)"
+        from vae.shipped import shipped_path
+
+        if (shipped := shipped_path(path)) != path:  # given as --checkpoint, from elsewhere
+            return f" (the shipped model is {shipped}: pass that path, or leave out --checkpoint)"
+        return (
+            " (the shipped model, in neither ./pretrained nor the installed package's project"
+            " folder: run the command from the project folder, or pass --checkpoint)"
+        )
     return ""
 
 

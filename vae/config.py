@@ -170,6 +170,7 @@ class DataConfig:
     decode_workers: int | None = setting(
         None,
         help="Processes that decode image files the first time (default: every core).",
+        aliases={"--num-workers": ()},
         at_least=1,
         at_most=MAX_DECODE_WORKERS,
         doc="processes that decode image files into the cache the first time",
@@ -405,6 +406,7 @@ class TrainConfig:
     device: str = setting(
         "auto",
         help=f"{_choices(DEVICES)} (auto: an accelerator when present).",
+        aliases={"--no-accel": ("--device", "cpu")},
         choices=DEVICES,
         doc="`auto` (an accelerator when present: CUDA, then MPS), `cpu`, `cuda`, `mps`",
     )

@@ -104,7 +104,21 @@ def is_main_process() -> bool:
 
 # --- option types shared by several commands -------------------------------------------------
 
-CheckpointOption = Annotated[Path, typer.Option(help="A vae checkpoint (.safetensors).")]
+
+def shipped_default(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Any:
+    """An option's default that names a shipped file (``pretrained/...``) is found by
+    vae.shipped's rule, from any folder; a path the user gave is used as given."""
+    from vae.shipped import shipped_path
+
+    source = ctx.get_parameter_source(param.name or "")
+    if value is None or source is None or source.name != "DEFAULT":
+        return value
+    return shipped_path(value)
+
+
+CheckpointOption = Annotated[
+    Path, typer.Option(help="A vae checkpoint (.safetensors).", callback=shipped_default)
+]
 SeedOption = Annotated[int, typer.Option(help="Random seed: the same seed gives the same PNG.")]
 DeviceOption = Annotated[str, typer.Option(help=f"{', '.join(DEVICES)}.")]
 BinarizeInputOption = Annotated[

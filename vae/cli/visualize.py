@@ -24,11 +24,13 @@ from vae.cli.common import (
     handle_errors,
     reads_images,
     say,
+    shipped_default,
     write_safely,
 )
 from vae.config import check_seed
 from vae.errors import ConfigError
 from vae.fileio import check_output_folder
+from vae.shipped import shipped_path
 
 SHIPPED_OOD_REPORTS = (
     Path("pretrained/evaluation_mnist_k100_ood.json"),
@@ -191,10 +193,16 @@ def curves_command(
 def gallery_command(
     checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
     autoencoder: Annotated[
-        Path | None, typer.Option(help="Autoencoder checkpoint for the AE vs VAE pictures.")
+        Path | None,
+        typer.Option(
+            help="Autoencoder checkpoint for the AE vs VAE pictures.", callback=shipped_default
+        ),
     ] = Path("pretrained/ae/checkpoint_best.safetensors"),
     metrics: Annotated[
-        Path | None, typer.Option(help="metrics.jsonl of the checkpoint's training run.")
+        Path | None,
+        typer.Option(
+            help="metrics.jsonl of the checkpoint's training run.", callback=shipped_default
+        ),
     ] = Path("pretrained/metrics.jsonl"),
     ood_report: Annotated[
         list[Path] | None,
@@ -225,9 +233,9 @@ def gallery_command(
 
 def _ood_reports(given: list[Path] | None) -> list[Path]:
     """The outlier evaluations to redraw: those given, else the shipped ones that exist (from
-    the project folder)."""
+    the current folder or the package's project folder, as vae.shipped finds them)."""
     if given is None:
-        return [path for path in SHIPPED_OOD_REPORTS if path.is_file()]
+        return [path for path in map(shipped_path, SHIPPED_OOD_REPORTS) if path.is_file()]
     for report in given:
         if not report.is_file():
             raise ConfigError(f"--ood-report {report} not found (pass another path)")
