@@ -1,4 +1,5 @@
-"""Describe a checkpoint from its safetensors header alone: no torch import, no tensor reads."""
+"""Describe a checkpoint from its safetensors header: no torch import, no tensor built (its bytes
+are read once, for the sha256)."""
 
 from __future__ import annotations
 
