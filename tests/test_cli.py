@@ -87,7 +87,7 @@ def test_train_without_data_exits_1_with_one_line(tmp_path):
         ],
     )
     assert result.exit_code == 1
-    assert result.output.startswith("error: cannot load dataset 'mnist'")
+    assert result.output.startswith("error: dataset 'mnist' is not in")
     assert result.output.count("\n") == 1
 
 

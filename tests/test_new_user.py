@@ -55,7 +55,7 @@ def test_offline_inference_writes_the_samples_then_explains(run, tmp_path):
     assert not (out / "reconstructions.png").exists()
     lines = result.output.strip().splitlines()
     assert lines[0].startswith("wrote 64 samples"), lines
-    assert lines[1].startswith("error: no reconstructions: cannot load dataset 'mnist'"), lines
+    assert lines[1].startswith("error: no reconstructions: dataset 'mnist' is not in"), lines
     assert len(lines) == 2
     assert not (tmp_path / "no-data").exists()
 
@@ -271,7 +271,7 @@ def test_a_perceptual_run_names_its_loss_not_an_elbo(tmp_path, synthetic_data_di
          "--epochs", "1", "--loss", "ssim", "--image-size", "32", "--sample-every", "0"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "done: best validation loss (ssim reconstruction + KL)" in result.output
+    assert "done: best validation loss (SSIM reconstruction + KL)" in result.output
     assert "-ELBO" not in result.output.split("done:")[1]
 
 
