@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from vae.backgrounds import background_warning
 from vae.checkpoint import data_for_model, load_checkpoint
 from vae.config import PERCEPTUAL_LOSSES
 from vae.data import (
@@ -477,10 +478,15 @@ def evaluate_checkpoint(
     ood_dataset: str | None = None,
     histogram: Path | None = None,
     reporter: Reporter | None = None,
+    invert: bool = False,
 ) -> dict[str, Any]:
     """Every figure of ``evaluate``: ELBO, its parts, IW NLL, bits/dim, active units, and with
     ``ood_dataset`` the outlier-detection metrics (plus a histogram PNG). JSON-ready except
-    ``result["ood"]["per_image"]``, the per-image scores as arrays (see vae.ood.scores_csv)."""
+    ``result["ood"]["per_image"]``, the per-image scores as arrays (see vae.ood.scores_csv).
+
+    ``invert``: the evaluated images (``input_path`` or the test split), not the outlier set,
+    have every pixel ``x`` replaced by ``255 - x``; images mostly on light backgrounds for a
+    model that draws dark ones are named in one warning (see vae.backgrounds)."""
     reporter = reporter or Reporter()
     # Weights, metadata and sha256 from one read of the file: the JSON names the bytes scored.
     model, loaded = load_checkpoint(checkpoint, resolve_device(device))
@@ -491,7 +497,11 @@ def evaluate_checkpoint(
         binarize_test = "static" if data_info.get("binarize", "none") != "none" else "none"
     sigma = _gaussian_sigma(checkpoint, metadata)
     load = dict(data_dir=data_dir, download=download, limit=limit)
-    images = load_images_for_model(data_info, dataset=dataset, input_path=input_path, **load)
+    images = load_images_for_model(
+        data_info, dataset=dataset, input_path=input_path, invert=invert, **load
+    )
+    if warning := background_warning(model, images, invert):
+        reporter.warning(warning)
     # Loaded before the long in-distribution pass, so that a bad name fails at once.
     ood_images = (
         None if ood_dataset is None else load_outlier_images(data_info, ood_dataset, **load)
@@ -510,6 +520,7 @@ def evaluate_checkpoint(
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": loaded.sha256,
         "dataset": str(input_path) if input_path is not None else (dataset or data_info["dataset"]),
+        "inverted": invert,
         **summary,
     }
     if ood_images is not None:

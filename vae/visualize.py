@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from vae.backgrounds import background_warning
 from vae.checkpoint import data_for_model, load_model, read_metadata
 from vae.data import load_test_set, to_float
 from vae.device import resolve_device
@@ -37,6 +38,9 @@ from vae.loss_name import training_loss_name
 from vae.model import VAE
 from vae.plots import save_latent_maps, save_score_histograms, save_training_curves
 from vae.sampling import sample_from_model
+
+if TYPE_CHECKING:
+    from vae.reporting import Reporter
 
 
 @dataclass
@@ -76,6 +80,8 @@ def load_inputs(
     device: str = "cpu",
     binarize: bool = True,
     model: VAE | None = None,
+    invert: bool = False,
+    reporter: Reporter | None = None,
 ) -> Inputs:
     """Load a checkpoint and test images: of ``dataset``, else of the model's own named dataset
     (a ``folder:`` or ``hf:`` one only when given as ``dataset``), or the image files at
@@ -84,7 +90,9 @@ def load_inputs(
     ``binarize``: a Bernoulli model's test images are binarized once with the evaluation seed,
     as the likelihood scores them; False keeps the grey images (for pictures that show the
     originals). Files are used as they are. ``model``: the checkpoint's model, when the caller
-    has loaded it already."""
+    has loaded it already. ``invert``: every pixel ``x`` becomes ``255 - x`` first. Images
+    mostly on light backgrounds for a model that draws dark ones are named in one warning to
+    ``reporter`` (see vae.backgrounds)."""
     if model is None:
         model = load_model(checkpoint, resolve_device(device))
     metadata = read_metadata(checkpoint)
@@ -97,11 +105,16 @@ def load_inputs(
         data_dir=data_dir,
         download=download,
         limit=limit,
+        invert=invert,
     )
     images = test.images
+    if reporter is not None and (warning := background_warning(model, images, invert)):
+        reporter.warning(warning)
     if binarize and input_path is None and data.get("binarize", "none") != "none":
         images = prepare_evaluation_images(images, "static", 0)
     source = str(input_path) if input_path is not None else f"{dataset or data['dataset']} test"
+    if invert:  # a map's title says what was encoded
+        source = f"inverted {source}"
     return Inputs(model, to_float(images), test.labels, source, metadata)
 
 

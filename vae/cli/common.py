@@ -148,6 +148,13 @@ DownloadOption = Annotated[
     bool, typer.Option("--download/--no-download", help="Fetch missing named datasets.")
 ]
 LimitOption = Annotated[int | None, typer.Option(help="Use only the first N images.")]
+InvertOption = Annotated[
+    bool,
+    typer.Option(
+        help="Invert the images read (x -> 1 - x) before the model sees them: dark digits on "
+        "white for a model trained on white digits on black."
+    ),
+]
 GridSizeOption = Annotated[int, typer.Option(help="Images per grid row.")]
 
 
@@ -318,9 +325,12 @@ def load_command_inputs(
     device: str,
     binarize: bool = True,
     dataset: str | None = None,
+    invert: bool = False,
 ) -> Any:
     """A checkpoint and the images a picture command shows it (vae.visualize.load_inputs), from
-    the options every such command has; torch is imported only here, when a command needs it."""
+    the options every such command has; torch is imported only here, when a command needs it.
+    Images on light backgrounds for a model that draws dark ones get a warning on stderr."""
+    from vae.reporting import RichReporter
     from vae.visualize import load_inputs
 
     if limit is not None:
@@ -334,6 +344,8 @@ def load_command_inputs(
         limit=limit,
         device=device,
         binarize=binarize,
+        invert=invert,
+        reporter=RichReporter(),
     )
 
 
@@ -341,7 +353,7 @@ def load_command_inputs(
 class ImageSource:
     """The images a picture command shows its model, from the options every such command has:
     ``--input`` files, else the test split of ``--dataset`` or of the checkpoint's named dataset
-    (``--data-dir``, ``--download``, ``--limit``), on ``--device``."""
+    (``--data-dir``, ``--download``, ``--limit``), on ``--device``, inverted with ``--invert``."""
 
     input_path: InputOption = None
     dataset: DatasetOption = None
@@ -349,6 +361,7 @@ class ImageSource:
     download: DownloadOption = True
     limit: LimitOption = None
     device: DeviceOption = "cpu"
+    invert: InvertOption = False
 
     def load(self, checkpoint: Path, binarize: bool = True) -> Any:
         """The checkpoint's model and these images (``vae.visualize.Inputs``)."""
@@ -361,6 +374,7 @@ class ImageSource:
             self.device,
             binarize,
             self.dataset,
+            self.invert,
         )
 
 

@@ -17,6 +17,7 @@ from vae.cli.common import (
     DatasetOption,
     DeviceOption,
     DownloadOption,
+    InvertOption,
     LimitOption,
     check_picture_output,
     check_positive,
@@ -51,6 +52,7 @@ def evaluate_command(
     input_path: Annotated[
         Path | None, typer.Option("--input", help="Evaluate on an image file or folder instead.")
     ] = None,
+    invert: InvertOption = False,
     limit: LimitOption = None,
     batch_size: Annotated[int, typer.Option(help="Images per evaluation batch.")] = 100,
     ood_dataset: Annotated[
@@ -95,6 +97,7 @@ def evaluate_command(
         ood_dataset=ood_dataset,
         histogram=histogram,
         reporter=RichReporter(quiet=quiet),
+        invert=invert,
     )
     result["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     _report(result, output)

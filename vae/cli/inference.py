@@ -17,6 +17,7 @@ from vae.cli.common import (
     DeviceOption,
     DownloadOption,
     GridSizeOption,
+    InvertOption,
     SeedOption,
     check_grid_fits,
     check_picture_size,
@@ -60,6 +61,7 @@ def inference_command(
     seed: SeedOption = 0,
     device: DeviceOption = "cpu",
     binarize_input: BinarizeInputOption = False,
+    invert: InvertOption = False,
     info_only: Annotated[
         bool, typer.Option("--info-only", hidden=True, help="Describe the checkpoint and stop.")
     ] = False,
@@ -86,6 +88,7 @@ def inference_command(
                 device,
                 binarize_input,
                 dataset,
+                invert,
             )
         except DataError as error:
             if mode != "both" or input_path is not None or dataset is not None:

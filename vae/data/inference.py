@@ -51,13 +51,32 @@ def load_test_set(
     data_dir: str | None = None,
     download: bool = True,
     limit: int | None = None,
+    invert: bool = False,
 ) -> ImageSet:
     """The test split of ``dataset`` or every image file at ``input_path``, as grey uint8 images
     shaped for a model trained on ``data_info``, with the labels when the dataset has them.
 
     Without either, the model's own dataset (see :func:`recorded_dataset`). A ``folder:``
     dataset's test split is its fixed tenth, as training split it; ``input_path`` is every
-    image."""
+    image. ``invert``: every pixel ``x`` becomes ``255 - x`` (dark strokes on white paper for a
+    model trained on light strokes on black)."""
+    loaded = _test_set(data_info, dataset, input_path, data_dir, download, limit)
+    if invert:
+        from vae.backgrounds import invert as inverted
+
+        return ImageSet(inverted(loaded.image_tensor()), loaded.labels, loaded.binary)
+    return loaded
+
+
+def _test_set(
+    data_info: dict[str, Any],
+    dataset: str | None,
+    input_path: Path | None,
+    data_dir: str | None,
+    download: bool,
+    limit: int | None,
+) -> ImageSet:
+    """:func:`load_test_set` before inversion."""
     channels, height, width = data_info["channels"], data_info["height"], data_info["width"]
     if dataset is not None and input_path is not None:
         raise ConfigError("give ", Setting("dataset"), " or ", Setting("input"), ", not both")

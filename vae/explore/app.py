@@ -392,15 +392,19 @@ class _Api:
         _require_type(request, UPLOAD_TYPE, "the image file itself as the body")
         if self.encoder.model is None:
             raise NotReady("the encoder", self.encoder.status["encoder"].reason)
+        invert = _flag(request, "invert")
         data = await _body(request, MAX_UPLOAD_BYTES)
         if not data:
             raise BadRequest("the upload is empty: send an image file as the request body")
-        return await self._run(self._encode_upload, data)
+        return await self._run(self._encode_upload, data, invert)
 
-    def _encode_upload(self, data: bytes) -> dict[str, Any]:
+    def _encode_upload(self, data: bytes, invert: bool) -> dict[str, Any]:
+        from vae.data import to_float
+
         spec = self.decoder.spec
         with self._uploads:
-            images = read_upload(data, spec.height, spec.width, spec.channels)
+            pixels = read_upload(data, spec.height, spec.width, spec.channels, invert)
+        images = to_float(pixels)
         latent = self.encoder.encode(images)[0]
         (reconstruction,) = self.decoder.pictures(latent[None])
         return {
@@ -408,7 +412,25 @@ class _Api:
             "original": png_data_url(images[0].numpy()),
             "reconstruction": reconstruction,
             "label": None,
+            "warning": self._background_warning(pixels, invert),
         }
+
+    def _background_warning(self, pixels: Any, inverted: bool) -> str | None:
+        """The page's line for an upload on a light background given to a model that draws
+        dark ones (``vae.backgrounds``): its Invert box is the ``--invert`` of the commands."""
+        from vae.backgrounds import count_light
+
+        if not count_light(pixels) or not self.encoder.draws_dark_backgrounds():
+            return None
+        if inverted:
+            return (
+                "this image has a light background after inverting, but the model was trained "
+                "on dark ones: untick Invert"
+            )
+        return (
+            "this image has a light background, but the model was trained on dark ones: tick "
+            "Invert to invert it (x -> 1 - x)"
+        )
 
     async def interpolate(self, request: Request) -> dict[str, Any]:
         body = await _json(request)
@@ -446,14 +468,22 @@ def _finish(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-def read_upload(data: bytes, height: int, width: int, channels: int) -> Any:
-    """An uploaded image file as the model takes it: float [1, C, H, W] in [0, 1], centre-cropped,
-    resized and converted as ``inference --input`` reads files (``vae.data.decoding``, with its
-    guards), after checks of its own on the header: one of ``image_formats()``, at most
-    ``MAX_UPLOAD_PIXELS``."""
+def _flag(request: Request, name: str) -> bool:
+    """A yes/no query parameter (``?invert=1``): absent or 0 is no, 1 is yes."""
+    value = request.query_params.get(name, "0")
+    if value not in ("0", "1"):
+        raise BadRequest(f"{name} must be 0 or 1 (not {_shown(value)})")
+    return value == "1"
+
+
+def read_upload(data: bytes, height: int, width: int, channels: int, invert: bool = False) -> Any:
+    """An uploaded image file as the model takes it: uint8 [1, C, H, W], centre-cropped, resized
+    and converted as ``inference --input`` reads files (``vae.data.decoding``, with its guards),
+    after checks of its own on the header: one of ``image_formats()``, at most
+    ``MAX_UPLOAD_PIXELS``; with ``invert``, every pixel ``x`` is ``255 - x``, as
+    ``--invert`` does."""
     from PIL import Image, UnidentifiedImageError
 
-    from vae.data import to_float
     from vae.data.decoding import DECODER_ERRORS, image_formats, read_image_files
 
     if height != width:
@@ -483,4 +513,8 @@ def read_upload(data: bytes, height: int, width: int, channels: int) -> Any:
     except VAEError as error:
         # Its message names the image by its size in bytes; the sender knows it as the upload.
         raise BadRequest(str(error).replace(f"image of {len(data)} bytes", "the upload")) from None
-    return to_float(images)
+    if invert:
+        from vae.backgrounds import invert as inverted
+
+        return inverted(images)
+    return images

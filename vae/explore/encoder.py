@@ -90,6 +90,7 @@ class Encoder:
         }
     )
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _dark: bool | None = field(default=None, init=False, repr=False)
 
     def start(self, reporter: Reporter) -> threading.Thread:
         """Load everything in a daemon thread (Ctrl-C need not wait for it); failures are
@@ -184,6 +185,17 @@ class Encoder:
         if self.model is None:
             raise NotReady("the encoder")
         return encode_images(self.model, images).means.numpy()
+
+    def draws_dark_backgrounds(self) -> bool:
+        """Whether the model's samples have dark borders (``vae.backgrounds``), found on the
+        first light upload and kept (the same for every request)."""
+        if self.model is None:
+            raise NotReady("the encoder")
+        if self._dark is None:
+            from vae.backgrounds import draws_dark_backgrounds
+
+            self._dark = draws_dark_backgrounds(self.model)
+        return self._dark
 
     def test_set(self, which: str) -> TestImages:
         """``strip`` (grey test images) or ``mapped`` (those the map shows)."""

@@ -153,6 +153,7 @@ async function loadStrip() {
     img.addEventListener("click", async () => {
       unmarkStrip();
       img.classList.add("chosen");
+      $("upload-warning").hidden = true;
       showEncoded(await api("/api/encode/test", { index: item.index }));
     });
     return img;
@@ -167,7 +168,12 @@ async function upload() {
     return;
   }
   unmarkStrip();
-  showEncoded(await api("/api/encode/upload", file, true));
+  // The Invert box is the commands' --invert; the server says when an upload looks inverted.
+  const invert = $("invert").checked ? 1 : 0;
+  const answer = await api(`/api/encode/upload?invert=${invert}`, file, true);
+  $("upload-warning").textContent = answer && answer.warning ? answer.warning : "";
+  $("upload-warning").hidden = !(answer && answer.warning);
+  showEncoded(answer);
 }
 
 // --- interpolate ------------------------------------------------------------------------------
@@ -331,6 +337,7 @@ async function start() {
     $("temperature-value").textContent = Number($("temperature").value).toFixed(2);
   });
   $("upload").addEventListener("change", upload);
+  $("invert").addEventListener("change", upload);
   $("set-a").addEventListener("click", () => setEnd("a"));
   $("set-b").addEventListener("click", () => setEnd("b"));
   $("t").addEventListener("input", () => moveAlongPath(Number($("t").value)));
