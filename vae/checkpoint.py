@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from vae import __version__
-from vae.config import PERCEPTUAL_LOSSES
 from vae.errors import CheckpointError, ConfigError, first_line
 from vae.fileio import atomic_write_bytes
+from vae.likelihoods import PERCEPTUAL_LOSSES
 
 if TYPE_CHECKING:
     import torch

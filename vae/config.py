@@ -22,17 +22,19 @@ from typing import Any, NoReturn
 from vae import limits
 from vae.data.registry import DATASETS, FOLDER_PREFIX, HF_PREFIX, names_read_by
 from vae.errors import ConfigError, Setting
+from vae.likelihoods import LIKELIHOODS
+from vae.models import FAMILIES, PRIOR_NAMES
+from vae.models.priors import PRIORS as PRIORS_BY_NAME
+from vae.models.priors import STANDARD
 
 # Dataset names come from the data registry (torch-free), which lists each dataset once.
 MEDMNIST_DATASETS = names_read_by("medmnist")
 IMAGE_TREE_DATASETS = names_read_by("trees")
 ARCHITECTURES = ("mlp", "conv")
-MODEL_TYPES = ("vae", "ae")
-# standard: N(0, I); mog: a learned mixture of Gaussians (Tomczak & Welling 2018, "MoG prior").
-PRIORS = ("standard", "mog")
-LIKELIHOODS = ("bce", "mse", "ssim", "ms-ssim")
-# Perceptual reconstruction losses: trained like a likelihood, but not one (no NLL, no bits/dim).
-PERCEPTUAL_LOSSES = ("ssim", "ms-ssim")
+# The model families (vae.models) and the priors of the VAE family (vae.models.priors): standard
+# N(0, I); mog, a learned mixture of Gaussians (Tomczak & Welling 2018, "MoG prior").
+MODEL_TYPES = tuple(FAMILIES)
+PRIORS = PRIOR_NAMES
 BINARIZATIONS = ("dynamic", "static", "none")
 BETA_SCHEDULES = ("constant", "linear", "sigmoid", "cosine", "cyclical")
 OPTIMIZERS = ("adam", "adamw")
@@ -279,7 +281,8 @@ class ModelConfig:
     @property
     def effective_prior(self) -> str:
         """The prior the model gets: an autoencoder has none, whatever ``prior`` says."""
-        return self.prior if self.model_type == "vae" else "standard"
+        family = FAMILIES.get(self.model_type)
+        return self.prior if family is None or family.takes_prior_setting else "standard"
 
 
 @dataclass
@@ -541,7 +544,8 @@ class RunConfig:
                 " mse (a Gaussian has a sigma to learn)",
             )
         parse_warmup(o.beta_warmup)
-        if o.free_bits > 0 and m.effective_prior != "standard":
+        chosen = PRIORS_BY_NAME.get(m.effective_prior)  # an unknown one is refused below
+        if o.free_bits > 0 and chosen is not None and not chosen.per_dimension_kl:
             # Free bits clamp each dimension's KL, which only the standard prior splits per dimension.
             _bad(
                 "free_bits",
@@ -551,17 +555,18 @@ class RunConfig:
                 " standard",
             )
         self._check_bounds()
-        if m.model_type == "ae" and "prior" in given and m.prior != "standard":
-            # An autoencoder has no prior and ignores the setting; asking for one is a mistake
-            # (a resolved config.yaml of an autoencoder run holds the default, which is not).
+        family = FAMILIES[m.model_type]
+        if not family.takes_prior_setting and "prior" in given and m.prior != STANDARD.name:
+            # A family without a prior ignores the setting; asking for one is a mistake (a
+            # resolved config.yaml of an autoencoder run holds the default, which is not).
             raise ConfigError(
                 "invalid value for ",
                 Setting("prior"),
-                f": {m.prior!r} (an autoencoder has no prior: leave ",
+                f": {m.prior!r} (an {family.label} has no prior: leave ",
                 Setting("prior"),
                 " out with ",
                 Setting("model_type"),
-                " ae)",
+                f" {m.model_type})",
             )
         return self
 

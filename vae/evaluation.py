@@ -13,7 +13,6 @@ import torch
 
 from vae.backgrounds import background_warning
 from vae.checkpoint import data_for_model, load_checkpoint
-from vae.config import PERCEPTUAL_LOSSES
 from vae.data import (
     TEST_BINARIZATION_SEED,
     ImageSet,
@@ -61,7 +60,6 @@ def evaluate_elbo(
     generator = torch.Generator(device=device).manual_seed(seed)
     totals = {"neg_elbo": 0.0, "recon": 0.0, "kl": 0.0, "mse": 0.0}
     count = 0
-    log_prior = None if model.prior is None else model.prior.log_density
     for x in evaluation_batches(images, batch_size):
         mu, logvar = model.encode(x)
         noise = None
@@ -70,9 +68,8 @@ def evaluate_elbo(
         z = mu if noise is None else model.reparameterize(mu, logvar, noise=noise)
         decoded = model.decode_fast(z)
         sigma = model.likelihood_sigma(gaussian_sigma)
-        terms = elbo_terms(
-            decoded, x, mu, logvar, model.spec.likelihood, 1.0, 0.0, sigma, log_prior, noise
-        )
+        kl = model.kl_term(mu, logvar, noise)
+        terms = elbo_terms(decoded, x, mu, logvar, model.spec.likelihood, 1.0, 0.0, sigma, kl=kl)
         n = x.shape[0]
         totals["neg_elbo"] += terms.neg_elbo.item() * n
         totals["recon"] += terms.recon.item() * n
@@ -356,7 +353,7 @@ def _run_facts(
 def has_likelihood(model: VAE) -> bool:
     """Whether ``model`` defines a likelihood (and so an ELBO and an NLL): autoencoders and
     models trained with a perceptual loss do not."""
-    return not model.is_autoencoder and model.spec.likelihood not in PERCEPTUAL_LOSSES
+    return model.family.scores_likelihood(model.spec.likelihood)
 
 
 @torch.no_grad()
@@ -429,7 +426,11 @@ def evaluate_reconstructions(
     finally:
         reporter.task_ended()
     assert first is not None
-    what = "an autoencoder" if model.is_autoencoder else f"a {likelihood.upper()}-trained model"
+    what = (
+        f"a {likelihood.upper()}-trained model"
+        if model.family.has_likelihood
+        else f"an {model.family.label}"
+    )
     summary: dict[str, Any] = {
         "protocol": (
             f"{what} has no likelihood: reconstruction error at the posterior mean "
@@ -446,7 +447,7 @@ def evaluate_reconstructions(
         "metrics": {key: summarize(values) for key, values in per_repeat.items()},
         "active_units": active_units(torch.cat(means)),
         "latent_dim": model.spec.latent_dim,
-        "prior": None if model.is_autoencoder else model.spec.prior,
+        **model.family.describe(model.spec),
         "seconds": time.perf_counter() - started,
     }
     return summary, first, first_images

@@ -58,7 +58,8 @@ def encode_images(model: VAE, images: torch.Tensor, batch_size: int = 1000) -> C
         means.append(mu.float().cpu())
         if logvar is not None:
             logvars.append(logvar.float().cpu())
-    return Codes(torch.cat(means), torch.cat(logvars) if logvars else None, model.prior is None)
+    per_dimension_kl = model.latent_prior.per_dimension_kl
+    return Codes(torch.cat(means), torch.cat(logvars) if logvars else None, per_dimension_kl)
 
 
 def lerp(start: torch.Tensor, end: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,9 @@ MAX_LAYER_WIDTH = 16384  # a dense hidden layer's units
 MAX_CONV_WIDTH = 4096  # a convolution's channels
 MAX_LAYERS = 32  # dense or conv layers in encoder or decoder
 MAX_PRIOR_COMPONENTS = 100_000
+# Log-variances of posteriors and priors are clamped here: exp(logvar) stays finite and away from
+# zero however wild an encoder's output or a stored prior gets.
+LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
 MAX_PARAMETERS = 500_000_000  # 2 GB of float32 weights
 MAX_IMAGE_ACTIVATIONS = 1 << 24  # values in a model's largest layer output, per image
 MAX_BATCH_SIZE = 65536

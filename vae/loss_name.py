@@ -1,17 +1,11 @@
 """What the loss a model trains is called, and in what unit, wherever it is shown (the training
-log, the end-of-run line, ``curves.png``).
-
-A VAE with a likelihood trains the -ELBO, in nats. An autoencoder has no KL term and no prior: it
-trains its reconstruction loss alone. A perceptual loss (SSIM, MS-SSIM) is no likelihood, so its
-sum with the KL is a loss without a unit, not an ELBO.
-"""
+log, the end-of-run line, ``curves.png``); each family names its own (a VAE's -ELBO in nats, an
+autoencoder's reconstruction loss, a perceptual loss without a unit)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-from vae.config import PERCEPTUAL_LOSSES
 
 
 @dataclass(frozen=True)
@@ -34,16 +28,15 @@ ELBO = LossName("-ELBO", "reconstruction", "nats")
 
 def training_loss_name(config: dict[str, Any] | None) -> LossName:
     """The name of the loss a run trains, from its configuration as a dict (``config.yaml``, a
-    checkpoint's ``config``); the -ELBO when the configuration says nothing."""
+    checkpoint's ``config``): its family's (:meth:`vae.models.Family.loss_name`); the -ELBO when
+    the configuration says nothing readable."""
+    from vae.models import FAMILIES
+
     model = config.get("model") if isinstance(config, dict) else None
     objective = config.get("objective") if isinstance(config, dict) else None
-    model_type = model.get("model_type") if isinstance(model, dict) else None
+    model_type = model.get("model_type", "vae") if isinstance(model, dict) else "vae"
     likelihood = objective.get("likelihood") if isinstance(objective, dict) else None
-    perceptual = likelihood.upper() if likelihood in PERCEPTUAL_LOSSES else None
-    if model_type == "ae":
-        if perceptual:
-            return LossName(f"{perceptual} reconstruction loss", "reconstruction", "", False)
-        return LossName("reconstruction loss", "reconstruction", "nats", False)
-    if perceptual:
-        return LossName(f"loss ({perceptual} reconstruction + KL)", f"{perceptual} loss", "")
-    return ELBO
+    family = FAMILIES.get(model_type) if isinstance(model_type, str) else None
+    if family is None or not isinstance(likelihood, str):
+        return ELBO
+    return family.loss_name(likelihood)

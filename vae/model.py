@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vae.objectives import LOG_2PI, standard_normal_log_density
+from vae.limits import LOGVAR_MAX, LOGVAR_MIN
+from vae.models import family_of
+from vae.models.priors.mog import mixture_module
 from vae.plan import (
     CONV,
     FLATTEN,
@@ -22,7 +24,7 @@ from vae.plan import (
     conv_feature_sizes,
     layer_plan,
 )
-from vae.spec import LOGVAR_MAX, LOGVAR_MIN, ModelSpec, check_spec, decode_batch_size
+from vae.spec import ModelSpec, check_spec, decode_batch_size
 
 __all__ = [
     "LOGVAR_MAX",
@@ -161,69 +163,35 @@ def transposed_conv_as_matmul(x: torch.Tensor, layer: nn.ConvTranspose2d) -> tor
     return output.permute(0, 3, 1, 2)
 
 
-class MixturePrior(nn.Module):
-    """p(z) = sum_k pi_k N(z; m_k, diag(exp(v_k))), learned with the model: the "MoG prior" of
-    Tomczak & Welling (2018), which follows the aggregate posterior instead of forcing it to
-    N(0, I)."""
-
-    def __init__(self, components: int, latent_dim: int) -> None:
-        super().__init__()
-        # Means where standard-normal samples fall, so training starts near the usual prior.
-        self.means = nn.Parameter(torch.randn(components, latent_dim))
-        self.logvars = nn.Parameter(torch.zeros(components, latent_dim))
-        self.logits = nn.Parameter(torch.zeros(components))
-
-    def _parameters64(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        # Float64 (where the device has it): the expanded squares below cancel, and NLL figures
-        # are quoted to 0.01 nats.
-        dtype = torch.float32 if device.type == "mps" else torch.float64
-        logvars = self.logvars.to(dtype).clamp(LOGVAR_MIN, LOGVAR_MAX)
-        return self.means.to(dtype), logvars
-
-    def log_density(self, z: torch.Tensor) -> torch.Tensor:
-        """log p(z) for latents ``[..., latent_dim]``, shape ``[...]``."""
-        means, logvars = self._parameters64(z.device)
-        latent_dim = z.shape[-1]
-        precision = torch.exp(-logvars)
-        # log pi_k + log N(z; m_k, s_k) = [z^2, z] . [-p_k / 2, m_k p_k] + c_k: the squares
-        # expanded into one matmul, so no [batch, K, D] tensor is formed and the [batch, K]
-        # result is written once, which costs less than three matmuls and their sums.
-        weight = torch.cat([-0.5 * precision, means * precision], 1)
-        constant = torch.log_softmax(self.logits.to(means.dtype), 0) - 0.5 * (
-            (means * means * precision).sum(1) + logvars.sum(1) + latent_dim * LOG_2PI
-        )
-        flat = z.reshape(-1, latent_dim).to(means.dtype)
-        per_component = torch.addmm(constant, torch.cat([flat * flat, flat], 1), weight.T)
-        density = torch.logsumexp(per_component, dim=-1)
-        return density.reshape(z.shape[:-1]).to(z.dtype)
+# The mixture prior's parameters as a torch module (defined in the prior's own module).
+MixturePrior = mixture_module()
 
 
 class VAE(nn.Module):
-    """A VAE with a diagonal Gaussian posterior and a standard normal prior or a learned
-    mixture prior (``prior``), or (``model_type`` "ae") a deterministic autoencoder with the
-    same layers.
+    """A model of any family (:mod:`vae.models`): the encoder and decoder of its layer plan, the
+    parameters of its latent distribution (a mixture prior's ``prior.*``, an autoencoder's
+    fitted Gaussian ``fitted_*``) and, for a learned Gaussian sigma, ``log_sigma``.
 
-    ``decode`` returns logits for the Bernoulli likelihood (``bce``) and means in [0, 1] for the
-    Gaussian likelihood (``mse``); ``decoded_to_image`` turns either into pixel values in [0, 1].
-    An autoencoder's ``encode`` gives ``logvar = None``; it samples from a Gaussian fitted to its
-    training codes (the ``fitted_mean`` and ``fitted_scale_tril`` buffers, kept in checkpoints).
+    What differs between families (how the encoder's output is read, the latent the decoder
+    sees, the KL term, what samples are drawn from) is asked of ``family`` and ``latent_prior``.
+    ``decode`` returns logits for the Bernoulli likelihood (``bce``) and means in [0, 1]
+    otherwise; ``decoded_to_image`` turns either into pixel values in [0, 1].
     """
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         check_spec(spec)
         self.spec = spec
+        self.family = family_of(spec)
+        self.latent_prior = self.family.prior(spec)
         plan = layer_plan(spec)
         self.encoder = Network(plan.encoder)
         self.decoder = Network(plan.decoder)
         if spec.learned_sigma:
             self.log_sigma = nn.Parameter(torch.full((spec.channels,), math.log(0.1)))
-        self.prior: MixturePrior | None = None
-        if spec.prior == "mog":
-            self.prior = MixturePrior(spec.prior_components, spec.latent_dim)
-        if self.is_autoencoder:
-            self.register_buffer("fitted_mean", torch.zeros(spec.latent_dim))
-            self.register_buffer("fitted_scale_tril", torch.eye(spec.latent_dim))
+        # A mixture prior's parameters are the submodule ``prior`` (None for the others).
+        self.prior: nn.Module | None = None
+        self.latent_prior.attach(self, spec)
 
     def likelihood_sigma(self, fixed: float) -> float | torch.Tensor:
         """The Gaussian likelihood's sigma: ``fixed``, or the learned one per channel, shaped
@@ -238,34 +206,36 @@ class VAE(nn.Module):
 
     @property
     def is_autoencoder(self) -> bool:
-        return self.spec.model_type == "ae"
+        """Whether it is a plain autoencoder: a deterministic code, no prior, no KL (kept for
+        the Python API; vae itself asks ``family`` what it can do)."""
+        return not self.family.stochastic
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) of latents ``[..., latent_dim]`` under this model's prior."""
-        if self.prior is None:
-            return standard_normal_log_density(z)
-        return self.prior.log_density(z)
+        return self.latent_prior.log_density(self, z)
+
+    def kl_term(
+        self, mu: torch.Tensor, logvar: torch.Tensor | None, noise: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(KL(q(z|x) || p(z)) per image, per dimension where it splits so, else None), with
+        this model's own prior (at the posterior sample ``noise`` where it is estimated)."""
+        return self.family.kl_term(self, mu, logvar, noise)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Posterior mean and log-variance (clamped to a numerically safe range); an
         autoencoder's code and None."""
-        if self.is_autoencoder:
-            return self.encoder(x), None
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
-        return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
+        return self.family.split_encoding(self.encoder(x))
 
-    @staticmethod
     def reparameterize(
+        self,
         mu: torch.Tensor,
-        logvar: torch.Tensor,
+        logvar: torch.Tensor | None,
         generator: torch.Generator | None = None,
         noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """z = mu + sigma * eps with eps ~ N(0, I): ``noise`` when given, else drawn from
-        ``generator``."""
-        if noise is None:
-            noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return mu + torch.exp(0.5 * logvar) * noise
+        """The latent the decoder sees: z = mu + sigma * eps with eps ~ N(0, I) (``noise`` when
+        given, else drawn from ``generator``) for a VAE, the code itself for an autoencoder."""
+        return self.family.posterior_sample(mu, logvar, generator, noise)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Logits (bce) or means in [0, 1] (mse, ssim, ms-ssim), shaped like the images."""
@@ -308,8 +278,7 @@ class VAE(nn.Module):
         """(decoded, mu, logvar) for one posterior sample per image (the code itself for an
         autoencoder, whose logvar is None); ``noise`` [batch, latent_dim] fixes the sample."""
         mu, logvar = self.encode(x)
-        z = mu if logvar is None else self.reparameterize(mu, logvar, generator, noise)
-        return self.decode(z), mu, logvar
+        return self.decode(self.reparameterize(mu, logvar, generator, noise)), mu, logvar
 
     @torch.no_grad()
     def sample(
@@ -334,7 +303,7 @@ class VAE(nn.Module):
         noise_device = generator.device if generator is not None else torch.device("cpu")
         noise = torch.randn(n, self.latent_dim, generator=generator, device=noise_device)
         uniform = None
-        if self.prior is not None:
+        if self.latent_prior.needs_uniform:
             uniform = torch.rand(n, generator=generator, device=noise_device).cpu().numpy()
         z = prior_latents(self.spec, prior_arrays(self), noise.cpu().numpy(), uniform, temperature)
         return self.decode_images(torch.from_numpy(z).to(device))
@@ -347,19 +316,9 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def fit_code_distribution(self, codes: torch.Tensor) -> None:
-        """Fit the autoencoder's sampling Gaussian to codes ``[N, latent_dim]`` of its
-        training images (mean and Cholesky factor of the covariance)."""
-        codes = codes.double()
-        mean = codes.mean(0)
-        centred = codes - mean
-        covariance = centred.T @ centred / max(codes.shape[0] - 1, 1)
-        # A small ridge keeps the factorisation defined when some code dimension is constant.
-        ridge = 1e-6 * (covariance.diagonal().mean() + 1e-12)
-        covariance = covariance + ridge * torch.eye(
-            codes.shape[1], dtype=codes.dtype, device=codes.device
-        )
-        self.fitted_mean.copy_(mean.float())
-        self.fitted_scale_tril.copy_(torch.linalg.cholesky(covariance).float())
+        """Refit what the family fits to the codes ``[N, latent_dim]`` of its training images
+        (an autoencoder's sampling Gaussian; nothing for a VAE)."""
+        self.family.after_epoch(self, codes)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

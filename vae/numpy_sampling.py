@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from vae.checkpoint import MODEL_PREFIX, check_model_tensors, read_header, read_tensors
+from vae.models import prior_of
 from vae.plan import DECONV, LINEAR, UNFLATTEN, Layer, layer_plan
 from vae.spec import ModelSpec, decode_batch_size
 
@@ -90,7 +91,7 @@ def load_decoder(path: str | Path) -> tuple[ModelSpec, dict[str, np.ndarray]]:
     (the decoder's, a mixture prior's, and an autoencoder's fitted Gaussian) as arrays; the
     encoder is not read."""
     spec = check_model_tensors(path, read_header(path))
-    only = ("decoder.", "fitted_", "prior.")
+    only = ("decoder.", *prior_of(spec).tensor_prefixes)
     return spec, read_tensors(path, MODEL_PREFIX, framework="numpy", only=only)
 
 

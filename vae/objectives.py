@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from vae.config import PERCEPTUAL_LOSSES, ObjectiveConfig, parse_warmup
+from vae.config import ObjectiveConfig, parse_warmup
 from vae.errors import ConfigError, Setting
+from vae.likelihoods import PERCEPTUAL_LOSSES
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -98,6 +99,22 @@ class ElboTerms:
     per_image_neg_elbo: torch.Tensor  # shape [batch]
 
 
+def kl_estimate(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    noise: torch.Tensor | None,
+    log_prior: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """KL(q(z|x) || p(z)) per image for a prior without a closed-form KL (a mixture): the
+    one-sample estimate log q(z|x) - log p(z) at z = mu + sigma * ``noise``, the sample the
+    decoder saw: unbiased, and what Tomczak & Welling (2018) train with."""
+    if noise is None:
+        raise ValueError("a learned prior's KL estimate needs the posterior noise")
+    mu, logvar, noise = mu.float(), logvar.float(), noise.float()
+    log_posterior = (-0.5 * (noise.pow(2) + logvar + LOG_2PI)).sum(1)
+    return log_posterior - log_prior(mu + torch.exp(0.5 * logvar) * noise)
+
+
 def elbo_terms(
     decoded: torch.Tensor,
     x: torch.Tensor,
@@ -109,6 +126,7 @@ def elbo_terms(
     gaussian_sigma: float | torch.Tensor = 0.1,
     log_prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
     noise: torch.Tensor | None = None,
+    kl: tuple[torch.Tensor, torch.Tensor | None] | None = None,
 ) -> ElboTerms:
     """Negative ELBO and its parts, summed per image and averaged over the batch.
 
@@ -116,24 +134,21 @@ def elbo_terms(
     batch-averaged KL counts as at least ``free_bits`` nats. Reported KL is always the true one.
     An autoencoder (``logvar`` None) has no KL term: its loss is the reconstruction alone.
 
-    The KL to N(0, I) is analytic. A learned prior (``log_prior``, a mixture has no closed-form
-    KL) gets the one-sample estimate log q(z|x) - log p(z) at z = mu + sigma * ``noise``, the
-    sample the decoder saw: unbiased, and what Tomczak & Welling (2018) train with.
+    ``kl``: (KL per image, per dimension or None) as the model's family computes it with its own
+    prior (``VAE.kl_term``), which is how vae calls it. Without it: the KL to N(0, I), analytic,
+    or for a given ``log_prior`` the one-sample estimate at ``noise`` (``kl_estimate``).
     """
     recon_per_image = -log_likelihood(decoded, x, likelihood, gaussian_sigma)
-    kl_per_dim: torch.Tensor | None = None
-    if logvar is None:
+    if kl is not None:
+        kl_per_image, kl_per_dim = kl
+    elif logvar is None:
         kl_per_dim = torch.zeros_like(mu, dtype=torch.float32)
         kl_per_image = kl_per_dim.sum(1)
     elif log_prior is None:
         kl_per_dim = gaussian_kl(mu.float(), logvar.float())
         kl_per_image = kl_per_dim.sum(1)
     else:
-        if noise is None:
-            raise ValueError("a learned prior's KL estimate needs the posterior noise")
-        mu, logvar, noise = mu.float(), logvar.float(), noise.float()
-        log_posterior = (-0.5 * (noise.pow(2) + logvar + LOG_2PI)).sum(1)
-        kl_per_image = log_posterior - log_prior(mu + torch.exp(0.5 * logvar) * noise)
+        kl_per_image, kl_per_dim = kl_estimate(mu, logvar, noise, log_prior), None
     recon = recon_per_image.mean()
     kl = kl_per_image.mean()
     if free_bits > 0:

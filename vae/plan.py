@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from vae.models import prior_of
+
 if TYPE_CHECKING:
     from vae.spec import ModelSpec
 
@@ -169,14 +171,7 @@ def _extras(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
     extras: dict[str, tuple[int, ...]] = {}
     if spec.learned_sigma:
         extras["log_sigma"] = (spec.channels,)
-    if spec.prior == "mog":
-        components, latent = spec.prior_components, spec.latent_dim
-        extras["prior.means"] = (components, latent)
-        extras["prior.logvars"] = (components, latent)
-        extras["prior.logits"] = (components,)
-    if spec.model_type == "ae":
-        extras["fitted_mean"] = (spec.latent_dim,)
-        extras["fitted_scale_tril"] = (spec.latent_dim, spec.latent_dim)
+    extras.update(prior_of(spec).tensor_shapes(spec))
     return extras
 
 

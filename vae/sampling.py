@@ -19,16 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vae.spec import LOGVAR_MAX, LOGVAR_MIN, ModelSpec
+from vae.models import prior_of
+from vae.spec import ModelSpec
 
 if TYPE_CHECKING:
     import torch
 
     from vae.model import VAE
-
-# The stored tensors that define the prior (beyond N(0, I)): a mixture's components, an
-# autoencoder's fitted Gaussian. Their names are the same in every checkpoint format.
-PRIOR_TENSORS = ("prior.", "fitted_")
 
 
 def draw_latents(
@@ -48,7 +45,7 @@ def draw_latents(
     """
     generator = np.random.default_rng(seed)
     noise = generator.standard_normal((count, spec.latent_dim))
-    uniform = generator.random(count) if spec.prior == "mog" else None
+    uniform = generator.random(count) if prior_of(spec).needs_uniform else None
     return prior_latents(spec, weights, noise, uniform, temperature)
 
 
@@ -60,41 +57,20 @@ def prior_latents(
     temperature: float = 1.0,
 ) -> np.ndarray:
     """Latents (float32) made from standard-normal ``noise [n, latent_dim]``: the prior's one
-    transform, which ``draw_latents`` and ``VAE.sample`` share.
-
-    N(0, I): ``noise * temperature``. A mixture prior: ``uniform [n]`` (in [0, 1)) picks each
-    latent's component through the cumulative mixture weights, and the noise places it within
-    that component, whose spread the temperature scales. An autoencoder: its fitted Gaussian,
-    ``mean + scale_tril @ (noise * temperature)``. Computed in float64: the figures in
-    float32 would depend on the order of the sums.
+    transform (:meth:`vae.models.priors.LatentPrior.latents`), which ``draw_latents`` and
+    ``VAE.sample`` share. N(0, I): ``noise * temperature``; a mixture: ``uniform [n]`` (in
+    [0, 1)) picks each latent's component; an autoencoder: its fitted Gaussian. Computed in
+    float64: the figures in float32 would depend on the order of the sums.
     """
-    noise = np.asarray(noise, dtype=np.float64) * temperature
-    if spec.prior == "mog":
-        if uniform is None:
-            raise ValueError("a mixture prior needs a uniform draw per latent")
-        means = weights["prior.means"].astype(np.float64)
-        logvars = np.clip(weights["prior.logvars"].astype(np.float64), LOGVAR_MIN, LOGVAR_MAX)
-        logits = weights["prior.logits"].astype(np.float64)
-        probabilities = np.exp(logits - logits.max())
-        cumulative = np.cumsum(probabilities / probabilities.sum())
-        index = np.searchsorted(cumulative, np.asarray(uniform, dtype=np.float64), side="right")
-        # Rounding can leave the last cumulative weight just below 1.
-        index = np.minimum(index, len(cumulative) - 1)
-        z = means[index] + np.exp(0.5 * logvars[index]) * noise
-    elif spec.model_type == "ae":
-        mean = weights["fitted_mean"].astype(np.float64)
-        z = mean + noise @ weights["fitted_scale_tril"].astype(np.float64).T
-    else:
-        z = noise
-    return z.astype(np.float32)
+    return prior_of(spec).latents(weights, noise, uniform, temperature).astype(np.float32)
 
 
 def prior_arrays(model: VAE) -> dict[str, np.ndarray]:
-    """A torch model's prior tensors (``PRIOR_TENSORS``) as NumPy arrays, for ``draw_latents``."""
+    """A torch model's prior tensors as NumPy arrays, for ``draw_latents``."""
     return {
         name: tensor.detach().cpu().numpy()
         for name, tensor in model.state_dict().items()
-        if name.startswith(PRIOR_TENSORS)
+        if name.startswith(model.latent_prior.tensor_prefixes)
     }
 
 

@@ -11,8 +11,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from vae.config import ARCHITECTURES, LIKELIHOODS, MODEL_TYPES, PRIORS, RunConfig
+from vae.config import ARCHITECTURES, RunConfig
 from vae.errors import CheckpointError, ConfigError, Setting
+from vae.likelihoods import LIKELIHOODS
 from vae.limits import (
     DECODE_BATCH_VALUES,
     MAX_CONV_WIDTH,
@@ -22,9 +23,10 @@ from vae.limits import (
     MAX_LAYER_WIDTH,
     MAX_LAYERS,
     MAX_PARAMETERS,
-    MAX_PRIOR_COMPONENTS,
     check_at_most,
 )
+from vae.models import family_of
+from vae.models.priors import PRIORS
 from vae.plan import conv_feature_sizes, layer_plan
 
 
@@ -53,7 +55,7 @@ class ModelSpec:
 
     @property
     def encoder_outputs(self) -> int:
-        return self.latent_dim if self.model_type == "ae" else 2 * self.latent_dim
+        return family_of(self).encoder_outputs(self.latent_dim)
 
     @property
     def decoder_hidden(self) -> list[int]:
@@ -104,16 +106,13 @@ def model_spec(config: RunConfig, image: dict[str, Any]) -> ModelSpec:
         model_type=model.model_type,
         learned_sigma=config.objective.learn_sigma,
         prior=prior,
-        prior_components=model.prior_components if prior == "mog" else 0,
+        prior_components=model.prior_components if PRIORS[prior].uses_components else 0,
     )
 
 
 def _optional_list(values: list[int] | None) -> list[int] | None:
     return None if values is None else list(values)
 
-
-# Keeps exp(logvar) finite and away from zero however wild the encoder's output gets.
-LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
 
 # MS-SSIM halves the image 4 times and needs a window of at least 3 pixels at the smallest scale.
 MS_SSIM_MIN_SIDE = 48
@@ -174,24 +173,13 @@ def _check_sizes(spec: ModelSpec) -> None:
 
 
 def _check_choices(spec: ModelSpec) -> None:
-    """Architecture, model type, likelihood and prior: known, and possible together."""
+    """Architecture, model type, likelihood and prior: known, and possible together (the
+    family checks its own settings)."""
     if spec.architecture not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {_shown(spec.architecture)}")
-    if spec.model_type not in MODEL_TYPES:
-        raise ConfigError(f"unknown model type {_shown(spec.model_type)}")
     if spec.likelihood not in LIKELIHOODS:
         raise ConfigError(f"unknown likelihood {_shown(spec.likelihood)}")
-    if spec.prior not in PRIORS:
-        raise ConfigError(f"unknown prior {_shown(spec.prior)}")
-    if spec.prior == "mog":
-        if not _positive_int(spec.prior_components):
-            raise ConfigError(
-                f"a mog prior needs a positive number of components, got "
-                f"{_shown(spec.prior_components)}"
-            )
-        check_at_most("model prior_components", spec.prior_components, MAX_PRIOR_COMPONENTS)
-        if spec.model_type == "ae":
-            raise ConfigError("an autoencoder has no prior: a mog prior needs model type vae")
+    family_of(spec).check(spec)  # its model type known, its prior and settings together
     if not isinstance(spec.learned_sigma, bool):
         raise ConfigError(
             f"model learned_sigma must be true or false, got {_shown(spec.learned_sigma)}"

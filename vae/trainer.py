@@ -295,19 +295,19 @@ class Trainer:
             beta,
             objective.free_bits,
             self.model.likelihood_sigma(objective.gaussian_sigma),
-            None if self.model.prior is None else self.model.prior.log_density,
-            noise,
+            kl=self.model.kl_term(mu, logvar, noise),
         )
         if not self.world.distributed:
             return terms.loss, terms
         return terms.loss * (x.shape[0] * self.world.world_size / batch_images), terms
 
     def _posterior_noise(self, batch_images: int) -> torch.Tensor | None:
-        """The reparameterisation noise of this process's images (None for an autoencoder).
+        """The reparameterisation noise of this process's images (None for a family whose
+        posterior is a point, the autoencoder's).
 
         It is drawn for the whole batch from the run's generator and sliced, so several
         processes use the same noise as one would."""
-        if self.model.is_autoencoder:
+        if not self.model.family.stochastic:
             return None
         noise = torch.randn(
             batch_images, self.spec.latent_dim, generator=self.state.noise, device=self.device
@@ -415,10 +415,11 @@ class Trainer:
         progress.epoch += 1
         progress.batch_in_epoch = 0
         progress.epoch_sums = {}
-        # An autoencoder has no KL term to anneal: every epoch is eligible.
-        eligible = self.model.is_autoencoder or self.beta_schedule.warmup_done(progress.step)
-        if self.model.is_autoencoder and self.world.is_main:
-            self._fit_code_distribution()
+        # A family without a KL term to anneal (the autoencoder): every epoch is eligible.
+        family = self.model.family
+        eligible = not family.best_after_warmup or self.beta_schedule.warmup_done(progress.step)
+        if family.refits_codes and self.world.is_main:
+            self._refit_from_codes()
         is_best = eligible and (
             progress.best_val is None or validation["neg_elbo"] < progress.best_val
         )
@@ -495,9 +496,9 @@ class Trainer:
         return validation
 
     @torch.no_grad()
-    def _fit_code_distribution(self) -> None:
-        """An autoencoder samples from a Gaussian fitted to its training codes; refit it before
-        each save so that every checkpoint can generate."""
+    def _refit_from_codes(self) -> None:
+        """What the family fits to its training codes (an autoencoder samples from a Gaussian
+        fitted to them), refitted before each save so that every checkpoint can generate."""
         self.model.eval()
         if self._code_images is None:
             train = self.splits.train
@@ -556,7 +557,7 @@ class Trainer:
     def _describe(self) -> str:
         info = self.splits.info
         return (
-            f"training {self.spec.architecture} {self.spec.model_type.upper()} "
+            f"training {self.spec.architecture} {self.model.family.label} "
             f"({self.model.parameter_count():,} parameters) on {info['dataset']} "
             f"({info['num_train']:,} train / {info['num_val']:,} val images) on {self.device}; "
             f"run folder {self.folder.path}"

@@ -63,7 +63,7 @@ class Inputs:
 
     @property
     def name(self) -> str:
-        return "autoencoder" if self.model.is_autoencoder else "VAE"
+        return self.model.family.label
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         return self.model.decode_images(codes).cpu()

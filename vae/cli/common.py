@@ -262,13 +262,14 @@ def say(text: str) -> None:
     typer.echo(printable(text))
 
 
-def explain_autoencoder_samples(is_autoencoder: bool) -> None:
-    """Say where an autoencoder's samples come from (it has no prior)."""
-    if is_autoencoder:
-        typer.echo(
-            "note: this checkpoint is a plain autoencoder, which has no prior to sample from; "
-            "these samples are decoded from a Gaussian fitted to its training codes"
-        )
+def explain_samples(spec: ModelSpec) -> None:
+    """Say where the samples come from, when the model's family says it needs saying (an
+    autoencoder has no prior)."""
+    from vae.models import family_of
+
+    note = family_of(spec).sampling_note
+    if note is not None:
+        typer.echo(f"note: {note}")
 
 
 def write_safely(write: Callable[[], Path], *targets: Path) -> Path:

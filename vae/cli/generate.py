@@ -20,7 +20,7 @@ from vae.cli.common import (
     check_pictures,
     check_positive,
     count,
-    explain_autoencoder_samples,
+    explain_samples,
     handle_errors,
     say,
     write_safely,
@@ -57,7 +57,7 @@ def generate_command(
 
     check_pictures(checkpoint, output=output)
     spec = check_picture_size(checkpoint, num_samples=num_samples)
-    explain_autoencoder_samples(spec.model_type == "ae")
+    explain_samples(spec)
     samples = sample_images(checkpoint, num_samples, seed, temperature, device)
     path = write_safely(lambda: save_grid(samples, output, grid_size), output)
     say(f"wrote {count(num_samples, 'sample')} to {path}")

@@ -23,7 +23,7 @@ from vae.cli.common import (
     check_picture_size,
     check_positive,
     count,
-    explain_autoencoder_samples,
+    explain_samples,
     handle_errors,
     load_command_inputs,
     read_paths,
@@ -129,7 +129,7 @@ def _write_samples(
     from vae.sampling import sample_from_model
 
     model = inputs.model if inputs is not None else load_model(checkpoint, resolve_device(device))
-    explain_autoencoder_samples(model.is_autoencoder)
+    explain_samples(model.spec)
     samples = sample_from_model(model, num_samples, seed)
     target = output_dir / "samples.png"
     write_safely(lambda: save_grid(samples, target, grid_size), target)

@@ -8,51 +8,25 @@ small machine) has finished in the background (``vae.explore.encoder``).
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from vae import numpy_sampling
 from vae.images import image_png_bytes
+from vae.models import prior_of
+from vae.models.priors import PriorMoments
 from vae.sampling import draw_latents
-from vae.spec import LOGVAR_MAX, LOGVAR_MIN, ModelSpec
+from vae.spec import ModelSpec
 
-# Sliders cover the prior's mean +- this many standard deviations, per dimension.
-SLIDER_SPAN = 4.0
-
-
-@dataclass(frozen=True)
-class PriorMoments:
-    """Per-dimension mean and standard deviation of the model's prior (for an autoencoder, of
-    the Gaussian fitted to its training codes): the sliders' centre, reset value and range."""
-
-    mean: np.ndarray  # [D] float64
-    std: np.ndarray  # [D] float64
+__all__ = ["Decoder", "PriorMoments", "png_data_url", "prior_moments"]
 
 
 def prior_moments(spec: ModelSpec, weights: dict[str, np.ndarray]) -> PriorMoments:
-    """Exact moments of the prior ``vae.sampling.prior_latents`` draws from: N(0, I); a
-    mixture's by the law of total variance; an autoencoder's fitted mean and the square root
-    of the diagonal of its covariance."""
-    latent = spec.latent_dim
-    if spec.prior == "mog":
-        logits = weights["prior.logits"].astype(np.float64)
-        probabilities = np.exp(logits - logits.max())
-        probabilities /= probabilities.sum()
-        means = weights["prior.means"].astype(np.float64)
-        variances = np.exp(
-            np.clip(weights["prior.logvars"].astype(np.float64), LOGVAR_MIN, LOGVAR_MAX)
-        )
-        mean = probabilities @ means
-        variance = probabilities @ (variances + means**2) - mean**2
-        return PriorMoments(mean, np.sqrt(np.maximum(variance, 0.0)))
-    if spec.model_type == "ae":
-        tril = weights["fitted_scale_tril"].astype(np.float64)
-        return PriorMoments(
-            weights["fitted_mean"].astype(np.float64), np.sqrt((tril**2).sum(axis=1))
-        )
-    return PriorMoments(np.zeros(latent), np.ones(latent))
+    """Exact per-dimension moments of the prior ``vae.sampling.prior_latents`` draws from (for an
+    autoencoder, of the Gaussian fitted to its training codes): the sliders' centre, reset
+    value and range."""
+    return prior_of(spec).moments(weights, spec.latent_dim)
 
 
 def png_data_url(image: np.ndarray) -> str:

@@ -1,0 +1,55 @@
+"""Model families behind one interface (:class:`~vae.models.family.Family`), keyed by the
+checkpoint's ``model_type``: ``vae`` (:mod:`vae.models.gaussian`) and ``ae``
+(:mod:`vae.models.autoencoder`); their priors in :mod:`vae.models.priors`.
+
+Adding a family is one module with a ``FAMILY`` and one line in ``FAMILIES``. Importing this
+package imports no torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vae.errors import ConfigError
+from vae.models import autoencoder, gaussian
+from vae.models.family import Family
+from vae.models.priors import PRIORS, LatentPrior
+
+if TYPE_CHECKING:
+    from vae.spec import ModelSpec
+
+FAMILIES: dict[str, Family] = {
+    family.name: family for family in (gaussian.FAMILY, autoencoder.FAMILY)
+}
+MODEL_TYPES = tuple(FAMILIES)
+PRIOR_NAMES = tuple(PRIORS)
+
+
+def family_named(model_type: object) -> Family:
+    """The family a ``model_type`` names; ConfigError for any other value."""
+    family = FAMILIES.get(model_type) if isinstance(model_type, str) else None
+    if family is None:
+        shown = repr(model_type)
+        raise ConfigError(f"unknown model type {shown if len(shown) <= 60 else shown[:57] + '...'}")
+    return family
+
+
+def family_of(spec: ModelSpec) -> Family:
+    """The family of the model ``spec`` describes."""
+    return family_named(spec.model_type)
+
+
+def prior_of(spec: ModelSpec) -> LatentPrior:
+    """The latent distribution the model ``spec`` describes samples from."""
+    return family_of(spec).prior(spec)
+
+
+__all__ = [
+    "FAMILIES",
+    "MODEL_TYPES",
+    "PRIOR_NAMES",
+    "Family",
+    "family_named",
+    "family_of",
+    "prior_of",
+]

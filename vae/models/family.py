@@ -1,0 +1,96 @@
+"""The interface every model family implements (see :mod:`vae.models`).
+
+A family is what a checkpoint's ``model_type`` names: how its encoder's output is read, which
+latent distribution it samples from, what loss it trains and what it can be asked for. The rest
+of vae (training, evaluation, pictures, the explorer, the commands) asks the family, never the
+model type. Importing a family imports no torch; its torch-facing methods import it when called.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vae.models.priors import LatentPrior
+
+if TYPE_CHECKING:
+    import torch
+
+    from vae.loss_name import LossName
+    from vae.spec import ModelSpec
+
+
+class Family:
+    """One model family; subclasses set the facts and override what differs."""
+
+    name = ""  # the checkpoint's model_type
+    label = ""  # what a person calls it: "VAE", "autoencoder"
+    # The posterior is a distribution (training draws reparameterisation noise), not a point.
+    stochastic = True
+    # Whether the model has a likelihood to score (importance-weighted NLL, bits/dim), given one.
+    has_likelihood = True
+    # Whether the checkpoint may be "best" only once the beta warm-up is over (a KL to anneal).
+    best_after_warmup = True
+    # Whether the ``prior`` setting chooses its prior (a family without one ignores it).
+    takes_prior_setting = True
+    # Said where the commands draw samples, when sampling it needs explaining.
+    sampling_note: str | None = None
+
+    # --- without torch ------------------------------------------------------------------------
+
+    def prior(self, spec: ModelSpec) -> LatentPrior:
+        """The latent distribution samples are drawn from."""
+        raise NotImplementedError
+
+    def encoder_outputs(self, latent_dim: int) -> int:
+        """Values the encoder's last layer gives per image."""
+        raise NotImplementedError
+
+    def check(self, spec: ModelSpec) -> None:
+        """Raise ConfigError unless ``spec``'s family settings go together."""
+
+    def loss_name(self, likelihood: str) -> LossName:
+        """What the training loss is called, in what unit (see :mod:`vae.loss_name`)."""
+        raise NotImplementedError
+
+    def scores_likelihood(self, likelihood: str) -> bool:
+        """Whether ``evaluate`` gives an NLL: the family has a likelihood and the reconstruction
+        loss is one (a perceptual loss is not)."""
+        from vae.likelihoods import PERCEPTUAL_LOSSES
+
+        return self.has_likelihood and likelihood not in PERCEPTUAL_LOSSES
+
+    def describe(self, spec: ModelSpec) -> dict[str, Any]:
+        """Its settings for reports: the prior's name (None for a family without a prior)."""
+        return {"prior": spec.prior}
+
+    # --- with torch ---------------------------------------------------------------------------
+
+    def split_encoding(self, encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(posterior mean, log-variance or None) from the encoder's output."""
+        raise NotImplementedError
+
+    def posterior_sample(
+        self,
+        mu: torch.Tensor,
+        logvar: torch.Tensor | None,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The latent the decoder sees for one image."""
+        raise NotImplementedError
+
+    def kl_term(
+        self,
+        model: torch.nn.Module,
+        mu: torch.Tensor,
+        logvar: torch.Tensor | None,
+        noise: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(KL per image, per dimension or None): the ELBO's second term."""
+        raise NotImplementedError
+
+    def after_epoch(self, model: torch.nn.Module, codes: torch.Tensor) -> None:
+        """What the family refits from its training codes before each save (``refits_codes``)."""
+
+    # Whether ``after_epoch`` needs the codes of the training images (an encoding pass).
+    refits_codes = False
