@@ -28,7 +28,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -37,6 +37,7 @@ from vae.config import SEED_MAX
 from vae.errors import VAEError, first_line
 from vae.explore.decoder import Decoder, png_data_url
 from vae.explore.encoder import NO_PLANE, Encoder, NotReady, TestImages
+from vae.explore.footprint import THREADS
 from vae.limits import MAX_TEMPERATURE
 from vae.reporting import Reporter
 
@@ -90,6 +91,10 @@ def build_app(
                 return _error(str(error), 503)
             except VAEError as error:
                 return _error(str(error), 422)
+            except ClientDisconnect:
+                # The sender left before its body arrived (a closed tab, a connection timed out):
+                # an answer nobody reads, and nothing on the terminal for each.
+                return Response(status_code=400)
             except Exception as error:  # noqa: BLE001 - one line, never a traceback page
                 reporter.warning(f"explorer: {request.url.path}: {first_line(error)}")
                 return _error(f"internal error: {first_line(error)}", 500)
@@ -280,8 +285,10 @@ class _Api:
         # The work's own threads, not the event loop's default executor: asyncio waits for
         # every job of that one before the process may end, so a stop would wait on decodes.
         # NumPy and torch release the GIL while they compute: decodes run side by side, and
-        # the event loop keeps answering.
-        self._pool = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="vae-explore")
+        # the event loop keeps answering. THREADS of them: each thread reserves memory.
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            THREADS, thread_name_prefix="vae-explore"
+        )
         self._stopping = False
         self._waiting: set[asyncio.Future[None]] = set()
 

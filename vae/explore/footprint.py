@@ -1,0 +1,59 @@
+"""The explorer's address space: few threads, few malloc arenas.
+
+An idle explorer reserved 3.5 GB of address space after start-up and 3.9-4.0 GB after a burst
+of requests on a 2-core machine, just under a 4 GB ``ulimit -v``, and more with more cores:
+
+- about 2.7 GB are torch's CUDA libraries (cuBLAS, cuFFT, NCCL...), mapped as files when torch
+  is imported even though the explorer computes on the CPU; shared and mostly never read, but
+  counted. Nothing short of a CPU-only torch lowers that;
+- glibc gives each thread that allocates its own malloc arena, a 64 MiB reservation, up to
+  8 per core: the explorer's worker threads (min(32, cores + 4) of them), torch's OpenMP
+  threads and OpenBLAS's each took one;
+- each thread also reserves its stack (8 MiB by default), and the thread pools of torch
+  (OpenMP) and of NumPy's OpenBLAS start one thread per core.
+
+:func:`reserve_less` caps the arenas at ``MALLOC_ARENAS`` and the compute threads at
+``THREADS``; the explorer's own pool (``vae.explore.app``) has ``THREADS`` workers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+# Threads for computing: the explorer's workers, and torch's and OpenBLAS's pools. A request
+# decodes one image (a millisecond); more threads than this only reserve memory.
+THREADS = max(1, min(4, os.cpu_count() or 1))
+# The main thread's arena and one for every other thread, which take turns for it: the
+# explorer's threads allocate little, and rarely at the same moment.
+MALLOC_ARENAS = 2
+M_ARENA_MAX = -8  # mallopt's parameter number (glibc's malloc.h)
+# Read when the libraries load (torch in the encoder's thread, NumPy with the decoder): the
+# user's own values are kept.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def reserve_less() -> None:
+    """Cap the process's compute threads and malloc arenas before NumPy and torch are imported
+    and before any thread starts (the thread counts are read from the environment as the
+    libraries load; arenas already made are kept)."""
+    for name in THREAD_VARIABLES:
+        os.environ.setdefault(name, str(THREADS))
+    _cap_malloc_arenas(MALLOC_ARENAS)
+
+
+def _cap_malloc_arenas(count: int) -> None:
+    """glibc's M_ARENA_MAX, as MALLOC_ARENA_MAX would set it at start-up (that variable is read
+    only then: setting it now would change nothing in this process). Other C libraries have no
+    such arenas."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        # The process's own symbols, the C library's among them (ctypes.util.find_library
+        # would start a subprocess to look for it).
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # no mallopt: no per-thread arenas to cap
+        return
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt(M_ARENA_MAX, count)
