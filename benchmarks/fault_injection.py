@@ -68,7 +68,7 @@ def check_run(run: Path, summary: Summary, finished_epochs: int | None = None) -
     """Check every file of a run; return the epoch of checkpoint_last (0 if none)."""
     from vae.checkpoint import BEST_NAME, LAST_NAME, load_model, read_header
     from vae.errors import VAEError
-    from vae.training import METRICS_NAME, read_metrics
+    from vae.run_folder import METRICS_NAME, read_metrics
 
     last_epoch = 0
     for name in (BEST_NAME, LAST_NAME):

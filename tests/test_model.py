@@ -149,7 +149,7 @@ def test_a_made_up_plan_is_followed_by_modules_tensor_table_and_numpy_decoder():
     with torch.no_grad():
         expected = network(z)
         assert expected.shape == (6, 3, 2 * (2 * 3 + 1), 2 * 2 * 4)
-        torch.testing.assert_close(network.fast_forward(z), expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(network.forward_for_evaluation(z), expected, atol=1e-5, rtol=0)
     weights = {f"decoder.{k}": v.numpy() for k, v in network.state_dict().items()}
     got = run_layers(made_up, weights, z.numpy(), "decoder")
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-5, rtol=0)

@@ -138,7 +138,7 @@ def test_interpolation_ends_are_grey_originals(run, tmp_path, synthetic_data_dir
 
 
 def _lrs(run_dir) -> list[float]:
-    from vae.training import read_metrics
+    from vae.run_folder import read_metrics
 
     return [record["lr"] for record in read_metrics(run_dir / "metrics.jsonl")]
 

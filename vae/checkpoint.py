@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from vae import __version__
 from vae.errors import CheckpointError, ConfigError, first_line
 from vae.fileio import atomic_write_bytes
+from vae.json_values import is_count
 from vae.likelihoods import PERCEPTUAL_LOSSES
 
 if TYPE_CHECKING:
@@ -232,10 +233,6 @@ DTYPE_SIZES = {
 }
 
 
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
 def _tensor_spans(path: Path, table: dict[str, Any]) -> list[tuple[int, int, str]]:
     """(begin, end, name) of every tensor, each entry checked: a known dtype, a shape of
     non-negative integers, and a byte span exactly as long as that shape of that dtype needs."""
@@ -247,10 +244,10 @@ def _tensor_spans(path: Path, table: dict[str, Any]) -> list[tuple[int, int, str
         if (
             dtype not in DTYPE_SIZES
             or not isinstance(shape, list)
-            or not all(_is_count(size) for size in shape)
+            or not all(is_count(size) for size in shape)
             or not isinstance(offsets, list)
             or len(offsets) != 2
-            or not all(_is_count(offset) for offset in offsets)
+            or not all(is_count(offset) for offset in offsets)
             or offsets[1] < offsets[0]
         ):
             raise CheckpointError(

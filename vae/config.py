@@ -605,11 +605,6 @@ _OPTIONS: dict[str, Option] = {
 }
 
 
-def option_of(name: str) -> Option:
-    """The Option of the setting ``name`` (a field name of one of the sections)."""
-    return _OPTIONS[name]
-
-
 def flag_of(name: str) -> str:
     """The flag a setting is given with on the command line: ``latent_dim`` -> ``--latent-dim``,
     ``model_type`` -> ``--model``; a name that is no training setting (another command's

@@ -199,9 +199,17 @@ def score_images(
     )
 
 
+def active_dimensions(
+    posterior_means: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD
+) -> torch.Tensor:
+    """Boolean [D]: the latent dimensions whose posterior mean varies over the data by more
+    than ``threshold`` (Burda et al. 2016)."""
+    return posterior_means.var(dim=0, unbiased=False) > threshold
+
+
 def active_units(posterior_means: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
-    """Latent dimensions whose posterior mean varies over the data by more than ``threshold``."""
-    return int((posterior_means.var(dim=0, unbiased=False) > threshold).sum())
+    """How many latent dimensions are active (:func:`active_dimensions`)."""
+    return int(active_dimensions(posterior_means, threshold).sum())
 
 
 def summarize(values: list[float]) -> dict[str, float | None]:

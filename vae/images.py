@@ -100,11 +100,6 @@ def _encoded(picture: Any, path: str | Path) -> bytes:
     return buffer.getvalue()
 
 
-def grid_png_bytes(images: Images, columns: int) -> bytes:
-    """PNG bytes of a grid; the same tensor always gives the same bytes."""
-    return _encoded(_to_pil(tile(images, columns)), "grid.png")
-
-
 def image_png_bytes(image: Images) -> bytes:
     """PNG bytes of one [C, H, W] image in [0, 1], unpadded (the explorer's pictures)."""
     return _encoded(_to_pil(image), "image.png")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from vae.errors import DataError, Setting
-from vae.evaluation import ACTIVE_UNIT_THRESHOLD
+from vae.evaluation import active_dimensions
 from vae.model import VAE
 from vae.objectives import gaussian_kl
 
@@ -37,7 +37,7 @@ class Codes:
         Every dimension of an autoencoder counts as active."""
         if self.logvars is None:
             return torch.ones(self.means.shape[1], dtype=torch.bool)
-        return self.means.var(0, unbiased=False) > ACTIVE_UNIT_THRESHOLD
+        return active_dimensions(self.means)
 
     def importance(self) -> torch.Tensor:
         """Per-dimension score used to order traversals: the average KL in nats for a VAE with

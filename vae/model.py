@@ -81,7 +81,7 @@ class Network(nn.Module):
                 x = F.relu(x)
         return x
 
-    def fast_forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_for_evaluation(self, x: torch.Tensor) -> torch.Tensor:
         """``forward``'s function arranged for the cost of importance-weighted evaluation, which
         decodes k samples per image (benchmarks/README.md has the figures); the values agree to
         float rounding (a test holds them together, gradients included)."""
@@ -244,9 +244,9 @@ class VAE(nn.Module):
 
     def decode_fast(self, z: torch.Tensor) -> torch.Tensor:
         """``decode``'s values (to float rounding) by the decoder's evaluation arrangement
-        (``Network.fast_forward``): what importance-weighted evaluation, which decodes k
+        (``Network.forward_for_evaluation``): what importance-weighted evaluation, which decodes k
         samples per image, and the pictures use."""
-        out = self.decoder.fast_forward(z)
+        out = self.decoder.forward_for_evaluation(z)
         return out if self.spec.likelihood == "bce" else torch.sigmoid(out)
 
     def decoded_to_image(self, decoded: torch.Tensor) -> torch.Tensor:

@@ -260,12 +260,6 @@ def log_importance_weights(
     return log_likelihood_values + log_prior(z) - diagonal_gaussian_log_density(z, mu, logvar)
 
 
-def importance_weighted_nll(log_weights: torch.Tensor) -> torch.Tensor:
-    """-log p(x) ~= -(logsumexp_i log w_i - log k) from ``log_weights`` of shape [k, batch]."""
-    k = log_weights.shape[0]
-    return -(torch.logsumexp(log_weights, dim=0) - math.log(k))
-
-
 def nats_to_bits_per_dim(nats: float | torch.Tensor, dimensions: int) -> float | torch.Tensor:
     """Nats per image -> bits per dimension (pixel and channel)."""
     return nats / (dimensions * math.log(2.0))

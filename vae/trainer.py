@@ -142,7 +142,8 @@ class Trainer:
         self.spec = model_spec(config, splits.info)
         self.state = TrainingState(config, self.spec, device)
         self.model: VAE = self.state.model
-        self.trained: torch.nn.Module = self.model  # wrapped by DDP and torch.compile in fit()
+        # The module each step runs: the model, wrapped by DDP and torch.compile in fit().
+        self.stepped: torch.nn.Module = self.model
         self.optimizer = self.state.optimizer
         self.steps_per_epoch = batches_per_epoch(len(splits.train), config.train.batch_size)
         self.beta_schedule = BetaSchedule.from_config(config.objective, self.steps_per_epoch)
@@ -322,7 +323,7 @@ class Trainer:
         """The trained module's (decoded, mu, logvar), a compile failure told as a usage error."""
         try:
             with self._autocast():
-                return self.trained(x, noise=noise)
+                return self.stepped(x, noise=noise)
         except self._compile_errors as error:
             cause = getattr(error, "inner_exception", None) or error  # the backend's own error
             raise VAEError(
@@ -571,7 +572,7 @@ class Trainer:
             added += f"; {self.world.world_size} processes"
             from torch.nn.parallel import DistributedDataParallel
 
-            self.trained = DistributedDataParallel(
+            self.stepped = DistributedDataParallel(
                 self.model,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
             )
@@ -579,7 +580,7 @@ class Trainer:
             added += "; torch.compile"
             # The (DDP-wrapped) module: DDP's hooks then see the compiled graph's gradients.
             # Checkpoints still come from self.model, so their tensor names stay plain.
-            self.trained = torch.compile(self.trained)
+            self.stepped = torch.compile(self.stepped)
             from torch._dynamo.exc import TorchDynamoException
 
             self._compile_errors = (TorchDynamoException,)

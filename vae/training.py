@@ -4,7 +4,7 @@ clean stop on Ctrl-C.
 
 The parts live in their own modules: the step loop in :mod:`vae.trainer`, what
 ``checkpoint_last`` holds in :mod:`vae.training_state`, the run folder's files in
-:mod:`vae.run_folder`. The names below stay importable from here.
+:mod:`vae.run_folder`.
 """
 
 from __future__ import annotations
@@ -26,43 +26,11 @@ from vae.errors import CheckpointError, ConfigError, Setting, TrainingDiverged, 
 from vae.interrupts import graceful_interrupt
 from vae.json_values import is_count
 from vae.reporting import Reporter, ReporterGroup
-from vae.run_folder import (
-    CONFIG_NAME,
-    CURVES_NAME,
-    METRICS_NAME,
-    RunFolder,
-    default_run_name,
-    read_metrics,
-)
+from vae.run_folder import RunFolder
 from vae.trackers import check_tracker, make_tracker
-from vae.trainer import (
-    GRID_IMAGES,
-    REPORT_EVERY,
-    SAMPLE_SEED,
-    SUMMED_TERMS,
-    StepCallback,
-    Trainer,
-    TrainingResult,
-)
-from vae.training_state import Progress
+from vae.trainer import StepCallback, Trainer, TrainingResult
 
-__all__ = [
-    "CONFIG_NAME",
-    "CURVES_NAME",
-    "GRID_IMAGES",
-    "METRICS_NAME",
-    "REPORT_EVERY",
-    "RESUMABLE_OVERRIDES",
-    "SAMPLE_SEED",
-    "SUMMED_TERMS",
-    "Progress",
-    "StepCallback",
-    "TrainingResult",
-    "default_run_name",
-    "prepare_resume",
-    "read_metrics",
-    "train",
-]
+__all__ = ["RESUMABLE_OVERRIDES", "prepare_resume", "train"]
 
 # Options that may change when resuming; anything else would make the resumed run a different run.
 RESUMABLE_OVERRIDES = frozenset(

@@ -194,7 +194,8 @@ def _run_config(
     run_name: str | None, config_file: Path | None, resume: Path | None, given: dict[str, Any]
 ) -> tuple[RunConfig, Path]:
     """The validated configuration and the run folder of a new or resumed run."""
-    from vae.training import default_run_name, prepare_resume
+    from vae.run_folder import default_run_name
+    from vae.training import prepare_resume
 
     if resume is not None:
         if run_name is not None or config_file is not None:

@@ -179,7 +179,7 @@ def curves_command(
     ] = None,
 ) -> None:
     """Redraw a run's training curves (loss, reconstruction, KL, beta) from metrics.jsonl."""
-    from vae.training import METRICS_NAME
+    from vae.run_folder import METRICS_NAME
     from vae.visualize import curves
 
     if output is not None:  # the command reads the run's metrics, not the whole folder
