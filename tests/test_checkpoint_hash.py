@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 import vae.checkpoint
+import vae.checkpoint.file
 import vae.evaluation
 import vae.info  # imported before check_model_tensors is patched: it must not keep the patch
 from conftest import one_line_error
@@ -74,7 +75,7 @@ def test_info_hashes_the_file_whose_header_it_describes(
         os.replace(newer, path)
         return check(*args)
 
-    monkeypatch.setattr(vae.checkpoint, "check_model_tensors", replaced_after_the_header)
+    monkeypatch.setattr(vae.checkpoint.file, "check_model_tensors", replaced_after_the_header)
     result = runner.invoke(app, ["info", str(path), "--json"])
     assert result.exit_code == 0, result.output
     description = json.loads(result.output)
@@ -94,7 +95,7 @@ def test_a_checkpoint_cut_short_while_it_is_read_is_one_line(
         os.truncate(path, size - 100)  # written in place, not renamed: the open file shrinks
         return check(*args)
 
-    monkeypatch.setattr(vae.checkpoint, "check_model_tensors", truncated_in_place)
+    monkeypatch.setattr(vae.checkpoint.file, "check_model_tensors", truncated_in_place)
     result = runner.invoke(app, ["info", str(path)])
     one_line_error(result, 1, str(path), "changed size while it was read")
 

@@ -18,7 +18,7 @@ from vae.models import FAMILIES, family_of, prior_of
 from vae.models.gaussian import GaussianVAE
 from vae.models.priors import FITTED, MOG, PRIORS, STANDARD
 from vae.objectives import elbo_terms
-from vae.sampling import draw_latents, prior_arrays
+from vae.sampling import draw_latents
 from vae.spec import ModelSpec, expected_tensors
 
 runner = CliRunner()
@@ -70,7 +70,7 @@ def test_each_priors_numpy_moments_are_those_of_its_samples(prior):
     model = build_model(spec)
     if prior is FITTED:
         prior.fit(model, torch.randn(500, 3) * torch.tensor([1.0, 2.0, 0.5]) + 3.0)
-    weights = prior_arrays(model)
+    weights = model.prior_arrays()
     latents = draw_latents(spec, weights, 200_000, seed=1)
     moments = prior.moments(weights, spec.latent_dim)
     np.testing.assert_allclose(latents.mean(0), moments.mean, atol=0.02)

@@ -13,7 +13,7 @@ from vae.checkpoint import build_metadata, save_checkpoint
 from vae.cli import app
 from vae.images import save_grid
 from vae.model import build_model
-from vae.sampling import draw_latents, prior_arrays, sample_from_model, sample_images
+from vae.sampling import draw_latents, sample_arrays, sample_from_model, sample_images
 from vae.spec import ModelSpec, decode_batch_size, largest_activation
 
 runner = CliRunner()
@@ -70,7 +70,7 @@ def test_latents_come_from_numpys_public_generator(seed):
 
 def test_a_mixture_picks_its_components_with_the_same_generator():
     spec = SPECS["mixture prior"]
-    weights = prior_arrays(random_model(spec))
+    weights = random_model(spec).prior_arrays()
     generator = np.random.default_rng(4)
     noise, uniform = generator.standard_normal((6, spec.latent_dim)), generator.random(6)
     cumulative = np.cumsum(np.exp(weights["prior.logits"]) / np.exp(weights["prior.logits"]).sum())
@@ -88,7 +88,7 @@ def test_samples_match_the_torch_model(name):
     weights = {key: value.numpy() for key, value in model.state_dict().items()}
     for count, seed, temperature in ((9, 0, 1.0), (9, 5, 0.7), (1, 2**64 - 1, 1.0)):
         expected = sample_from_model(model, count, seed, temperature).numpy()
-        got = numpy_sampling.sample(spec, weights, count, seed, temperature)
+        got = sample_arrays(spec, weights, count, seed, temperature)
         assert got.shape == expected.shape == (count, spec.channels, spec.height, spec.width)
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
     assert 0.0 <= got.min() and got.max() <= 1.0
@@ -104,7 +104,7 @@ def test_model_sample_draws_with_torchs_generator_through_the_same_transform():
     uniform = torch.rand(5, generator=generator).numpy()
     from vae.sampling import prior_latents
 
-    z = torch.from_numpy(prior_latents(spec, prior_arrays(model), noise, uniform, 0.8))
+    z = torch.from_numpy(prior_latents(spec, model.prior_arrays(), noise, uniform, 0.8))
     expected = model.decoded_to_image(model.decode(z))
     got = model.sample(5, torch.Generator().manual_seed(7), 0.8)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
@@ -227,7 +227,7 @@ def test_pictures_decode_a_few_images_at_a_time_with_the_same_result(monkeypatch
     spec = SPECS[name]
     model = random_model(spec)
     weights = {key: value.numpy() for key, value in model.state_dict().items()}
-    latents = draw_latents(spec, prior_arrays(model), 7, seed=3, temperature=1.0)
+    latents = draw_latents(spec, model.prior_arrays(), 7, seed=3, temperature=1.0)
     whole_numpy = numpy_sampling.decode(spec, weights, latents)
     whole_torch = model.decode_images(torch.from_numpy(latents))
     calls = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -295,18 +296,28 @@ class VAE(nn.Module):
         device, CPU by default) ``torch.randn(n, latent_dim)``, then, for a mixture prior,
         ``torch.rand(n)`` to pick each sample's component. The commands draw instead with
         NumPy (``vae.sampling.draw_latents``), the same on every device and without torch; both
-        go through the one prior transform ``vae.sampling.prior_latents``.
+        go through the prior's one transform (:meth:`vae.models.priors.LatentPrior.latents`).
         """
-        from vae.sampling import prior_arrays, prior_latents
-
         device = next(self.parameters()).device
         noise_device = generator.device if generator is not None else torch.device("cpu")
         noise = torch.randn(n, self.latent_dim, generator=generator, device=noise_device)
         uniform = None
         if self.latent_prior.needs_uniform:
             uniform = torch.rand(n, generator=generator, device=noise_device).cpu().numpy()
-        z = prior_latents(self.spec, prior_arrays(self), noise.cpu().numpy(), uniform, temperature)
-        return self.decode_images(torch.from_numpy(z).to(device))
+        z = self.latent_prior.latents(
+            self.prior_arrays(), noise.cpu().numpy(), uniform, temperature
+        )
+        # float32 after the float64 transform, as ``vae.sampling.prior_latents`` gives them.
+        return self.decode_images(torch.from_numpy(z.astype(np.float32)).to(device))
+
+    def prior_arrays(self) -> dict[str, np.ndarray]:
+        """The prior's tensors as NumPy arrays (``LatentPrior.tensor_prefixes``; none for N(0,
+        I)): the ``weights`` its transform and ``vae.sampling.draw_latents`` take."""
+        return {
+            name: tensor.detach().cpu().numpy()
+            for name, tensor in self.state_dict().items()
+            if name.startswith(self.latent_prior.tensor_prefixes)
+        }
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

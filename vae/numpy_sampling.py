@@ -93,13 +93,3 @@ def load_decoder(path: str | Path) -> tuple[ModelSpec, dict[str, np.ndarray]]:
     spec = check_model_tensors(path, read_header(path))
     only = ("decoder.", *prior_of(spec).tensor_prefixes)
     return spec, read_tensors(path, MODEL_PREFIX, framework="numpy", only=only)
-
-
-def sample(
-    spec: ModelSpec, weights: dict[str, np.ndarray], count: int, seed: int, temperature: float
-) -> np.ndarray:
-    """``count`` images decoded from ``vae.sampling.draw_latents(spec, weights, count, seed,
-    temperature)``: what ``vae.sampling.sample_images`` gives on the CPU."""
-    from vae.sampling import draw_latents
-
-    return decode(spec, weights, draw_latents(spec, weights, count, seed, temperature))

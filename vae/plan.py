@@ -5,8 +5,8 @@ Three readers follow this plan and nothing else: ``vae.model`` builds the ``nn``
 ``vae.numpy_sampling`` runs the decoder from it without torch. A change of architecture is a
 change here; a test builds a made-up plan and checks that all three follow.
 
-Kept free of torch (and of ``vae.spec``, which imports this module) so that ``info`` and the
-NumPy ``generate`` stay fast to start.
+Kept free of torch (and of ``vae.spec``, which imports this module; ``ModelSpec`` comes from
+``vae.model_spec``) so that ``info`` and the NumPy ``generate`` stay fast to start.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from vae.models import prior_of
+from vae.models import family_of, prior_of
 
 if TYPE_CHECKING:
-    from vae.spec import ModelSpec
+    from vae.model_spec import ModelSpec
 
 # Every convolution halves (and every transposed one doubles) the image side: kernel 4,
 # stride 2, padding 1, so that floor(n / 2) is undone exactly with an output padding of 0 or 1.
@@ -102,7 +102,7 @@ def layer_plan(spec: ModelSpec) -> Plan:
     if spec.architecture == "mlp":
         encoder = [Layer(FLATTEN), *_dense(pixels, spec.hidden_sizes)]
         features = spec.hidden_sizes[-1] if spec.hidden_sizes else pixels
-        encoder.append(Layer(LINEAR, "head", features, spec.encoder_outputs))
+        encoder.append(Layer(LINEAR, "head", features, _encoder_outputs(spec)))
         decoder = _dense(spec.latent_dim, list(reversed(spec.decoder_hidden)))
         features = spec.decoder_hidden[0] if spec.decoder_hidden else spec.latent_dim
         decoder += [
@@ -113,6 +113,11 @@ def layer_plan(spec: ModelSpec) -> Plan:
         encoder = _conv_encoder(spec)
         decoder = _conv_decoder(spec)
     return Plan(tuple(encoder), tuple(decoder), _extras(spec))
+
+
+def _encoder_outputs(spec: ModelSpec) -> int:
+    """Values the encoder's head gives per image, as the model's family says."""
+    return family_of(spec).encoder_outputs(spec.latent_dim)
 
 
 def _dense(inputs: int, sizes: list[int]) -> list[Layer]:
@@ -132,7 +137,7 @@ def _conv_encoder(spec: ModelSpec) -> list[Layer]:
     h, w = conv_feature_sizes(spec.height, spec.width, len(spec.conv_widths))[-1]
     layers += [Layer(FLATTEN), *_dense(channels * h * w, spec.hidden_sizes)]
     features = spec.hidden_sizes[-1] if spec.hidden_sizes else channels * h * w
-    layers.append(Layer(LINEAR, "head", features, spec.encoder_outputs))
+    layers.append(Layer(LINEAR, "head", features, _encoder_outputs(spec)))
     return layers
 
 

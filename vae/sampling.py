@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vae import numpy_sampling
 from vae.models import prior_of
 from vae.spec import ModelSpec
 
@@ -40,7 +41,7 @@ def draw_latents(
     latent_dim))``, then, for a mixture prior, ``random(count)`` to pick each one's component.
 
     ``weights`` holds the prior's tensors as NumPy arrays (``prior.*`` for a mixture,
-    ``fitted_*`` for an autoencoder; anything else is ignored): ``prior_arrays(model)`` for a
+    ``fitted_*`` for an autoencoder; anything else is ignored): ``model.prior_arrays()`` for a
     torch model, the checkpoint's tensors for the NumPy path. ``temperature`` scales the spread.
     """
     generator = np.random.default_rng(seed)
@@ -65,22 +66,13 @@ def prior_latents(
     return prior_of(spec).latents(weights, noise, uniform, temperature).astype(np.float32)
 
 
-def prior_arrays(model: VAE) -> dict[str, np.ndarray]:
-    """A torch model's prior tensors as NumPy arrays, for ``draw_latents``."""
-    return {
-        name: tensor.detach().cpu().numpy()
-        for name, tensor in model.state_dict().items()
-        if name.startswith(model.latent_prior.tensor_prefixes)
-    }
-
-
 def sample_from_model(model: VAE, count: int, seed: int, temperature: float = 1.0) -> torch.Tensor:
     """``count`` images in [0, 1] [N, C, H, W], on the model's device, decoded by the torch
     ``model`` from ``draw_latents(..., seed, temperature)``: what ``inference``, training's
     sample grids and the gallery draw."""
     import torch
 
-    latents = draw_latents(model.spec, prior_arrays(model), count, seed, temperature)
+    latents = draw_latents(model.spec, model.prior_arrays(), count, seed, temperature)
     return model.decode_images(torch.from_numpy(latents))
 
 
@@ -91,19 +83,23 @@ def sample_images(
     ``checkpoint``: with NumPy on the CPU (no torch imported; a NumPy array), with the torch
     model on any other device (a tensor on it). The latents are the same either way."""
     if device == "cpu":
-        import numpy as np
-
-        from vae import numpy_sampling
-
         spec, weights = numpy_sampling.load_decoder(checkpoint)
         # Overflow (huge weights, a huge temperature) is reported once, as non-finite pixels,
         # by whoever draws the picture, not as NumPy warnings on the way.
         with np.errstate(over="ignore", invalid="ignore"):
-            return numpy_sampling.decode(
-                spec, weights, draw_latents(spec, weights, count, seed, temperature)
-            )
+            return sample_arrays(spec, weights, count, seed, temperature)
     from vae.checkpoint import load_model
     from vae.device import resolve_device
 
     model = load_model(checkpoint, resolve_device(device))
     return sample_from_model(model, count, seed, temperature)
+
+
+def sample_arrays(
+    spec: ModelSpec, weights: dict[str, np.ndarray], count: int, seed: int, temperature: float
+) -> np.ndarray:
+    """``count`` images decoded by NumPy (``vae.numpy_sampling.decode``) from ``draw_latents(spec,
+    weights, count, seed, temperature)``: what ``sample_images`` gives on the CPU."""
+    return numpy_sampling.decode(
+        spec, weights, draw_latents(spec, weights, count, seed, temperature)
+    )

@@ -6,13 +6,11 @@ themselves are laid out in ``vae.plan``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from vae.config import ARCHITECTURES, RunConfig
-from vae.errors import CheckpointError, ConfigError, Setting
+from vae.errors import ConfigError, Setting
 from vae.likelihoods import LIKELIHOODS
 from vae.limits import (
     DECODE_BATCH_VALUES,
@@ -25,66 +23,10 @@ from vae.limits import (
     MAX_PARAMETERS,
     check_at_most,
 )
+from vae.model_spec import ModelSpec
 from vae.models import family_of
 from vae.models.priors import PRIORS
 from vae.plan import conv_feature_sizes, layer_plan
-
-
-@dataclass
-class ModelSpec:
-    """Everything needed to rebuild a model; stored in every checkpoint's metadata."""
-
-    architecture: str
-    latent_dim: int
-    channels: int
-    height: int
-    width: int
-    likelihood: str
-    hidden_sizes: list[int] = field(default_factory=list)
-    conv_widths: list[int] = field(default_factory=list)
-    # None mirrors the encoder; a cheaper decoder makes importance-weighted evaluation faster.
-    decoder_hidden_sizes: list[int] | None = None
-    decoder_conv_widths: list[int] | None = None
-    # "vae", or "ae": a deterministic autoencoder with the same layers, for comparison.
-    model_type: str = "vae"
-    # mse only: the Gaussian's sigma is a learned parameter (one per channel), not a constant.
-    learned_sigma: bool = False
-    # "standard" N(0, I), or "mog": a learned mixture of prior_components diagonal Gaussians.
-    prior: str = "standard"
-    prior_components: int = 0
-
-    @property
-    def encoder_outputs(self) -> int:
-        return family_of(self).encoder_outputs(self.latent_dim)
-
-    @property
-    def decoder_hidden(self) -> list[int]:
-        return self.hidden_sizes if self.decoder_hidden_sizes is None else self.decoder_hidden_sizes
-
-    @property
-    def decoder_widths(self) -> list[int]:
-        return self.conv_widths if self.decoder_conv_widths is None else self.decoder_conv_widths
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ModelSpec:
-        names = {f.name for f in dataclasses.fields(cls)}
-        optional = {
-            "hidden_sizes",
-            "conv_widths",
-            "decoder_hidden_sizes",
-            "decoder_conv_widths",
-            "model_type",
-            "learned_sigma",
-            "prior",
-            "prior_components",
-        }
-        missing = sorted(names - set(raw) - optional)
-        if missing:
-            raise CheckpointError(f"model metadata lacks {', '.join(missing)}")
-        return cls(**{k: v for k, v in raw.items() if k in names})
 
 
 def model_spec(config: RunConfig, image: dict[str, Any]) -> ModelSpec:

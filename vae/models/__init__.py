@@ -16,7 +16,7 @@ from vae.models.family import Family
 from vae.models.priors import PRIORS, LatentPrior
 
 if TYPE_CHECKING:
-    from vae.spec import ModelSpec
+    from vae.model_spec import ModelSpec
 
 FAMILIES: dict[str, Family] = {
     family.name: family for family in (gaussian.FAMILY, autoencoder.FAMILY)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import torch
 
     from vae.loss_name import LossName
-    from vae.spec import ModelSpec
+    from vae.model_spec import ModelSpec
 
 
 class Family:

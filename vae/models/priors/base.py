@@ -11,7 +11,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-    from vae.spec import ModelSpec
+    from vae.model_spec import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from vae.models.priors.base import LatentPrior, PriorMoments
 if TYPE_CHECKING:
     import torch
 
-    from vae.spec import ModelSpec
+    from vae.model_spec import ModelSpec
 
 MEAN, SCALE_TRIL = "fitted_mean", "fitted_scale_tril"
 

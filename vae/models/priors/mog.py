@@ -17,7 +17,7 @@ from vae.models.priors.base import LatentPrior, PriorMoments
 if TYPE_CHECKING:
     import torch
 
-    from vae.spec import ModelSpec
+    from vae.model_spec import ModelSpec
 
 MEANS, LOGVARS, LOGITS = "prior.means", "prior.logvars", "prior.logits"
 
