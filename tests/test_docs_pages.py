@@ -17,26 +17,18 @@ from vae.cli import app
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 
-# Each command (its words after ``vae``) and the page that documents it.
-PAGES = {
-    ("train",): "commands/train.md",
-    ("generate",): "commands/generate.md",
-    ("inference",): "commands/inference.md",
-    ("evaluate",): "commands/evaluate.md",
-    ("info",): "commands/info.md",
-    ("explore",): "commands/explore.md",
-    **{
-        ("visualize", mode): "commands/visualize.md"
-        for mode in ("interpolate", "traverse", "latent-map", "manifold", "curves", "gallery")
-    },
-}
-
 
 def _tool():
     spec = importlib.util.spec_from_file_location("docs_tables", ROOT / "tools/docs_tables.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# Each command (its words after ``vae``, from vae.entry.COMMANDS) and the page that documents it:
+# docs/commands/NAME.md, a group's subcommands together on their group's page.
+TOOL = _tool()
+PAGES = {path: f"commands/{path[0]}.md" for path in TOOL.command_paths()}
 
 
 def _documents() -> list[Path]:
@@ -54,10 +46,9 @@ def test_every_generated_block_is_current() -> None:
 
 
 def test_every_command_has_a_generated_table_on_its_page() -> None:
-    tool = _tool()
     for path, page in PAGES.items():
-        name = "options:" + "-".join(path)
-        assert name in tool.GENERATORS, name
+        name = TOOL.table_name(path)
+        assert name in TOOL.GENERATORS, name
         text = (DOCS / page).read_text(encoding="utf-8")
         assert f"<!-- {name} -->\n" in text and f"<!-- /{name} -->" in text, (page, name)
 
@@ -82,7 +73,7 @@ def test_each_page_table_lists_every_option_of_help(path: tuple[str, ...]) -> No
             flags.update(re.findall(r"--[a-z][a-z0-9-]*", column))
     flags.discard("--help")
     assert flags, result.output
-    table = _block((DOCS / PAGES[path]).read_text(encoding="utf-8"), "options:" + "-".join(path))
+    table = _block((DOCS / PAGES[path]).read_text(encoding="utf-8"), TOOL.table_name(path))
     cells = {cell for row in table.splitlines() for cell in re.findall(r"--[a-z][a-z0-9-]*", row)}
     missing = sorted(flags - cells)
     assert not missing, (

@@ -5,9 +5,10 @@
     poetry run python tools/docs_tables.py --check  # exit 1 when a block is out of date
 
 Blocks: ``options:train`` (train's options, from the settings in vae.config and vae.cli.train),
-``options:generate``, ``options:inference``, ``options:evaluate``, ``options:info``,
-``options:explore`` and ``options:visualize-MODE`` (each command's own Click parameters: flags,
-default, help), and ``datasets`` (from the data registry, vae/data/registry.py).
+``options:COMMAND`` for every other command of vae.entry.COMMANDS and ``options:GROUP-MODE`` for
+each subcommand of a group, as ``options:visualize-traverse`` (each command's own Click
+parameters: flags, default, help), and ``datasets`` (from the data registry,
+vae/data/registry.py).
 tests/test_docs_pages.py runs the check, so an option or dataset added without its
 documentation fails the suite.
 """
@@ -63,21 +64,6 @@ def train_options_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-# The commands whose option tables are generated from their own Click parameters: block name ->
-# the command's path under the ``vae`` application.
-COMMAND_TABLES: dict[str, tuple[str, ...]] = {
-    "options:generate": ("generate",),
-    "options:inference": ("inference",),
-    "options:evaluate": ("evaluate",),
-    "options:info": ("info",),
-    "options:explore": ("explore",),
-    **{
-        f"options:visualize-{mode}": ("visualize", mode)
-        for mode in ("interpolate", "traverse", "latent-map", "manifold", "curves", "gallery")
-    },
-}
-
-
 def click_command(path: tuple[str, ...]) -> Any:
     """The Click command at ``path`` (e.g. ``("visualize", "traverse")``) of the vae app."""
     import typer
@@ -88,6 +74,30 @@ def click_command(path: tuple[str, ...]) -> Any:
     for name in path:
         command = command.commands[name]
     return command
+
+
+def command_paths() -> list[tuple[str, ...]]:
+    """Every command's words after ``vae``, in vae.entry.COMMANDS' order: a group's subcommands
+    each (``("visualize", "traverse")``), in its ``--help`` order."""
+    from vae.entry import COMMANDS
+
+    paths: list[tuple[str, ...]] = []
+    for name in COMMANDS:
+        subcommands = getattr(click_command((name,)), "commands", None)
+        paths += [(name, mode) for mode in subcommands] if subcommands else [(name,)]
+    return paths
+
+
+def table_name(path: tuple[str, ...]) -> str:
+    """The block of a command's option table: ``options:`` and its words joined by ``-``."""
+    return "options:" + "-".join(path)
+
+
+# The commands whose option tables are generated from their own Click parameters (train's comes
+# from its settings): block name -> the command's path under the ``vae`` application.
+COMMAND_TABLES: dict[str, tuple[str, ...]] = {
+    table_name(path): path for path in command_paths() if path != ("train",)
+}
 
 
 def _default(param: Any) -> str:

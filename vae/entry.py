@@ -1,4 +1,5 @@
-"""The installed commands' entry points (pyproject's [project.scripts]) and ``python -m vae``.
+"""The installed commands' entry points (pyproject's [project.scripts]) and ``python -m vae``:
+``vae`` and one for each of ``COMMANDS``.
 
 Each one first installs the Ctrl-C / SIGTERM handler, then imports the command line (Typer,
 Rich and, for most commands, torch take a while to import): a signal at any moment after the
@@ -15,7 +16,14 @@ import sys
 # Not `from typing import ...`: importing typing would delay the signal handler (see interrupts).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, NoReturn
+
+# The installed commands, written once: vae.cli builds the application of each (a group, such as
+# visualize, is its own), this module their entry points, tools/docs_tables.py their option
+# tables; pyproject's [project.scripts] must stay literal and names each beside ``vae`` (a test
+# holds it to this list).
+COMMANDS = ("train", "generate", "inference", "info", "evaluate", "explore", "visualize")
 
 
 def _under_torchrun() -> bool:
@@ -113,36 +121,16 @@ def vae() -> NoReturn:
     _run("app")
 
 
-def train() -> NoReturn:
-    """The ``train`` command."""
-    _run("train_app")
+def _script(command: str) -> Callable[[], NoReturn]:
+    """The entry point of the installed ``command`` script: ``vae.cli.<command>_app``."""
+
+    def run() -> NoReturn:
+        _run(f"{command}_app")
+
+    run.__name__ = run.__qualname__ = command
+    run.__doc__ = f"The ``{command}`` command."
+    return run
 
 
-def generate() -> NoReturn:
-    """The ``generate`` command."""
-    _run("generate_app")
-
-
-def inference() -> NoReturn:
-    """The ``inference`` command."""
-    _run("inference_app")
-
-
-def info() -> NoReturn:
-    """The ``info`` command."""
-    _run("info_app")
-
-
-def evaluate() -> NoReturn:
-    """The ``evaluate`` command."""
-    _run("evaluate_app")
-
-
-def explore() -> NoReturn:
-    """The ``explore`` command (the latent-space explorer's web server)."""
-    _run("explore_app")
-
-
-def visualize() -> NoReturn:
-    """The ``visualize`` command and its subcommands."""
-    _run("visualize_app")
+# ``vae.entry:train`` and the others, as pyproject's [project.scripts] names them.
+globals().update({command: _script(command) for command in COMMANDS})

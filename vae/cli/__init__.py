@@ -1,52 +1,39 @@
 """Command line: parse options, call the library, turn expected errors into one line + exit code.
 
-One module per command (``train``, ``generate``, ``inference``, ``evaluate``, ``info``,
-``explore``) or group (``visualize``), and ``common`` for what they share. Torch is imported
-inside the commands that need it, never at module level, so that ``info`` starts fast.
+One module per command of ``vae.entry.COMMANDS``, named after it: ``vae.cli.NAME`` defines
+``NAME_command`` (or, for a group of subcommands such as ``visualize``, the Typer application
+``NAME_app``), and ``common`` what they share. Each command is then ``vae NAME`` and the
+application ``NAME_app`` of its own installed script. Torch is imported inside the commands that
+need it, never at module level, so that ``info`` starts fast.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
 from vae import __version__
 from vae.cli.common import AliasCommand, _write_json, _write_safely, handle_errors
-from vae.cli.evaluate import evaluate_command
-from vae.cli.explore import explore_command
-from vae.cli.generate import generate_command
-from vae.cli.inference import inference_command
-from vae.cli.info import info_command
-from vae.cli.train import train_command
-from vae.cli.visualize import visualize_app
+from vae.entry import COMMANDS
 
 __all__ = [
-    "COMMANDS",
     "_write_json",
     "_write_safely",
     "app",
-    "evaluate_app",
-    "explore_app",
-    "generate_app",
     "handle_errors",
-    "inference_app",
-    "info_app",
     "main",
-    "train_app",
-    "visualize_app",
+    *(f"{name}_app" for name in COMMANDS),
 ]
 
-COMMANDS: dict[str, Callable[..., Any]] = {
-    "train": train_command,
-    "generate": generate_command,
-    "inference": inference_command,
-    "info": info_command,
-    "evaluate": evaluate_command,
-    "explore": explore_command,
-}
+
+def _command(name: str) -> Any:
+    """The command ``name``: ``NAME_app`` (a group) or ``NAME_command`` of ``vae.cli.NAME``."""
+    module = importlib.import_module(f"vae.cli.{name}")
+    group = getattr(module, f"{name}_app", None)
+    return group if group is not None else getattr(module, f"{name}_command")
 
 
 def _version_callback(value: bool) -> None:
@@ -75,24 +62,24 @@ def _main(
     """vae: variational autoencoders for images."""
 
 
-for _name, _command in COMMANDS.items():
-    app.command(_name, cls=AliasCommand)(_command)
-app.add_typer(visualize_app, name="visualize")
-
-
-def _single(name: str) -> typer.Typer:
-    """An application of one command, for its own installed script (``train``, ...)."""
+def _own_application(name: str, command: Any) -> typer.Typer:
+    """The application of one command, for its own installed script (``train``, ...): a group
+    is one already."""
+    if isinstance(command, typer.Typer):
+        return command
     single = typer.Typer(name=name, add_completion=False)
-    single.command(name, cls=AliasCommand)(COMMANDS[name])
+    single.command(name, cls=AliasCommand)(command)
     return single
 
 
-train_app = _single("train")
-generate_app = _single("generate")
-inference_app = _single("inference")
-info_app = _single("info")
-evaluate_app = _single("evaluate")
-explore_app = _single("explore")
+for _name in COMMANDS:
+    _found = _command(_name)
+    if isinstance(_found, typer.Typer):
+        app.add_typer(_found, name=_name)
+    else:
+        app.command(_name, cls=AliasCommand)(_found)
+    # ``train_app`` and the others, which vae.entry runs.
+    globals()[f"{_name}_app"] = _own_application(_name, _found)
 
 
 def main() -> None:
