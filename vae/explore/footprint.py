@@ -1,10 +1,11 @@
 """The explorer's address space: few threads, few malloc arenas.
 
-An idle explorer reserved 3.5 GB of address space after start-up and 3.9-4.0 GB after a burst
-of requests on a 2-core machine, just under a 4 GB ``ulimit -v``, and more with more cores:
+An idle explorer held 3.4 GiB of address space after start-up and 3.9 GiB after a burst of
+requests on a 2-core machine (VmSize 4,075,516 kB, just under a 4 GiB ``ulimit -v``), and more
+with more cores:
 
-- about 2.7 GB are torch's CUDA libraries (cuBLAS, cuFFT, NCCL...), mapped as files when torch
-  is imported even though the explorer computes on the CPU; shared and mostly never read, but
+- 2.2 GiB are torch's CUDA libraries (cuBLAS, cuFFT, NCCL...), mapped from their files when
+  torch is imported even though the explorer computes on the CPU: shared, mostly never read, but
   counted. Nothing short of a CPU-only torch lowers that;
 - glibc gives each thread that allocates its own malloc arena, a 64 MiB reservation, up to
   8 per core: the explorer's worker threads (min(32, cores + 4) of them), torch's OpenMP
@@ -13,7 +14,8 @@ of requests on a 2-core machine, just under a 4 GB ``ulimit -v``, and more with 
   (OpenMP) and of NumPy's OpenBLAS start one thread per core.
 
 :func:`reserve_less` caps the arenas at ``MALLOC_ARENAS`` and the compute threads at
-``THREADS``; the explorer's own pool (``vae.explore.app``) has ``THREADS`` workers.
+``THREADS``; the explorer's own pool (``vae.explore.app``) has ``THREADS`` workers. After the
+same burst: 3.3 GiB (VmSize 3,499,472 kB), of which 689 MiB not mapped from files (was 1,252).
 """
 
 from __future__ import annotations

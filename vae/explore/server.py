@@ -71,8 +71,9 @@ class _Listener(socket.socket):
     """A listening socket whose accept(), once it has failed for want of file descriptors
     (EMFILE) or memory, answers "nothing to accept" for ACCEPT_REST_SECONDS. asyncio's accept
     loop (selector_events._accept_connection) goes on calling accept() after such a failure, up
-    to its backlog of 2,048 times in a row, and schedules a retry for each failure: thousands
-    of failures a second, more every second, and the server answers nothing meanwhile."""
+    to its backlog's number of times in a row (uvicorn's default: 2,048), and schedules a retry
+    for each failure: thousands of failures a second, more every second, each with a traceback
+    for the loop's exception handler."""
 
     _resting_until = 0.0
 
@@ -121,11 +122,13 @@ def _descriptor_limit() -> int | None:
 
 def fitted(limits: Limits, descriptors: int | None) -> Limits:
     """``limits`` with at most as many open connections as ``descriptors`` (the `ulimit -n`)
-    leaves room for, past the process's own files: refused at the limit rather than failing
-    to accept for want of file descriptors."""
+    leaves room for: past the process's own files, half of it, as the event loop accepts up to
+    the limit's number of connections at a time before it can close the ones over it (see
+    serve's backlog). Closed at the limit rather than failing to accept for want of file
+    descriptors."""
     if descriptors is None:
         return limits
-    room = max(MIN_CONNECTIONS, descriptors - RESERVED_FILES)
+    room = max(MIN_CONNECTIONS, (descriptors - RESERVED_FILES) // 2)
     return replace(limits, max_connections=min(limits.max_connections, room))
 
 
@@ -192,6 +195,10 @@ def serve(
     config = uvicorn.Config(
         app,
         http=guarded_protocol(Guard(limits, tally)),
+        # How many connections asyncio accepts at a time, each a file descriptor until the
+        # guard has seen it (uvicorn's 2,048 would hold that many under a flood, far past the
+        # limit), and the length of the kernel's queue of connections not yet accepted.
+        backlog=limits.max_connections,
         # The loop whose accept() failures the server counts (uvloop, when installed, would be
         # uvicorn's choice, with failures and tracebacks of its own).
         loop="asyncio",
