@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from vae.config import ARCHITECTURES, RunConfig
-from vae.errors import ConfigError, Setting
-from vae.likelihoods import LIKELIHOODS
+from vae.config import RunConfig, check_image_side, check_model
+from vae.config.settings import shown
+from vae.errors import ConfigError
 from vae.limits import (
     DECODE_BATCH_VALUES,
     MAX_CONV_WIDTH,
@@ -56,18 +56,8 @@ def _optional_list(values: list[int] | None) -> list[int] | None:
     return None if values is None else list(values)
 
 
-# MS-SSIM halves the image 4 times and needs a window of at least 3 pixels at the smallest scale.
-MS_SSIM_MIN_SIDE = 48
-
-
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _shown(value: Any) -> str:
-    """``value`` for an error message, cut short: a hostile list may hold a million entries."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_spec(spec: ModelSpec) -> None:
@@ -87,7 +77,7 @@ def _check_sizes(spec: ModelSpec) -> None:
     for name in ("latent_dim", "channels", "height", "width"):
         if not _positive_int(getattr(spec, name)):
             raise ConfigError(
-                f"model {name} must be a positive integer, got {_shown(getattr(spec, name))}"
+                f"model {name} must be a positive integer, got {shown(getattr(spec, name))}"
             )
     # Every size that decides an allocation is bounded before anything is built: a 3 KB file
     # must not make a command allocate gigabytes (the tensor table bounds the weights, these
@@ -108,52 +98,34 @@ def _check_sizes(spec: ModelSpec) -> None:
             continue
         if not (isinstance(sizes, list) and all(_positive_int(size) for size in sizes)):
             raise ConfigError(
-                f"model {name} must be a list of positive integers, got {_shown(sizes)}"
+                f"model {name} must be a list of positive integers, got {shown(sizes)}"
             )
         check_at_most(f"the number of model {name}", len(sizes), MAX_LAYERS)
         check_at_most(f"a model {name} entry", max(sizes, default=0), bound)
 
 
 def _check_choices(spec: ModelSpec) -> None:
-    """Architecture, model type, likelihood and prior: known, and possible together (the
-    family checks its own settings)."""
-    if spec.architecture not in ARCHITECTURES:
-        raise ConfigError(f"unknown architecture {_shown(spec.architecture)}")
-    if spec.likelihood not in LIKELIHOODS:
-        raise ConfigError(f"unknown likelihood {_shown(spec.likelihood)}")
-    family_of(spec).check(spec)  # its model type known, its prior and settings together
+    """Architecture, likelihood, model type and prior: known, and possible together (the rules
+    a run configuration shares with its model, vae.config.rules; the family checks its own)."""
     if not isinstance(spec.learned_sigma, bool):
         raise ConfigError(
-            f"model learned_sigma must be true or false, got {_shown(spec.learned_sigma)}"
+            f"model learned_sigma must be true or false, got {shown(spec.learned_sigma)}"
         )
-    if spec.learned_sigma and spec.likelihood != "mse":
-        raise ConfigError("a learned sigma needs the Gaussian (mse) likelihood")
+    check_model(
+        spec.architecture,
+        spec.likelihood,
+        spec.learned_sigma,
+        spec.conv_widths,
+        spec.decoder_conv_widths,
+    )
+    family_of(spec).check(spec)  # its model type known, its prior and settings together
 
 
 def _check_image_side(spec: ModelSpec) -> None:
     """Images large enough for ms-ssim's scales and for the conv layers' halvings."""
-    if spec.likelihood == "ms-ssim" and min(spec.height, spec.width) < MS_SSIM_MIN_SIDE:
-        raise ConfigError(
-            Setting("likelihood"),
-            f" ms-ssim compares 5 scales and needs images of at least {MS_SSIM_MIN_SIDE} "
-            f"pixels a side, got {spec.height}x{spec.width}: use ",
-            Setting("likelihood"),
-            " ssim or a larger ",
-            Setting("image_size"),
-        )
-    if spec.architecture != "conv":
-        return
-    if not spec.conv_widths or not spec.decoder_widths:
-        raise ConfigError("a conv model needs at least one conv width in encoder and decoder")
-    layers = max(len(spec.conv_widths), len(spec.decoder_widths))
-    if min(spec.height, spec.width) // 2**layers < 1:
-        raise ConfigError(
-            f"{layers} conv layers need images of at least {2**layers} pixels a side, "
-            f"got {spec.height}x{spec.width}: use fewer ",
-            Setting("conv_widths"),
-            " or a larger ",
-            Setting("image_size"),
-        )
+    conv = spec.architecture == "conv"
+    layers = max(len(spec.conv_widths), len(spec.decoder_widths)) if conv else 0
+    check_image_side(spec.likelihood, spec.height, spec.width, layers)
 
 
 def largest_activation(spec: ModelSpec) -> int:

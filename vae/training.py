@@ -18,7 +18,7 @@ import torch
 
 from vae import distributed
 from vae.checkpoint import LAST_NAME, read_header
-from vae.config import RunConfig, resolve_data_dir
+from vae.config import RESUMABLE_SETTINGS, RunConfig, resolve_data_dir
 from vae.data import data_difference, load_splits
 from vae.device import resolve_device
 from vae.distributed import World, run_together, world_from_environment
@@ -32,22 +32,9 @@ from vae.trainer import StepCallback, Trainer, TrainingResult
 
 __all__ = ["RESUMABLE_OVERRIDES", "prepare_resume", "train"]
 
-# Options that may change when resuming; anything else would make the resumed run a different run.
-RESUMABLE_OVERRIDES = frozenset(
-    {
-        "epochs",
-        "device",
-        "bf16",
-        "compile",
-        "sample_every",
-        "tracker",
-        "data_dir",
-        "download",
-        "storage",
-        "cache_dir",
-        "decode_workers",
-    }
-)
+# The settings a resume may change (marked ``resumable`` where each is defined, vae.config);
+# anything else would make the resumed run a different run.
+RESUMABLE_OVERRIDES = frozenset(RESUMABLE_SETTINGS)
 
 
 def prepare_resume(run_dir: Path, overrides: dict[str, Any]) -> RunConfig:

@@ -13,7 +13,14 @@ from typing import Annotated, Any
 import typer
 
 from vae.cli.common import handle_errors, is_main_process, say
-from vae.config import SECTIONS, Option, RunConfig, load_config_file
+from vae.config import (
+    RESUMABLE_SETTINGS,
+    SECTIONS,
+    Option,
+    RunConfig,
+    flag_of,
+    load_config_file,
+)
 from vae.errors import ConfigError
 
 
@@ -94,7 +101,9 @@ _TRAILING = [
 ]
 _CONTROL = {parameter.name for parameter in _LEADING + _TRAILING}
 
-# The README's rows for those options (label, default, meaning), before and after the settings.
+# The settings a resume may change, as the docs list them (marked ``resumable`` in vae.config).
+_RESUMABLE_FLAGS = ", ".join(f"`{flag_of(name)}`" for name in RESUMABLE_SETTINGS)
+# The docs' rows for those options (label, default, meaning), before and after the settings.
 LEADING_ROWS = [
     (
         "`RUN_NAME`",
@@ -112,8 +121,7 @@ LEADING_ROWS = [
         "`--resume RUN_DIR`",
         "",
         "continue a run: model, optimizer, scheduler, beta position, epoch, step, best-so-far, "
-        "RNG states; only `--epochs`, `--device`, `--bf16`, `--compile`, `--sample-every`, "
-        "`--tracker`, `--data-dir`, `--download` may change; the data found must be the run's "
+        f"RNG states; only {_RESUMABLE_FLAGS} may change; the data found must be the run's "
         "own (checked against the checkpoint's fingerprint); a new `--epochs N` continues as if "
         "the run had been started with N (the cosine learning rate after epoch e is "
         "lr0 (1 + cos(pi e / N)) / 2) and must be after the epoch the run stands at",

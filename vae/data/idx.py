@@ -40,8 +40,8 @@ def load(
         # Downloaded and read by torchvision, in memory (the next run maps the files it wrote).
         # MNIST-family arrays are [N, H, W] bytes.
         return torchvision_splits(entry, root, config.download, lambda images: images.unsqueeze(1))
-    # Read directly: importing torchvision costs ~5 s of start-up on a 2-core machine, and it is
-    # needed only to download.
+    # Read directly: importing torchvision is a large part of a command's start-up (measured in
+    # benchmarks/README.md, "Figures behind the code"), and it is needed only to download.
     try:
         train = ImageSet(*_read_split(folder, True, storage))
         test = ImageSet(*_read_split(folder, False, storage))
