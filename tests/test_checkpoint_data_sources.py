@@ -56,7 +56,7 @@ def touched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     import vae.data.decoding
     import vae.data.folder
     import vae.data.hf
-    import vae.data.inference
+    import vae.data.test_images
 
     calls: list[str] = []
 
@@ -70,7 +70,7 @@ def touched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     monkeypatch.setattr(vae.data.folder, "load_folder", refuse("load_folder"))
     monkeypatch.setattr(vae.data.hf, "load_hf", refuse("load_hf"))
     monkeypatch.setattr(vae.data.decoding, "collect_image_files", refuse("collect_image_files"))
-    monkeypatch.setattr(vae.data.inference, "collect_image_files", refuse("collect_image_files"))
+    monkeypatch.setattr(vae.data.test_images, "collect_image_files", refuse("collect_image_files"))
     monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
     monkeypatch.setenv("VAE_CACHE_DIR", str(tmp_path / "cache"))
     return calls
@@ -197,13 +197,19 @@ def test_evaluate_scores_a_folder_models_fixed_test_tenth_and_input_every_image(
 
 def test_a_folders_test_images_are_the_tenth_training_held_out(tmp_path, cache):
     from vae.config import DataConfig
-    from vae.data import collect_image_files, load_splits, load_test_set, read_image_files
+    from vae.data import (
+        ImageSource,
+        collect_image_files,
+        load_grey_splits,
+        load_test_set,
+        read_image_files,
+    )
 
     images = _image_folder(tmp_path / "images")
     info = {"dataset": "folder:/elsewhere", "channels": 1, "height": 28, "width": 28}
-    test = load_test_set(info, dataset=f"folder:{images}").images
-    training = load_splits(
-        DataConfig(dataset=f"folder:{images}", image_size=28, channels=1, val_size=4), "mse"
+    test = load_test_set(info, ImageSource(dataset=f"folder:{images}")).images
+    training = load_grey_splits(
+        DataConfig(dataset=f"folder:{images}", image_size=28, channels=1, val_size=4)
     )
     assert torch.equal(test, training.test.images)
     every = read_image_files(collect_image_files(images), 28, 1)

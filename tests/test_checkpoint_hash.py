@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import vae.checkpoint
 import vae.checkpoint.file
-import vae.evaluation
+import vae.evaluation.checkpoint
 import vae.info  # imported before check_model_tensors is patched: it must not keep the patch
 from conftest import one_line_error
 from vae.cli import app
@@ -46,13 +46,13 @@ def test_evaluate_records_the_sha256_of_the_checkpoint_it_scored(
 ) -> None:
     path, newer = two_checkpoints
     scored = path.read_bytes()
-    scoring = vae.evaluation.evaluate_images
+    scoring = vae.evaluation.checkpoint.evaluate_images
 
     def replaced_while_scoring(*args: Any, **kwargs: Any) -> Any:
         os.replace(newer, path)  # what train --resume does to checkpoint_best meanwhile
         return scoring(*args, **kwargs)
 
-    monkeypatch.setattr(vae.evaluation, "evaluate_images", replaced_while_scoring)
+    monkeypatch.setattr(vae.evaluation.checkpoint, "evaluate_images", replaced_while_scoring)
     output = tmp_path / "result.json"
     result = runner.invoke(
         app,

@@ -200,12 +200,13 @@ def test_evaluate_refuses_what_it_could_never_finish_before_evaluating(
 ):
     """An output folder, an output below a file and an unknown outlier dataset are refused
     before the (possibly hour-long) evaluation pass, and no file is touched."""
-    import vae.evaluation
+    import vae.evaluation.checkpoint
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the evaluation ran before the bad argument was refused")
 
-    monkeypatch.setattr(vae.evaluation, "evaluate_images", must_not_run)
+    # Where evaluate_checkpoint looks it up.
+    monkeypatch.setattr(vae.evaluation.checkpoint, "evaluate_images", must_not_run)
     blocker = tmp_path / "a-file"
     blocker.write_text("kept")
     base = ["evaluate", "--checkpoint", str(small_checkpoint), "--data-dir", str(synthetic_data_dir),

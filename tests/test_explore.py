@@ -269,12 +269,13 @@ def test_encoder_features_say_loading_until_loaded(synthetic_data_dir):
 
 
 def test_status_orders_the_dimensions_as_traverse_does(client, synthetic_data_dir):
+    from vae.data import ImageSource
     from vae.latent import traversal_order
     from vae.visualize import load_inputs
 
     status = client.get("/api/status").json()
     assert {f["state"] for f in status["features"].values()} == {"ready"}
-    inputs = load_inputs(SHIPPED, data_dir=str(synthetic_data_dir), download=False)
+    inputs = load_inputs(SHIPPED, ImageSource(data_dir=str(synthetic_data_dir), download=False))
     assert status["order"] == traversal_order(inputs.codes())
     assert sorted(status["order"] + status["inactive"]) == list(range(LATENT))
 

@@ -278,7 +278,7 @@ def test_a_perceptual_run_names_its_loss_not_an_elbo(tmp_path, synthetic_data_di
 def test_outlier_scores_are_kept_and_the_histograms_redrawn_without_scoring(
     run, tmp_path, synthetic_data_dir, monkeypatch
 ):
-    from vae import evaluation
+    from vae.evaluation import protocols
     from vae.ood import read_scores_csv
     from vae.visualize import redraw_outlier_histograms
 
@@ -311,7 +311,7 @@ def test_outlier_scores_are_kept_and_the_histograms_redrawn_without_scoring(
     def no_scoring(*args, **kwargs):
         raise AssertionError("scored again")
 
-    monkeypatch.setattr(evaluation, "score_images", no_scoring)
+    monkeypatch.setattr(protocols, "score_images", no_scoring)  # where the protocols call it
     out = tmp_path / "gallery"
     out.mkdir()
     path = redraw_outlier_histograms(report, out)

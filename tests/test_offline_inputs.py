@@ -45,17 +45,18 @@ def test_inference_and_evaluate_need_only_the_test_files(tmp_path, test_files_on
 
 def test_the_test_split_alone_is_the_one_every_split_gives(tmp_path, synthetic_data_dir):
     from vae.checkpoint import data_for_model, load_model, read_metadata
-    from vae.data import load_test_set
+    from vae.data import ImageSource, load_test_set
 
     data_info = data_for_model(read_metadata(SHIPPED), load_model(SHIPPED).spec)
-    alone = load_test_set(data_info, data_dir=str(synthetic_data_dir), download=False)
+    source = ImageSource(data_dir=str(synthetic_data_dir), download=False)
+    alone = load_test_set(data_info, source)
     # The whole dataset is there: the splits' own test set is the reference.
     from vae.config import DataConfig
-    from vae.data import load_splits
+    from vae.data import load_grey_splits
 
     config = DataConfig(dataset="mnist", data_dir=str(synthetic_data_dir), download=False,
                         image_size=28, channels=1, binarize="none")  # fmt: skip
-    reference = load_splits(config, "mse").test
+    reference = load_grey_splits(config).test
     assert alone.images.equal(reference.in_memory().images)
     assert alone.labels.equal(reference.labels)
 

@@ -124,10 +124,11 @@ def test_interpolate_pairs_grid_and_gif_are_deterministic(tmp_path, runs, synthe
 def test_interpolate_chain_picks_one_image_of_each_class_in_turn(
     tmp_path, runs, synthetic_data_dir
 ):
+    from vae.data import ImageSource
     from vae.visualize import interpolate, load_inputs
 
     checkpoint = runs["vae"] / "checkpoint_best.safetensors"
-    inputs = load_inputs(checkpoint, data_dir=str(synthetic_data_dir), download=False)
+    inputs = load_inputs(checkpoint, ImageSource(data_dir=str(synthetic_data_dir), download=False))
     chain = [3, 1, 4, 1, 5]
     result = interpolate(inputs, tmp_path / "c.png", tmp_path / "c.gif", chain=chain, steps=5)
     assert [int(inputs.labels[i]) for i in result.indices] == chain
@@ -147,6 +148,7 @@ def test_interpolate_chain_picks_one_image_of_each_class_in_turn(
 
 
 def test_traverse_rows_follow_kl_order_and_skip_inactive(tmp_path, runs, synthetic_data_dir):
+    from vae.data import ImageSource
     from vae.latent import traversal_order
     from vae.visualize import load_inputs
 
@@ -155,7 +157,7 @@ def test_traverse_rows_follow_kl_order_and_skip_inactive(tmp_path, runs, synthet
     result = invoke(synthetic_data_dir, "traverse", "--checkpoint", str(checkpoint), "--steps", "7",
                     "--output", str(output), "--include-inactive")  # fmt: skip
     assert result.exit_code == 0, result.output
-    inputs = load_inputs(checkpoint, data_dir=str(synthetic_data_dir), download=False)
+    inputs = load_inputs(checkpoint, ImageSource(data_dir=str(synthetic_data_dir), download=False))
     codes = inputs.codes()
     expected = traversal_order(codes, include_inactive=True)
     kl = codes.importance()
@@ -261,9 +263,9 @@ def test_autoencoder_trains_without_kl_and_samples_from_its_fitted_gaussian(
     # The stored Gaussian is the one of the training codes (same binarized images, same model).
     config = DataConfig(dataset="mnist", data_dir=str(synthetic_data_dir), download=False,
                         val_size=40, limit=200)  # fmt: skip
-    from vae.data import SPLIT_SEED, binarize_once, to_float
+    from vae.data import TRAINING_BINARIZATION_SEED, binarize_once, to_float
 
-    train = binarize_once(load_splits(config, "bce").train, SPLIT_SEED)
+    train = binarize_once(load_splits(config, "bce").train, TRAINING_BINARIZATION_SEED)
     codes = model.encode(to_float(train.images))[0].detach()
     assert torch.allclose(model.fitted_mean, codes.mean(0), atol=1e-4)
     covariance = model.fitted_scale_tril @ model.fitted_scale_tril.T

@@ -14,10 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from vae.backgrounds import background_warning
-from vae.checkpoint import data_for_model, load_model, read_metadata
-from vae.data import load_test_set, to_float
-from vae.device import resolve_device
+from vae.checkpoint import read_metadata
+from vae.data import ImageSource, to_float
 from vae.errors import ConfigError, DataError, Setting
 from vae.evaluation import prepare_evaluation_images
 from vae.images import save_gif, save_grid, save_labelled_rows, save_reconstruction_grid, tile
@@ -38,6 +36,7 @@ from vae.loss_name import training_loss_name
 from vae.model import VAE
 from vae.plots import save_latent_maps, save_score_histograms, save_training_curves
 from vae.sampling import sample_from_model
+from vae.trained_model import load_trained_model
 
 if TYPE_CHECKING:
     from vae.reporting import Reporter
@@ -71,51 +70,35 @@ class Inputs:
 
 def load_inputs(
     checkpoint: str | Path,
+    source: ImageSource | None = None,
     *,
-    dataset: str | None = None,
-    input_path: Path | None = None,
-    data_dir: str | None = None,
-    download: bool = True,
-    limit: int | None = None,
     device: str = "cpu",
     binarize: bool = True,
     model: VAE | None = None,
-    invert: bool = False,
     reporter: Reporter | None = None,
 ) -> Inputs:
-    """Load a checkpoint and test images: of ``dataset``, else of the model's own named dataset
-    (a ``folder:`` or ``hf:`` one only when given as ``dataset``), or the image files at
-    ``input_path`` (see :func:`vae.data.load_test_set`).
+    """Load a checkpoint and the test images of ``source`` (default: the model's own named
+    dataset's; see :class:`vae.data.ImageSource`).
 
     ``binarize``: a Bernoulli model's test images are binarized once with the evaluation seed,
     as the likelihood scores them; False keeps the grey images (for pictures that show the
     originals). Files are used as they are. ``model``: the checkpoint's model, when the caller
-    has loaded it already. ``invert``: every pixel ``x`` becomes ``255 - x`` first. Images
-    mostly on light backgrounds for a model that draws dark ones are named in one warning to
-    ``reporter`` (see vae.backgrounds)."""
-    if model is None:
-        model = load_model(checkpoint, resolve_device(device))
-    metadata = read_metadata(checkpoint)
-    # Images shaped as the model takes them (its spec, checked against the data section).
-    data = data_for_model(metadata, model.spec)
-    test = load_test_set(
-        data,
-        dataset=dataset,
-        input_path=input_path,
-        data_dir=data_dir,
-        download=download,
-        limit=limit,
-        invert=invert,
-    )
+    has loaded it already. Images mostly on light backgrounds for a model that draws dark ones
+    are named in one warning to ``reporter`` (see vae.backgrounds)."""
+    source = source or ImageSource()
+    trained = load_trained_model(checkpoint, device, model)
+    test = trained.test_images(source, reporter)
     images = test.images
-    if reporter is not None and (warning := background_warning(model, images, invert)):
-        reporter.warning(warning)
-    if binarize and input_path is None and data.get("binarize", "none") != "none":
+    if (
+        binarize
+        and source.input_path is None
+        and trained.data_info.get("binarize", "none") != "none"
+    ):
         images = prepare_evaluation_images(images, "static", 0)
-    source = str(input_path) if input_path is not None else f"{dataset or data['dataset']} test"
-    if invert:  # a map's title says what was encoded
-        source = f"inverted {source}"
-    return Inputs(model, to_float(images), test.labels, source, metadata)
+    name = source.name(trained.data_info) + ("" if source.input_path is not None else " test")
+    if source.invert:  # a map's title says what was encoded
+        name = f"inverted {name}"
+    return Inputs(trained.model, to_float(images), test.labels, name, trained.metadata)
 
 
 # --- interpolation ---------------------------------------------------------------------------
@@ -346,8 +329,9 @@ def gallery(
     """Every README picture from the shipped checkpoints, into ``output_dir``: pictures that
     show originals (reconstructions, interpolations) show and encode the grey test images; the
     others encode them as the likelihood scores them."""
-    grey = load_inputs(checkpoint, data_dir=data_dir, download=download, binarize=False)
-    inputs = load_inputs(checkpoint, data_dir=data_dir, download=download)
+    source = ImageSource(data_dir=data_dir, download=download)
+    grey = load_inputs(checkpoint, source, binarize=False)
+    inputs = load_inputs(checkpoint, source)
     samples = sample_from_model(inputs.model, 64, seed)
     written = [save_grid(samples, output_dir / "samples.png", 8)]
     originals = grey.images[:32]
@@ -379,7 +363,7 @@ def gallery(
     if metrics is not None:
         written.append(curves(metrics, output_dir / "training_curves.png"))
     if autoencoder is not None:
-        ae_inputs = load_inputs(autoencoder, data_dir=data_dir, download=download)
+        ae_inputs = load_inputs(autoencoder, source)
         written.append(latent_map([inputs, ae_inputs], output_dir / "latent_map_vae_vs_ae.png"))
         written.append(manifold(ae_inputs, output_dir / "manifold_ae.png"))
     for report in ood_reports or []:

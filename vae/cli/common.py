@@ -211,7 +211,7 @@ def check_picture_size(checkpoint: Path, **counts: int) -> ModelSpec:
 def read_paths(*reads: Path | str | None) -> list[Path]:
     """What a command reads, for the output checks: the files and folders given (None skipped)
     and the folder of every ``folder:PATH`` dataset among them. A checkpoint's own ``folder:``
-    dataset is not: it is read only when given with --dataset (vae.data.inference)."""
+    dataset is not: it is read only when given with --dataset (vae.data.test_images)."""
     from vae.data.registry import FOLDER_PREFIX
 
     paths: list[Path] = []
@@ -331,22 +331,22 @@ def load_command_inputs(
     """A checkpoint and the images a picture command shows it (vae.visualize.load_inputs), from
     the options every such command has; torch is imported only here, when a command needs it.
     Images on light backgrounds for a model that draws dark ones get a warning on stderr."""
+    from vae.data import ImageSource as Images  # the library's; this module's adds --device
     from vae.reporting import RichReporter
     from vae.visualize import load_inputs
 
     if limit is not None:
         check_positive(limit=limit)
-    return load_inputs(
-        checkpoint,
+    images = Images(
         dataset=dataset,
         input_path=input_path,
         data_dir=data_dir,
         download=download,
         limit=limit,
-        device=device,
-        binarize=binarize,
         invert=invert,
-        reporter=RichReporter(),
+    )
+    return load_inputs(
+        checkpoint, images, device=device, binarize=binarize, reporter=RichReporter()
     )
 
 

@@ -78,26 +78,30 @@ def evaluate_command(
     # An evaluation can take an hour: a path it could never write is refused before it starts.
     reads = read_paths(checkpoint, input_path, dataset, ood_dataset)
     _check_outputs(reads, output, ood_dataset, histogram)
+    from vae.data import ImageSource
     from vae.evaluation import evaluate_checkpoint
     from vae.reporting import RichReporter
 
-    result = evaluate_checkpoint(
-        checkpoint,
-        k=k,
-        repeats=repeats,
-        binarize_test=binarize_test,
+    source = ImageSource(
         dataset=dataset,
         input_path=input_path,
         data_dir=data_dir,
         download=download,
         limit=limit,
+        invert=invert,
+    )
+    result = evaluate_checkpoint(
+        checkpoint,
+        source,
+        k=k,
+        repeats=repeats,
+        binarize_test=binarize_test,
         batch_size=batch_size,
         seed=seed,
         device=device,
         ood_dataset=ood_dataset,
         histogram=histogram,
         reporter=RichReporter(quiet=quiet),
-        invert=invert,
     )
     result["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     _report(result, output)

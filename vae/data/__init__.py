@@ -1,12 +1,14 @@
 """Datasets: named datasets (see :mod:`vae.data.registry`), a folder of images or a Hugging Face
 dataset, as uint8 arrays held in memory or mapped from files.
 
-One module per job: ``registry`` (every dataset name, once), ``source`` (the interface the source
-modules share, and ``load_raw``), the source modules ``idx``, ``cifar``, ``svhn``, ``medmnist``,
-``trees``, ``celeba``, ``folder`` and ``hf``, ``decoding`` (image files through Pillow, on every
-core), ``cache`` (decoded images kept on disk as shards), ``storage`` (in memory or mapped, and
-the cache folder), ``mapped`` (images read from mapped files), ``splits`` (validation split, binarization, fingerprints), ``batches``
-(training and evaluation batches) and ``inference`` (a trained model's inputs).
+One module per job: ``registry`` (every dataset name, once), ``source`` (what the source modules
+share), ``raw`` (``load_raw``: which source module reads a dataset), the source modules ``idx``,
+``cifar``, ``svhn``, ``medmnist``, ``trees``, ``celeba``, ``folder`` and ``hf``, ``decoding``
+(image files through Pillow, on every core), ``cache`` (decoded images kept on disk as shards),
+``storage`` (in memory or mapped, and the cache folder), ``mapped`` (images read from mapped
+files), ``seeds`` (the fixed seeds), ``splits`` (validation split, binarization, fingerprints),
+``batches`` (training and evaluation batches) and ``test_images`` (the images a trained model is
+shown, and the settings that say which). No two of them import each other.
 
 Every name is importable from ``vae.data`` as well. They are looked up on first use: importing
 this package must stay torch-free, because ``vae.config`` reads the registry and ``info`` starts
@@ -39,18 +41,22 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "resolve_data_dir",
     ),
     "imageset": ("ImageSet", "to_float"),
+    "seeds": (
+        "SPLIT_SEED",
+        "TEST_BINARIZATION_SEED",
+        "TRAINING_BINARIZATION_SEED",
+        "VALIDATION_BINARIZATION_SEED",
+    ),
     "splits": (
         "DEFAULT_VAL_SIZE",
         "FINGERPRINT_FIELDS",
         "PREVIEW_IMAGES",
-        "SPLIT_SEED",
-        "TEST_BINARIZATION_SEED",
-        "VALIDATION_BINARIZATION_SEED",
         "DataSplits",
         "binarize_once",
+        "carve_splits",
         "data_difference",
         "effective_binarize",
-        "fixed_tenth_split",
+        "load_grey_splits",
         "load_splits",
         "split_fingerprint",
     ),
@@ -62,7 +68,8 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "global_batch_size",
         "training_batches",
     ),
-    "source": ("Loader", "dataset_error", "load_raw"),
+    "source": ("Loader", "dataset_error", "fixed_tenth_split"),
+    "raw": ("load_raw", "load_raw_test"),
     "cache": ("CACHE_VERSION", "EncodedSplit", "decoded_split"),
     "storage": ("CACHE_FOLDER", "MAP_ABOVE_BYTES", "Storage"),
     "mapped": ("MappedImages",),
@@ -76,7 +83,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "decode_into",
         "read_image_files",
     ),
-    "inference": ("load_images_for_model", "load_outlier_images", "load_test_set"),
+    "test_images": ("ImageSource", "load_outlier_images", "load_test_set", "recorded_dataset"),
     "idx": ("IDX_DATASETS", "read_idx"),
     "celeba": ("CELEBA_CROP", "CELEBA_DEFAULT_SIZE"),
     "folder": ("DEFAULT_FOLDER_IMAGE_SIZE",),

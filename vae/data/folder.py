@@ -10,7 +10,7 @@ from vae.data import decoding
 from vae.data.cache import EncodedSplit, decoded_split
 from vae.data.imageset import ImageSet
 from vae.data.registry import FOLDER_IMAGE_SIZE, FOLDER_PREFIX
-from vae.data.splits import fixed_tenth_split
+from vae.data.source import fixed_tenth_split
 from vae.data.storage import Storage
 from vae.errors import DataError, Setting
 

@@ -20,7 +20,7 @@ from vae.data.cache import EncodedSplit, decoded_split
 from vae.data.decoding import Encoded
 from vae.data.imageset import ImageSet
 from vae.data.registry import FOLDER_IMAGE_SIZE, HF_PREFIX
-from vae.data.splits import fixed_tenth_split
+from vae.data.source import fixed_tenth_split
 from vae.data.storage import Storage
 from vae.errors import DataError, Setting, first_line
 

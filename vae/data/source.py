@@ -1,27 +1,28 @@
-"""What every source module shares, and ``load_raw``, which picks the module from the registry.
+"""What every source module shares: its interface, the one-line errors, the torchvision
+helpers and the fixed tenth split (``vae.data.raw`` picks the module for a dataset).
 
 A source module (``idx``, ``cifar``, ``svhn``, ``medmnist``, ``trees``, ``celeba``) defines
 ``load(entry, root, config, storage) -> (train, test)`` returning :class:`ImageSet` pairs at the
 data's own size (in memory, or mapped from files as ``storage`` decides, for the sources that can
 be), and reports any failure to read or fetch its files with :func:`dataset_error`, so that every
-dataset fails with the same one line.
+dataset fails with the same one line. A dataset without a test split of its own holds out
+:func:`fixed_tenth_split`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from vae.config import DATA_DIR_ENV, DataConfig, resolve_data_dir
+from vae.config import DATA_DIR_ENV, DataConfig
 from vae.data.imageset import ImageSet
-from vae.data.registry import FOLDER_PREFIX, HF_PREFIX, DatasetEntry, lookup
+from vae.data.registry import DatasetEntry
+from vae.data.seeds import SPLIT_SEED
 from vae.data.storage import Storage
 from vae.errors import DataError, Setting, all_lines
-from vae.reporting import Reporter
 
 if TYPE_CHECKING:
     import torch
@@ -33,27 +34,6 @@ class Loader(Protocol):
     def __call__(
         self, entry: DatasetEntry, root: Path, config: DataConfig, storage: Storage
     ) -> tuple[ImageSet, ImageSet]: ...
-
-
-def load_raw(config: DataConfig, reporter: Reporter | None = None) -> tuple[ImageSet, ImageSet]:
-    """(train, test) at the dataset's own size and channels; ``reporter`` hears the progress of
-    a first decode and the notes about where the images are kept."""
-    storage = Storage.for_config(config, reporter)
-    if config.dataset.startswith(FOLDER_PREFIX):
-        from vae.data.folder import load_folder
-
-        folder = Path(config.dataset[len(FOLDER_PREFIX) :]).expanduser()
-        return load_folder(folder, config, storage)
-    if config.dataset.startswith(HF_PREFIX):
-        from vae.data.hf import load_hf
-
-        return load_hf(config.dataset[len(HF_PREFIX) :], config, storage)
-    entry = lookup(config.dataset)
-    root = resolve_data_dir(config.data_dir)
-    # Imported only when used: torchvision, SciPy and Pillow cost seconds of start-up.
-    load: Loader = importlib.import_module(f"vae.data.{entry.source}").load
-    with removed_if_failed(root / entry.folder):
-        return load(entry, root, config, storage)
 
 
 @contextlib.contextmanager
@@ -104,21 +84,6 @@ def missing_files_error(entry: DatasetEntry, root: Path, missing: list[str]) -> 
     )
 
 
-def load_raw_test(config: DataConfig, reporter: Reporter | None = None) -> ImageSet | None:
-    """The test split of a named dataset alone, read without its training files, when its
-    source module can (``load_test``); None when it cannot (the caller loads both splits)."""
-    if config.dataset.startswith((FOLDER_PREFIX, HF_PREFIX)):
-        return None
-    entry = lookup(config.dataset)
-    module = importlib.import_module(f"vae.data.{entry.source}")
-    load_test = getattr(module, "load_test", None)
-    if load_test is None:
-        return None
-    root = resolve_data_dir(config.data_dir)
-    with removed_if_failed(root / entry.folder):
-        return load_test(entry, root, config, Storage.for_config(config, reporter))
-
-
 def torchvision_download(entry: DatasetEntry, root: Path, **kwargs: Any) -> None:
     """Fetch a named dataset with its torchvision class (which checks the archive's checksum)."""
     import torchvision.datasets as tv
@@ -151,3 +116,13 @@ def torchvision_splits(
             raise dataset_error(entry, root, download, error) from None
         splits.append(ImageSet(images.contiguous(), labels.long()))
     return splits[0], splits[1]
+
+
+def fixed_tenth_split(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, test) indices, each sorted: a fixed tenth of ``count`` items (seed SPLIT_SEED) is
+    the test split of datasets that have none of their own (photo folders, DTD)."""
+    import torch
+
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    test_count = count // 10
+    return order[test_count:].sort().values, order[:test_count].sort().values

@@ -13,14 +13,16 @@ import torch.nn.functional as F
 from vae.config import DataConfig
 from vae.data.imageset import ImageSet
 from vae.data.mapped import MappedImages
-from vae.data.source import load_raw
+from vae.data.raw import load_raw
+from vae.data.seeds import (
+    SPLIT_SEED,
+    TEST_BINARIZATION_SEED,
+    TRAINING_BINARIZATION_SEED,
+    VALIDATION_BINARIZATION_SEED,
+)
 from vae.errors import DataError, Setting
 from vae.reporting import Reporter
 
-# Fixed seeds: the validation split and the binarized evaluation sets are the same in every run.
-SPLIT_SEED = 0
-VALIDATION_BINARIZATION_SEED = 1
-TEST_BINARIZATION_SEED = 2
 DEFAULT_VAL_SIZE = 5000
 
 # Validation images shown (grey, as a person knows them) in training's reconstruction grids.
@@ -69,7 +71,20 @@ def default_val_size(available: int, limit: int | None) -> int:
 def load_splits(
     config: DataConfig, likelihood: str, reporter: Reporter | None = None
 ) -> DataSplits:
-    """Load train/validation/test splits as described by ``config``.
+    """Load train/validation/test splits as described by ``config``, binarized as ``config``
+    asks when ``likelihood`` is the Bernoulli one (see :func:`carve_splits`)."""
+    return carve_splits(config, effective_binarize(config, likelihood), reporter)
+
+
+def load_grey_splits(config: DataConfig, reporter: Reporter | None = None) -> DataSplits:
+    """The splits of ``config`` as stored (grey, never binarized, whatever ``config`` asks): the
+    images a model is shown rather than trained on."""
+    return carve_splits(config, "none", reporter)
+
+
+def carve_splits(config: DataConfig, binarize: str, reporter: Reporter | None = None) -> DataSplits:
+    """Train/validation/test splits of ``config``, binarized as ``binarize`` says (``none``,
+    ``static`` or ``dynamic``).
 
     The validation split is carved from the training set with a fixed seed; ``limit`` then keeps
     the first N remaining training images. The official test split is kept for test metrics.
@@ -97,12 +112,11 @@ def load_splits(
         train = train.subset(slice(0, config.limit))
     fingerprint = split_fingerprint(train, val)
     preview = val.images[:PREVIEW_IMAGES].clone()
-    binarize = effective_binarize(config, likelihood)
     if binarize != "none":
         val = binarize_once(val, VALIDATION_BINARIZATION_SEED)
         test = binarize_once(test, TEST_BINARIZATION_SEED)
         if binarize == "static":
-            train = binarize_once(train, SPLIT_SEED)
+            train = binarize_once(train, TRAINING_BINARIZATION_SEED)
     _, channels, height, width = train.images.shape  # type: ignore[misc]
     info = {
         "dataset": config.dataset,
@@ -167,14 +181,6 @@ def binarize_once(images: ImageSet, seed: int) -> ImageSet:
     probabilities = pixels.float() / 255.0
     drawn = torch.bernoulli(probabilities, generator=generator).to(torch.uint8) * 255
     return ImageSet(drawn, images.labels, binary=True)
-
-
-def fixed_tenth_split(count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train, test) indices, each sorted: a fixed tenth of ``count`` items (seed SPLIT_SEED) is
-    the test split of datasets that have none of their own (photo folders, DTD)."""
-    order = torch.randperm(count, generator=torch.Generator().manual_seed(SPLIT_SEED))
-    test_count = count // 10
-    return order[test_count:].sort().values, order[:test_count].sort().values
 
 
 def shaped(images_set: ImageSet, config: DataConfig) -> ImageSet:

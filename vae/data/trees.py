@@ -20,8 +20,7 @@ from vae.data import decoding
 from vae.data.cache import EncodedSplit, decoded_split
 from vae.data.imageset import ImageSet
 from vae.data.registry import REGISTRY, DatasetEntry
-from vae.data.source import dataset_error, torchvision_download
-from vae.data.splits import fixed_tenth_split
+from vae.data.source import dataset_error, fixed_tenth_split, torchvision_download
 from vae.data.storage import Storage
 
 TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"

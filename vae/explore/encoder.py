@@ -9,9 +9,9 @@ Each piece is computed by the function the still pictures use (``vae.visualize.l
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -140,19 +140,17 @@ class Encoder:
             reporter.warning(f"explorer: no {name.replace('_', ' ')}: {reason}")
 
     def _load_test_images(self) -> None:
+        from vae.data import ImageSource
         from vae.latent import plane_of, traversal_order
         from vae.visualize import load_inputs
 
-        options: dict[str, Any] = {
-            "dataset": self.dataset,
-            "data_dir": self.data_dir,
-            "download": self.download,
-            "model": self.model,
-        }
+        source = ImageSource(dataset=self.dataset, data_dir=self.data_dir, download=self.download)
         # As the likelihood scores them (binarized once for a Bernoulli model), as traverse
         # and latent-map encode them; the strip shows the grey images, as interpolate does.
-        scored = load_inputs(self.checkpoint, limit=self.limit, **options)
-        grey = load_inputs(self.checkpoint, limit=STRIP_SIZE, binarize=False, **options)
+        scored = load_inputs(self.checkpoint, replace(source, limit=self.limit), model=self.model)
+        grey = load_inputs(
+            self.checkpoint, replace(source, limit=STRIP_SIZE), binarize=False, model=self.model
+        )
         codes = scored.codes()
         order = traversal_order(codes, include_inactive=True)
         active = codes.active()

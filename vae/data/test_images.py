@@ -1,5 +1,5 @@
-"""Inference inputs: the images a trained model is evaluated or shown on, shaped for it: a
-dataset's test split or the user's own image files.
+"""Test images: the images a trained model is evaluated or shown on, shaped for it (a dataset's
+test split or the user's own image files), and :class:`ImageSource`, the settings that say which.
 
 A checkpoint is data from whoever wrote it: the ``folder:`` or ``hf:`` source it records is
 named in a message but never read or fetched unless the user passes it as the ``dataset``
@@ -8,6 +8,7 @@ setting; a registry name (mnist, cifar10, ...) reads only vae's own data folder.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,9 @@ import torch
 from vae.config import DataConfig
 from vae.data.decoding import IMAGE_EXTENSIONS, collect_image_files, read_image_files
 from vae.data.imageset import ImageSet
+from vae.data.raw import load_raw_test
 from vae.data.registry import FOLDER_PREFIX, HF_PREFIX
-from vae.data.source import load_raw_test
-from vae.data.splits import load_splits, shaped
+from vae.data.splits import load_grey_splits, shaped
 from vae.errors import ConfigError, DataError, Setting
 
 # A recorded source longer than this is cut short in messages (a checkpoint's strings are
@@ -26,66 +27,73 @@ from vae.errors import ConfigError, DataError, Setting
 SHOWN_SOURCE_CHARS = 300
 
 
-def load_images_for_model(data_info: dict[str, Any], **options: Any) -> torch.Tensor:
-    """Grey (not binarized) uint8 images shaped for a model trained on ``data_info``: the test
-    split of ``dataset`` (default: the model's own, when it is a named dataset), or the files at
-    ``input_path``; the options are those of :func:`load_test_set`."""
-    return load_test_set(data_info, **options).images
-
-
-def load_outlier_images(data_info: dict[str, Any], dataset: str, **options: Any) -> torch.Tensor:
-    """The images of an outlier set ``dataset`` as :func:`load_images_for_model` gives them: a
-    ``folder:`` dataset is every image under its folder (it is no model's training data, so no
-    split is held out), another its test split; the options are those of :func:`load_test_set`."""
-    if dataset.startswith(FOLDER_PREFIX):
-        folder = Path(dataset[len(FOLDER_PREFIX) :]).expanduser()
-        return load_images_for_model(data_info, input_path=folder, **options)
-    return load_images_for_model(data_info, dataset=dataset, **options)
-
-
-def load_test_set(
-    data_info: dict[str, Any],
-    *,
-    dataset: str | None = None,
-    input_path: Path | None = None,
-    data_dir: str | None = None,
-    download: bool = True,
-    limit: int | None = None,
-    invert: bool = False,
-) -> ImageSet:
-    """The test split of ``dataset`` or every image file at ``input_path``, as grey uint8 images
-    shaped for a model trained on ``data_info``, with the labels when the dataset has them.
-
-    Without either, the model's own dataset (see :func:`recorded_dataset`). A ``folder:``
-    dataset's test split is its fixed tenth, as training split it; ``input_path`` is every
-    image. ``invert``: every pixel ``x`` becomes ``255 - x`` (dark strokes on white paper for a
+@dataclass(frozen=True)
+class ImageSource:
+    """Which images a trained model is shown: every image file at ``input_path``, else the test
+    split of ``dataset`` (default: the model's own, when it is a named dataset) under
+    ``data_dir``, fetched if missing when ``download``; the first ``limit`` of them, and with
+    ``invert`` every pixel ``x`` turned into ``255 - x`` (dark strokes on white paper for a
     model trained on light strokes on black)."""
-    loaded = _test_set(data_info, dataset, input_path, data_dir, download, limit)
-    if invert:
+
+    dataset: str | None = None
+    input_path: Path | None = None
+    data_dir: str | None = None
+    download: bool = True
+    limit: int | None = None
+    invert: bool = False
+
+    def name(self, data_info: dict[str, Any]) -> str:
+        """What the images are called in results and titles: the path of the files, else the
+        dataset (a model's own is named by ``data_info``, its checkpoint's data section)."""
+        if self.input_path is not None:
+            return str(self.input_path)
+        return self.dataset or data_info["dataset"]
+
+
+def load_test_set(data_info: dict[str, Any], source: ImageSource | None = None) -> ImageSet:
+    """The images of ``source`` as grey (not binarized) uint8 images shaped for a model trained
+    on ``data_info``, with the labels when the dataset has them.
+
+    Without a dataset or files, the model's own dataset (see :func:`recorded_dataset`). A
+    ``folder:`` dataset's test split is its fixed tenth, as training split it; files are every
+    image at ``input_path``."""
+    source = source or ImageSource()
+    loaded = _test_set(data_info, source)
+    if source.invert:
         from vae.backgrounds import invert as inverted
 
         return ImageSet(inverted(loaded.image_tensor()), loaded.labels, loaded.binary)
     return loaded
 
 
-def _test_set(
-    data_info: dict[str, Any],
-    dataset: str | None,
-    input_path: Path | None,
-    data_dir: str | None,
-    download: bool,
-    limit: int | None,
-) -> ImageSet:
+def load_outlier_images(
+    data_info: dict[str, Any], dataset: str, source: ImageSource
+) -> torch.Tensor:
+    """The images of an outlier set ``dataset``, shaped as :func:`load_test_set` shapes them,
+    read as ``source`` says (its data folder, downloads and limit; never inverted): a
+    ``folder:`` dataset is every image under its folder (it is no model's training data, so no
+    split is held out), another its test split."""
+    outliers = replace(source, dataset=None, input_path=None, invert=False)
+    if dataset.startswith(FOLDER_PREFIX):
+        folder = Path(dataset[len(FOLDER_PREFIX) :]).expanduser()
+        outliers = replace(outliers, input_path=folder)
+    else:
+        outliers = replace(outliers, dataset=dataset)
+    return load_test_set(data_info, outliers).images
+
+
+def _test_set(data_info: dict[str, Any], source: ImageSource) -> ImageSet:
     """:func:`load_test_set` before inversion."""
     channels, height, width = data_info["channels"], data_info["height"], data_info["width"]
-    if dataset is not None and input_path is not None:
+    dataset, limit = source.dataset, source.limit
+    if dataset is not None and source.input_path is not None:
         raise ConfigError("give ", Setting("dataset"), " or ", Setting("input"), ", not both")
-    if input_path is not None:
-        return _input_images(input_path, data_info, limit)
+    if source.input_path is not None:
+        return _input_images(source.input_path, data_info, limit)
     config = DataConfig(
         dataset=dataset if dataset is not None else recorded_dataset(data_info),
-        data_dir=data_dir,
-        download=download,
+        data_dir=source.data_dir,
+        download=source.download,
         image_size=height if height == width else None,
         channels=channels,
         binarize="none",
@@ -107,7 +115,7 @@ def _test_split(config: DataConfig) -> ImageSet:
     test = load_raw_test(config)
     if test is not None and len(test):
         return shaped(test, config)
-    splits = load_splits(config, "mse")
+    splits = load_grey_splits(config)
     return splits.test if len(splits.test) else splits.val
 
 

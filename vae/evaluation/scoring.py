@@ -1,0 +1,174 @@
+"""Scoring of batches: the one-sample ELBO that validation reports, and the k-sample figures of
+each image that ``evaluate`` reports (-ELBO and its parts, the importance-weighted NLL)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from vae.data import ImageSet, evaluation_batches
+from vae.model import VAE
+from vae.objectives import elbo_terms, gaussian_kl, log_importance_weights, log_likelihood
+from vae.reporting import Reporter
+
+EVALUATION_SEED = 0
+
+
+@torch.no_grad()
+def evaluate_elbo(
+    model: VAE,
+    images: ImageSet,
+    gaussian_sigma: float = 0.1,
+    batch_size: int = 1000,
+    seed: int = EVALUATION_SEED,
+) -> dict[str, float]:
+    """Negative ELBO, reconstruction and KL in nats per image, with beta = 1 and one sample.
+
+    The posterior noise comes from its own generator with a fixed seed, so the figure is
+    reproducible and evaluating never disturbs the training random stream. For the Gaussian
+    likelihood the plain per-pixel MSE of the decoded mean is reported too.
+    """
+    was_training = model.training
+    model.eval()
+    device = images.images.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    totals = {"neg_elbo": 0.0, "recon": 0.0, "kl": 0.0, "mse": 0.0}
+    count = 0
+    for x in evaluation_batches(images, batch_size):
+        mu, logvar = model.encode(x)
+        noise = None
+        if logvar is not None:
+            noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        z = mu if noise is None else model.reparameterize(mu, logvar, noise=noise)
+        decoded = model.decode_fast(z)
+        sigma = model.likelihood_sigma(gaussian_sigma)
+        kl = model.kl_term(mu, logvar, noise)
+        terms = elbo_terms(decoded, x, mu, logvar, model.spec.likelihood, 1.0, 0.0, sigma, kl=kl)
+        n = x.shape[0]
+        totals["neg_elbo"] += terms.neg_elbo.item() * n
+        totals["recon"] += terms.recon.item() * n
+        totals["kl"] += terms.kl.item() * n
+        if model.spec.likelihood != "bce":
+            totals["mse"] += (model.decoded_to_image(decoded) - x).pow(2).mean().item() * n
+        count += n
+    model.train(was_training)
+    if count == 0:
+        raise ValueError("cannot evaluate on an empty set of images")
+    results = {key: value / count for key, value in totals.items()}
+    if model.spec.likelihood == "bce":
+        del results["mse"]
+    return results
+
+
+# Images decoded at once: bounds memory whatever k and batch size are. A chunk this small stays
+# in the CPU's cache, which a larger one does not (benchmarks/README.md, "Figures behind the code").
+DEFAULT_MAX_DECODES = 4_096
+
+
+@dataclass
+class ImageScores:
+    """Per-image figures of one evaluation pass, in nats (CPU, float64)."""
+
+    neg_elbo: torch.Tensor
+    recon: torch.Tensor
+    kl: torch.Tensor
+    nll: torch.Tensor | None  # importance-weighted estimate; None for the Gaussian likelihood
+    squared_error: torch.Tensor | None  # per-pixel MSE of the reconstruction (Gaussian only)
+    posterior_means: torch.Tensor
+
+
+@torch.no_grad()
+def score_batch(
+    model: VAE,
+    x: torch.Tensor,
+    k: int,
+    generator: torch.Generator,
+    gaussian_sigma: float = 0.1,
+    max_decodes: int = DEFAULT_MAX_DECODES,
+) -> dict[str, torch.Tensor]:
+    """-ELBO (with a k-sample reconstruction term and the analytic KL; a learned prior's KL
+    as the average of log q(z|x) - log p(z) over the same k samples) and the k-sample
+    importance-weighted NLL of each image in ``x``, streaming over chunks of samples."""
+    mu, logvar = model.encode(x)
+    batch, latent = mu.shape
+    kl = gaussian_kl(mu, logvar).sum(1)
+    kl_sum = torch.zeros(batch, device=x.device)
+    log_sum = torch.full((batch,), -math.inf, device=x.device)
+    recon_sum = torch.zeros(batch, device=x.device)
+    chunk = max(1, max_decodes // batch)
+    std = torch.exp(0.5 * logvar)
+    done = 0
+    while done < k:
+        count = min(chunk, k - done)
+        # One draw per sample index, so the noise (and the figure) does not depend on chunking.
+        eps = torch.stack(
+            [
+                torch.randn((batch, latent), generator=generator, device=x.device)
+                for _ in range(count)
+            ]
+        )
+        z = mu + std * eps
+        decoded = model.decode_fast(z.reshape(count * batch, latent))
+        targets = x.unsqueeze(0).expand(count, *x.shape).reshape(count * batch, *x.shape[1:])
+        sigma = model.likelihood_sigma(gaussian_sigma)
+        log_px = log_likelihood(decoded, targets, model.spec.likelihood, sigma).view(count, batch)
+        log_weights = log_importance_weights(log_px, z, mu, logvar, model.log_prior)
+        log_sum = torch.logaddexp(log_sum, torch.logsumexp(log_weights, dim=0))
+        recon_sum -= log_px.sum(0)
+        kl_sum += (log_px - log_weights).sum(0)
+        done += count
+    recon = recon_sum / k
+    if model.prior is not None:
+        kl = kl_sum / k
+    return {
+        "nll": -(log_sum - math.log(k)),
+        "recon": recon,
+        "kl": kl,
+        "neg_elbo": recon + kl,
+        "mu": mu,
+    }
+
+
+@torch.no_grad()
+def score_images(
+    model: VAE,
+    images: torch.Tensor,
+    k: int,
+    seed: int,
+    batch_size: int = 100,
+    gaussian_sigma: float = 0.1,
+    max_decodes: int = DEFAULT_MAX_DECODES,
+    reporter: Reporter | None = None,
+) -> ImageScores:
+    """Score float images in [0, 1] (already binarized where the protocol says so)."""
+    model.eval()
+    reporter = reporter or Reporter()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    parts: dict[str, list[torch.Tensor]] = {
+        "nll": [],
+        "recon": [],
+        "kl": [],
+        "neg_elbo": [],
+        "mu": [],
+        "se": [],
+    }
+    gaussian = model.spec.likelihood == "mse"
+    for begin in range(0, images.shape[0], batch_size):
+        x = images[begin : begin + batch_size].to(device)
+        scores = score_batch(model, x, k, generator, gaussian_sigma, max_decodes)
+        for key in ("nll", "recon", "kl", "neg_elbo", "mu"):
+            parts[key].append(scores[key].double().cpu())
+        if gaussian:
+            parts["se"].append((model.reconstruct(x) - x).pow(2).flatten(1).mean(1).double().cpu())
+        reporter.task_advanced(x.shape[0])
+    return ImageScores(
+        neg_elbo=torch.cat(parts["neg_elbo"]),
+        recon=torch.cat(parts["recon"]),
+        kl=torch.cat(parts["kl"]),
+        nll=None if gaussian else torch.cat(parts["nll"]),
+        squared_error=torch.cat(parts["se"]) if gaussian else None,
+        posterior_means=torch.cat(parts["mu"]),
+    )
