@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import explore_screenshot  # noqa: E402
 
 from vae.explore.connections import Limits
+from vae.explore.footprint import THREADS
 from vae.explore.server import RESERVED_FILES, fitted
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +39,7 @@ SERVE = """
 import os, resource, sys
 from pathlib import Path
 from vae.explore.connections import Limits
+from vae.explore.footprint import THREADS
 from vae.explore.server import serve
 from vae.reporting import RichReporter
 checkpoint, data_dir, limits, files, held = sys.argv[1:]
@@ -323,3 +325,33 @@ def test_the_idle_explorer_reserves_little_address_space_after_a_burst(synthetic
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=30)
     assert own < 700 << 20, f"{own / 2**20:.0f} MiB of {total / 2**20:.0f} MiB"
+
+
+@pytest.mark.parametrize("command", [["explore"], ["vae", "explore"]])
+def test_the_explorer_caps_its_threads_before_numpy_loads(command):
+    """OpenBLAS starts its threads, one per core, as NumPy is imported, and the command line
+    imports NumPy: the explorer's entry point sets their number (and torch's) before that,
+    keeping a value the user set."""
+    code = """
+import os, sys
+import vae.explore.footprint as footprint
+numpy_loaded = []
+footprint.reserve_less = lambda: numpy_loaded.append("numpy" in sys.modules)
+from vae import entry
+sys.argv = [*sys.argv[1:], "--port", "70000"]  # refused once parsed: no server starts
+try:
+    getattr(entry, sys.argv[0])()
+except SystemExit:
+    pass
+print(numpy_loaded)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code, *command], capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.strip() == "[False]", result.stderr
+    found = subprocess.run(
+        [sys.executable, "-c", "import os; from vae.explore.footprint import reserve_less; "
+         "reserve_less(); print(os.environ['OMP_NUM_THREADS'], os.environ['MKL_NUM_THREADS'])"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "OMP_NUM_THREADS": "7"},
+    )  # fmt: skip
+    assert found.stdout.split() == ["7", str(THREADS)], found.stderr

@@ -35,6 +35,12 @@ def _under_torchrun() -> bool:
         return False
 
 
+def _explorer(app_name: str) -> bool:
+    """Whether this process is the explorer (``explore``, ``vae explore``), which keeps its
+    threads and malloc arenas few (vae.explore.footprint)."""
+    return app_name == "explore_app" or (app_name == "app" and sys.argv[1:2] == ["explore"])
+
+
 def _run(app_name: str) -> NoReturn:
     """Run ``vae.cli.<app_name>`` and exit with its code; see the module's docstring."""
     from vae import interrupts
@@ -42,6 +48,11 @@ def _run(app_name: str) -> NoReturn:
     # Under torchrun, SIGTERM keeps its default until training installs its own handler: it is
     # how torchrun stops workers, and there it has always ended them at once.
     interrupts.install_exit_handlers(sigterm=not _under_torchrun())
+    if _explorer(app_name):
+        # Its thread counts are read as NumPy and torch load: the command line imports NumPy.
+        from vae.explore.footprint import reserve_less
+
+        reserve_less()
     try:
         code = _invoke(app_name)
     except KeyboardInterrupt:

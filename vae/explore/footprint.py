@@ -14,7 +14,9 @@ with more cores:
   (OpenMP) and of NumPy's OpenBLAS start one thread per core.
 
 :func:`reserve_less` caps the arenas at ``MALLOC_ARENAS`` and the compute threads at
-``THREADS``; the explorer's own pool (``vae.explore.app``) has ``THREADS`` workers. After the
+``THREADS``, called by ``vae.entry`` as the explorer's process starts (the command line imports
+NumPy) and again by ``serve``; the explorer's own pool (``vae.explore.app``) has ``THREADS``
+workers. After the
 same burst: 3.3 GiB (VmSize 3,499,472 kB), of which 689 MiB not mapped from files (was 1,252).
 """
 

@@ -175,7 +175,9 @@ def serve(
     KeyboardInterrupt once the server has stopped); its test images are those of ``dataset``,
     else of the checkpoint's named dataset (see vae.data.load_test_set). ``limits``: open
     connections and request deadlines (fitted under `ulimit -n`)."""
-    reserve_less()  # before NumPy, torch and the explorer's threads start
+    # Done already by the command (vae.entry, before the command line imports NumPy); here for
+    # other callers, before torch and the explorer's threads start.
+    reserve_less()
     import uvicorn
 
     from vae.explore.app import LOCAL_HOSTS, build_app
