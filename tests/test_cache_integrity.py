@@ -209,3 +209,22 @@ def test_training_on_a_damaged_cache_trains_on_the_real_images(
     assert len(warnings) == 1 and "damaged" in warnings[0], result.output
     assert "Traceback" not in result.output
     assert fingerprint("damaged") == fingerprint("clean")  # the same images, not blank ones
+
+
+def test_the_commands_that_show_a_model_its_images_say_so_too(
+    photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """evaluate, inference and visualize read a model's test images through load_test_set: a
+    damaged shard there is decoded again with the same line as in training."""
+    from vae.data import ImageSource, load_test_set
+
+    monkeypatch.setenv("VAE_CACHE_DIR", str(photos.parent / "cache"))
+    data_info = {"dataset": f"folder:{photos}", "channels": 3, "height": SIDE, "width": SIDE}
+    source = ImageSource(dataset=f"folder:{photos}")
+    first = load_test_set(data_info, source).images
+    for shard in _shards(photos):
+        _blank_the_images(shard)
+    notes = Notes()
+    again = load_test_set(data_info, source, notes).images
+    assert torch.equal(first, again)
+    assert notes.warnings and all("damaged" in warning for warning in notes.warnings)

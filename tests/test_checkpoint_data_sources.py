@@ -156,6 +156,8 @@ def test_the_explorer_names_a_checkpoints_source_without_touching_it(
     reason = encoder.status["test_images"].reason
     assert encoder.status["test_images"].state == FAILED
     assert f"trained on {source}" in reason and f"--dataset {source}" in reason
+    # The explorer has no --input: its own images are uploads.
+    assert "--input" not in reason and reason.endswith("or give images with an upload")
     assert len(reporter.lines) == 1 and source in reporter.lines[0]
     assert touched == []
 
@@ -293,3 +295,33 @@ def test_no_download_holds_for_a_hub_dataset(trained_run, tmp_path, monkeypatch)
     assert time.monotonic() - started < 10  # online, the library retries for about 25 s
     assert lookups == []
     assert (datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE) == switches
+
+
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        ("--dataset", "folder:", "invalid value for --dataset: 'folder:'"),
+        ("--dataset", "hf:", "invalid value for --dataset: 'hf:'"),
+        ("--ood-dataset", "folder:", "invalid value for --ood-dataset: 'folder:'"),
+    ],
+)
+def test_an_empty_source_path_is_refused_not_read_as_the_current_folder(
+    trained_run, synthetic_data_dir, tmp_path, monkeypatch, option, value, expected
+):
+    monkeypatch.chdir(tmp_path)  # which an empty path would walk
+    checkpoint = str(trained_run / "checkpoint_best.safetensors")
+    data = ["--data-dir", str(synthetic_data_dir), "--no-download"]
+    result = runner.invoke(
+        app, ["evaluate", "--checkpoint", checkpoint, option, value, "--k", "2", *data]
+    )
+    one_line_error(result, 2, expected)
+
+
+def test_a_folder_source_that_is_a_file_says_so(trained_run, tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("not images")
+    checkpoint = str(trained_run / "checkpoint_best.safetensors")
+    result = runner.invoke(
+        app, ["evaluate", "--checkpoint", checkpoint, "--dataset", f"folder:{plain}", "--k", "2"]
+    )
+    one_line_error(result, 1, f"{plain} is not a folder")

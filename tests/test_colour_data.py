@@ -142,7 +142,7 @@ def test_celeba_loads_centre_cropped_and_caches_the_decoded_tensors(
 def test_celeba_with_a_bad_partition_file_is_one_clear_line(tmp_path: Path) -> None:
     folder = _write_celeba(tmp_path, [0, 2])
     (folder / "list_eval_partition.txt").write_text("000001.jpg train\n")
-    with pytest.raises(DataError, match="cannot load dataset 'celeba'.*line 1"):
+    with pytest.raises(DataError, match="dataset 'celeba' is not in .* or cannot be read .*line 1"):
         vae.data.load_raw(DataConfig(dataset="celeba", data_dir=str(tmp_path), download=False))
 
 

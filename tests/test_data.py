@@ -49,7 +49,7 @@ def test_corrupt_files_are_reported(tmp_path, synthetic_data_dir):
     raw.mkdir(parents=True)
     for source in (synthetic_data_dir / "MNIST" / "raw").iterdir():
         (raw / source.name).write_bytes(source.read_bytes()[:100])  # cut short
-    with pytest.raises(DataError, match="cannot load dataset 'mnist'"):
+    with pytest.raises(DataError, match="dataset 'mnist' is not in .* or cannot be read"):
         load_splits(config_for(tmp_path), "bce")
 
 
@@ -111,7 +111,7 @@ def test_damaged_idx_files_name_the_problem(tmp_path, synthetic_data_dir, damage
     with pytest.raises(DataError) as caught:
         load_splits(config_for(tmp_path), "bce")
     message = str(caught.value)
-    assert "cannot load dataset 'mnist'" in message and reason in message
+    assert "dataset 'mnist' is not in" in message and reason in message
     assert "\n" not in message
 
 

@@ -219,7 +219,7 @@ def test_evaluate_refuses_what_it_could_never_finish_before_evaluating(
             2,
             "is a folder",
         ),
-        (["--ood-dataset", "nonsense"], 1, "unknown dataset 'nonsense'"),
+        (["--ood-dataset", "nonsense"], 2, "invalid value for --ood-dataset: 'nonsense'"),
     ):
         result = runner.invoke(app, [*base, *arguments])
         assert result.exit_code == exit_code, result.output

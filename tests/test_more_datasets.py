@@ -100,7 +100,7 @@ def test_missing_medmnist_without_its_package_is_one_line(
         vae.data.load_raw(DataConfig(dataset="octmnist", data_dir=str(tmp_path)))
     assert "poetry install --extras medmnist" in str(error.value)
     assert "\n" not in str(error.value)
-    with pytest.raises(DataError, match="cannot load dataset 'octmnist'.*downloads are off"):
+    with pytest.raises(DataError, match="dataset 'octmnist' is not in .*fetch it with download"):
         vae.data.load_raw(DataConfig(dataset="octmnist", data_dir=str(tmp_path), download=False))
 
 

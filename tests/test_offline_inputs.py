@@ -101,3 +101,13 @@ def test_the_explorer_says_once_why_it_has_no_test_images(tmp_path):
     reason = features["test_images"]["reason"]
     assert "--data-dir" in reason and "--download" in reason and "download=True" not in reason
     assert features["latent_map"]["reason"] == MAP_NEEDS_TEST_IMAGES
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "svhn"])
+def test_other_datasets_missing_offline_name_the_options_not_torchvisions(tmp_path, dataset):
+    result = runner.invoke(
+        app, ["train", "x", "--dataset", dataset, "--data-dir", str(tmp_path), "--no-download",
+              "--runs-dir", str(tmp_path / "runs")],
+    )  # fmt: skip
+    line = one_line_error(result, 1, f"dataset '{dataset}' is not in", "--data-dir", "--download")
+    assert "download=True" not in line

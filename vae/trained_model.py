@@ -34,7 +34,7 @@ class TrainedModel:
         dataset has them (see :func:`vae.data.load_test_set`). Images mostly on light
         backgrounds for a model that draws dark ones are named in one warning to ``reporter``
         (see vae.backgrounds)."""
-        images = load_test_set(self.data_info, source)
+        images = load_test_set(self.data_info, source, reporter)
         if reporter is not None and (
             warning := background_warning(self.model, images.images, source.invert)
         ):

@@ -219,7 +219,8 @@ def read_paths(*reads: Path | str | None) -> list[Path]:
         if read is None:
             continue
         if isinstance(read, str):
-            if read.startswith(FOLDER_PREFIX):
+            # An empty folder: path names no folder (it is refused when the data is loaded).
+            if read.startswith(FOLDER_PREFIX) and read[len(FOLDER_PREFIX) :].strip():
                 paths.append(Path(read[len(FOLDER_PREFIX) :]).expanduser())
             continue
         paths.append(read)

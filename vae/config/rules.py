@@ -37,7 +37,7 @@ def check_run_config(config: RunConfig, given: Collection[str] = ()) -> None:
     settings, then the upper bounds; raise ConfigError naming the setting at fault. ``given``:
     the settings a user set explicitly (some values are only a mistake when asked for)."""
     model, objective = config.model, config.objective
-    _check_dataset(config.data.dataset)
+    check_dataset(config.data.dataset)
     values = _setting_values(config)
     for name, option, value in values:
         check_choice_and_low(name, option, value)
@@ -118,16 +118,18 @@ def check_image_side(likelihood: str, height: int, width: int, conv_layers: int 
         )
 
 
-def _check_dataset(dataset: str) -> None:
-    """A registered name, folder:PATH or hf:NAME_OR_PATH, with the path or name given."""
+def check_dataset(dataset: str, setting: str = "dataset") -> None:
+    """Raise ConfigError unless ``dataset`` (the value of ``setting``) is a registered name,
+    folder:PATH or hf:NAME_OR_PATH with the path or name given (an empty one would read the
+    current folder)."""
     if dataset not in DATASETS and not dataset.startswith((FOLDER_PREFIX, HF_PREFIX)):
         invalid_value(
-            "dataset", dataset, "one of " + ", ".join(DATASETS) + ", folder:PATH or hf:NAME_OR_PATH"
+            setting, dataset, "one of " + ", ".join(DATASETS) + ", folder:PATH or hf:NAME_OR_PATH"
         )
     if dataset == FOLDER_PREFIX:
-        invalid_value("dataset", dataset, "folder:PATH with a folder path")
+        invalid_value(setting, dataset, "folder:PATH with a folder path")
     if dataset == HF_PREFIX:
-        invalid_value("dataset", dataset, "hf:NAME_OR_PATH with a dataset name or folder")
+        invalid_value(setting, dataset, "hf:NAME_OR_PATH with a dataset name or folder")
 
 
 def _check_prior_asked(model_type: str, prior: str, given: Collection[str]) -> None:

@@ -20,8 +20,11 @@ DEFAULT_FOLDER_IMAGE_SIZE = FOLDER_IMAGE_SIZE
 def load_folder(folder: Path, config: DataConfig, storage: Storage) -> tuple[ImageSet, ImageSet]:
     """(train, test) of the images under ``folder`` (at least 2), unlabelled."""
     if not folder.is_dir():
+        what = (
+            f"{folder} is not a folder" if folder.exists() else f"image folder not found: {folder}"
+        )
         raise DataError(
-            f"image folder not found: {folder} (from ",
+            f"{what} (from ",
             Setting("dataset"),
             f" {FOLDER_PREFIX}{folder})",
         )

@@ -173,7 +173,8 @@ def lookup(name: str) -> DatasetEntry:
     except KeyError:
         known = ", ".join(DATASETS)
         raise DataError(
-            f"unknown dataset '{name}' (known: {known}, or {FOLDER_PREFIX}PATH)"
+            f"unknown dataset '{name}' (known: {known}, {FOLDER_PREFIX}PATH or "
+            f"{HF_PREFIX}NAME_OR_PATH)"
         ) from None
 
 

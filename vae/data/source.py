@@ -12,6 +12,7 @@ dataset fails with the same one line. A dataset without a test split of its own 
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,12 +53,26 @@ def removed_if_failed(folder: Path) -> Iterator[None]:
         raise
 
 
+# The advice torchvision adds to "Dataset not found": its own download argument.
+TORCHVISION_ADVICE = re.compile(r"[.,;]?\s*You can use download=True to download it\.?", re.I)
+
+
 def dataset_error(
     entry: DatasetEntry, root: Path, download: bool, error: BaseException
 ) -> DataError:
     """The one-line error for a named dataset that cannot be loaded."""
     # A download error's reason is below its first line ("Error downloading X:\nTried ...").
     reason = all_lines(error)
+    if not download:
+        # torchvision's own advice ("You can use download=True ...") speaks of its API.
+        reason = TORCHVISION_ADVICE.sub("", reason).strip().rstrip(".") or "files not found"
+        return DataError(
+            f"dataset '{entry.name}' is not in {(root / entry.folder).resolve()} or cannot be "
+            f"read ({reason}): point ",
+            Setting("data_dir"),
+            f" (or {DATA_DIR_ENV}) at a folder holding {entry.folder}, or fetch it with ",
+            Setting("download"),
+        )
     action = (
         ("download failed or files are missing or corrupt",)
         if download

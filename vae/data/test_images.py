@@ -8,19 +8,24 @@ setting; a registry name (mnist, cifar10, ...) reads only vae's own data folder.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from vae.config import DataConfig
+from vae.config.rules import check_dataset
 from vae.data.decoding import IMAGE_EXTENSIONS, collect_image_files, read_image_files
 from vae.data.imageset import ImageSet
 from vae.data.raw import load_raw_test
 from vae.data.registry import FOLDER_PREFIX, HF_PREFIX
 from vae.data.splits import load_grey_splits, shaped
 from vae.errors import ConfigError, DataError, Setting
+
+if TYPE_CHECKING:
+    from vae.reporting import Reporter
 
 # A recorded source longer than this is cut short in messages (a checkpoint's strings are
 # whatever its writer chose).
@@ -50,15 +55,20 @@ class ImageSource:
         return self.dataset or data_info["dataset"]
 
 
-def load_test_set(data_info: dict[str, Any], source: ImageSource | None = None) -> ImageSet:
+def load_test_set(
+    data_info: dict[str, Any],
+    source: ImageSource | None = None,
+    reporter: Reporter | None = None,
+) -> ImageSet:
     """The images of ``source`` as grey (not binarized) uint8 images shaped for a model trained
     on ``data_info``, with the labels when the dataset has them.
 
     Without a dataset or files, the model's own dataset (see :func:`recorded_dataset`). A
     ``folder:`` dataset's test split is its fixed tenth, as training split it; files are every
-    image at ``input_path``."""
+    image at ``input_path``. ``reporter`` hears what loading a dataset reports (a first decode,
+    a damaged cached shard decoded again)."""
     source = source or ImageSource()
-    loaded = _test_set(data_info, source)
+    loaded = _test_set(data_info, source, reporter)
     if source.invert:
         from vae.backgrounds import invert as inverted
 
@@ -67,22 +77,28 @@ def load_test_set(data_info: dict[str, Any], source: ImageSource | None = None) 
 
 
 def load_outlier_images(
-    data_info: dict[str, Any], dataset: str, source: ImageSource
+    data_info: dict[str, Any],
+    dataset: str,
+    source: ImageSource,
+    reporter: Reporter | None = None,
 ) -> torch.Tensor:
     """The images of an outlier set ``dataset``, shaped as :func:`load_test_set` shapes them,
     read as ``source`` says (its data folder, downloads and limit; never inverted): a
     ``folder:`` dataset is every image under its folder (it is no model's training data, so no
     split is held out), another its test split."""
+    check_dataset(dataset, "ood_dataset")
     outliers = replace(source, dataset=None, input_path=None, invert=False)
     if dataset.startswith(FOLDER_PREFIX):
         folder = Path(dataset[len(FOLDER_PREFIX) :]).expanduser()
         outliers = replace(outliers, input_path=folder)
     else:
         outliers = replace(outliers, dataset=dataset)
-    return load_test_set(data_info, outliers).images
+    return load_test_set(data_info, outliers, reporter).images
 
 
-def _test_set(data_info: dict[str, Any], source: ImageSource) -> ImageSet:
+def _test_set(
+    data_info: dict[str, Any], source: ImageSource, reporter: Reporter | None
+) -> ImageSet:
     """:func:`load_test_set` before inversion."""
     channels, height, width = data_info["channels"], data_info["height"], data_info["width"]
     dataset, limit = source.dataset, source.limit
@@ -90,6 +106,8 @@ def _test_set(data_info: dict[str, Any], source: ImageSource) -> ImageSet:
         raise ConfigError("give ", Setting("dataset"), " or ", Setting("input"), ", not both")
     if source.input_path is not None:
         return _input_images(source.input_path, data_info, limit)
+    if dataset is not None:
+        check_dataset(dataset)
     config = DataConfig(
         dataset=dataset if dataset is not None else recorded_dataset(data_info),
         data_dir=source.data_dir,
@@ -98,7 +116,7 @@ def _test_set(data_info: dict[str, Any], source: ImageSource) -> ImageSet:
         channels=channels,
         binarize="none",
     )
-    images = _test_split(config)
+    images = _test_split(config, reporter)
     if tuple(images.images.shape[1:]) != (channels, height, width):
         raise DataError(
             f"'{config.dataset}' images are {tuple(images.images.shape[1:])}, the model needs {(channels, height, width)}"
@@ -108,14 +126,14 @@ def _test_set(data_info: dict[str, Any], source: ImageSource) -> ImageSet:
     return (images.subset(slice(0, limit)) if limit else images).in_memory()
 
 
-def _test_split(config: DataConfig) -> ImageSet:
+def _test_split(config: DataConfig, reporter: Reporter | None) -> ImageSet:
     """The dataset's test split, shaped as ``config`` asks: read alone where the source can (a
     model shown MNIST needs only its test files), else from every split (the validation split
     stands in where a dataset has no test split)."""
-    test = load_raw_test(config)
+    test = load_raw_test(config, reporter)
     if test is not None and len(test):
         return shaped(test, config)
-    splits = load_grey_splits(config)
+    splits = load_grey_splits(config, reporter)
     return splits.test if len(splits.test) else splits.val
 
 
@@ -150,7 +168,7 @@ def recorded_dataset(data_info: dict[str, Any]) -> str:
         raise DataError(
             f"the checkpoint was trained on {shown}, which is read only when you ask: pass ",
             Setting("dataset"),
-            f" {shown} to use it, or give images with ",
+            f" {shlex.quote(shown)} to use it, or give images with ",
             Setting("input"),
         )
     return recorded

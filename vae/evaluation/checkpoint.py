@@ -49,7 +49,9 @@ def evaluate_checkpoint(
     images = trained.test_images(source, reporter).images
     # Loaded before the long in-distribution pass, so that a bad name fails at once.
     ood_images = (
-        None if ood_dataset is None else load_outlier_images(data_info, ood_dataset, source)
+        None
+        if ood_dataset is None
+        else load_outlier_images(data_info, ood_dataset, source, reporter)
     )
     options = dict(binarize=binarize_test, seed=seed, batch_size=batch_size, gaussian_sigma=sigma)
     # A model without a likelihood (an autoencoder, an SSIM-trained VAE) is scored by its own

@@ -121,8 +121,10 @@ class Encoder:
         except VAEError as error:
             from vae.config import flag_of
 
-            # Spelled as the command's flags: the page and the terminal belong to `vae explore`.
-            self._fail("test_images", error.render(flag_of), reporter)
+            # Spelled as the command's flags: the page and the terminal belong to `vae explore`,
+            # whose own images come from uploads, not --input.
+            spell = lambda name: "an upload" if name == "input" else flag_of(name)  # noqa: E731
+            self._fail("test_images", error.render(spell), reporter)
         except Exception as error:  # noqa: BLE001 - as above
             self._fail("test_images", first_line(error), reporter)
         else:
