@@ -225,3 +225,17 @@ def test_an_unwritable_cache_folder_keeps_the_images_in_memory_with_a_note(
     mapped, _ = load_raw(config)
     assert mapped.mapped and torch.equal(mapped.images[0 : len(mapped)], train.images)
     assert list((tmp_path / "cache").glob("folder-*/*.safetensors"))
+
+
+def test_zero_decode_workers_decode_in_this_process(tmp_path, monkeypatch):
+    """--decode-workers 0 (PyTorch's num_workers=0) decodes without a pool, as 1 does."""
+    import vae.data.decoding
+    from vae.config import DataConfig
+    from vae.data.storage import Storage
+
+    storage = Storage.for_config(
+        DataConfig(dataset="mnist", decode_workers=0, cache_dir=str(tmp_path))
+    )
+    assert storage.workers == 0
+    default = Storage.for_config(DataConfig(dataset="mnist", cache_dir=str(tmp_path)))
+    assert default.workers == vae.data.decoding.default_workers()

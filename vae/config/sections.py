@@ -125,11 +125,13 @@ class DataConfig:
     )
     decode_workers: int | None = setting(
         None,
-        help="Processes that decode image files the first time (default: every core).",
+        help="Processes that decode image files the first time (default: every core; 0 or 1: "
+        "this process alone).",
         aliases={"--num-workers": ()},
-        at_least=1,
+        at_least=0,
         at_most=MAX_DECODE_WORKERS,
-        doc="processes that decode image files into the cache the first time",
+        doc="processes that decode image files into the cache the first time; 0 or 1 decode in "
+        "the training process itself (what `--num-workers 0` means to a PyTorch user)",
         doc_default="every core",
         resumable=True,
     )

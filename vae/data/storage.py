@@ -48,7 +48,8 @@ class Storage:
         return cls(
             mode=config.storage,
             cache_root=root,
-            workers=config.decode_workers or default_workers(),
+            # 0 and 1 both decode in this process (PyTorch's num_workers=0 is the same).
+            workers=default_workers() if config.decode_workers is None else config.decode_workers,
             reporter=reporter or Reporter(),
             local_processes=local_process_count(),
         )
