@@ -1,0 +1,78 @@
+"""The options several commands share, declared once: their types and help, the folder pictures
+go to, the shipped model's default path, and the command class that accepts the seed projects'
+flag spellings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperCommand
+
+from vae.aliases import rewrite_aliases
+from vae.config import DEVICES
+
+IMAGES_DIR = Path("images")
+
+
+class AliasCommand(TyperCommand):
+    """A command that also accepts the seed projects' flag spellings (see vae.aliases)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        known = [name for param in self.params for name in getattr(param, "opts", [])]
+        known += [name for param in self.params for name in getattr(param, "secondary_opts", [])]
+        return super().parse_args(ctx, rewrite_aliases(self.name or "", args, known))
+
+
+def shipped_default(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Any:
+    """An option's default that names a shipped file (``pretrained/...``) is found by
+    vae.shipped's rule, from any folder; a path the user gave is used as given."""
+    from vae.shipped import shipped_path
+
+    source = ctx.get_parameter_source(param.name or "")
+    if value is None or source is None or source.name != "DEFAULT":
+        return value
+    return shipped_path(value)
+
+
+CheckpointOption = Annotated[
+    Path, typer.Option(help="A vae checkpoint (.safetensors).", callback=shipped_default)
+]
+SeedOption = Annotated[int, typer.Option(help="Random seed: the same seed gives the same PNG.")]
+DeviceOption = Annotated[str, typer.Option(help=f"{', '.join(DEVICES)}.")]
+BinarizeInputOption = Annotated[
+    bool,
+    typer.Option(
+        help="Bernoulli models: show and encode the binarized originals the likelihood scores, "
+        "instead of the grey images."
+    ),
+]
+InputOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--input", help="Image file or folder to use instead of the checkpoint's test images."
+    ),
+]
+DatasetOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Use this dataset's test split (a name, folder:PATH or hf:NAME) instead of the "
+        "model's own; the folder: or hf: data a model was trained on is read only when named here."
+    ),
+]
+DataDirOption = Annotated[
+    str | None, typer.Option(help="Dataset root (default: $VAE_DATA_DIR, else ./data).")
+]
+DownloadOption = Annotated[
+    bool, typer.Option("--download/--no-download", help="Fetch missing named datasets.")
+]
+LimitOption = Annotated[int | None, typer.Option(help="Use only the first N images.")]
+InvertOption = Annotated[
+    bool,
+    typer.Option(
+        help="Invert the images read (x -> 1 - x) before the model sees them: dark digits on "
+        "white for a model trained on white digits on black."
+    ),
+]
+GridSizeOption = Annotated[int, typer.Option(help="Images per grid row.")]
