@@ -125,3 +125,10 @@ def test_curves_of_a_short_run_have_whole_epoch_ticks(tmp_path, monkeypatch):
     ticks.clear()
     vae.plots.save_training_curves(many, tmp_path / "c.png")
     assert all(float(t).is_integer() for axis_ticks in ticks for t in axis_ticks)
+
+
+def test_an_autoencoders_epoch_line_has_no_kl_and_no_beta(tmp_path, synthetic_data_dir):
+    output, run = _train(tmp_path, synthetic_data_dir, "ae-line", "--model", "ae", "--epochs", "1")
+    epoch = next(line for line in output.splitlines() if line.startswith("epoch "))
+    assert "train reconstruction loss " in epoch and "| val reconstruction loss " in epoch
+    assert "KL" not in epoch and "beta" not in epoch, epoch

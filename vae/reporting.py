@@ -144,10 +144,13 @@ class RichReporter(Reporter):
         if self.quiet or not self.live:
             return
         stats = (
-            "loss {task.fields[loss]:.2f} recon {task.fields[recon]:.2f} "
-            "KL {task.fields[kl]:.2f} beta {task.fields[beta]:.3g} "
-            "{task.fields[images_per_second]:.0f} img/s"
-        )
+            (
+                "loss {task.fields[loss]:.2f} recon {task.fields[recon]:.2f} "
+                "KL {task.fields[kl]:.2f} beta {task.fields[beta]:.3g} "
+            )
+            if self._loss.has_kl
+            else "loss {task.fields[loss]:.2f} "
+        ) + "{task.fields[images_per_second]:.0f} img/s"
         nan = float("nan")
         self._start_progress(
             "train", total_steps, start_step, stats, self.console,
@@ -158,10 +161,15 @@ class RichReporter(Reporter):
         if self._progress is not None:
             self._progress.update(self._task, completed=step, **metrics)
         elif not self.quiet and not self.live and self._due(PLAIN_STEP_SECONDS):
-            self.console.print(
-                f"step {step}/{self._total_steps}  loss {metrics['loss']:.2f}  "
+            terms = (
                 f"recon {metrics['recon']:.2f}  KL {metrics['kl']:.2f}  "
-                f"beta {metrics['beta']:.3g}  {metrics['images_per_second']:.0f} img/s"
+                f"beta {metrics['beta']:.3g}  "
+                if self._loss.has_kl
+                else ""
+            )
+            self.console.print(
+                f"step {step}/{self._total_steps}  loss {metrics['loss']:.2f}  {terms}"
+                f"{metrics['images_per_second']:.0f} img/s"
             )
 
     def _due(self, seconds: float) -> bool:
@@ -175,18 +183,29 @@ class RichReporter(Reporter):
     def epoch_ended(self, record: dict[str, Any]) -> None:
         if self.quiet:
             return
-        caption = (
-            f"beta {record['beta']:.3g}  lr {record['lr']:.3g}  "
-            f"{record['images_per_second']:.0f} img/s"
+        has_kl = self._loss.has_kl
+        caption = (f"beta {record['beta']:.3g}  " if has_kl else "") + (
+            f"lr {record['lr']:.3g}  {record['images_per_second']:.0f} img/s"
         )
         if "val_mse" in record:
             caption += f"  val MSE/pixel {record['val_mse']:.5f}"
+        # The loss with beta, then the trained loss and its parts; a model without a KL term has
+        # only its loss (the three would be equal, with a KL of 0 and a beta of nothing).
+        # Validation has no beta-weighted loss: its loss column is its -ELBO (beta = 1).
+        loss_keys = {"train": "train_loss", "val": "val_neg_elbo"}
         rows = [
-            (label, *(f"{record[key]:.3f}" for key in (loss_key, *(f"{split}_{t}" for t in TERMS))))
-            for split, loss_key, label in (
-                ("train", "train_loss", "train"),
-                ("val", "val_neg_elbo", "val (beta=1)"),
+            (
+                label,
+                *(
+                    f"{record[key]:.3f}"
+                    for key in (
+                        (loss_keys[split], *(f"{split}_{term}" for term in TERMS))
+                        if has_kl
+                        else (f"{split}_neg_elbo",)
+                    )
+                ),
             )
+            for split, label in (("train", "train"), ("val", "val (beta=1)" if has_kl else "val"))
         ]
         title = f"epoch {record['epoch']} (step {record['step']})"
         if not self.live:
@@ -209,7 +228,10 @@ class RichReporter(Reporter):
         target.print(table)
 
     def _columns(self) -> list[str]:
-        """The epoch table's columns: the split, the loss, the trained loss's name, its parts."""
+        """The epoch table's columns: the split, the loss, the trained loss's name, its parts
+        (the split and the trained loss alone for a model without a KL term)."""
+        if not self._loss.has_kl:
+            return ["split", self._loss.total]
         return ["split", "loss", self._loss.total, "recon", "KL"]
 
     def run_ended(self) -> None:
