@@ -241,7 +241,10 @@ def _check_optimizer_state(
             if not isinstance(value, torch.Tensor) or value.ndim == 0:
                 continue  # the step count, checked by kind in _check_kinds
             if value.shape != parameters[index].shape:
-                raise ValueError(f"optimizer state {index}.{key} is {list(value.shape)}")
+                raise ValueError(
+                    f"optimizer state {index}.{key} is {list(value.shape)}, its parameter "
+                    f"{list(parameters[index].shape)}"
+                )
             if key in _SECOND_MOMENTS and (value < 0).any():
                 raise ValueError(f"optimizer state {index}.{key} holds negative values")
 
