@@ -1,4 +1,4 @@
-"""The command list is written once, in vae.entry.COMMANDS: the ``vae`` application, each
+"""The command list is written once, in vae.commands.COMMANDS: the ``vae`` application, each
 command's own application and entry point follow it, and pyproject's [project.scripts] (which
 must stay literal) names exactly those commands."""
 
@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import vae.cli
 import vae.entry
-from vae.entry import COMMANDS
+from vae.commands import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ def test_pyprojects_scripts_are_the_command_list() -> None:
     ]
     expected = {"vae": "vae.entry:vae", **{name: f"vae.entry:{name}" for name in COMMANDS}}
     assert scripts == expected, (
-        "pyproject.toml's [project.scripts] must name vae and every command of vae.entry.COMMANDS"
+        "pyproject.toml's [project.scripts] must name vae and every command of vae.commands.COMMANDS"
     )
 
 

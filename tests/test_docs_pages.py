@@ -25,7 +25,7 @@ def _tool():
     return module
 
 
-# Each command (its words after ``vae``, from vae.entry.COMMANDS) and the page that documents it:
+# Each command (its words after ``vae``, from vae.commands.COMMANDS) and the page that documents it:
 # docs/commands/NAME.md, a group's subcommands together on their group's page.
 TOOL = _tool()
 PAGES = {path: f"commands/{path[0]}.md" for path in TOOL.command_paths()}

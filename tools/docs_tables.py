@@ -5,8 +5,8 @@
     poetry run python tools/docs_tables.py --check  # exit 1 when a block is out of date
 
 Blocks: ``options:train`` (train's options, from the settings in vae.config and vae.cli.train),
-``options:COMMAND`` for every other command of vae.entry.COMMANDS and ``options:GROUP-MODE`` for
-each subcommand of a group, as ``options:visualize-traverse`` (each command's own Click
+``options:COMMAND`` for every other command of vae.commands.COMMANDS and ``options:GROUP-MODE``
+for each subcommand of a group, as ``options:visualize-traverse`` (each command's own Click
 parameters: flags, default, help), and ``datasets`` (from the data registry,
 vae/data/registry.py).
 tests/test_docs_pages.py runs the check, so an option or dataset added without its
@@ -77,9 +77,9 @@ def click_command(path: tuple[str, ...]) -> Any:
 
 
 def command_paths() -> list[tuple[str, ...]]:
-    """Every command's words after ``vae``, in vae.entry.COMMANDS' order: a group's subcommands
+    """Every command's words after ``vae``, in vae.commands.COMMANDS' order: a group's subcommands
     each (``("visualize", "traverse")``), in its ``--help`` order."""
-    from vae.entry import COMMANDS
+    from vae.commands import COMMANDS
 
     paths: list[tuple[str, ...]] = []
     for name in COMMANDS:

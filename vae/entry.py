@@ -1,5 +1,5 @@
 """The installed commands' entry points (pyproject's [project.scripts]) and ``python -m vae``:
-``vae`` and one for each of ``COMMANDS``.
+``vae`` and one for each of ``vae.commands.COMMANDS``.
 
 Each one first installs the Ctrl-C / SIGTERM handler, then imports the command line (Typer,
 Rich and, for most commands, torch take a while to import): a signal at any moment after the
@@ -13,17 +13,13 @@ from __future__ import annotations
 import os
 import sys
 
+from vae.commands import COMMANDS
+
 # Not `from typing import ...`: importing typing would delay the signal handler (see interrupts).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, NoReturn
-
-# The installed commands, written once: vae.cli builds the application of each (a group, such as
-# visualize, is its own), this module their entry points, tools/docs_tables.py their option
-# tables; pyproject's [project.scripts] must stay literal and names each beside ``vae`` (a test
-# holds it to this list).
-COMMANDS = ("train", "generate", "inference", "info", "evaluate", "explore", "visualize")
 
 
 def _under_torchrun() -> bool:

@@ -1,6 +1,6 @@
 """Command line: parse options, call the library, turn expected errors into one line + exit code.
 
-One module per command of ``vae.entry.COMMANDS``, named after it: ``vae.cli.NAME`` defines
+One module per command of ``vae.commands.COMMANDS``, named after it: ``vae.cli.NAME`` defines
 ``NAME_command`` (or, for a group of subcommands such as ``visualize``, the Typer application
 ``NAME_app``), and ``common`` what they share. Each command is then ``vae NAME`` and the
 application ``NAME_app`` of its own installed script. Torch is imported inside the commands that
@@ -17,7 +17,7 @@ import typer
 
 from vae import __version__
 from vae.cli.common import AliasCommand, _write_json, _write_safely, handle_errors
-from vae.entry import COMMANDS
+from vae.commands import COMMANDS
 
 __all__ = [
     "_write_json",
