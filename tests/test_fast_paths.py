@@ -139,7 +139,7 @@ def test_bf16_autocast_loss_is_close_to_float32():
 
 
 def test_epoch_metrics_read_once_per_interval_equal_the_per_step_losses(tiny_config, monkeypatch):
-    import vae.trainer as training_module
+    import vae.trainer.loop as training_module
 
     per_step: list[tuple[float, int]] = []
     real = training_module.elbo_terms

@@ -118,7 +118,7 @@ def test_ctrl_c_saves_a_loadable_last_checkpoint(tiny_config):
 
 
 def test_nan_loss_stops_and_keeps_good_checkpoints(tiny_config, monkeypatch):
-    import vae.trainer as training_module
+    import vae.trainer.loop as training_module
 
     folder = run_dir(tiny_config, "nan")
     saved = {}
@@ -148,7 +148,7 @@ def test_nan_loss_stops_and_keeps_good_checkpoints(tiny_config, monkeypatch):
 
 
 def test_nan_validation_stops_without_saving(tiny_config, monkeypatch):
-    import vae.trainer as training_module
+    import vae.trainer.validation as training_module
 
     monkeypatch.setattr(
         training_module,

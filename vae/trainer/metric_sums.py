@@ -1,0 +1,114 @@
+"""The training metrics as sums: a few steps' terms summed on the device and read once (an
+interval), the epoch's sums they add up to, and the epoch's line of ``metrics.jsonl`` made
+from them."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from vae.distributed import World
+from vae.objectives import ElboTerms
+from vae.training_state import Progress
+
+SUMMED_TERMS = ("loss", "neg_elbo", "recon", "kl")
+REPORT_EVERY = 20  # steps between reads of the training metrics (and the NaN guard)
+
+
+class Interval:
+    """Training metrics of a few steps, summed on the device without synchronising."""
+
+    def __init__(self, device: torch.device, step: int) -> None:
+        # float64 (where the device has it) keeps the sums exact, so that they do not depend on
+        # where an interval was cut (an interrupted and resumed run matches an uninterrupted one).
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.sums = torch.zeros(len(SUMMED_TERMS), dtype=dtype, device=device)
+        self.bad_step = torch.full((), -1, dtype=torch.long, device=device)
+        self.images = 0
+        self.steps = 0
+        self.started = time.perf_counter()
+
+    def add(self, terms: ElboTerms | None, images: int, step: int) -> None:
+        """Add one step's terms for ``images`` images (none on a rank with no share)."""
+        self.steps += 1
+        if images == 0 or terms is None:  # a rank with no image of a short last batch
+            return
+        values = torch.stack([getattr(terms, key).detach() for key in SUMMED_TERMS])
+        # The first non-finite step is remembered so that the guard can name it.
+        finite = torch.isfinite(values[0])
+        self.bad_step = torch.where(finite | (self.bad_step >= 0), self.bad_step, step)
+        self.sums += values.to(self.sums.dtype) * images
+        self.images += images
+
+    def read(self, world: World, stop: bool) -> tuple[dict[str, float], int | None, bool]:
+        """(summed metrics, first non-finite step or None, stop) over all ranks: one
+        synchronisation per interval, which is also where the ranks agree to stop together."""
+        if world.distributed:
+            sums = torch.cat([self.sums, self.sums.new_tensor([float(self.images)])])
+            flags = torch.stack([self.bad_step.to(sums.dtype), sums.new_tensor(float(stop))])
+            world.all_reduce_sum(sums)
+            world.all_reduce_max(flags)
+            values, (bad_step, stop_value) = sums.tolist(), flags.tolist()
+            self.images, stop = int(values.pop()), bool(stop_value)
+        else:
+            values = self.sums.tolist()  # the one synchronisation of the interval
+            bad_step = self.bad_step.item()
+        totals = dict(zip(SUMMED_TERMS, values, strict=True))
+        totals["seconds"] = time.perf_counter() - self.started
+        return totals, (int(bad_step) if bad_step >= 0 else None), stop
+
+    def means(self, totals: dict[str, float], beta: float) -> dict[str, float]:
+        """What the reporter shows of the interval read as ``totals``: per-image means, the
+        beta and the rate."""
+        images = max(self.images, 1)
+        seconds = totals["seconds"]
+        return {
+            **{key: totals[key] / images for key in ("loss", "recon", "kl")},
+            "beta": beta,
+            "images_per_second": self.images / seconds if seconds > 0 else 0.0,
+        }
+
+
+def empty_sums() -> dict[str, float]:
+    """An epoch's sums before its first interval."""
+    return {key: 0.0 for key in (*SUMMED_TERMS, "images", "seconds")}
+
+
+def add_interval(sums: dict[str, float], totals: dict[str, float], images: int) -> None:
+    """Add an interval's ``totals`` over ``images`` images to the epoch's ``sums``."""
+    for key in SUMMED_TERMS:
+        sums[key] += totals[key]
+    sums["images"] += images
+    sums["seconds"] += totals["seconds"]
+
+
+def epoch_record(
+    progress: Progress,
+    beta: float,
+    lr: float,
+    sums: dict[str, float],
+    validation: dict[str, float],
+    eligible: bool,
+    best: bool,
+) -> dict[str, Any]:
+    """The epoch's line of metrics.jsonl (``lr``: the rate the epoch trained at; ``beta``: the
+    one of its last step)."""
+    images = max(sums["images"], 1.0)
+    return {
+        "epoch": progress.epoch,
+        "step": progress.step,
+        "beta": beta,
+        "lr": lr,
+        "train_loss": sums["loss"] / images,
+        "train_neg_elbo": sums["neg_elbo"] / images,
+        "train_recon": sums["recon"] / images,
+        "train_kl": sums["kl"] / images,
+        **{f"val_{key}": value for key, value in validation.items()},
+        "validation": validation,
+        "warmup_done": eligible,
+        "best": best,
+        "epoch_seconds": sums["seconds"],
+        "images_per_second": images / sums["seconds"] if sums["seconds"] > 0 else 0.0,
+    }
