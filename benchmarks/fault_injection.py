@@ -190,7 +190,10 @@ def run_trials(
                 lost = now - max(saved_at or launched, launched)
                 summary.most_seconds_lost = max(summary.most_seconds_lost, lost)
             summary.stale_temporaries += len(list(run.glob(".*.tmp")))
-            resume = check_run(run, summary) > 0
+            check_run(run, summary)
+            # A Ctrl-C during epoch 1 saves a checkpoint_last at epoch 0: resume it too (train
+            # refuses to start afresh over one).
+            resume = (run / "checkpoint_last.safetensors").exists()
             summary.resumes += resume
             summary.restarts += not resume
         if not completed:
