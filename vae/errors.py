@@ -25,6 +25,14 @@ class Setting(str):
     shows the name, the command line shows the flag it is given with (``--latent-dim``)."""
 
 
+def listed(names: list[str]) -> list[str]:
+    """Setting names joined by commas, as message parts."""
+    parts: list[str] = []
+    for index, name in enumerate(names):
+        parts += [", "] * bool(index) + [Setting(name)]
+    return parts
+
+
 class VAEError(Exception):
     """An expected failure at run time (exit code 1).
 

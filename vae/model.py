@@ -292,11 +292,12 @@ class VAE(nn.Module):
         the mixture, each component's spread scaled by the temperature; an autoencoder: from
         its fitted Gaussian, with the same temperature scaling).
 
-        The Python API's sampler: it draws with torch's ``generator`` (on the generator's
+        The torch module's own sampler: it draws with torch's ``generator`` (on the generator's
         device, CPU by default) ``torch.randn(n, latent_dim)``, then, for a mixture prior,
-        ``torch.rand(n)`` to pick each sample's component. The commands draw instead with
-        NumPy (``vae.sampling.draw_latents``), the same on every device and without torch; both
-        go through the prior's one transform (:meth:`vae.models.priors.LatentPrior.latents`).
+        ``torch.rand(n)`` to pick each sample's component. The commands and the public API
+        (``vae.Model.sample``) draw instead with NumPy (``vae.sampling.draw_latents``), the same
+        on every device and without torch; both go through the prior's one transform
+        (:meth:`vae.models.priors.LatentPrior.latents`).
         """
         device = next(self.parameters()).device
         noise_device = generator.device if generator is not None else torch.device("cpu")

@@ -91,5 +91,11 @@ def load_decoder(path: str | Path) -> tuple[ModelSpec, dict[str, np.ndarray]]:
     (the decoder's, a mixture prior's, and an autoencoder's fitted Gaussian) as arrays; the
     encoder is not read."""
     spec = check_model_tensors(path, read_header(path))
-    only = ("decoder.", *prior_of(spec).tensor_prefixes)
+    only = sampling_prefixes(spec)
     return spec, read_tensors(path, MODEL_PREFIX, framework="numpy", only=only)
+
+
+def sampling_prefixes(spec: ModelSpec) -> tuple[str, ...]:
+    """Names (prefixes) of the weights prior samples are decoded from: the decoder's, and the
+    prior's (a mixture's, an autoencoder's fitted Gaussian)."""
+    return ("decoder.", *prior_of(spec).tensor_prefixes)

@@ -84,10 +84,7 @@ def sample_images(
     model on any other device (a tensor on it). The latents are the same either way."""
     if device == "cpu":
         spec, weights = numpy_sampling.load_decoder(checkpoint)
-        # Overflow (huge weights, a huge temperature) is reported once, as non-finite pixels,
-        # by whoever draws the picture, not as NumPy warnings on the way.
-        with np.errstate(over="ignore", invalid="ignore"):
-            return sample_arrays(spec, weights, count, seed, temperature)
+        return sample_arrays(spec, weights, count, seed, temperature)
     from vae.checkpoint import load_model
     from vae.device import resolve_device
 
@@ -95,11 +92,31 @@ def sample_images(
     return sample_from_model(model, count, seed, temperature)
 
 
+def sample_as_generate(model: VAE, count: int, seed: int, temperature: float = 1.0) -> torch.Tensor:
+    """What ``generate`` draws from the checkpoint ``model`` was loaded from, on the model's
+    device, bit for bit: decoded by NumPy from the model's own weights on the CPU (as
+    :func:`sample_images` there), by the torch model on any other device. A tensor on the
+    model's device."""
+    import torch
+
+    if next(model.parameters()).device.type != "cpu":
+        return sample_from_model(model, count, seed, temperature)
+    weights = {
+        name: tensor.detach().numpy()
+        for name, tensor in model.state_dict().items()
+        if name.startswith(numpy_sampling.sampling_prefixes(model.spec))
+    }
+    return torch.from_numpy(sample_arrays(model.spec, weights, count, seed, temperature))
+
+
 def sample_arrays(
     spec: ModelSpec, weights: dict[str, np.ndarray], count: int, seed: int, temperature: float
 ) -> np.ndarray:
     """``count`` images decoded by NumPy (``vae.numpy_sampling.decode``) from ``draw_latents(spec,
     weights, count, seed, temperature)``: what ``sample_images`` gives on the CPU."""
-    return numpy_sampling.decode(
-        spec, weights, draw_latents(spec, weights, count, seed, temperature)
-    )
+    # Overflow (huge weights, a huge temperature) is reported once, as non-finite pixels,
+    # by whoever draws the picture, not as NumPy warnings on the way.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return numpy_sampling.decode(
+            spec, weights, draw_latents(spec, weights, count, seed, temperature)
+        )

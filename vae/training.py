@@ -10,6 +10,7 @@ The parts live in their own modules: the step loop in :mod:`vae.trainer`, what
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,17 @@ import torch
 from vae import distributed
 from vae.checkpoint import LAST_NAME, read_header
 from vae.config import RESUMABLE_SETTINGS, RunConfig, resolve_data_dir
-from vae.data import data_difference, load_splits
+from vae.data import MEMORY_PREFIX, ImageSet, data_difference, load_splits
 from vae.device import resolve_device
 from vae.distributed import World, run_together, world_from_environment
-from vae.errors import CheckpointError, ConfigError, Setting, TrainingDiverged, TrainingInterrupted
+from vae.errors import (
+    CheckpointError,
+    ConfigError,
+    Setting,
+    TrainingDiverged,
+    TrainingInterrupted,
+    listed,
+)
 from vae.interrupts import graceful_interrupt
 from vae.json_values import is_count
 from vae.reporting import Reporter, ReporterGroup
@@ -37,19 +45,22 @@ __all__ = ["RESUMABLE_OVERRIDES", "prepare_resume", "train"]
 RESUMABLE_OVERRIDES = frozenset(RESUMABLE_SETTINGS)
 
 
-def prepare_resume(run_dir: Path, overrides: dict[str, Any]) -> RunConfig:
-    """The configuration of an existing run, with the few options a resume may change."""
+def prepare_resume(
+    run_dir: Path, overrides: dict[str, Any], source: str = "command line"
+) -> RunConfig:
+    """The configuration of an existing run, with the few options a resume may change
+    (``source``: where they came from, for errors)."""
     last = RunFolder(Path(run_dir)).last_checkpoint
     if not last.exists():
         raise ConfigError(f"cannot resume {run_dir}: no {LAST_NAME} there")
     rejected = sorted(set(overrides) - RESUMABLE_OVERRIDES)
     if rejected:
         raise ConfigError(
-            *_listed(rejected),
+            *listed(rejected),
             " cannot change on ",
             Setting("resume"),
             " (only ",
-            *_listed(sorted(RESUMABLE_OVERRIDES)),
+            *listed(sorted(RESUMABLE_OVERRIDES)),
             " can)",
         )
     # The checkpoint's own copy of the configuration is authoritative: config.yaml may be edited.
@@ -72,7 +83,7 @@ def prepare_resume(run_dir: Path, overrides: dict[str, Any]) -> RunConfig:
         recorded = data.get("num_val") if isinstance(data, dict) else None
         if is_count(recorded) and recorded > 0:
             config.data.val_size = recorded
-    return config.override(overrides).validate()
+    return config.override(overrides, source).validate()
 
 
 def train(
@@ -84,6 +95,7 @@ def train(
     step_callback: StepCallback | None = None,
     stop_requested: Callable[[], bool] | None = None,
     world: World | None = None,
+    images: ImageSet | None = None,
 ) -> TrainingResult:
     """Train a VAE as ``config`` says, writing everything to ``run_dir``.
 
@@ -96,12 +108,17 @@ def train(
     environment). Every rank trains on its part of each batch, gradients are all-reduced, and
     rank 0 alone writes files and reports; ``batch_size`` is the global batch, so a run and its
     resumes take the same steps whatever the number of processes.
+
+    ``images``: the images of a ``memory:`` dataset (given in Python: see
+    :mod:`vae.data.in_memory`), split as a ``folder:`` dataset is; a resume checks them against
+    the fingerprint its checkpoint recorded.
     """
     world = world if world is not None else world_from_environment()
+    run = functools.partial(_train, config, run_dir, resume, reporter, step_callback)
     if stop_requested is not None:
-        return _train(config, run_dir, resume, reporter, step_callback, stop_requested, world)
+        return run(stop_requested, world, images)
     with graceful_interrupt(world.distributed) as own_stop_requested:
-        return _train(config, run_dir, resume, reporter, step_callback, own_stop_requested, world)
+        return run(own_stop_requested, world, images)
 
 
 def _train(
@@ -112,6 +129,7 @@ def _train(
     step_callback: StepCallback | None,
     stop_requested: Callable[[], bool],
     world: World,
+    images: ImageSet | None,
 ) -> TrainingResult:
     """:func:`train` once a stop handler is in place."""
     config.validate()
@@ -125,7 +143,7 @@ def _train(
         def set_up() -> Trainer:
             if world.is_main:  # one writer per run folder, taken before anything is written
                 held.enter_context(folder.lock())
-            return _set_up(config, folder, resume, device, reporter, step_callback, world)
+            return _set_up(config, folder, resume, device, reporter, step_callback, world, images)
 
         trainer = run_together(world, device, set_up)
         if world.any(stop_requested(), device):
@@ -149,10 +167,17 @@ def _set_up(
     reporter: Reporter,
     step_callback: StepCallback | None,
     world: World,
+    images: ImageSet | None,
 ) -> Trainer:
     """Check the folder and the data, then build the trainer (restored when resuming)."""
     folder.check_can_start(resume)
-    splits = load_splits(config.data, config.objective.likelihood, reporter)
+    if resume and images is None and config.data.dataset.startswith(MEMORY_PREFIX):
+        raise ConfigError(
+            f"cannot resume {folder.path}: it was trained on images given in Python "
+            f"({config.data.dataset}); resume it from Python with the same images: "
+            f"vae.train(data=..., run_dir=..., resume=True)"
+        )
+    splits = load_splits(config.data, config.objective.likelihood, reporter, images)
     if resume:
         _check_same_data(folder.last_checkpoint, splits.info, config)
     # config.yaml and the checkpoints record the validation size used, not the rule that chose
@@ -197,20 +222,17 @@ def _fit_together(
     return result
 
 
-def _listed(names: list[str]) -> list[str]:
-    """Setting names joined by commas, as message parts."""
-    parts: list[str] = []
-    for index, name in enumerate(names):
-        parts += [", "] * bool(index) + [Setting(name)]
-    return parts
-
-
 def _check_same_data(path: Path, found: dict[str, Any], config: RunConfig) -> None:
     """Refuse to resume on data other than the run's (a different folder, edited files)."""
     recorded = read_header(path).metadata.get("data")
     difference = data_difference(recorded if isinstance(recorded, dict) else {}, found)
     if difference is not None:
         dataset = config.data.dataset
+        if dataset.startswith(MEMORY_PREFIX):
+            raise ConfigError(
+                f"cannot resume {path.parent}: the images given are not the ones it was "
+                f"trained on ({difference}); give the run's own images ({dataset}) as data"
+            )
         if dataset.startswith("folder:"):
             # The folder's path is the run's own setting: only its images can be put back.
             folder = dataset.removeprefix("folder:")

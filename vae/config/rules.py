@@ -20,7 +20,7 @@ from vae.config.settings import (
     invalid_value,
     parse_warmup,
 )
-from vae.data.registry import FOLDER_PREFIX, HF_PREFIX
+from vae.data.registry import FOLDER_PREFIX, HF_PREFIX, MEMORY_PREFIX
 from vae.errors import ConfigError, Setting
 from vae.models import FAMILIES
 from vae.models.priors import PRIORS, STANDARD
@@ -121,7 +121,9 @@ def check_image_side(likelihood: str, height: int, width: int, conv_layers: int 
 def check_dataset(dataset: str, setting: str = "dataset") -> None:
     """Raise ConfigError unless ``dataset`` (the value of ``setting``) is a registered name,
     folder:PATH or hf:NAME_OR_PATH with the path or name given (an empty one would read the
-    current folder)."""
+    current folder), or the memory:NAME a run on images given in Python records."""
+    if dataset.startswith(MEMORY_PREFIX) and dataset != MEMORY_PREFIX:
+        return
     if dataset not in DATASETS and not dataset.startswith((FOLDER_PREFIX, HF_PREFIX)):
         invalid_value(
             setting, dataset, "one of " + ", ".join(DATASETS) + ", folder:PATH or hf:NAME_OR_PATH"

@@ -58,14 +58,15 @@ class RunConfig:
                 setattr(section, key, coerce(FIELD_TYPES[key], key, value, source))
         return config
 
-    def override(self, values: dict[str, Any]) -> RunConfig:
-        """Set options by field name (the CLI's flags); each field name is unique across sections."""
+    def override(self, values: dict[str, Any], source: str = "command line") -> RunConfig:
+        """Set options by field name (the CLI's flags, vae.train's keywords); each field name is
+        unique across sections. ``source`` says where the values came from in errors."""
         for key, value in values.items():
             section_name = FIELD_SECTIONS.get(key)
             if section_name is None:
                 raise ConfigError(f"unknown option '{key}'")
             section = getattr(self, section_name)
-            setattr(section, key, coerce(FIELD_TYPES[key], key, value, "command line"))
+            setattr(section, key, coerce(FIELD_TYPES[key], key, value, source))
         return self
 
     def validate(self, given: Collection[str] = ()) -> RunConfig:

@@ -1,5 +1,5 @@
-"""Datasets: named datasets (see :mod:`vae.data.registry`), a folder of images or a Hugging Face
-dataset, as uint8 arrays held in memory or mapped from files.
+"""Datasets: named datasets (see :mod:`vae.data.registry`), a folder of images, a Hugging Face
+dataset or images given in Python, as uint8 arrays held in memory or mapped from files.
 
 One module per job: ``registry`` (every dataset name, once), ``source`` (what the source modules
 share), ``raw`` (``load_raw``: which source module reads a dataset), the source modules ``idx``,
@@ -7,8 +7,9 @@ share), ``raw`` (``load_raw``: which source module reads a dataset), the source 
 (image files through Pillow, on every core), ``cache`` (decoded images kept on disk as shards),
 ``storage`` (in memory or mapped, and the cache folder), ``mapped`` (images read from mapped
 files), ``seeds`` (the fixed seeds), ``splits`` (validation split, binarization, fingerprints),
-``batches`` (training and evaluation batches) and ``test_images`` (the images a trained model is
-shown, and the settings that say which). No two of them import each other.
+``batches`` (training and evaluation batches), ``in_memory`` (images given in Python) and
+``test_images`` (the images a trained model is shown, and the settings that say which). No two
+of them import each other.
 
 Every name is importable from ``vae.data`` as well. They are looked up on first use: importing
 this package must stay torch-free, because ``vae.config`` reads the registry and ``info`` starts
@@ -26,6 +27,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "DATASETS",
         "FOLDER_PREFIX",
         "HF_PREFIX",
+        "MEMORY_PREFIX",
         "REGISTRY",
         "DatasetEntry",
         "lookup",
@@ -52,6 +54,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "FINGERPRINT_FIELDS",
         "PREVIEW_IMAGES",
         "DataSplits",
+        "bernoulli_pixels",
         "binarize_once",
         "carve_splits",
         "data_difference",
@@ -69,6 +72,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "training_batches",
     ),
     "source": ("Loader", "dataset_error", "fixed_tenth_split"),
+    "in_memory": ("images_in_memory", "memory_dataset", "memory_splits"),
     "raw": ("load_raw", "load_raw_test"),
     "cache": ("CACHE_VERSION", "EncodedSplit", "decoded_split"),
     "storage": ("CACHE_FOLDER", "MAP_ABOVE_BYTES", "Storage"),

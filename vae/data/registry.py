@@ -16,6 +16,9 @@ from vae.errors import DataError
 FOLDER_PREFIX = "folder:"
 # ``--dataset hf:NAME_OR_PATH``: a Hugging Face dataset (vae.data.hf), not a registry entry.
 HF_PREFIX = "hf:"
+# Images given in Python (``vae.train(data=...)``, vae.data.in_memory): recorded as
+# ``memory:NAME``; vae has no files to read them from again.
+MEMORY_PREFIX = "memory:"
 FOLDER_IMAGE_SIZE = 64
 
 
@@ -179,7 +182,8 @@ def lookup(name: str) -> DatasetEntry:
 
 
 def markdown_table() -> str:
-    """The README's datasets table, one row a name, ``folder:PATH`` last."""
+    """The datasets table of docs/datasets.md, one row a name, then ``folder:PATH``,
+    ``hf:NAME_OR_PATH`` and ``memory:NAME``."""
     rows = ["| name | from | size | notes |", "|---|---|---|---|"]
     for entry in ENTRIES:
         colour = "grey" if entry.channels == 1 else "RGB"
@@ -194,5 +198,10 @@ def markdown_table() -> str:
         f"| `{HF_PREFIX}NAME_OR_PATH` | a Hugging Face dataset (`poetry install --extras hf`) | "
         f"{FOLDER_IMAGE_SIZE} px | a hub name, a `save_to_disk` folder or a folder of parquet "
         "files; `--hf-split`, `--hf-image-column`, `--hf-label-column` |"
+    )
+    rows.append(
+        f"| `{MEMORY_PREFIX}NAME` | images given to `vae.train` in Python (a tensor, an array or "
+        "a `Dataset`) | their own | recorded by runs on them; a fixed tenth is the test split; "
+        "no file to read again, so other commands take their images with `--input` |"
     )
     return "\n".join(rows) + "\n"

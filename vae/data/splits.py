@@ -69,11 +69,15 @@ def default_val_size(available: int, limit: int | None) -> int:
 
 
 def load_splits(
-    config: DataConfig, likelihood: str, reporter: Reporter | None = None
+    config: DataConfig,
+    likelihood: str,
+    reporter: Reporter | None = None,
+    given: ImageSet | None = None,
 ) -> DataSplits:
     """Load train/validation/test splits as described by ``config``, binarized as ``config``
-    asks when ``likelihood`` is the Bernoulli one (see :func:`carve_splits`)."""
-    return carve_splits(config, effective_binarize(config, likelihood), reporter)
+    asks when ``likelihood`` is the Bernoulli one (see :func:`carve_splits`); ``given``: the
+    images of a ``memory:`` dataset (vae.data.in_memory)."""
+    return carve_splits(config, effective_binarize(config, likelihood), reporter, given)
 
 
 def load_grey_splits(config: DataConfig, reporter: Reporter | None = None) -> DataSplits:
@@ -82,9 +86,15 @@ def load_grey_splits(config: DataConfig, reporter: Reporter | None = None) -> Da
     return carve_splits(config, "none", reporter)
 
 
-def carve_splits(config: DataConfig, binarize: str, reporter: Reporter | None = None) -> DataSplits:
+def carve_splits(
+    config: DataConfig,
+    binarize: str,
+    reporter: Reporter | None = None,
+    given: ImageSet | None = None,
+) -> DataSplits:
     """Train/validation/test splits of ``config``, binarized as ``binarize`` says (``none``,
-    ``static`` or ``dynamic``).
+    ``static`` or ``dynamic``); ``given``: the images of a ``memory:`` dataset, whose test
+    split is a fixed tenth (as a folder's).
 
     The validation split is carved from the training set with a fixed seed; ``limit`` then keeps
     the first N remaining training images. The official test split is kept for test metrics.
@@ -92,7 +102,7 @@ def carve_splits(config: DataConfig, binarize: str, reporter: Reporter | None = 
     into memory, except a resize or channel change of IDX files (done once, in memory) and the
     binarizations drawn once (the binarized copy must live somewhere).
     """
-    train, test = load_raw(config, reporter)
+    train, test = load_raw(config, reporter, given)
     train = shaped(train, config)
     test = shaped(test, config)
     val_size = config.val_size
@@ -177,10 +187,15 @@ def binarize_once(images: ImageSet, seed: int) -> ImageSet:
     """A Bernoulli draw of every pixel with a fixed seed, stored as 0/255 uint8 in memory (the
     drawn copy must live somewhere)."""
     pixels = images.image_tensor()
-    generator = torch.Generator(device=pixels.device).manual_seed(seed)
-    probabilities = pixels.float() / 255.0
-    drawn = torch.bernoulli(probabilities, generator=generator).to(torch.uint8) * 255
+    drawn = bernoulli_pixels(pixels.float() / 255.0, seed).to(torch.uint8) * 255
     return ImageSet(drawn, images.labels, binary=True)
+
+
+def bernoulli_pixels(probabilities: torch.Tensor, seed: int) -> torch.Tensor:
+    """A Bernoulli draw (0. or 1.) of every value of ``probabilities`` (in [0, 1]), with a
+    generator seeded ``seed`` on their device: the one draw of every fixed-seed binarization."""
+    generator = torch.Generator(device=probabilities.device).manual_seed(seed)
+    return torch.bernoulli(probabilities, generator=generator)
 
 
 def shaped(images_set: ImageSet, config: DataConfig) -> ImageSet:

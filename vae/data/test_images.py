@@ -20,7 +20,7 @@ from vae.config.rules import check_dataset
 from vae.data.decoding import IMAGE_EXTENSIONS, collect_image_files, read_image_files
 from vae.data.imageset import ImageSet
 from vae.data.raw import load_raw_test
-from vae.data.registry import FOLDER_PREFIX, HF_PREFIX
+from vae.data.registry import FOLDER_PREFIX, HF_PREFIX, MEMORY_PREFIX
 from vae.data.splits import load_grey_splits, shaped
 from vae.errors import ConfigError, DataError, Setting
 
@@ -152,7 +152,8 @@ def _input_images(path: Path, data_info: dict[str, Any], limit: int | None) -> I
 def recorded_dataset(data_info: dict[str, Any]) -> str:
     """The dataset a checkpoint's data section names, when vae may load it unasked: a named
     dataset. A ``folder:`` or ``hf:`` source is refused, named, with the settings that use it:
-    a checkpoint must not choose which files are read or what is fetched from the network."""
+    a checkpoint must not choose which files are read or what is fetched from the network. A
+    ``memory:`` one (images given in Python) has nothing to read: images must be given."""
     recorded = data_info.get("dataset")
     if not isinstance(recorded, str):
         raise DataError(
@@ -161,10 +162,16 @@ def recorded_dataset(data_info: dict[str, Any]) -> str:
             " or give images with ",
             Setting("input"),
         )
+    shown = recorded
+    if len(shown) > SHOWN_SOURCE_CHARS:
+        shown = shown[: SHOWN_SOURCE_CHARS - 3] + "..."
+    if recorded.startswith(MEMORY_PREFIX):
+        raise DataError(
+            f"the checkpoint was trained on images given in Python ({shown}), which vae cannot "
+            "read again: give images with ",
+            Setting("input"),
+        )
     if recorded.startswith((FOLDER_PREFIX, HF_PREFIX)):
-        shown = recorded
-        if len(shown) > SHOWN_SOURCE_CHARS:
-            shown = shown[: SHOWN_SOURCE_CHARS - 3] + "..."
         raise DataError(
             f"the checkpoint was trained on {shown}, which is read only when you ask: pass ",
             Setting("dataset"),

@@ -9,7 +9,7 @@ loaded, scored and assembled into the result). Every public name is importable f
 ``vae.evaluation``.
 """
 
-from vae.evaluation.checkpoint import evaluate_checkpoint
+from vae.evaluation.checkpoint import evaluate_checkpoint, recorded_gaussian_sigma
 from vae.evaluation.outliers import outlier_report, outlier_section
 from vae.evaluation.protocols import (
     RECONSTRUCTION_ERRORS,
@@ -53,6 +53,7 @@ __all__ = [
     "outlier_section",
     "prepare_evaluation_images",
     "protocol_text",
+    "recorded_gaussian_sigma",
     "reconstruction_errors",
     "score_batch",
     "score_images",

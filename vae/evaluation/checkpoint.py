@@ -45,7 +45,7 @@ def evaluate_checkpoint(
     model, data_info = trained.model, trained.data_info
     if binarize_test is None:
         binarize_test = "static" if data_info.get("binarize", "none") != "none" else "none"
-    sigma = _gaussian_sigma(checkpoint, trained.metadata)
+    sigma = recorded_gaussian_sigma(checkpoint, trained.metadata)
     images = trained.test_images(source, reporter).images
     # Loaded before the long in-distribution pass, so that a bad name fails at once.
     ood_images = (
@@ -79,8 +79,9 @@ def evaluate_checkpoint(
     return result
 
 
-def _gaussian_sigma(checkpoint: str | Path, metadata: dict[str, Any]) -> float:
-    """The Gaussian likelihood's sigma the checkpoint was trained with (0.1 when it has none)."""
+def recorded_gaussian_sigma(checkpoint: str | Path, metadata: dict[str, Any]) -> float:
+    """The Gaussian likelihood's sigma the checkpoint was trained with (0.1 when it has none),
+    from its vae ``metadata``: the sigma its figures are computed with."""
     likelihood = metadata.get("likelihood")
     sigma = (likelihood.get("gaussian_sigma") if isinstance(likelihood, dict) else None) or 0.1
     if not isinstance(sigma, int | float) or isinstance(sigma, bool) or not 0 < sigma < math.inf:
