@@ -121,6 +121,9 @@ def test_a_missing_or_foreign_checkpoint_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError) as error:
         vae.load(tmp_path / "foreign.safetensors")
     one_line(error, "foreign.safetensors")
+    with pytest.raises(ConfigError) as error:
+        vae.load(None)  # type: ignore[arg-type]
+    one_line(error, "invalid value for checkpoint", "expected a path")
 
 
 # --- sample, encode, decode --------------------------------------------------------------------
@@ -304,6 +307,19 @@ def test_save_and_load_round_trip(shipped: vae.Model, tmp_path: Path) -> None:
 
     result = CliRunner().invoke(app, ["info", str(target)])
     assert result.exit_code == 0 and "mog" in result.output
+    assert shipped.save(target) == target  # an earlier checkpoint is replaced
+
+
+def test_save_replaces_no_file_but_a_checkpoint(shipped: vae.Model, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.safetensors"
+    notes.write_text("my notes")
+    with pytest.raises(VAEError) as error:
+        shipped.save(notes)
+    one_line(error, "refusing to replace", "not a vae checkpoint")
+    assert notes.read_text() == "my notes"
+    with pytest.raises(VAEError) as error:
+        shipped.save(tmp_path)
+    one_line(error, "is a folder")
 
 
 # --- train --------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ binarized unless asked; ``binarize=True`` draws them once with ``evaluate``'s fi
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ from vae.api.arguments import (
     temperature_value,
     whole_number,
 )
-from vae.checkpoint import BEST_NAME, FORMAT_VERSION, save_checkpoint
-from vae.errors import VAEError
+from vae.checkpoint import BEST_NAME, FORMAT_VERSION, read_header, save_checkpoint
+from vae.errors import ConfigError, VAEError
 from vae.evaluation import (
     EVALUATION_SEED,
     has_likelihood,
@@ -34,6 +35,7 @@ from vae.evaluation import (
     recorded_gaussian_sigma,
     score_images,
 )
+from vae.fileio import check_output_file
 from vae.model import VAE
 from vae.sampling import sample_as_generate
 from vae.spec import decode_batch_size
@@ -233,9 +235,16 @@ class Model:
 
     def save(self, path: str | Path) -> Path:
         """Write the model as a checkpoint at ``path`` (safetensors, written atomically, with
-        its metadata: every command and :func:`load` read it); returns the path. A file there
-        is replaced. Optimizer state is not saved: it is a model file, not a run to resume."""
+        its metadata: every command and :func:`load` read it); returns the path. Only a vae
+        checkpoint (or an empty file) there is replaced; anything else is refused, untouched.
+        Optimizer state is not saved: it is a model file, not a run to resume."""
         target = Path(path)
+        check_output_file(target, "path")
+        if target.is_file() and target.stat().st_size and not _is_checkpoint(target):
+            raise VAEError(
+                f"refusing to replace {target}: it is not a vae checkpoint (only checkpoints "
+                "are replaced); choose another path or move the file away"
+            )
         metadata = copy.deepcopy(self.metadata)
         # Its weights are written under today's names, whatever format it was read from.
         metadata.update(format_version=FORMAT_VERSION, package_version=__version__)
@@ -284,11 +293,24 @@ class Model:
         return [x[start : start + step].to(self.device) for start in range(0, len(x), step)]
 
 
+def _is_checkpoint(path: Path) -> bool:
+    """Whether ``path`` holds a vae checkpoint's header (an earlier save may be replaced)."""
+    try:
+        read_header(path)
+    except VAEError:
+        return False
+    return True
+
+
 def load(checkpoint: str | Path, device: str = "cpu") -> Model:
     """The model of a vae checkpoint (a ``.safetensors`` file, or a run folder: its
     ``checkpoint_best.safetensors``), any family, on ``device`` (``auto``: an accelerator
     when present). Raises :class:`vae.VAEError` (a CheckpointError) with the commands' one-line
     message for a missing, foreign, damaged or hostile file."""
+    if not isinstance(checkpoint, str | os.PathLike):
+        raise ConfigError(
+            f"invalid value for checkpoint: a {type(checkpoint).__name__} (expected a path)"
+        )
     path = Path(checkpoint)
     if path.is_dir():
         path = path / BEST_NAME

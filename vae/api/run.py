@@ -5,7 +5,7 @@ reads, writes the same run folder, and returns a :class:`Run`."""
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ class Run:
     last_checkpoint: Path
     epochs_done: int
     best_epoch: int | None
-    history: list[dict[str, Any]]
+    history: list[dict[str, Any]] = field(repr=False)
 
     def load(self, which: str = "best", device: str = "cpu") -> Model:
         """The run's ``best`` (lowest validation loss after the warm-up) or ``last`` model."""
