@@ -36,9 +36,10 @@ from conftest import one_line_error
 from vae import numpy_sampling
 from vae.cli import app as cli_app
 from vae.data.decoding import MAX_JPEG_SCANS
-from vae.explore.app import MAX_JSON_BYTES, MAX_UPLOAD_BYTES, build_app
+from vae.explore.app import build_app
 from vae.explore.decoder import Decoder, prior_moments
 from vae.explore.encoder import MAP_NEEDS_TEST_IMAGES, Encoder
+from vae.explore.requests import MAX_JSON_BYTES, MAX_UPLOAD_BYTES
 from vae.explore.server import is_loopback
 from vae.reporting import Reporter
 from vae.sampling import draw_latents

@@ -14,30 +14,42 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-import io
-import json
-import math
 import threading
-import warnings
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
 import numpy as np
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vae.config import SEED_MAX
 from vae.errors import VAEError, first_line
 from vae.explore.decoder import Decoder, png_data_url
 from vae.explore.encoder import NO_PLANE, Encoder, NotReady, TestImages
 from vae.explore.footprint import THREADS
+from vae.explore.origin import SameOrigin
+from vae.explore.requests import (
+    MAX_UPLOAD_BYTES,
+    UPLOAD_TYPE,
+    BadRequest,
+    error_response,
+    flag,
+    index_in,
+    is_number,
+    json_object,
+    latent_of,
+    positive,
+    read_body,
+    read_upload,
+    require_type,
+    rounded,
+    shown,
+)
 from vae.limits import MAX_TEMPERATURE
 from vae.reporting import Reporter
 
@@ -47,25 +59,9 @@ ASSETS = {
     "explore.js": "text/javascript; charset=utf-8",
     "explore.css": "text/css; charset=utf-8",
 }
-MAX_JSON_BYTES = 1 << 20  # a 4096-dimensional latent as JSON is about 100 KB
-MAX_UPLOAD_BYTES = 8 << 20
-MAX_UPLOAD_PIXELS = 4096 * 4096  # checked from the header, before decoding
-MAX_LATENT_VALUE = 1000.0  # far outside any prior; larger values only overflow the decoder
 MAX_FRAMES = 64  # images in one interpolation answer
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
-MAX_SHOWN_CHARS = 40  # of a refused value or path, echoed in an error message
-# The types of request bodies, as the page sends them: JSON, and an upload's file itself.
-JSON_TYPE = "application/json"
-UPLOAD_TYPE = "application/octet-stream"
 STOPPING = "the explorer is stopping"
-
-
-class BadRequest(Exception):
-    """A request the API refuses; ``status`` is its HTTP code (4xx)."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 Handler = Callable[[Request], Awaitable[dict[str, Any]]]
@@ -86,18 +82,18 @@ def build_app(
             try:
                 return JSONResponse(await handler(request))
             except BadRequest as error:
-                return _error(str(error), error.status)
+                return error_response(str(error), error.status)
             except NotReady as error:
-                return _error(str(error), 503)
+                return error_response(str(error), 503)
             except VAEError as error:
-                return _error(str(error), 422)
+                return error_response(str(error), 422)
             except ClientDisconnect:
                 # The sender left before its body arrived (a closed tab, a connection timed out):
                 # an answer nobody reads, and nothing on the terminal for each.
                 return Response(status_code=400)
             except Exception as error:  # noqa: BLE001 - one line, never a traceback page
                 reporter.warning(f"explorer: {request.url.path}: {first_line(error)}")
-                return _error(f"internal error: {first_line(error)}", 500)
+                return error_response(f"internal error: {first_line(error)}", 500)
 
         return answer
 
@@ -116,7 +112,7 @@ def build_app(
         Route("/api/map/point", endpoint(api.map_point), methods=["POST"]),
     ]
     hosts = allowed_hosts if allowed_hosts is not None else list(LOCAL_HOSTS)
-    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=hosts), Middleware(_SameOrigin)]
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=hosts), Middleware(SameOrigin)]
     app = Starlette(
         routes=routes,
         middleware=middleware,
@@ -126,46 +122,12 @@ def build_app(
     return app
 
 
-class _SameOrigin:
-    """Refuse (403) a request whose ``Origin`` is not this server's own scheme://Host: a page of
-    another site open in the same browser can send requests here (a form, a fetch without
-    reading the answer) but cannot make them come from this origin. Requests without the
-    header (curl, scripts, a browser's same-origin GET) are answered."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            headers = Headers(scope=scope)
-            origin = headers.get("origin")
-            own = _origin(scope["scheme"], headers.get("host", ""))
-            if origin is not None and _origin(*origin.partition("://")[::2]) != own:
-                answer = _error(f"requests from another site ({_shown(origin)}) are refused", 403)
-                await answer(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-def _origin(scheme: str, host: str) -> str:
-    """scheme://host in one spelling: lower case, without the scheme's default port."""
-    scheme, host = scheme.strip().lower(), host.strip().lower()
-    default = {"http": ":80", "https": ":443"}.get(scheme)
-    if default and host.endswith(default):
-        host = host.removesuffix(default)
-    return f"{scheme}://{host}"
-
-
-def _error(message: str, status: int) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
 async def _not_found(request: Request, exc: Exception) -> Response:
-    return _error(f"not found: {_shown(request.url.path)}", 404)
+    return error_response(f"not found: {shown(request.url.path)}", 404)
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
-    return _error(f"{request.method} is not allowed on {request.url.path}", 405)
+    return error_response(f"{request.method} is not allowed on {request.url.path}", 405)
 
 
 def _asset_route(name: str) -> Callable[[Request], Awaitable[Response]]:
@@ -179,98 +141,6 @@ def _asset_route(name: str) -> Callable[[Request], Awaitable[Response]]:
         return Response(body, media_type=ASSETS[name], headers=headers)
 
     return asset
-
-
-# --- reading requests ------------------------------------------------------------------------
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    """The request's body, refused (413) once it passes ``limit`` bytes, whatever
-    Content-Length claims."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BadRequest(f"request body too large (over {limit:,} bytes)", 413)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest(f"request body too large (over {limit:,} bytes)", 413)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _require_type(request: Request, expected: str, what: str) -> None:
-    """415 unless the body is declared as ``expected`` (parameters such as charset aside)."""
-    declared = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if declared != expected:
-        shown = _shown(declared) if declared else "none"
-        raise BadRequest(f"send {what} with Content-Type: {expected} (not {shown})", 415)
-
-
-async def _json(request: Request) -> dict[str, Any]:
-    _require_type(request, JSON_TYPE, "a JSON object")
-    try:
-        value = json.loads(await _body(request, MAX_JSON_BYTES))
-    except (ValueError, RecursionError):
-        raise BadRequest("the body is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise BadRequest("the body must be a JSON object")
-    return value
-
-
-def _shown(value: Any) -> str:
-    """``value`` for an error message, cut short: JSON integers have no size limit, and an
-    answer should not echo a 4,000-digit number back."""
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 3] + "..."
-
-
-def _is_number(value: Any) -> bool:
-    """A JSON number that is a finite float: not a bool (an int in Python), not NaN or
-    infinite, not an integer too large for a float (JSON integers have no size limit)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
-def _positive(body: dict[str, Any], name: str, high: float) -> float:
-    value = body.get(name)
-    if not _is_number(value):
-        raise BadRequest(f"{name} must be a finite number")
-    if not 0 < value <= high:
-        raise BadRequest(f"{name} must be above 0 and at most {high:g}, not {value:g}")
-    return float(value)
-
-
-def _index(body: dict[str, Any], name: str, count: int) -> int:
-    value = body.get(name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRequest(f"{name} must be a whole number")
-    if not 0 <= value < count:
-        raise BadRequest(f"{name} must be between 0 and {count - 1}, not {_shown(value)}")
-    return value
-
-
-def _latent(body: dict[str, Any], name: str, dimensions: int) -> np.ndarray:
-    value = body.get(name)
-    if not isinstance(value, list) or len(value) != dimensions:
-        raise BadRequest(f"{name} must be a list of {dimensions} numbers")
-    if any(isinstance(x, bool) or not isinstance(x, int | float) for x in value):
-        raise BadRequest(f"{name} must be a list of {dimensions} numbers")
-    if not all(_is_number(x) for x in value):
-        raise BadRequest(f"{name} values must be finite and within +-{MAX_LATENT_VALUE:g}")
-    latent = np.asarray(value, dtype=np.float64)
-    if np.abs(latent).max(initial=0.0) > MAX_LATENT_VALUE:
-        raise BadRequest(f"{name} values must be finite and within +-{MAX_LATENT_VALUE:g}")
-    return latent.astype(np.float32)
-
-
-def _rounded(values: np.ndarray) -> list[float]:
-    """Floats for JSON, at a precision the page can show and send back unchanged."""
-    return [round(float(x), 5) for x in values]
 
 
 class _Api:
@@ -326,8 +196,8 @@ class _Api:
             "channels": spec.channels,
             "height": spec.height,
             "width": spec.width,
-            "mean": _rounded(moments.mean),
-            "std": _rounded(moments.std),
+            "mean": rounded(moments.mean),
+            "std": rounded(moments.std),
             "max_temperature": MAX_TEMPERATURE,
             "max_upload_bytes": MAX_UPLOAD_BYTES,
         }
@@ -340,23 +210,23 @@ class _Api:
             "inactive": encoder.inactive,
             "importance": None
             if encoder.importance is None
-            else _rounded(np.array(encoder.importance)),
+            else rounded(np.array(encoder.importance)),
         }
 
     async def decode(self, request: Request) -> dict[str, Any]:
-        latent = _latent(await _json(request), "z", self.dimensions)
+        latent = latent_of(await json_object(request), "z", self.dimensions)
         (picture,) = await self._run(self.decoder.pictures, latent[None])
         return {"image": picture}
 
     async def sample(self, request: Request) -> dict[str, Any]:
-        body = await _json(request)
-        seed = _index(body, "seed", SEED_MAX + 1) if "seed" in body else 0
-        temperature = _positive(body, "temperature", MAX_TEMPERATURE)
+        body = await json_object(request)
+        seed = index_in(body, "seed", SEED_MAX + 1) if "seed" in body else 0
+        temperature = positive(body, "temperature", MAX_TEMPERATURE)
 
         def work() -> dict[str, Any]:
             latent = self.decoder.sample(seed, temperature)
             (picture,) = self.decoder.pictures(latent[None])
-            return {"z": _rounded(latent), "image": picture}
+            return {"z": rounded(latent), "image": picture}
 
         return await self._run(work)
 
@@ -376,12 +246,12 @@ class _Api:
 
     async def encode_test(self, request: Request) -> dict[str, Any]:
         strip = self.encoder.test_set("strip")
-        index = _index(await _json(request), "index", len(strip.images))
+        index = index_in(await json_object(request), "index", len(strip.images))
         return await self._run(self._encoded, strip, index)
 
     async def map_point(self, request: Request) -> dict[str, Any]:
         mapped = self.encoder.test_set("mapped")
-        index = _index(await _json(request), "index", len(mapped.images))
+        index = index_in(await json_object(request), "index", len(mapped.images))
         return await self._run(self._encoded, mapped, index)
 
     def _encoded(self, images: TestImages, index: int) -> dict[str, Any]:
@@ -389,18 +259,18 @@ class _Api:
         latent = images.means[index]
         (reconstruction,) = self.decoder.pictures(latent[None])
         return {
-            "z": _rounded(latent),
+            "z": rounded(latent),
             "original": png_data_url(images.images[index].numpy()),
             "reconstruction": reconstruction,
             "label": None if images.labels is None else int(images.labels[index]),
         }
 
     async def encode_upload(self, request: Request) -> dict[str, Any]:
-        _require_type(request, UPLOAD_TYPE, "the image file itself as the body")
+        require_type(request, UPLOAD_TYPE, "the image file itself as the body")
         if self.encoder.model is None:
             raise NotReady("the encoder", self.encoder.status["encoder"].reason)
-        invert = _flag(request, "invert")
-        data = await _body(request, MAX_UPLOAD_BYTES)
+        invert = flag(request, "invert")
+        data = await read_body(request, MAX_UPLOAD_BYTES)
         if not data:
             raise BadRequest("the upload is empty: send an image file as the request body")
         return await self._run(self._encode_upload, data, invert)
@@ -415,7 +285,7 @@ class _Api:
         latent = self.encoder.encode(images)[0]
         (reconstruction,) = self.decoder.pictures(latent[None])
         return {
-            "z": _rounded(latent),
+            "z": rounded(latent),
             "original": png_data_url(images[0].numpy()),
             "reconstruction": reconstruction,
             "label": None,
@@ -440,20 +310,20 @@ class _Api:
         )
 
     async def interpolate(self, request: Request) -> dict[str, Any]:
-        body = await _json(request)
-        start = _latent(body, "a", self.dimensions)
-        end = _latent(body, "b", self.dimensions)
+        body = await json_object(request)
+        start = latent_of(body, "a", self.dimensions)
+        end = latent_of(body, "b", self.dimensions)
         fractions = body.get("t")
         if (
             not isinstance(fractions, list)
             or not 1 <= len(fractions) <= MAX_FRAMES
-            or not all(_is_number(t) and 0.0 <= t <= 1.0 for t in fractions)
+            or not all(is_number(t) and 0.0 <= t <= 1.0 for t in fractions)
         ):
             raise BadRequest(f"t must be a list of 1 to {MAX_FRAMES} fractions between 0 and 1")
 
         def work() -> dict[str, Any]:
             path = self.encoder.interpolate(start, end, [float(t) for t in fractions])
-            return {"z": [_rounded(code) for code in path], "images": self.decoder.pictures(path)}
+            return {"z": [rounded(code) for code in path], "images": self.decoder.pictures(path)}
 
         return await self._run(work)
 
@@ -473,55 +343,3 @@ class _Api:
 def _finish(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-def _flag(request: Request, name: str) -> bool:
-    """A yes/no query parameter (``?invert=1``): absent or 0 is no, 1 is yes."""
-    value = request.query_params.get(name, "0")
-    if value not in ("0", "1"):
-        raise BadRequest(f"{name} must be 0 or 1 (not {_shown(value)})")
-    return value == "1"
-
-
-def read_upload(data: bytes, height: int, width: int, channels: int, invert: bool = False) -> Any:
-    """An uploaded image file as the model takes it: uint8 [1, C, H, W], centre-cropped, resized
-    and converted as ``inference --input`` reads files (``vae.data.decoding``, with its guards),
-    after checks of its own on the header: one of ``image_formats()``, at most
-    ``MAX_UPLOAD_PIXELS``; with ``invert``, every pixel ``x`` is ``255 - x``, as
-    ``--invert`` does."""
-    from PIL import Image, UnidentifiedImageError
-
-    from vae.data.decoding import DECODER_ERRORS, image_formats, read_image_files
-
-    if height != width:
-        raise BadRequest("uploads need a model trained on square images")
-    formats = image_formats()
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns (on the server's terminal) of sizes far above the limit below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=formats) as image:  # the header only
-                pixels = image.size[0] * image.size[1]
-    except UnidentifiedImageError:
-        # Pillow's own message names a BytesIO object and its address: no use to the sender.
-        raise BadRequest(
-            f"the upload is not an image in a format the explorer reads ({', '.join(formats)}); "
-            "send the file itself as the request body"
-        ) from None
-    except (*DECODER_ERRORS, Image.DecompressionBombError) as error:
-        raise BadRequest(f"cannot read the upload as an image: {first_line(error)}") from None
-    if pixels > MAX_UPLOAD_PIXELS:
-        raise BadRequest(
-            f"the upload has {pixels:,} pixels, more than the limit of {MAX_UPLOAD_PIXELS:,}", 413
-        )
-    try:
-        # Decoded from the bytes, as a Hugging Face dataset's image column is.
-        images = read_image_files([data], height, channels)
-    except VAEError as error:
-        # Its message names the image by its size in bytes; the sender knows it as the upload.
-        raise BadRequest(str(error).replace(f"image of {len(data)} bytes", "the upload")) from None
-    if invert:
-        from vae.backgrounds import invert as inverted
-
-        return inverted(images)
-    return images

@@ -145,97 +145,9 @@ TIMEOUT_ANSWER = _timeout_answer()
 def guarded_protocol(guard: Guard) -> type[asyncio.Protocol]:
     """uvicorn's h11 protocol, with ``guard``'s limit on open connections and deadlines on
     requests (see the module's docstring); pass it as ``uvicorn.Config(http=...)``."""
-    import h11
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+    from vae.explore.guarded_h11 import GuardedH11Protocol
 
-    limits = guard.limits
-
-    class GuardedH11Protocol(H11Protocol):
-        _phase: str | None = None
-        _deadline = 0.0
-        _partial = False  # part of a request arrived since the connection began to wait
-        _timer: asyncio.TimerHandle | None = None
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
-            super().connection_made(transport)  # type: ignore[arg-type]
-            if not guard.admit(self):
-                transport.abort()  # type: ignore[attr-defined]
-                return
-            self._follow()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            guard.forget(self)
-            self._phase = None
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            super().connection_lost(exc)
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            self._follow(len(data))
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._follow()
-
-        def _follow(self, received: int = 0) -> None:
-            """Set the deadline for what the connection now waits for."""
-            if self.transport.is_closing():
-                phase = None
-            elif self.conn.their_state is h11.IDLE:
-                phase = HEADERS
-            elif self.conn.their_state is h11.SEND_BODY:
-                phase = BODY
-            else:
-                phase = None
-            now = self.loop.time()
-            if phase != self._phase:
-                if phase is None:
-                    guard.waiting.pop(self, None)
-                elif phase == HEADERS:
-                    self._deadline, self._partial = now + limits.header_seconds, False
-                    guard.waiting.pop(self, None)
-                    guard.waiting[self] = None  # waits from now: the newest
-                else:  # the headers are complete: the body has its own credit
-                    self._deadline = now + limits.body_idle_seconds
-                    guard.waiting.setdefault(self, None)
-                self._phase = phase
-            elif phase == HEADERS and received:
-                self._partial = True
-            elif phase == BODY and received:
-                # Each byte buys 1 / min_body_rate seconds, never more than the idle time ahead:
-                # a trickle (a byte every few seconds) runs out, a stop runs out sooner.
-                self._deadline = min(
-                    now + limits.body_idle_seconds, self._deadline + received / limits.min_body_rate
-                )
-            if phase is not None and self._timer is None:
-                self._timer = self.loop.call_later(self._deadline - now, self._expire)
-
-        def _expire(self) -> None:
-            self._timer = None
-            if self._phase is None or self.transport.is_closing():
-                return
-            now = self.loop.time()
-            if self._phase == BODY and self.flow.read_paused:
-                # The server stopped reading (its buffer is full): the wait is not the client's.
-                self._deadline = now + limits.body_idle_seconds
-            if now < self._deadline:
-                self._timer = self.loop.call_later(self._deadline - now, self._expire)
-                return
-            guard.forget(self)
-            if self._phase == HEADERS and not self._partial:
-                self.transport.close()  # opened or kept alive, never used: nothing to say
-                return
-            guard.tally.add(guard.timed_out)
-            answered = (
-                self._phase == BODY and self.cycle is not None and self.cycle.response_started
-            )
-            if not answered:
-                self.transport.write(TIMEOUT_ANSWER)
-            self.transport.close()
-
-    return GuardedH11Protocol
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"guard": guard})
 
 
 def quiet_out_of_resources(
