@@ -17,6 +17,7 @@ from vae.cli.common import (
     DatasetOption,
     DeviceOption,
     DownloadOption,
+    ImageSource,
     InvertOption,
     LimitOption,
     check_picture_output,
@@ -78,21 +79,21 @@ def evaluate_command(
     # An evaluation can take an hour: a path it could never write is refused before it starts.
     reads = read_paths(checkpoint, input_path, dataset, ood_dataset)
     _check_outputs(reads, output, ood_dataset, histogram)
-    from vae.data import ImageSource
     from vae.evaluation import evaluate_checkpoint
     from vae.reporting import RichReporter
 
     source = ImageSource(
-        dataset=dataset,
         input_path=input_path,
+        dataset=dataset,
         data_dir=data_dir,
         download=download,
         limit=limit,
+        device=device,
         invert=invert,
     )
     result = evaluate_checkpoint(
         checkpoint,
-        source,
+        source.library(),
         k=k,
         repeats=repeats,
         binarize_test=binarize_test,

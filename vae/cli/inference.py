@@ -17,6 +17,7 @@ from vae.cli.common import (
     DeviceOption,
     DownloadOption,
     GridSizeOption,
+    ImageSource,
     InvertOption,
     SeedOption,
     check_grid_fits,
@@ -25,7 +26,6 @@ from vae.cli.common import (
     count,
     explain_samples,
     handle_errors,
-    load_command_inputs,
     read_paths,
     say,
     write_safely,
@@ -79,17 +79,16 @@ def inference_command(
     inputs, missing_data = None, None
     if mode in ("reconstruct", "both"):
         try:
-            inputs = load_command_inputs(
-                checkpoint,
-                input_path,
-                data_dir,
-                download,
-                num_images,
-                device,
-                binarize_input,
-                dataset,
-                invert,
+            images = ImageSource(
+                input_path=input_path,
+                dataset=dataset,
+                data_dir=data_dir,
+                download=download,
+                limit=num_images,
+                device=device,
+                invert=invert,
             )
+            inputs = images.load(checkpoint, binarize_input)
         except DataError as error:
             if mode != "both" or input_path is not None or dataset is not None:
                 raise

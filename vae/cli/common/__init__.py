@@ -18,7 +18,7 @@ from vae.cli.common.checks import (
     read_paths,
 )
 from vae.cli.common.errors import handle_errors, is_main_process
-from vae.cli.common.image_source import ImageSource, load_command_inputs, reads_images
+from vae.cli.common.image_source import ImageSource, reads_images
 from vae.cli.common.options import (
     IMAGES_DIR,
     AliasCommand,
@@ -72,7 +72,6 @@ __all__ = [
     "explain_samples",
     "handle_errors",
     "is_main_process",
-    "load_command_inputs",
     "read_paths",
     "reads_images",
     "say",

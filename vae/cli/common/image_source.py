@@ -26,39 +26,6 @@ from vae.cli.common.options import (
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def load_command_inputs(
-    checkpoint: Path,
-    input_path: Path | None,
-    data_dir: str | None,
-    download: bool,
-    limit: int | None,
-    device: str,
-    binarize: bool = True,
-    dataset: str | None = None,
-    invert: bool = False,
-) -> Any:
-    """A checkpoint and the images a picture command shows it (vae.visualize.load_inputs), from
-    the options every such command has; torch is imported only here, when a command needs it.
-    Images on light backgrounds for a model that draws dark ones get a warning on stderr."""
-    from vae.data import ImageSource as Images  # the library's; this module's adds --device
-    from vae.reporting import RichReporter
-    from vae.visualize import load_inputs
-
-    if limit is not None:
-        check_positive(limit=limit)
-    images = Images(
-        dataset=dataset,
-        input_path=input_path,
-        data_dir=data_dir,
-        download=download,
-        limit=limit,
-        invert=invert,
-    )
-    return load_inputs(
-        checkpoint, images, device=device, binarize=binarize, reporter=RichReporter()
-    )
-
-
 @dataclass(frozen=True)
 class ImageSource:
     """The images a picture command shows its model, from the options every such command has:
@@ -73,18 +40,35 @@ class ImageSource:
     device: DeviceOption = "cpu"
     invert: InvertOption = False
 
+    def library(self) -> Any:
+        """The library's description of these images (``vae.data.ImageSource``: the same
+        fields but the device), their limit checked."""
+        from vae.data import ImageSource as Images
+
+        if self.limit is not None:
+            check_positive(limit=self.limit)
+        return Images(
+            dataset=self.dataset,
+            input_path=self.input_path,
+            data_dir=self.data_dir,
+            download=self.download,
+            limit=self.limit,
+            invert=self.invert,
+        )
+
     def load(self, checkpoint: Path, binarize: bool = True) -> Any:
-        """The checkpoint's model and these images (``vae.visualize.Inputs``)."""
-        return load_command_inputs(
+        """The checkpoint's model and these images (``vae.visualize.Inputs``); torch is
+        imported only here, when a command needs it. Images on light backgrounds for a model
+        that draws dark ones get a warning on stderr."""
+        from vae.reporting import RichReporter
+        from vae.visualize import load_inputs
+
+        return load_inputs(
             checkpoint,
-            self.input_path,
-            self.data_dir,
-            self.download,
-            self.limit,
-            self.device,
-            binarize,
-            self.dataset,
-            self.invert,
+            self.library(),
+            device=self.device,
+            binarize=binarize,
+            reporter=RichReporter(),
         )
 
 
