@@ -166,6 +166,10 @@ def run_trials(
             time.sleep(generator.uniform(earliest, duration * 0.95))
             if process.poll() is not None:  # it finished first: nothing was stopped
                 stops.append(stop)
+                # The reference ran slower (a busy machine): take this run's time as the scale,
+                # or runs keep finishing before their stop and trials go on and on.
+                duration = min(duration, time.time() - launched)
+                first_save = min(first_save, duration / 2)
                 completed = process.returncode == 0
                 if not completed:
                     error = process.communicate()[1]
