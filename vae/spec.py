@@ -42,7 +42,9 @@ def model_spec(config: RunConfig, image: dict[str, Any]) -> ModelSpec:
         width=image["width"],
         likelihood=config.objective.likelihood,
         hidden_sizes=list(model.hidden_sizes),
-        conv_widths=list(model.conv_widths) if conv else [],
+        conv_widths=conv_widths_for(model.conv_widths, image["height"], image["width"])
+        if conv
+        else [],
         decoder_hidden_sizes=_optional_list(model.decoder_hidden_sizes),
         decoder_conv_widths=_optional_list(model.decoder_conv_widths) if conv else None,
         model_type=model.model_type,
@@ -50,6 +52,30 @@ def model_spec(config: RunConfig, image: dict[str, Any]) -> ModelSpec:
         prior=prior,
         prior_components=model.prior_components if PRIORS[prior].uses_components else 0,
     )
+
+
+# The rule ``conv_widths`` "auto" follows: stride-2 stages until the feature map is at most
+# AUTO_FINAL_SIDE a side, the first AUTO_FIRST_WIDTH channels wide and each twice the one before,
+# up to AUTO_MAX_WIDTH (so the flattened map before the dense layer stays at most 8 * 8 * 256).
+AUTO_FINAL_SIDE = 8
+AUTO_FIRST_WIDTH = 32
+AUTO_MAX_WIDTH = 256
+
+
+def auto_conv_widths(height: int, width: int) -> list[int]:
+    """The conv widths "auto" gives images of ``height`` x ``width``: one stage at least, then
+    more while the larger side is over 8 and the smaller one can still be halved (28 and 32 px:
+    [32, 64]; 64 px: [32, 64, 128]; 256 px: [32, 64, 128, 256, 256])."""
+    stages = 1
+    while max(height, width) >> stages > AUTO_FINAL_SIDE and min(height, width) >> (stages + 1):
+        stages += 1
+    return [min(AUTO_FIRST_WIDTH << stage, AUTO_MAX_WIDTH) for stage in range(stages)]
+
+
+def conv_widths_for(configured: list[int] | None, height: int, width: int) -> list[int]:
+    """The conv widths a model is built with: the configured ones, or (None: "auto") the rule's
+    for its image size. A spec records the result, so a checkpoint never depends on the rule."""
+    return list(configured) if configured is not None else auto_conv_widths(height, width)
 
 
 def _optional_list(values: list[int] | None) -> list[int] | None:

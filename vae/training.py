@@ -191,6 +191,9 @@ def _set_up(
             Setting("val_size"),
         )
     trainer = Trainer(config, folder, device, splits, reporter, step_callback, world)
+    if config.model.architecture == "conv":
+        # Likewise the conv widths used, not "auto": a later rule cannot change the run's model.
+        config.model.conv_widths = list(trainer.spec.conv_widths)
     if resume:
         trainer.restore()
     return trainer

@@ -51,6 +51,7 @@ def check_run_config(config: RunConfig, given: Collection[str] = ()) -> None:
         objective.learn_sigma,
         model.conv_widths,
         model.decoder_conv_widths,
+        auto_widths=True,
     )
     parse_warmup(objective.beta_warmup)
     chosen = PRIORS.get(model.effective_prior)  # an unknown one was refused above
@@ -73,13 +74,18 @@ def check_model(
     learned_sigma: bool,
     conv_widths: list[int] | None,
     decoder_conv_widths: list[int] | None,
+    *,
+    auto_widths: bool = False,
 ) -> None:
     """The rules a model's settings obey, in a run configuration and in a checkpoint's spec: a
     known architecture and likelihood, one or more positive conv widths (a conv model's encoder,
-    and a decoder given its own), a learned sigma only for the Gaussian likelihood."""
+    and a decoder given its own), a learned sigma only for the Gaussian likelihood.
+    ``auto_widths``: a run configuration's None conv widths ("auto", resolved from the image
+    size by vae.spec) pass; a spec always holds its widths."""
     for name, value in (("architecture", architecture), ("likelihood", likelihood)):
         check_choice_and_low(name, OPTIONS[name], value)
-    if architecture == "conv" and (not conv_widths or any(w < 1 for w in conv_widths)):
+    auto = auto_widths and conv_widths is None
+    if architecture == "conv" and not auto and (not conv_widths or any(w < 1 for w in conv_widths)):
         invalid_value("conv_widths", conv_widths, "one or more positive integers")
     if decoder_conv_widths is not None and (
         not decoder_conv_widths or any(w < 1 for w in decoder_conv_widths)

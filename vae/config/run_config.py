@@ -8,7 +8,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from vae.config.registry import FIELD_SECTIONS, FIELD_TYPES, SECTIONS
+from vae.config.registry import FIELD_SECTIONS, FIELD_TYPES, OPTIONS, SECTIONS
 from vae.config.rules import check_run_config
 from vae.config.sections import DataConfig, ModelConfig, ObjectiveConfig, TrainConfig
 from vae.config.settings import coerce
@@ -55,7 +55,7 @@ class RunConfig:
                 plural = "s" if len(unknown) > 1 else ""
                 raise ConfigError(f"{source}: unknown option{plural} {', '.join(unknown)}")
             for key, value in values.items():
-                setattr(section, key, coerce(FIELD_TYPES[key], key, value, source))
+                setattr(section, key, _coerced(key, value, source))
         return config
 
     def override(self, values: dict[str, Any], source: str = "command line") -> RunConfig:
@@ -66,7 +66,7 @@ class RunConfig:
             if section_name is None:
                 raise ConfigError(f"unknown option '{key}'")
             section = getattr(self, section_name)
-            setattr(section, key, coerce(FIELD_TYPES[key], key, value, source))
+            setattr(section, key, _coerced(key, value, source))
         return self
 
     def validate(self, given: Collection[str] = ()) -> RunConfig:
@@ -75,3 +75,8 @@ class RunConfig:
         the settings a user set explicitly (some values are only a mistake when asked for)."""
         check_run_config(self, given)
         return self
+
+
+def _coerced(key: str, value: Any, source: str) -> Any:
+    """``value`` of setting ``key`` converted to its field's type (vae.config.settings.coerce)."""
+    return coerce(FIELD_TYPES[key], key, value, source, OPTIONS[key].none_word)

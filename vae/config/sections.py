@@ -188,13 +188,19 @@ class ModelConfig:
         high_text=_layers(limits.MAX_LAYER_WIDTH),
         doc="dense layers (mlp: all layers; conv: between the convolutions and the latent)",
     )
-    conv_widths: list[int] = setting(
-        factory=lambda: [32, 64],
-        help="Comma-separated channel widths of the stride-2 conv layers.",
+    conv_widths: list[int] | None = setting(
+        None,
+        help="Comma-separated channel widths of the stride-2 conv layers (default: auto, "
+        "from the image size: stages until the map is at most 8x8, 32, 64, 128, 256, 256...).",
         aliases={"--hidden-dims": ()},
         at_most=limits.MAX_CONV_WIDTH,
         high_text=_layers(limits.MAX_CONV_WIDTH),
-        doc="channels of each stride-2 conv layer",
+        none_word="auto",
+        doc="channels of each stride-2 conv layer. `auto`: from the image size, stride-2 stages "
+        "until the feature map is at most 8x8 (28 and 32 px: two, `32,64`; 64 px: three, "
+        "`32,64,128`; 256 px: five, `32,64,128,256,256`), each twice as wide as the one before "
+        "up to 256; the widths used are recorded in `config.yaml` and the checkpoint",
+        doc_default="`auto`",
     )
     decoder_hidden_sizes: list[int] | None = setting(
         None,

@@ -34,6 +34,9 @@ class Option:
     # A resume may change it (``train --resume``): where and how the run is carried on, not
     # what it computes, so the resumed run stays the same run.
     resumable: bool = False
+    # The word that asks for the default None where None means a rule resolved later
+    # (``conv_widths``: "auto", from the image size), on the command line and in YAML.
+    none_word: str | None = None
 
 
 def setting(default: Any = None, *, factory: Any = None, **option: Any) -> Any:
@@ -129,9 +132,12 @@ def parse_warmup(text: str | int | float) -> tuple[float, str]:
     return float(match.group(1)), unit
 
 
-def coerce(kind: str, key: str, value: Any, source: str) -> Any:
+def coerce(kind: str, key: str, value: Any, source: str, none_word: str | None = None) -> Any:
     """Convert a YAML or command-line ``value`` of setting ``key`` to its field type ``kind``
-    (the annotation's text, e.g. ``int | None``), with a one-line error on failure."""
+    (the annotation's text, e.g. ``int | None``), with a one-line error on failure;
+    ``none_word`` (the Option's) stands for None."""
+    if none_word is not None and isinstance(value, str) and value.strip().lower() == none_word:
+        value = None
     if value is None:
         if "None" in kind:
             return None
