@@ -7,4 +7,4 @@
 holds it to this list).
 """
 
-COMMANDS = ("train", "generate", "inference", "info", "evaluate", "explore", "visualize")
+COMMANDS = ("train", "generate", "inference", "info", "evaluate", "explore", "export", "visualize")
