@@ -19,6 +19,7 @@ from vae.checkpoint import BEST_NAME, FORMAT_VERSION, load_checkpoint, save_chec
 from vae.data.registry import FOLDER_PREFIX, HF_PREFIX, MEMORY_PREFIX
 from vae.errors import ConfigError, Setting
 from vae.fileio import atomic_write_text
+from vae.models.priors import PRIORS
 
 MODEL_NAME = "model.safetensors"
 CARD_NAME = "README.md"
@@ -301,8 +302,9 @@ def _body(
     train = config.get("train") or {}
     beta = metadata.get("beta_schedule") or {}
     prior = model.get("prior")
-    if prior == "mog":
-        prior = f"mixture of {model.get('prior_components')} Gaussians"
+    part = PRIORS.get(prior) if isinstance(prior, str) else None
+    if part is not None:
+        prior = part.title(model.get("prior_components"))
     lines = [
         f"# {name}",
         "",

@@ -90,6 +90,11 @@ class LatentPrior:
         per_dimension = gaussian_kl(mu.float(), logvar.float())
         return per_dimension.sum(1), per_dimension
 
+    def title(self, components: Any) -> str:
+        """What a person calls it, for model cards (``components``: the recorded
+        ``prior_components``)."""
+        return self.name
+
     def describe(self, spec: ModelSpec) -> dict[str, Any]:
         """Its settings, for reports (``evaluate``'s JSON)."""
         return {"prior": self.name}

@@ -102,6 +102,9 @@ class MixturePrior(LatentPrior):
 
         return kl_estimate(mu, logvar, noise, model.prior.log_density), None
 
+    def title(self, components: Any) -> str:
+        return f"mixture of {components} Gaussians"
+
     def describe(self, spec: ModelSpec) -> dict[str, Any]:
         return {"prior": self.name, "prior_components": spec.prior_components}
 
