@@ -48,7 +48,7 @@ SPECS = {
 def random_model(spec: ModelSpec):
     torch.manual_seed(0)
     model = build_model(spec).eval()
-    if model.is_autoencoder:  # a fitted Gaussian that is not the standard normal
+    if model.family.refits_codes:  # a fitted Gaussian that is not the standard normal
         codes = torch.randn(500, spec.latent_dim) @ torch.randn(spec.latent_dim, spec.latent_dim)
         model.fit_code_distribution(codes + 3.0)
     if model.prior is not None:  # unequal, spread-out components

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+
+def shown(value: Any) -> str:
+    """``value`` for an error message, cut short: a hostile file may hold a million entries."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def first_line(error: BaseException) -> str:

@@ -296,16 +296,29 @@ def _body(
     figures: list[tuple[str, float | int]],
     record_name: str | None,
 ) -> str:
+    """The model card's text below its front matter: what the model is, how to use it, its
+    evaluation and its samples."""
+    lines = [
+        *_what_it_is(name, metadata, family),
+        *_use(),
+        *_evaluation_section(record, figures, record_name),
+        *_samples(family),
+    ]
+    return "\n".join(lines)
+
+
+def _what_it_is(name: str, metadata: dict[str, Any], family: Any) -> list[str]:
+    """The title, a sentence and a table of the model, its data and its recipe."""
     model = metadata.get("model") or {}
     data = metadata.get("data") or {}
-    config = metadata.get("config") or {}
-    train = config.get("train") or {}
+    train = (metadata.get("config") or {}).get("train") or {}
     beta = metadata.get("beta_schedule") or {}
     prior = model.get("prior")
     part = PRIORS.get(prior) if isinstance(prior, str) else None
     if part is not None:
         prior = part.title(model.get("prior_components"))
-    lines = [
+    parameters = metadata.get("parameter_count")
+    return [
         f"# {name}",
         "",
         f"A {family.label or model.get('model_type')} for "
@@ -319,9 +332,7 @@ def _body(
         f"| latent dimensions | {model.get('latent_dim')} |",
         f"| prior | {prior} |",
         f"| likelihood | {model.get('likelihood')} |",
-        f"| parameters | {metadata.get('parameter_count'):,} |"
-        if isinstance(metadata.get("parameter_count"), int)
-        else "| parameters | |",
+        f"| parameters | {parameters:,} |" if isinstance(parameters, int) else "| parameters | |",
         f"| data | {data.get('dataset')} ({data.get('num_train')} training images, binarized: "
         f"{data.get('binarize')}) |",
         f"| training | {metadata.get('epoch')} epochs ({metadata.get('step')} steps), batch "
@@ -330,6 +341,12 @@ def _body(
         f"| beta | {beta.get('beta')} ({beta.get('beta_schedule')} schedule, warm-up "
         f"{beta.get('beta_warmup')}) |",
         "",
+    ]
+
+
+def _use() -> list[str]:
+    """How to load the exported model from the command line and from Python."""
+    return [
         "## Use",
         "",
         "With the `vae` command line, in this folder:",
@@ -347,38 +364,48 @@ def _body(
         f'model = vae.load("{MODEL_NAME}")',
         "```",
         "",
-        "## Evaluation",
-        "",
     ]
-    if figures and record is not None:
-        lines += [
-            f"From `{record_name}`: {record.get('num_images')} test images, "
-            f"k = {record.get('k')} importance samples, {record.get('repeats')} repeat(s); "
-            f"{record.get('protocol')}.",
-            "",
-            "| metric | value |",
-            "|---|---|",
-            *(
-                f"| {_METRIC_NAMES.get(metric, metric)} | {value:.6g} |"
-                for metric, value in figures
-            ),
-        ]
-    else:
-        lines.append(
+
+
+def _evaluation_section(
+    record: dict[str, Any] | None,
+    figures: list[tuple[str, float | int]],
+    record_name: str | None,
+) -> list[str]:
+    """The evaluation's figures and protocol, or how to make one."""
+    lines = ["## Evaluation", ""]
+    if not figures or record is None:
+        return [
+            *lines,
             "No evaluation was exported with this model (`evaluate --checkpoint "
-            f"{MODEL_NAME} --output evaluation.json` writes one)."
-        )
-    lines += ["", "## Samples", ""]
-    if family.sampling_note:
-        lines += [f"Note: {family.sampling_note}", ""]
-    lines += [
+            f"{MODEL_NAME} --output evaluation.json` writes one).",
+        ]
+    return [
+        *lines,
+        f"From `{record_name}`: {record.get('num_images')} test images, "
+        f"k = {record.get('k')} importance samples, {record.get('repeats')} repeat(s); "
+        f"{record.get('protocol')}.",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *(f"| {_METRIC_NAMES.get(metric, metric)} | {value:.6g} |" for metric, value in figures),
+    ]
+
+
+def _samples(family: Any) -> list[str]:
+    """The samples grid, with the family's note on where samples come from."""
+    note = [f"Note: {family.sampling_note}", ""] if family.sampling_note else []
+    return [
+        "",
+        "## Samples",
+        "",
+        *note,
         f"![{SAMPLE_COUNT} samples]({SAMPLES_NAME})",
         "",
         f"{SAMPLE_COUNT} samples, as `generate --checkpoint {MODEL_NAME} --seed {SAMPLE_SEED}` "
         "draws them.",
         "",
     ]
-    return "\n".join(lines)
 
 
 __all__ = [

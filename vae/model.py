@@ -205,12 +205,6 @@ class VAE(nn.Module):
     def latent_dim(self) -> int:
         return self.spec.latent_dim
 
-    @property
-    def is_autoencoder(self) -> bool:
-        """Whether it is a plain autoencoder: a deterministic code, no prior, no KL (kept for
-        the Python API; vae itself asks ``family`` what it can do)."""
-        return not self.family.stochastic
-
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) of latents ``[..., latent_dim]`` under this model's prior."""
         return self.latent_prior.log_density(self, z)

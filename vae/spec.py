@@ -10,8 +10,7 @@ import math
 from typing import Any, NamedTuple
 
 from vae.config import RunConfig, check_image_side, check_model
-from vae.config.settings import shown
-from vae.errors import ConfigError
+from vae.errors import ConfigError, shown
 from vae.limits import (
     DECODE_BATCH_VALUES,
     MAX_CONV_WIDTH,

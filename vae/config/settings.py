@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from vae import limits
-from vae.errors import ConfigError, Setting
+from vae.errors import ConfigError, Setting, shown
 
 SEED_MAX = 2**64 - 1  # torch's generators take unsigned 64-bit seeds
 
@@ -45,12 +45,6 @@ def setting(default: Any = None, *, factory: Any = None, **option: Any) -> Any:
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
-
-
-def shown(value: Any) -> str:
-    """``value`` for an error message, cut short: a hostile file may hold a million entries."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def invalid_value(name: str, value: Any, *expected: str) -> NoReturn:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vae.errors import ConfigError
+from vae.errors import ConfigError, shown
 from vae.models import autoencoder, gaussian
 from vae.models.family import Family
 from vae.models.priors import PRIORS, LatentPrior
@@ -29,8 +29,7 @@ def family_named(model_type: object) -> Family:
     """The family a ``model_type`` names; ConfigError for any other value."""
     family = FAMILIES.get(model_type) if isinstance(model_type, str) else None
     if family is None:
-        shown = repr(model_type)
-        raise ConfigError(f"unknown model type {shown if len(shown) <= 60 else shown[:57] + '...'}")
+        raise ConfigError(f"unknown model type {shown(model_type)}")
     return family
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from vae.errors import ConfigError
+from vae.errors import ConfigError, shown
 from vae.models.family import Family
 from vae.models.priors import FITTED, PRIORS, STANDARD, LatentPrior
 
@@ -41,8 +41,7 @@ class Autoencoder(Family):
 
     def check(self, spec: ModelSpec) -> None:
         if not isinstance(spec.prior, str) or spec.prior not in PRIORS:
-            shown = repr(spec.prior)
-            raise ConfigError(f"unknown prior {shown if len(shown) <= 60 else shown[:57] + '...'}")
+            raise ConfigError(f"unknown prior {shown(spec.prior)}")
         if spec.prior != STANDARD.name:  # the setting's default: the family ignores it
             raise ConfigError(
                 f"an autoencoder has no prior: a {spec.prior} prior needs model type vae"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from vae.errors import ConfigError
+from vae.errors import ConfigError, shown
 from vae.limits import LOGVAR_MAX, LOGVAR_MIN
 from vae.models.family import Family
 from vae.models.priors import PRIORS, LatentPrior
@@ -32,8 +32,7 @@ class GaussianVAE(Family):
     def check(self, spec: ModelSpec) -> None:
         prior = PRIORS.get(spec.prior) if isinstance(spec.prior, str) else None
         if prior is None:
-            shown = repr(spec.prior)
-            raise ConfigError(f"unknown prior {shown if len(shown) <= 60 else shown[:57] + '...'}")
+            raise ConfigError(f"unknown prior {shown(spec.prior)}")
         prior.check(spec)
 
     def loss_name(self, likelihood: str) -> LossName:

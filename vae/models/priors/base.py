@@ -6,9 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from vae.model_spec import ModelSpec
@@ -59,10 +58,14 @@ class LatentPrior:
     ) -> np.ndarray:
         """Latents (float64) from standard-normal ``noise [n, D]`` (and ``uniform [n]`` when
         ``needs_uniform``), the spread scaled by ``temperature``."""
+        import numpy as np
+
         return np.asarray(noise, dtype=np.float64) * temperature
 
     def moments(self, weights: Mapping[str, np.ndarray], latent_dim: int) -> PriorMoments:
         """Exact per-dimension moments of the distribution ``latents`` draws from."""
+        import numpy as np
+
         return PriorMoments(np.zeros(latent_dim), np.ones(latent_dim))
 
     # --- with torch ---------------------------------------------------------------------------

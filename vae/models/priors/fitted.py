@@ -7,11 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from vae.models.priors.base import LatentPrior, PriorMoments
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from vae.model_spec import ModelSpec
@@ -36,12 +35,16 @@ class FittedGaussian(LatentPrior):
         temperature: float,
     ) -> np.ndarray:
         """``mean + scale_tril @ (noise * temperature)``."""
+        import numpy as np
+
         noise = np.asarray(noise, dtype=np.float64) * temperature
         mean = weights[MEAN].astype(np.float64)
         return mean + noise @ weights[SCALE_TRIL].astype(np.float64).T
 
     def moments(self, weights: Mapping[str, np.ndarray], latent_dim: int) -> PriorMoments:
         """The fitted mean and the square root of the covariance's diagonal."""
+        import numpy as np
+
         tril = weights[SCALE_TRIL].astype(np.float64)
         return PriorMoments(weights[MEAN].astype(np.float64), np.sqrt((tril**2).sum(axis=1)))
 

@@ -8,13 +8,12 @@ import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from vae.errors import ConfigError
+from vae.errors import ConfigError, shown
 from vae.limits import LOGVAR_MAX, LOGVAR_MIN, MAX_PRIOR_COMPONENTS, check_at_most
 from vae.models.priors.base import LatentPrior, PriorMoments
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from vae.model_spec import ModelSpec
@@ -24,12 +23,16 @@ MEANS, LOGVARS, LOGITS = "prior.means", "prior.logvars", "prior.logits"
 
 def _probabilities(weights: Mapping[str, np.ndarray]) -> np.ndarray:
     """The mixture weights, softmax of the stored logits (float64)."""
+    import numpy as np
+
     logits = weights[LOGITS].astype(np.float64)
     probabilities = np.exp(logits - logits.max())
     return probabilities / probabilities.sum()
 
 
 def _logvars(weights: Mapping[str, np.ndarray]) -> np.ndarray:
+    import numpy as np
+
     return np.clip(weights[LOGVARS].astype(np.float64), LOGVAR_MIN, LOGVAR_MAX)
 
 
@@ -51,9 +54,9 @@ class MixturePrior(LatentPrior):
         if not (
             isinstance(components, int) and not isinstance(components, bool) and components > 0
         ):
-            shown = repr(components)
-            shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            raise ConfigError(f"a mog prior needs a positive number of components, got {shown}")
+            raise ConfigError(
+                f"a mog prior needs a positive number of components, got {shown(components)}"
+            )
         check_at_most("model prior_components", components, MAX_PRIOR_COMPONENTS)
 
     def latents(
@@ -65,6 +68,8 @@ class MixturePrior(LatentPrior):
     ) -> np.ndarray:
         """``uniform`` picks each latent's component through the cumulative mixture weights;
         the noise places it within that component, whose spread the temperature scales."""
+        import numpy as np
+
         if uniform is None:
             raise ValueError("a mixture prior needs a uniform draw per latent")
         noise = np.asarray(noise, dtype=np.float64) * temperature
@@ -77,6 +82,8 @@ class MixturePrior(LatentPrior):
 
     def moments(self, weights: Mapping[str, np.ndarray], latent_dim: int) -> PriorMoments:
         """By the law of total variance."""
+        import numpy as np
+
         probabilities = _probabilities(weights)
         means, variances = weights[MEANS].astype(np.float64), np.exp(_logvars(weights))
         mean = probabilities @ means
