@@ -7,4 +7,14 @@
 holds it to this list).
 """
 
-COMMANDS = ("train", "generate", "inference", "info", "evaluate", "explore", "export", "visualize")
+COMMANDS = (
+    "train",
+    "generate",
+    "inference",
+    "info",
+    "evaluate",
+    "explore",
+    "export",
+    "push",
+    "visualize",
+)

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vae.checkpoint import BEST_NAME, FORMAT_VERSION, load_checkpoint, save_checkpoint
+from vae.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from vae.checkpoint.hub import DEFAULT_HUB_FILE
+from vae.checkpoint.locate import locate_checkpoint
 from vae.data.registry import FOLDER_PREFIX, HF_PREFIX, MEMORY_PREFIX
 from vae.errors import ConfigError, Setting
 from vae.fileio import atomic_write_text
 from vae.models.priors import PRIORS
 
-MODEL_NAME = "model.safetensors"
+MODEL_NAME = DEFAULT_HUB_FILE  # the file a bare hf://OWNER/NAME names
 CARD_NAME = "README.md"
 SAMPLES_NAME = "samples.png"
 EXPORTED_FILES = (MODEL_NAME, CARD_NAME, SAMPLES_NAME)
@@ -49,15 +51,16 @@ def export_checkpoint(
     license: str | None = None,
     evaluation: str | Path | None = None,
     force: bool = False,
+    repo_id: str | None = None,
 ) -> Export:
-    """Export the checkpoint ``source`` (a ``.safetensors`` file, or a run folder: its
-    ``checkpoint_best.safetensors``) into ``out_dir`` (see the module's docstring). A non-empty
+    """Export the checkpoint ``source`` (a ``.safetensors`` file, a run folder: its
+    ``checkpoint_best.safetensors``, or a ``hf://`` reference) into ``out_dir`` (see the
+    module's docstring); ``repo_id`` (``OWNER/NAME``), when the folder is bound for the Hub,
+    makes the card's examples load it from there. A non-empty
     ``out_dir`` is refused unless ``force`` (which replaces the three files and leaves any other
     alone); ``evaluation`` (else an ``evaluation*.json`` beside the checkpoint made of it) gives
     the card's figures; ``license`` is the card's Hub license identifier (left out when None)."""
-    checkpoint = Path(source)
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / BEST_NAME
+    checkpoint = locate_checkpoint(source)
     folder = Path(out_dir)
     _check_license(license)
     _check_out_dir(folder, force)
@@ -74,7 +77,8 @@ def export_checkpoint(
     # From the exported file, as ``generate --checkpoint model.safetensors`` draws them.
     samples = sample_images(model_path, SAMPLE_COUNT, SAMPLE_SEED)
     save_grid(samples, folder / SAMPLES_NAME, SAMPLE_COLUMNS)
-    card = model_card(metadata, record, license, record_path.name if record_path else None)
+    record_name = record_path.name if record_path else None
+    card = model_card(metadata, record, license, record_name, repo_id=repo_id)
     atomic_write_text(folder / CARD_NAME, card)
     return Export(folder, checkpoint, record_path)
 
@@ -235,6 +239,7 @@ def model_card(
     record: dict[str, Any] | None,
     license: str | None,
     record_name: str | None,
+    repo_id: str | None = None,
 ) -> str:
     """The model card: the Hub's YAML front matter, then the body (see the module's docstring)."""
     import yaml
@@ -273,7 +278,7 @@ def model_card(
             }
         ]
     head = yaml.safe_dump(front, sort_keys=False, allow_unicode=True)
-    body = _body(name, metadata, family, record, figures, record_name)
+    body = _body(name, metadata, family, record, figures, record_name, repo_id)
     return f"---\n{head}---\n\n{body}"
 
 
@@ -295,12 +300,13 @@ def _body(
     record: dict[str, Any] | None,
     figures: list[tuple[str, float | int]],
     record_name: str | None,
+    repo_id: str | None,
 ) -> str:
     """The model card's text below its front matter: what the model is, how to use it, its
     evaluation and its samples."""
     lines = [
         *_what_it_is(name, metadata, family),
-        *_use(),
+        *_use(repo_id),
         *_evaluation_section(record, figures, record_name),
         *_samples(family),
     ]
@@ -316,7 +322,7 @@ def _what_it_is(name: str, metadata: dict[str, Any], family: Any) -> list[str]:
     prior = model.get("prior")
     part = PRIORS.get(prior) if isinstance(prior, str) else None
     if part is not None:
-        prior = part.title(model.get("prior_components"))
+        prior = part.title(model)
     parameters = metadata.get("parameter_count")
     return [
         f"# {name}",
@@ -344,16 +350,19 @@ def _what_it_is(name: str, metadata: dict[str, Any], family: Any) -> list[str]:
     ]
 
 
-def _use() -> list[str]:
-    """How to load the exported model from the command line and from Python."""
+def _use(repo_id: str | None) -> list[str]:
+    """How to load the exported model from the command line and from Python: from the Hub when
+    ``repo_id`` is known, else from the folder."""
+    source = f"hf://{repo_id}" if repo_id else MODEL_NAME
+    where = "from the Hub" if repo_id else "in this folder (or `hf://OWNER/NAME` once uploaded)"
     return [
         "## Use",
         "",
-        "With the `vae` command line, in this folder:",
+        f"With the `vae` command line, {where}:",
         "",
         "```bash",
-        f"vae generate --checkpoint {MODEL_NAME} --output samples.png",
-        f"vae info {MODEL_NAME}",
+        f"vae generate --checkpoint {source} --output samples.png",
+        f"vae info {source}",
         "```",
         "",
         "From Python:",
@@ -361,7 +370,7 @@ def _use() -> list[str]:
         "```python",
         "import vae",
         "",
-        f'model = vae.load("{MODEL_NAME}")',
+        f'model = vae.load("{source}")',
         "```",
         "",
     ]

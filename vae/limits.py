@@ -15,10 +15,15 @@ MAX_LAYER_WIDTH = 16384  # a dense hidden layer's units
 MAX_CONV_WIDTH = 4096  # a convolution's channels
 MAX_LAYERS = 32  # dense or conv layers in encoder or decoder
 MAX_PRIOR_COMPONENTS = 100_000
+# A VampPrior's pseudo-inputs: every training step encodes all of them (Tomczak & Welling use 500).
+MAX_PSEUDO_INPUTS = 10_000
 # Log-variances of posteriors and priors are clamped here: exp(logvar) stays finite and away from
 # zero however wild an encoder's output or a stored prior gets.
 LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
 MAX_PARAMETERS = 500_000_000  # 2 GB of float32 weights
+# A checkpoint file: the largest model's float32 weights with Adam's two moments (a training
+# checkpoint), and a header. Checked on every file read, and before a Hub download starts.
+MAX_CHECKPOINT_BYTES = 3 * 4 * MAX_PARAMETERS + 100 * 1024 * 1024
 MAX_IMAGE_ACTIVATIONS = 1 << 24  # values in a model's largest layer output, per image
 MAX_BATCH_SIZE = 65536
 MAX_PICTURE_IMAGES = 10_000  # images in one grid, GIF or mosaic (generate, visualize)
@@ -29,6 +34,9 @@ MAX_PICTURE_PIXELS = 50_000_000
 # output): keeps a decode's working memory near 200 MB whatever the image size or count.
 DECODE_BATCH_VALUES = 1 << 23
 MAX_IMPORTANCE_SAMPLES = 1_000_000  # evaluate --k
+# train --iw-samples: each training image is decoded this many times a step (Burda et al. train
+# with up to 50); the bound keeps a mistyped value from asking for batch x K decodes at once.
+MAX_IW_SAMPLES = 1000
 MAX_REPEATS = 1000  # evaluate --repeats
 # Scales of the prior's spread (generate --temperature) and of a sweep in standard deviations
 # (visualize --span): far beyond anything informative, and far below float32's range.

@@ -26,7 +26,8 @@ from vae.api.arguments import (
     temperature_value,
     whole_number,
 )
-from vae.checkpoint import BEST_NAME, FORMAT_VERSION, read_header, save_checkpoint
+from vae.checkpoint import FORMAT_VERSION, read_header, save_checkpoint
+from vae.checkpoint.locate import locate_checkpoint
 from vae.errors import ConfigError, VAEError
 from vae.evaluation import (
     EVALUATION_SEED,
@@ -303,15 +304,14 @@ def _is_checkpoint(path: Path) -> bool:
 
 
 def load(checkpoint: str | Path, device: str = "cpu") -> Model:
-    """The model of a vae checkpoint (a ``.safetensors`` file, or a run folder: its
-    ``checkpoint_best.safetensors``), any family, on ``device`` (``auto``: an accelerator
+    """The model of a vae checkpoint (a ``.safetensors`` file, a run folder: its
+    ``checkpoint_best.safetensors``, or ``hf://OWNER/NAME[@REVISION][/FILE.safetensors]`` on the
+    Hugging Face Hub), any family, on ``device`` (``auto``: an accelerator
     when present). Raises :class:`vae.VAEError` (a CheckpointError) with the commands' one-line
     message for a missing, foreign, damaged or hostile file."""
     if not isinstance(checkpoint, str | os.PathLike):
         raise ConfigError(
             f"invalid value for checkpoint: a {type(checkpoint).__name__} (expected a path)"
         )
-    path = Path(checkpoint)
-    if path.is_dir():
-        path = path / BEST_NAME
+    path = locate_checkpoint(checkpoint)
     return Model(load_trained_model(path, device), path)

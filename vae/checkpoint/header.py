@@ -20,6 +20,7 @@ from vae import __version__
 from vae.checkpoint.layout import check_tiling, tensor_spans
 from vae.checkpoint.names import DEFAULT_CHECKPOINT, FORMAT_NAME, FORMAT_VERSION
 from vae.errors import CheckpointError
+from vae.limits import MAX_CHECKPOINT_BYTES
 
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors reference implementation's own limit
 _MAX_METADATA_DEPTH = 32
@@ -68,6 +69,11 @@ def checked_header(path: Path, handle: BinaryIO) -> tuple[CheckpointHeader, byte
     """(the checked header, the file's bytes up to its data area) read from the start of
     ``handle``; the file's size is that of the open file, not of whatever the path names now."""
     file_size = os.fstat(handle.fileno()).st_size
+    if file_size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(
+            f"{path} is {file_size:,} bytes, more than the checkpoint size limit of "
+            f"{MAX_CHECKPOINT_BYTES:,} bytes"
+        )
     header_size, header_bytes = _read_header_bytes(path, handle, file_size)
     header = _parse_header(path, header_bytes)
     raw_metadata = header.pop("__metadata__", None) or {}

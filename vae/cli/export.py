@@ -13,9 +13,10 @@ from vae.cli.common import handle_errors, say
 @handle_errors
 def export_command(
     checkpoint_or_run: Annotated[
-        Path,
+        str,
         typer.Argument(
-            help="A vae checkpoint (.safetensors), or a run folder (its checkpoint_best)."
+            help="A vae checkpoint (.safetensors or hf://...), or a run folder (its "
+            "checkpoint_best)."
         ),
     ],
     out_dir: Annotated[Path, typer.Argument(help="The folder to write (new or empty).")],

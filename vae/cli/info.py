@@ -8,11 +8,17 @@ from typing import Annotated
 import typer
 
 from vae.cli.common import handle_errors
+from vae.cli.common.options import CHECKPOINT_HELP, checkpoint_source
 
 
 @handle_errors
 def info_command(
-    path: Annotated[Path, typer.Argument(help="A vae checkpoint (.safetensors).")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="PATH", help=CHECKPOINT_HELP, parser=str, callback=checkpoint_source
+        ),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Describe a checkpoint from its header (no tensors read, no torch import)."""

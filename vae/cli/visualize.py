@@ -21,6 +21,7 @@ from vae.cli.common import (
     check_picture_size,
     check_pictures,
     check_positive,
+    checkpoint_source,
     handle_errors,
     reads_images,
     say,
@@ -195,7 +196,9 @@ def gallery_command(
     autoencoder: Annotated[
         Path | None,
         typer.Option(
-            help="Autoencoder checkpoint for the AE vs VAE pictures.", callback=shipped_default
+            help="Autoencoder checkpoint for the AE vs VAE pictures (a file or hf://...).",
+            parser=str,
+            callback=checkpoint_source,
         ),
     ] = Path("pretrained/ae/checkpoint_best.safetensors"),
     metrics: Annotated[

@@ -33,6 +33,7 @@ from vae.cli.common.options import (
     InvertOption,
     LimitOption,
     SeedOption,
+    checkpoint_source,
     shipped_default,
 )
 from vae.cli.common.output import (
@@ -75,6 +76,7 @@ __all__ = [
     "read_paths",
     "reads_images",
     "say",
+    "checkpoint_source",
     "shipped_default",
     "write_json",
     "write_safely",

@@ -36,8 +36,28 @@ def shipped_default(ctx: typer.Context, param: typer.CallbackParam, value: Path 
     return shipped_path(value)
 
 
+def checkpoint_source(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> Any:
+    """A checkpoint option's path: the shipped default found by ``shipped_default``'s rule, a
+    path as given, or a ``hf://`` reference fetched from the Hub (or its cache) first. Parsed as
+    a string because ``Path("hf://o/n")`` would collapse the slashes."""
+    from vae.checkpoint.hub import is_hub_reference, local_checkpoint
+    from vae.cli.common.errors import handle_errors
+
+    if value is None:
+        return None
+    if is_hub_reference(value):
+        # Here, during parsing, so the command receives a local file that every check applies to.
+        return handle_errors(local_checkpoint)(value)
+    return shipped_default(ctx, param, Path(value))
+
+
+# No square brackets: the help is rich markup, where [/...] closes a tag.
+CHECKPOINT_HELP = (
+    "A vae checkpoint: a .safetensors file, or hf://OWNER/NAME on the Hugging Face Hub (also "
+    "hf://OWNER/NAME@REVISION/FILE.safetensors)."
+)
 CheckpointOption = Annotated[
-    Path, typer.Option(help="A vae checkpoint (.safetensors).", callback=shipped_default)
+    Path, typer.Option(help=CHECKPOINT_HELP, parser=str, callback=checkpoint_source)
 ]
 SeedOption = Annotated[int, typer.Option(help="Random seed: the same seed gives the same PNG.")]
 DeviceOption = Annotated[str, typer.Option(help=f"{', '.join(DEVICES)}.")]
