@@ -145,7 +145,8 @@ def test_evaluate_and_visualize_take_a_hub_checkpoint(
     picture = tmp_path / "traverse.png"
     result = runner.invoke(
         app,
-        ["visualize", "traverse", "--checkpoint", "hf://bob/tiny", *data, "--output", str(picture)],
+        ["visualize", "traverse", "--checkpoint", "hf://bob/tiny", *data, "--include-inactive",
+         "--output", str(picture)],  # fmt: skip
     )
     assert result.exit_code == 0, result.output
     assert picture.stat().st_size > 0
@@ -202,6 +203,14 @@ def test_malformed_references_are_one_line_without_contacting_the_hub(
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_call)
     result = runner.invoke(app, ["info", reference])
     one_line_error(result, 1, fragment)
+
+
+def test_a_collapsed_reference_says_how_to_write_it() -> None:
+    import vae
+
+    with pytest.raises(vae.VAEError, match="two slashes; in Python a str, not a Path"):
+        vae.load(Path("hf://alice/mnist-vae"))  # Path collapses // into /
+    one_line_error(runner.invoke(app, ["info", "hf:/alice/mnist-vae"]), 1, "hf://OWNER/NAME")
 
 
 def test_references_parse_into_their_parts() -> None:

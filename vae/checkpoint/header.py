@@ -208,6 +208,8 @@ _OTHER_PROJECTS_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
 def _not_found_hint(path: Path) -> str:
     """What the user probably meant: the .safetensors file of the same name, or the shipped
     model, looked for in the current folder and in the installed package's (vae.shipped)."""
+    if str(path).startswith(("hf:/", "hf:\\")):  # Path("hf://o/n") collapsed the slashes
+        return " (a checkpoint on the Hub is hf://OWNER/NAME, two slashes; in Python a str, not a Path)"
     if path.suffix.lower() in _OTHER_PROJECTS_SUFFIXES:
         twin = path.with_suffix(".safetensors")
         if twin.is_file():

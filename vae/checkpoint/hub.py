@@ -177,7 +177,7 @@ def hub_error(subject: str, error: Exception, reference: HubReference | None = N
         why = "HF_HUB_OFFLINE is set, so the Hub cannot be reached"
     elif isinstance(error, errors.HfHubHTTPError):
         why = f"the Hub refused: {first_line(error)}"
-    elif isinstance(error, OSError | ValueError | _network_errors()):
+    elif isinstance(error, (OSError, ValueError, *_network_errors())):
         why = f"the Hub could not be used: {first_line(error)}"  # no network, a full disk, ...
     else:
         return error
