@@ -16,7 +16,7 @@ from vae.cli import app
 from vae.model import build_model
 from vae.models import FAMILIES, family_of, prior_of
 from vae.models.gaussian import GaussianVAE
-from vae.models.priors import FITTED, MOG, PRIORS, STANDARD
+from vae.models.priors import FITTED, MOG, PRIORS, STANDARD, VAMP
 from vae.objectives import elbo_terms
 from vae.sampling import draw_latents
 from vae.spec import ModelSpec, expected_tensors
@@ -26,9 +26,10 @@ runner = CliRunner()
 
 def spec_for(model_type: str = "vae", prior: str = "standard", **changes) -> ModelSpec:
     components = 3 if prior == "mog" else 0
+    pseudo_inputs = 2 if prior == "vamp" else 0
     base = dict(architecture="mlp", latent_dim=3, channels=1, height=8, width=8,
                 likelihood="bce", hidden_sizes=[16], model_type=model_type, prior=prior,
-                prior_components=components)  # fmt: skip
+                prior_components=components, pseudo_inputs=pseudo_inputs)  # fmt: skip
     return ModelSpec(**{**base, **changes})
 
 
@@ -49,14 +50,16 @@ def test_the_families_and_the_settings_import_neither_torch_nor_numpy():
 
 def test_the_registry_names_each_family_and_prior_once():
     assert list(FAMILIES) == ["vae", "ae"]
-    assert list(PRIORS) == ["standard", "mog"]
+    assert list(PRIORS) == ["standard", "mog", "vamp"]
     assert prior_of(spec_for("vae")) is STANDARD
     assert prior_of(spec_for("vae", "mog")) is MOG
+    assert prior_of(spec_for("vae", "vamp")) is VAMP
     assert prior_of(spec_for("ae")) is FITTED
 
 
 @pytest.mark.parametrize(
-    "model_type, prior", [("vae", "standard"), ("vae", "mog"), ("ae", "standard")]
+    "model_type, prior",
+    [("vae", "standard"), ("vae", "mog"), ("vae", "vamp"), ("ae", "standard")],
 )
 def test_a_family_and_its_prior_own_the_tensors_the_model_has(model_type, prior):
     spec = spec_for(model_type, prior)

@@ -269,7 +269,7 @@ def test_runs_from_before_the_prior_option_resume_with_their_standard_prior(tiny
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--prior", "vamp"], "--prior: 'vamp' (expected one of standard, mog)"),
+        (["--prior", "flow"], "--prior: 'flow' (expected one of standard, mog, vamp)"),
         (["--prior", "mog", "--prior-components", "0"], "--prior-components: 0"),
         (
             ["--prior", "mog", "--free-bits", "0.5"],

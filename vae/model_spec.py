@@ -33,9 +33,11 @@ class ModelSpec:
     model_type: str = "vae"
     # mse only: the Gaussian's sigma is a learned parameter (one per channel), not a constant.
     learned_sigma: bool = False
-    # "standard" N(0, I), or "mog": a learned mixture of prior_components diagonal Gaussians.
+    # "standard" N(0, I), "mog": a learned mixture of prior_components diagonal Gaussians, or
+    # "vamp": the mixture of the encoder's posteriors at pseudo_inputs learned images.
     prior: str = "standard"
     prior_components: int = 0
+    pseudo_inputs: int = 0
 
     @property
     def decoder_hidden(self) -> list[int]:
@@ -60,6 +62,7 @@ class ModelSpec:
             "learned_sigma",
             "prior",
             "prior_components",
+            "pseudo_inputs",
         }
         missing = sorted(names - set(raw) - optional)
         if missing:

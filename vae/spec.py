@@ -33,6 +33,7 @@ def model_spec(config: RunConfig, image: dict[str, Any]) -> ModelSpec:
     model = config.model
     conv = model.architecture == "conv"
     prior = model.effective_prior
+    sizes = PRIORS[prior].size_setting
     return ModelSpec(
         architecture=model.architecture,
         latent_dim=model.latent_dim,
@@ -49,7 +50,9 @@ def model_spec(config: RunConfig, image: dict[str, Any]) -> ModelSpec:
         model_type=model.model_type,
         learned_sigma=config.objective.learn_sigma,
         prior=prior,
-        prior_components=model.prior_components if PRIORS[prior].uses_components else 0,
+        # Only the chosen prior's size setting is recorded; the others are 0.
+        prior_components=model.prior_components if sizes == "prior_components" else 0,
+        pseudo_inputs=model.pseudo_inputs if sizes == "pseudo_inputs" else 0,
     )
 
 

@@ -27,6 +27,7 @@ from vae.models.priors import PRIORS, STANDARD
 
 if TYPE_CHECKING:
     from vae.config.run_config import RunConfig
+    from vae.config.sections import ModelConfig
 
 # MS-SSIM halves the image 4 times and needs a window of at least 3 pixels at the smallest scale.
 MS_SSIM_MIN_SIDE = 48
@@ -66,6 +67,7 @@ def check_run_config(config: RunConfig, given: Collection[str] = ()) -> None:
         )
     _check_bounds(values)
     _check_prior_asked(model.model_type, model.prior, given)
+    _check_pseudo_inputs_asked(model, given)
 
 
 def check_model(
@@ -154,6 +156,23 @@ def _check_prior_asked(model_type: str, prior: str, given: Collection[str]) -> N
             Setting("model_type"),
             f" {model_type})",
         )
+
+
+def _check_pseudo_inputs_asked(model: ModelConfig, given: Collection[str]) -> None:
+    """``pseudo_inputs`` sizes the VampPrior alone; asked for with another prior (an
+    autoencoder has none) it would be ignored: a mistake."""
+    prior = model.effective_prior
+    if "pseudo_inputs" not in given or PRIORS[prior].size_setting == "pseudo_inputs":
+        return
+    family = FAMILIES[model.model_type]
+    if not family.takes_prior_setting:
+        remedy: tuple[Any, ...] = (f"an {family.label} has no prior: leave ",)
+    else:
+        remedy = (f"this run's prior is {prior}: add ", Setting("prior"), " vamp, or leave ")
+    raise ConfigError(
+        Setting("pseudo_inputs"), " sizes the vamp prior, and ", *remedy,
+        Setting("pseudo_inputs"), " out",
+    )  # fmt: skip
 
 
 def _setting_values(config: RunConfig) -> list[tuple[str, Option, Any]]:

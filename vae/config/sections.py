@@ -222,13 +222,16 @@ class ModelConfig:
     )
     prior: str = setting(
         "mog",
-        help=f"{_choices(PRIORS)}: N(0, I), or a mixture of Gaussians learned with the model "
-        "(better likelihoods).",
+        help=f"{_choices(PRIORS)}: N(0, I), a mixture of Gaussians learned with the model "
+        "(better likelihoods), or the VampPrior (a mixture of the encoder's posteriors at "
+        "--pseudo-inputs learned images).",
         choices=PRIORS,
         doc='`mog`: a mixture of Gaussians learned with the model (the "MoG prior" of Tomczak & '
         "Welling 2018; the KL becomes the one-sample estimate log q(z\\|x) - log p(z), and "
-        "`evaluate` averages it over its k samples), or `standard`: N(0, I) with the analytic KL. "
-        "The mixture follows the shape the encoder gives the data instead of forcing it into a "
+        "`evaluate` averages it over its k samples), `vamp`: the VampPrior of the same paper, a "
+        "mixture of the encoder's own posteriors at `--pseudo-inputs` learned images (the same "
+        "KL estimate), or `standard`: N(0, I) with the analytic KL. "
+        "The mixtures follow the shape the encoder gives the data instead of forcing it into a "
         "ball (what that gains on MNIST: [Results](../results.md)). Autoencoders have no prior "
         "and ignore it",
     )  # an autoencoder (model_type "ae") has no prior and ignores it
@@ -239,6 +242,16 @@ class ModelConfig:
         at_most=limits.MAX_PRIOR_COMPONENTS,
         doc="components of the `mog` prior (each a mean, a diagonal variance and a weight: 32,500 "
         "parameters at latent 32)",
+    )
+
+    pseudo_inputs: int = setting(
+        500,
+        help="Pseudo-inputs of the vamp prior (learned images; only with --prior vamp).",
+        at_least=1,
+        at_most=limits.MAX_PSEUDO_INPUTS,
+        doc="pseudo-inputs of the `vamp` prior, only with `--prior vamp`: learned images, each a "
+        "component (392,000 parameters at 28x28 and 500; every training step encodes all of "
+        "them)",
     )
 
     @property

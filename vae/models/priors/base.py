@@ -35,8 +35,9 @@ class LatentPrior:
     # Whether the KL of a diagonal Gaussian posterior to it splits over latent dimensions in
     # closed form (what free bits clamp and traversals rank dimensions by).
     per_dimension_kl = True
-    # Whether the ``prior_components`` setting sizes it.
-    uses_components = False
+    # The setting that sizes it (``prior_components``, ``pseudo_inputs``), a field of the same
+    # name in a model's spec; None for a prior without one.
+    size_setting: str | None = None
     # Names (prefixes) of the checkpoint tensors that define it.
     tensor_prefixes: tuple[str, ...] = ()
 
@@ -93,9 +94,9 @@ class LatentPrior:
         per_dimension = gaussian_kl(mu.float(), logvar.float())
         return per_dimension.sum(1), per_dimension
 
-    def title(self, components: Any) -> str:
-        """What a person calls it, for model cards (``components``: the recorded
-        ``prior_components``)."""
+    def title(self, model: Mapping[str, Any]) -> str:
+        """What a person calls it, for model cards (``model``: a checkpoint's recorded model
+        spec, a dict)."""
         return self.name
 
     def describe(self, spec: ModelSpec) -> dict[str, Any]:

@@ -5,6 +5,7 @@ ELBO takes the one-sample estimate at the posterior sample the decoder saw."""
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -30,10 +31,13 @@ def _probabilities(weights: Mapping[str, np.ndarray]) -> np.ndarray:
     return probabilities / probabilities.sum()
 
 
-def _logvars(weights: Mapping[str, np.ndarray]) -> np.ndarray:
+def component_moments(weights: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The components' means and log-variances (clamped as the torch side clamps them), float64,
+    from the stored ``prior.means`` and ``prior.logvars``."""
     import numpy as np
 
-    return np.clip(weights[LOGVARS].astype(np.float64), LOGVAR_MIN, LOGVAR_MAX)
+    means = weights[MEANS].astype(np.float64)
+    return means, np.clip(weights[LOGVARS].astype(np.float64), LOGVAR_MIN, LOGVAR_MAX)
 
 
 class MixturePrior(LatentPrior):
@@ -42,7 +46,7 @@ class MixturePrior(LatentPrior):
     name = "mog"
     needs_uniform = True
     per_dimension_kl = False
-    uses_components = True
+    size_setting = "prior_components"
     tensor_prefixes = ("prior.",)
 
     def tensor_shapes(self, spec: ModelSpec) -> dict[str, tuple[int, ...]]:
@@ -59,6 +63,11 @@ class MixturePrior(LatentPrior):
             )
         check_at_most("model prior_components", components, MAX_PRIOR_COMPONENTS)
 
+    def mixture(self, weights: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        """(means [K, D], log-variances [K, D], weights [K]) of the components, float64, from
+        the checkpoint's tensors: what ``latents`` and ``moments`` draw on."""
+        return (*component_moments(weights), _probabilities(weights))
+
     def latents(
         self,
         weights: Mapping[str, np.ndarray],
@@ -73,8 +82,8 @@ class MixturePrior(LatentPrior):
         if uniform is None:
             raise ValueError("a mixture prior needs a uniform draw per latent")
         noise = np.asarray(noise, dtype=np.float64) * temperature
-        means, logvars = weights[MEANS].astype(np.float64), _logvars(weights)
-        cumulative = np.cumsum(_probabilities(weights))
+        means, logvars, probabilities = self.mixture(weights)
+        cumulative = np.cumsum(probabilities)
         index = np.searchsorted(cumulative, np.asarray(uniform, dtype=np.float64), side="right")
         # Rounding can leave the last cumulative weight just below 1.
         index = np.minimum(index, len(cumulative) - 1)
@@ -84,8 +93,8 @@ class MixturePrior(LatentPrior):
         """By the law of total variance."""
         import numpy as np
 
-        probabilities = _probabilities(weights)
-        means, variances = weights[MEANS].astype(np.float64), np.exp(_logvars(weights))
+        means, logvars, probabilities = self.mixture(weights)
+        variances = np.exp(logvars)
         mean = probabilities @ means
         variance = probabilities @ (variances + means**2) - mean**2
         return PriorMoments(mean, np.sqrt(np.maximum(variance, 0.0)))
@@ -107,10 +116,10 @@ class MixturePrior(LatentPrior):
         (``vae.objectives.kl_estimate``); it does not split over dimensions."""
         from vae.objectives import kl_estimate
 
-        return kl_estimate(mu, logvar, noise, model.prior.log_density), None
+        return kl_estimate(mu, logvar, noise, functools.partial(self.log_density, model)), None
 
-    def title(self, components: Any) -> str:
-        return f"mixture of {components} Gaussians"
+    def title(self, model: Mapping[str, Any]) -> str:
+        return f"mixture of {model.get('prior_components')} Gaussians"
 
     def describe(self, spec: ModelSpec) -> dict[str, Any]:
         return {"prior": self.name, "prior_components": spec.prior_components}
@@ -123,8 +132,6 @@ def mixture_module() -> type:
     import torch
     from torch import nn
 
-    from vae.objectives import LOG_2PI
-
     class MixtureParameters(nn.Module):
         """Means, log-variances and logits of the components (``prior.*`` in checkpoints)."""
 
@@ -135,31 +142,48 @@ def mixture_module() -> type:
             self.logvars = nn.Parameter(torch.zeros(components, latent_dim))
             self.logits = nn.Parameter(torch.zeros(components))
 
-        def _parameters64(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-            # Float64 (where the device has it): the expanded squares below cancel, and NLL
-            # figures are quoted to 0.01 nats.
-            dtype = torch.float32 if device.type == "mps" else torch.float64
-            logvars = self.logvars.to(dtype).clamp(LOGVAR_MIN, LOGVAR_MAX)
-            return self.means.to(dtype), logvars
-
         def log_density(self, z: torch.Tensor) -> torch.Tensor:
             """log p(z) for latents ``[..., latent_dim]``, shape ``[...]``."""
-            means, logvars = self._parameters64(z.device)
-            latent_dim = z.shape[-1]
-            precision = torch.exp(-logvars)
-            # log pi_k + log N(z; m_k, s_k) = [z^2, z] . [-p_k / 2, m_k p_k] + c_k: the squares
-            # expanded into one matmul, so no [batch, K, D] tensor is formed and the [batch, K]
-            # result is written once, which costs less than three matmuls and their sums.
-            weight = torch.cat([-0.5 * precision, means * precision], 1)
-            constant = torch.log_softmax(self.logits.to(means.dtype), 0) - 0.5 * (
-                (means * means * precision).sum(1) + logvars.sum(1) + latent_dim * LOG_2PI
-            )
-            flat = z.reshape(-1, latent_dim).to(means.dtype)
-            per_component = torch.addmm(constant, torch.cat([flat * flat, flat], 1), weight.T)
-            density = torch.logsumexp(per_component, dim=-1)
-            return density.reshape(z.shape[:-1]).to(z.dtype)
+            return mixture_log_density(z, self.means, self.logvars, self.logits)
 
     return MixtureParameters
+
+
+def mixture_log_density(
+    z: torch.Tensor,
+    means: torch.Tensor,
+    logvars: torch.Tensor,
+    logits: torch.Tensor | None,
+) -> torch.Tensor:
+    """log sum_k pi_k N(z; m_k, diag(exp(v_k))) for latents ``z [..., D]``, shape ``[...]``:
+    components ``means``, ``logvars`` ``[K, D]`` (log-variances clamped to the safe range),
+    weights softmax(``logits [K]``), equal weights for None."""
+    import torch
+
+    from vae.objectives import LOG_2PI
+
+    # Float64 (where the device has it): the expanded squares below cancel, and NLL figures are
+    # quoted to 0.01 nats.
+    dtype = torch.float32 if z.device.type == "mps" else torch.float64
+    means = means.to(dtype)
+    logvars = logvars.to(dtype).clamp(LOGVAR_MIN, LOGVAR_MAX)
+    latent_dim = z.shape[-1]
+    precision = torch.exp(-logvars)
+    if logits is None:
+        log_weights = torch.full((len(means),), -math.log(len(means)), dtype=dtype, device=z.device)
+    else:
+        log_weights = torch.log_softmax(logits.to(dtype), 0)
+    # log pi_k + log N(z; m_k, s_k) = [z^2, z] . [-p_k / 2, m_k p_k] + c_k: the squares expanded
+    # into one matmul, so no [batch, K, D] tensor is formed and the [batch, K] result is written
+    # once, which costs less than three matmuls and their sums.
+    weight = torch.cat([-0.5 * precision, means * precision], 1)
+    constant = log_weights - 0.5 * (
+        (means * means * precision).sum(1) + logvars.sum(1) + latent_dim * LOG_2PI
+    )
+    flat = z.reshape(-1, latent_dim).to(dtype)
+    per_component = torch.addmm(constant, torch.cat([flat * flat, flat], 1), weight.T)
+    density = torch.logsumexp(per_component, dim=-1)
+    return density.reshape(z.shape[:-1]).to(z.dtype)
 
 
 MOG = MixturePrior()
