@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from vae.json_values import is_count
+
 
 @dataclass(frozen=True)
 class LossName:
@@ -17,6 +19,9 @@ class LossName:
     reconstruction: str
     unit: str
     has_kl: bool = True
+    # The figure ``total`` names in metrics.jsonl and the validation figures (``train_KEY``,
+    # ``val_KEY``): the -ELBO's column unless the run trains another bound.
+    key: str = "neg_elbo"
 
     def figure(self, value: float) -> str:
         """``value`` with the loss's name and unit: "-ELBO 86.920 nats"."""
@@ -26,10 +31,19 @@ class LossName:
 ELBO = LossName("-ELBO", "reconstruction", "nats")
 
 
+def iwae_loss_name(samples: int) -> LossName:
+    """The -IWAE bound of ``samples`` samples per image: never in the -ELBO's column."""
+    return LossName(
+        f"-IWAE bound (k={samples})", "reconstruction", "nats", key=f"neg_iwae_k{samples}"
+    )
+
+
 def training_loss_name(config: dict[str, Any] | None) -> LossName:
     """The name of the loss a run trains, from its configuration as a dict (``config.yaml``, a
-    checkpoint's ``config``): its family's (:meth:`vae.models.Family.loss_name`); the -ELBO when
-    the configuration says nothing readable."""
+    checkpoint's ``config``): the IWAE bound for a run that trains it, else its family's
+    (:meth:`vae.models.Family.loss_name`); the -ELBO when the configuration says nothing
+    readable."""
+    from vae.config.choices import IWAE_OBJECTIVE
     from vae.models import FAMILIES
 
     model = config.get("model") if isinstance(config, dict) else None
@@ -39,4 +53,13 @@ def training_loss_name(config: dict[str, Any] | None) -> LossName:
     family = FAMILIES.get(model_type) if isinstance(model_type, str) else None
     if family is None or not isinstance(likelihood, str):
         return ELBO
+    assert isinstance(objective, dict)  # it holds the likelihood
+    samples = objective.get("iw_samples")
+    if (
+        objective.get("objective") == IWAE_OBJECTIVE
+        and is_count(samples)
+        and samples > 0
+        and family.scores_likelihood(likelihood)
+    ):
+        return iwae_loss_name(samples)
     return family.loss_name(likelihood)

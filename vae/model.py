@@ -271,8 +271,14 @@ class VAE(nn.Module):
         noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(decoded, mu, logvar) for one posterior sample per image (the code itself for an
-        autoencoder, whose logvar is None); ``noise`` [batch, latent_dim] fixes the sample."""
+        autoencoder, whose logvar is None); ``noise`` [batch, latent_dim] fixes the sample.
+        ``noise`` [batch, K, latent_dim] asks for K samples of each image (the IWAE bound):
+        ``decoded`` is then [batch, K, ...], in the one forward pass DDP and compile wrap."""
         mu, logvar = self.encode(x)
+        if noise is not None and noise.dim() == 3 and logvar is not None:
+            z = self.reparameterize(mu.unsqueeze(1), logvar.unsqueeze(1), generator, noise)
+            decoded = self.decode(z.flatten(0, 1))
+            return decoded.view(*z.shape[:2], *decoded.shape[1:]), mu, logvar
         return self.decode(self.reparameterize(mu, logvar, generator, noise)), mu, logvar
 
     @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Likelihoods, KL divergence, the ELBO, KL-weight (beta) schedules and free bits.
+"""Likelihoods, KL divergence, the ELBO, the IWAE bound, KL-weight (beta) schedules and free bits.
 
 All figures are in nats per image: sums over pixels and latent dimensions, averaged over the
 batch (the convention of Kingma & Welling and pytorch/examples).
@@ -97,6 +97,7 @@ class ElboTerms:
     recon: torch.Tensor  # -log p(x|z)
     kl: torch.Tensor  # KL(q(z|x) || p(z))
     per_image_neg_elbo: torch.Tensor  # shape [batch]
+    neg_iwae: torch.Tensor | None = None  # -IWAE bound, for a run that trains it (iwae_terms)
 
 
 def kl_estimate(
@@ -107,11 +108,13 @@ def kl_estimate(
 ) -> torch.Tensor:
     """KL(q(z|x) || p(z)) per image for a prior without a closed-form KL (a mixture): the
     one-sample estimate log q(z|x) - log p(z) at z = mu + sigma * ``noise``, the sample the
-    decoder saw: unbiased, and what Tomczak & Welling (2018) train with."""
+    decoder saw: unbiased, and what Tomczak & Welling (2018) train with. Shapes broadcast over
+    leading dimensions (several samples per image: ``mu`` [batch, 1, D], ``noise`` [batch, K,
+    D] give [batch, K])."""
     if noise is None:
         raise ValueError("a learned prior's KL estimate needs the posterior noise")
     mu, logvar, noise = mu.float(), logvar.float(), noise.float()
-    log_posterior = (-0.5 * (noise.pow(2) + logvar + LOG_2PI)).sum(1)
+    log_posterior = (-0.5 * (noise.pow(2) + logvar + LOG_2PI)).sum(-1)
     return log_posterior - log_prior(mu + torch.exp(0.5 * logvar) * noise)
 
 
@@ -166,6 +169,36 @@ def elbo_terms(
         recon=recon,
         kl=kl,
         per_image_neg_elbo=per_image,
+    )
+
+
+def iwae_terms(log_px: torch.Tensor, log_ratio: torch.Tensor, beta: float = 1.0) -> ElboTerms:
+    """The K-sample importance-weighted bound (Burda et al. 2016) from K posterior samples z_k
+    of each image: ``log_px`` = log p(x|z_k) and ``log_ratio`` = log p(z_k) - log q(z_k|x),
+    both [batch, K]. Per image, log (1/K) sum_k p(x, z_k) / q(z_k|x) (a logsumexp); averaged
+    over the batch. Its negative is ``neg_iwae``; at K = 1 it is the one-sample ELBO.
+
+    ``loss`` (what is minimised) weighs each sample's ``log_ratio`` by ``beta`` inside the
+    logsumexp, so a warm-up from 0 to 1 moves from log (1/K) sum_k p(x|z_k) to the bound; at
+    beta = 1, the only value it is trained with after warm-up, it is the bound itself.
+    ``neg_elbo``, ``recon`` and ``kl`` are the ELBO's terms averaged over the same K samples
+    (the KL sampled, whatever the prior)."""
+    log_px, log_ratio = log_px.float(), log_ratio.float()
+    log_k = math.log(log_px.shape[1])
+    neg_bound = -(torch.logsumexp(log_px + log_ratio, dim=1) - log_k)
+    if beta == 1.0:
+        loss = neg_bound.mean()
+    else:
+        loss = -(torch.logsumexp(log_px + beta * log_ratio, dim=1) - log_k).mean()
+    recon, kl = -log_px.mean(1), -log_ratio.mean(1)
+    per_image = recon + kl
+    return ElboTerms(
+        loss=loss,
+        neg_elbo=per_image.mean(),
+        recon=recon.mean(),
+        kl=kl.mean(),
+        per_image_neg_elbo=per_image,
+        neg_iwae=neg_bound.mean(),
     )
 
 

@@ -114,18 +114,25 @@ def curve_panels(loss: LossName) -> list[tuple[str, list[tuple[str, str]]]]:
             (
                 f"loss ({per_image})",
                 [
-                    ("train_neg_elbo", f"train {loss.total}"),
-                    ("val_neg_elbo", f"validation {loss.total}"),
+                    (f"train_{loss.key}", f"train {loss.total}"),
+                    (f"val_{loss.key}", f"validation {loss.total}"),
                 ],
             )
         ]
+    # A run that trains another bound than the ELBO (IWAE) draws the -ELBO beside it.
+    elbo = (
+        [("train_neg_elbo", f"train {ELBO.total}"), ("val_neg_elbo", f"validation {ELBO.total}")]
+        if loss.key != ELBO.key
+        else []
+    )
     return [
         (
             f"loss ({per_image})",
             [
                 ("train_loss", "train loss (beta-weighted)"),
-                ("train_neg_elbo", f"train {loss.total}"),
-                ("val_neg_elbo", f"validation {loss.total}"),
+                (f"train_{loss.key}", f"train {loss.total}"),
+                (f"val_{loss.key}", f"validation {loss.total}"),
+                *elbo,
             ],
         ),
         (

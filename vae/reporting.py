@@ -191,17 +191,20 @@ class RichReporter(Reporter):
             caption += f"  val MSE/pixel {record['val_mse']:.5f}"
         # The loss with beta, then the trained loss and its parts; a model without a KL term has
         # only its loss (the three would be equal, with a KL of 0 and a beta of nothing).
-        # Validation has no beta-weighted loss: its loss column is its -ELBO (beta = 1).
-        loss_keys = {"train": "train_loss", "val": "val_neg_elbo"}
+        # Validation has no beta-weighted loss: its loss column is its trained loss at beta = 1.
+        # A run training the IWAE bound shows the -ELBO beside it, in a column of its own.
+        trained = self._loss.key
+        terms = TERMS if trained == TERMS[0] else (trained, *TERMS)
+        loss_keys = {"train": "train_loss", "val": f"val_{trained}"}
         rows = [
             (
                 label,
                 *(
                     f"{record[key]:.3f}"
                     for key in (
-                        (loss_keys[split], *(f"{split}_{term}" for term in TERMS))
+                        (loss_keys[split], *(f"{split}_{term}" for term in terms))
                         if has_kl
-                        else (f"{split}_neg_elbo",)
+                        else (f"{split}_{trained}",)
                     )
                 ),
             )
@@ -229,10 +232,12 @@ class RichReporter(Reporter):
 
     def _columns(self) -> list[str]:
         """The epoch table's columns: the split, the loss, the trained loss's name, its parts
-        (the split and the trained loss alone for a model without a KL term)."""
+        (the split and the trained loss alone for a model without a KL term; the -ELBO too
+        for a run that trains another bound)."""
         if not self._loss.has_kl:
             return ["split", self._loss.total]
-        return ["split", "loss", self._loss.total, "recon", "KL"]
+        elbo = [ELBO.total] if self._loss.key != ELBO.key else []
+        return ["split", "loss", self._loss.total, *elbo, "recon", "KL"]
 
     def run_ended(self) -> None:
         if self._progress is not None:

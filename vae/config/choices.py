@@ -18,6 +18,10 @@ MODEL_TYPES = tuple(FAMILIES)
 PRIORS = PRIOR_NAMES
 BINARIZATIONS = ("dynamic", "static", "none")
 BETA_SCHEDULES = ("constant", "linear", "sigmoid", "cosine", "cyclical")
+# What training maximises: the ELBO, or the k-sample importance-weighted bound of Burda et al.
+# (2016), IWAE.
+ELBO_OBJECTIVE, IWAE_OBJECTIVE = "elbo", "iwae"
+OBJECTIVES = (ELBO_OBJECTIVE, IWAE_OBJECTIVE)
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("none", "cosine", "plateau")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -31,11 +35,14 @@ __all__ = [
     "BINARIZATIONS",
     "DATASETS",
     "DEVICES",
+    "ELBO_OBJECTIVE",
     "IMAGE_TREE_DATASETS",
+    "IWAE_OBJECTIVE",
     "LIKELIHOODS",
     "LR_SCHEDULES",
     "MEDMNIST_DATASETS",
     "MODEL_TYPES",
+    "OBJECTIVES",
     "OPTIMIZERS",
     "PRIORS",
     "STORAGES",

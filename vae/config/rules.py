@@ -11,7 +11,7 @@ import math
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from vae.config.choices import DATASETS
+from vae.config.choices import DATASETS, IWAE_OBJECTIVE
 from vae.config.registry import OPTIONS, SECTIONS
 from vae.config.settings import (
     Option,
@@ -65,6 +65,7 @@ def check_run_config(config: RunConfig, given: Collection[str] = ()) -> None:
             Setting("prior"),
             f" {STANDARD.name}",
         )
+    _check_objective(config, given)
     _check_bounds(values)
     _check_prior_asked(model.model_type, model.prior, given)
     _check_pseudo_inputs_asked(model, given)
@@ -173,6 +174,61 @@ def _check_pseudo_inputs_asked(model: ModelConfig, given: Collection[str]) -> No
         Setting("pseudo_inputs"), " sizes the vamp prior, and ", *remedy,
         Setting("pseudo_inputs"), " out",
     )  # fmt: skip
+
+
+def _check_objective(config: RunConfig, given: Collection[str]) -> None:
+    """The IWAE bound (Burda et al. 2016) is a bound on a likelihood, with the KL's weight 1
+    once warmed up (any other beta makes it no bound) and no free bits (there is no KL term to
+    clamp). ``iw_samples`` asked for without it would be ignored: a mistake."""
+    objective = config.objective
+    if objective.objective != IWAE_OBJECTIVE:
+        if "iw_samples" in given:
+            raise ConfigError(
+                Setting("iw_samples"),
+                " counts the samples of ",
+                Setting("objective"),
+                f" {IWAE_OBJECTIVE}: add it, or leave ",
+                Setting("iw_samples"),
+                " out",
+            )
+        return
+    family = FAMILIES[config.model.model_type]
+    if not family.has_likelihood:
+        invalid_value(
+            "objective",
+            objective.objective,
+            f"elbo: an {family.label} has no likelihood to bound; leave ",
+            Setting("objective"),
+            " out with ",
+            Setting("model_type"),
+            f" {config.model.model_type}",
+        )
+    if not family.scores_likelihood(objective.likelihood):
+        invalid_value(
+            "objective",
+            objective.objective,
+            f"elbo: the {objective.likelihood} loss is no likelihood to bound; use ",
+            Setting("likelihood"),
+            " bce or mse",
+        )
+    if objective.beta != 1:
+        invalid_value(
+            "beta",
+            objective.beta,
+            "1 with ",
+            Setting("objective"),
+            f" {IWAE_OBJECTIVE}: with another KL weight it bounds nothing; ",
+            Setting("beta_warmup"),
+            " still ramps it up from 0",
+        )
+    if objective.free_bits > 0:
+        invalid_value(
+            "free_bits",
+            objective.free_bits,
+            "0 with ",
+            Setting("objective"),
+            f" {IWAE_OBJECTIVE}: its bound has no KL term to clamp",
+        )
 
 
 def _setting_values(config: RunConfig) -> list[tuple[str, Option, Any]]:

@@ -13,9 +13,11 @@ from vae.config.choices import (
     BINARIZATIONS,
     DATASETS,
     DEVICES,
+    ELBO_OBJECTIVE,
     LIKELIHOODS,
     LR_SCHEDULES,
     MODEL_TYPES,
+    OBJECTIVES,
     OPTIMIZERS,
     PRIORS,
     STORAGES,
@@ -263,7 +265,7 @@ class ModelConfig:
 
 @dataclass
 class ObjectiveConfig:
-    """Likelihood, KL weight schedule and free bits."""
+    """Likelihood, KL weight schedule, free bits, and the bound trained (ELBO or IWAE)."""
 
     likelihood: str = setting(
         "bce",
@@ -330,6 +332,25 @@ class ObjectiveConfig:
         doc="minimum KL (nats) per latent dimension in the training loss (reported KL is always "
         "the true one); needs `--prior standard`, whose KL splits over dimensions",
         doc_default="0",
+    )
+    objective: str = setting(
+        ELBO_OBJECTIVE,
+        help=f"{_choices(OBJECTIVES)}: what training maximises (iwae: the importance-weighted "
+        "bound of --iw-samples samples per image; needs a likelihood and --beta 1).",
+        choices=OBJECTIVES,
+        doc="`elbo`, or `iwae`: the importance-weighted bound of `--iw-samples` posterior samples "
+        "per image (Burda et al. 2016), log (1/K) sum_k p(x,z_k) / q(z_k\\|x); it needs a "
+        "likelihood (`bce` or `mse`, not an autoencoder), `--beta 1` and no free bits, and picks "
+        "the best checkpoint on its own validation figure (see "
+        "[Losses and trackers](../losses-and-trackers.md#the-iwae-bound---objective-iwae))",
+    )
+    iw_samples: int = setting(
+        5,
+        help="iwae: posterior samples per image (K) of the bound; 1 gives the ELBO.",
+        at_least=1,
+        at_most=limits.MAX_IW_SAMPLES,
+        doc="`iwae`: posterior samples per image (K); each step decodes K times the batch. "
+        "1 gives the ELBO (with the KL sampled)",
     )
 
 

@@ -26,6 +26,7 @@ from vae.evaluation.scoring import (
     EVALUATION_SEED,
     ImageScores,
     evaluate_elbo,
+    evaluate_iwae_bound,
     score_batch,
     score_images,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "evaluate_checkpoint",
     "evaluate_elbo",
     "evaluate_images",
+    "evaluate_iwae_bound",
     "evaluate_reconstructions",
     "has_likelihood",
     "outlier_report",

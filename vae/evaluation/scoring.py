@@ -132,6 +132,32 @@ def score_batch(
 
 
 @torch.no_grad()
+def evaluate_iwae_bound(
+    model: VAE,
+    images: ImageSet,
+    k: int,
+    gaussian_sigma: float = 0.1,
+    batch_size: int = 1000,
+    seed: int = EVALUATION_SEED,
+) -> float:
+    """The k-sample -IWAE bound in nats per image, averaged over ``images``: what validation
+    reports for a run that trains it. The figure ``evaluate --k`` estimates the NLL with
+    (``score_batch``'s), with noise from its own generator of fixed seed, so that it is the
+    same function of the weights at every epoch and disturbs no training random stream."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator(device=images.images.device).manual_seed(seed)
+    total, count = 0.0, 0
+    for x in evaluation_batches(images, batch_size):
+        total += score_batch(model, x, k, generator, gaussian_sigma)["nll"].double().sum().item()
+        count += x.shape[0]
+    model.train(was_training)
+    if count == 0:
+        raise ValueError("cannot evaluate on an empty set of images")
+    return total / count
+
+
+@torch.no_grad()
 def score_images(
     model: VAE,
     images: torch.Tensor,

@@ -89,6 +89,18 @@ class Family:
         """(KL per image, per dimension or None): the ELBO's second term."""
         raise NotImplementedError
 
+    def log_prior_ratio(
+        self,
+        model: torch.nn.Module,
+        mu: torch.Tensor,
+        logvar: torch.Tensor | None,
+        noise: torch.Tensor,
+    ) -> torch.Tensor:
+        """log p(z) - log q(z|x) at the posterior samples ``noise`` places (``[..., D]``, one
+        value per sample): the latent part of an importance weight, which the IWAE bound
+        trains on. Only a family with a likelihood (``has_likelihood``) is asked."""
+        raise NotImplementedError
+
     def after_epoch(self, model: torch.nn.Module, codes: torch.Tensor) -> None:
         """What the family refits from its training codes before each save (``refits_codes``)."""
 

@@ -78,5 +78,18 @@ class GaussianVAE(Family):
         assert logvar is not None
         return self.prior(model.spec).kl_term(model, mu, logvar, noise)
 
+    def log_prior_ratio(
+        self,
+        model: torch.nn.Module,
+        mu: torch.Tensor,
+        logvar: torch.Tensor | None,
+        noise: torch.Tensor,
+    ) -> torch.Tensor:
+        """At z = mu + sigma * noise, with the prior's own log density (any prior)."""
+        from vae.objectives import kl_estimate
+
+        assert logvar is not None
+        return -kl_estimate(mu, logvar, noise, model.log_prior)
+
 
 FAMILY = GaussianVAE()

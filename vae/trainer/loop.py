@@ -34,6 +34,7 @@ from vae.trainer.metric_sums import (
     empty_sums,
     epoch_record,
 )
+from vae.trainer.objective import RunObjective
 from vae.trainer.run_writer import RunWriter
 from vae.trainer.stepped import SteppedModule
 from vae.trainer.stopping import StopProtocol, raise_diverged
@@ -87,6 +88,7 @@ class Trainer:
         self.dynamic = splits.info["binarize"] == "dynamic"
         self.family_steps = FamilySteps(self.model, splits.train, self.dynamic)
         self.loss_name = training_loss_name(config.to_dict())
+        self.objective = RunObjective(config, self.loss_name)
         self.writer = RunWriter(
             folder, self.state, config, splits, self.beta_schedule, self.loss_name, world.is_main
         )
@@ -138,11 +140,11 @@ class Trainer:
     def train_epoch(self, stop_requested: Callable[[], bool]) -> None:
         """One epoch (or the rest of one, after a resume), validated and saved at its end."""
         progress = self.progress
-        sums = progress.epoch_sums or empty_sums()
+        sums = progress.epoch_sums or empty_sums(self.objective.summed)
         self.model.train()
         # Metrics stay on the device and are read once per interval: a per-step .item() would
         # make a GPU wait for every step before the next one can be queued.
-        interval = Interval(self.device, progress.step)
+        interval = Interval(self.device, progress.step, self.objective.summed)
         for x in self._batches():
             beta = self.beta_schedule(progress.step)
             terms = self._step(x, beta)
@@ -154,7 +156,7 @@ class Trainer:
             stop = stop_requested()
             if last_batch or interval.steps >= REPORT_EVERY or self.stops.alone(stop):
                 stop = self._close_interval(interval, sums, beta, stop)
-                interval = Interval(self.device, progress.step)
+                interval = Interval(self.device, progress.step, self.objective.summed)
             else:
                 stop = self.stops.alone(stop)
             if stop and not last_batch:
@@ -201,42 +203,33 @@ class Trainer:
         number of processes: the average DistributedDataParallel takes over processes is then
         the single-process batch mean, however unevenly the batch was split.
         """
-        noise = self._posterior_noise(batch_images)
+        noise = self.objective.noise(
+            self.model, self.state.noise, batch_images, self.device, self.world
+        )
         decoded, mu, logvar = self.stepped(x, noise)
         if x.shape[0] == 0:
             # An empty share of a short last batch: zero gradients keep this rank in step.
             zero = decoded.sum() * 0 + sum((p * 0).sum() for p in self.model.parameters())
             return zero, None
         objective = self.config.objective
-        terms = elbo_terms(
-            decoded,
-            x,
-            mu,
-            logvar,
-            objective.likelihood,
-            beta,
-            objective.free_bits,
-            self.model.likelihood_sigma(objective.gaussian_sigma),
-            kl=self.model.kl_term(mu, logvar, noise),
-        )
+        if self.objective.samples is not None:  # the IWAE bound: noise [batch, K, latent]
+            assert noise is not None and logvar is not None
+            terms = self.objective.bound_terms(self.model, decoded, x, mu, logvar, noise, beta)
+        else:
+            terms = elbo_terms(
+                decoded,
+                x,
+                mu,
+                logvar,
+                objective.likelihood,
+                beta,
+                objective.free_bits,
+                self.model.likelihood_sigma(objective.gaussian_sigma),
+                kl=self.model.kl_term(mu, logvar, noise),
+            )
         if not self.world.distributed:
             return terms.loss, terms
         return terms.loss * (x.shape[0] * self.world.world_size / batch_images), terms
-
-    def _posterior_noise(self, batch_images: int) -> torch.Tensor | None:
-        """The reparameterisation noise of this process's images (None for a family whose
-        posterior is a point, the autoencoder's).
-
-        It is drawn for the whole batch from the run's generator and sliced, so several
-        processes use the same noise as one would."""
-        if not self.model.family.stochastic:
-            return None
-        noise = torch.randn(
-            batch_images, self.spec.latent_dim, generator=self.state.noise, device=self.device
-        )
-        if self.world.distributed:
-            noise = noise[self.world.shard(batch_images)]
-        return noise
 
     def _close_interval(
         self, interval: Interval, sums: dict[str, float], beta: float, stop: bool
@@ -264,10 +257,12 @@ class Trainer:
             self.device,
             progress.epoch + 1,
             self.folder,
+            self.objective,
         )
+        figure = validation[self.objective.best_key]  # the figure the run optimises
         # The epoch's record names the rate it trained at, not the next epoch's.
         trained_lr = self.optimizer.param_groups[0]["lr"]
-        self.state.step_scheduler(validation["neg_elbo"])
+        self.state.step_scheduler(figure)
         progress.epoch += 1
         progress.batch_in_epoch = 0
         progress.epoch_sums = {}
@@ -275,15 +270,15 @@ class Trainer:
         family = self.model.family
         eligible = not family.best_after_warmup or self.beta_schedule.warmup_done(progress.step)
         self.family_steps.end_epoch(self.world.is_main)
-        is_best = eligible and (
-            progress.best_val is None or validation["neg_elbo"] < progress.best_val
-        )
+        is_best = eligible and (progress.best_val is None or figure < progress.best_val)
         if is_best:
-            progress.best_val = validation["neg_elbo"]
+            progress.best_val = figure
             progress.best_epoch = progress.epoch
             self.writer.save_best(validation)
         beta = self.beta_schedule(progress.step - 1)  # the beta of the epoch's last step
-        record = epoch_record(progress, beta, trained_lr, sums, validation, eligible, is_best)
+        record = epoch_record(
+            progress, beta, trained_lr, sums, validation, eligible, is_best, self.loss_name.key
+        )
         self.history.append(record)
         if self.world.is_main:
             # Rank 0's files of the finished epoch, then its report.
@@ -319,7 +314,7 @@ class Trainer:
             "the beta warm-up did not finish within the run; checkpoint_best is the final epoch"
         )
         final = self.history[-1]["validation"] if self.history else {}
-        self.progress.best_val = final.get("neg_elbo")
+        self.progress.best_val = final.get(self.objective.best_key)
         self.progress.best_epoch = self.progress.epoch
         self.writer.save_best(final)
 
@@ -327,7 +322,7 @@ class Trainer:
         last = self.history[-1] if self.history else {}
         self.reporter.run_finished(
             {
-                "best_val_neg_elbo": self.progress.best_val,
+                f"best_val_{self.loss_name.key}": self.progress.best_val,
                 "best_epoch": self.progress.best_epoch,
                 "epochs": self.progress.epoch,
                 "steps": self.progress.step,

@@ -14,17 +14,23 @@ from vae.objectives import ElboTerms
 from vae.training_state import Progress
 
 SUMMED_TERMS = ("loss", "neg_elbo", "recon", "kl")
+# The -IWAE bound (ElboTerms.neg_iwae), summed too by a run that trains it; its record names it
+# with its sample count (``train_neg_iwae_k5``: the loss name's key).
+BOUND_TERM = "neg_iwae"
 REPORT_EVERY = 20  # steps between reads of the training metrics (and the NaN guard)
 
 
 class Interval:
     """Training metrics of a few steps, summed on the device without synchronising."""
 
-    def __init__(self, device: torch.device, step: int) -> None:
+    def __init__(
+        self, device: torch.device, step: int, terms: tuple[str, ...] = SUMMED_TERMS
+    ) -> None:
         # float64 (where the device has it) keeps the sums exact, so that they do not depend on
         # where an interval was cut (an interrupted and resumed run matches an uninterrupted one).
         dtype = torch.float32 if device.type == "mps" else torch.float64
-        self.sums = torch.zeros(len(SUMMED_TERMS), dtype=dtype, device=device)
+        self.terms = terms
+        self.sums = torch.zeros(len(terms), dtype=dtype, device=device)
         self.bad_step = torch.full((), -1, dtype=torch.long, device=device)
         self.images = 0
         self.steps = 0
@@ -35,7 +41,7 @@ class Interval:
         self.steps += 1
         if images == 0 or terms is None:  # a rank with no image of a short last batch
             return
-        values = torch.stack([getattr(terms, key).detach() for key in SUMMED_TERMS])
+        values = torch.stack([getattr(terms, key).detach() for key in self.terms])
         # The first non-finite step is remembered so that the guard can name it.
         finite = torch.isfinite(values[0])
         self.bad_step = torch.where(finite | (self.bad_step >= 0), self.bad_step, step)
@@ -55,7 +61,7 @@ class Interval:
         else:
             values = self.sums.tolist()  # the one synchronisation of the interval
             bad_step = self.bad_step.item()
-        totals = dict(zip(SUMMED_TERMS, values, strict=True))
+        totals = dict(zip(self.terms, values, strict=True))
         totals["seconds"] = time.perf_counter() - self.started
         return totals, (int(bad_step) if bad_step >= 0 else None), stop
 
@@ -71,15 +77,16 @@ class Interval:
         }
 
 
-def empty_sums() -> dict[str, float]:
-    """An epoch's sums before its first interval."""
-    return {key: 0.0 for key in (*SUMMED_TERMS, "images", "seconds")}
+def empty_sums(terms: tuple[str, ...] = SUMMED_TERMS) -> dict[str, float]:
+    """An epoch's sums of ``terms`` before its first interval."""
+    return {key: 0.0 for key in (*terms, "images", "seconds")}
 
 
 def add_interval(sums: dict[str, float], totals: dict[str, float], images: int) -> None:
     """Add an interval's ``totals`` over ``images`` images to the epoch's ``sums``."""
-    for key in SUMMED_TERMS:
-        sums[key] += totals[key]
+    for key in totals:
+        if key != "seconds":
+            sums[key] += totals[key]
     sums["images"] += images
     sums["seconds"] += totals["seconds"]
 
@@ -92,16 +99,20 @@ def epoch_record(
     validation: dict[str, float],
     eligible: bool,
     best: bool,
+    bound_key: str | None = None,
 ) -> dict[str, Any]:
     """The epoch's line of metrics.jsonl (``lr``: the rate the epoch trained at; ``beta``: the
-    one of its last step)."""
+    one of its last step; ``bound_key``: the name of a trained bound's figure, its loss name's
+    key)."""
     images = max(sums["images"], 1.0)
+    bound = {f"train_{bound_key}": sums[BOUND_TERM] / images} if BOUND_TERM in sums else {}
     return {
         "epoch": progress.epoch,
         "step": progress.step,
         "beta": beta,
         "lr": lr,
         "train_loss": sums["loss"] / images,
+        **bound,
         "train_neg_elbo": sums["neg_elbo"] / images,
         "train_recon": sums["recon"] / images,
         "train_kl": sums["kl"] / images,
