@@ -121,7 +121,7 @@ def command_options_table(path: tuple[str, ...]) -> str:
         if getattr(param, "hidden", False):
             continue
         if param.param_type_name == "argument":
-            label = param.name.upper()
+            label = param.metavar or param.name.upper()
         else:
             label = ", ".join(param.opts)
             if param.secondary_opts:

@@ -51,19 +51,19 @@ def export_checkpoint(
     license: str | None = None,
     evaluation: str | Path | None = None,
     force: bool = False,
-    repo_id: str | None = None,
+    hub_source: str | None = None,
 ) -> Export:
     """Export the checkpoint ``source`` (a ``.safetensors`` file, a run folder: its
     ``checkpoint_best.safetensors``, or a ``hf://`` reference) into ``out_dir`` (see the
-    module's docstring); ``repo_id`` (``OWNER/NAME``), when the folder is bound for the Hub,
-    makes the card's examples load it from there. A non-empty
+    module's docstring); ``hub_source`` (``hf://OWNER/NAME[@BRANCH]``), when the folder is bound
+    for the Hub, makes the card's examples load it from there. A non-empty
     ``out_dir`` is refused unless ``force`` (which replaces the three files and leaves any other
     alone); ``evaluation`` (else an ``evaluation*.json`` beside the checkpoint made of it) gives
     the card's figures; ``license`` is the card's Hub license identifier (left out when None)."""
-    checkpoint = locate_checkpoint(source)
     folder = Path(out_dir)
     _check_license(license)
     _check_out_dir(folder, force)
+    checkpoint = locate_checkpoint(source)  # after the checks: a hf:// source downloads
     model, content = load_checkpoint(checkpoint)  # every check a reader makes
     record, record_path = _evaluation(checkpoint, content.sha256, evaluation)
     metadata = shareable_metadata(content.header.metadata)
@@ -78,7 +78,7 @@ def export_checkpoint(
     samples = sample_images(model_path, SAMPLE_COUNT, SAMPLE_SEED)
     save_grid(samples, folder / SAMPLES_NAME, SAMPLE_COLUMNS)
     record_name = record_path.name if record_path else None
-    card = model_card(metadata, record, license, record_name, repo_id=repo_id)
+    card = model_card(metadata, record, license, record_name, hub_source=hub_source)
     atomic_write_text(folder / CARD_NAME, card)
     return Export(folder, checkpoint, record_path)
 
@@ -239,7 +239,7 @@ def model_card(
     record: dict[str, Any] | None,
     license: str | None,
     record_name: str | None,
-    repo_id: str | None = None,
+    hub_source: str | None = None,
 ) -> str:
     """The model card: the Hub's YAML front matter, then the body (see the module's docstring)."""
     import yaml
@@ -278,7 +278,7 @@ def model_card(
             }
         ]
     head = yaml.safe_dump(front, sort_keys=False, allow_unicode=True)
-    body = _body(name, metadata, family, record, figures, record_name, repo_id)
+    body = _body(name, metadata, family, record, figures, record_name, hub_source)
     return f"---\n{head}---\n\n{body}"
 
 
@@ -350,11 +350,11 @@ def _what_it_is(name: str, metadata: dict[str, Any], family: Any) -> list[str]:
     ]
 
 
-def _use(repo_id: str | None) -> list[str]:
+def _use(hub_source: str | None) -> list[str]:
     """How to load the exported model from the command line and from Python: from the Hub when
-    ``repo_id`` is known, else from the folder."""
-    source = f"hf://{repo_id}" if repo_id else MODEL_NAME
-    where = "from the Hub" if repo_id else "in this folder (or `hf://OWNER/NAME` once uploaded)"
+    ``hub_source`` is known, else from the folder."""
+    source = hub_source or MODEL_NAME
+    where = "from the Hub" if hub_source else "in this folder (or `hf://OWNER/NAME` once uploaded)"
     return [
         "## Use",
         "",

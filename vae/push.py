@@ -11,19 +11,29 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from vae.checkpoint.hub import check_repo_id, hub_error, hub_library
-from vae.errors import CheckpointError
+from vae.checkpoint.hub import (
+    DEFAULT_HUB_FILE,
+    HubReference,
+    check_repo_id,
+    hub_error,
+    hub_library,
+    is_revision,
+    quiet_hub,
+)
+from vae.errors import CheckpointError, ConfigError, Setting, shown
 from vae.export import Export, export_checkpoint
 
 
 @dataclass
 class Push:
-    """What ``push_checkpoint`` did: the export it uploaded and the repository's address."""
+    """What ``push_checkpoint`` did: the export it uploaded, the page of the repository (at the
+    branch, when one was named) and the reference that loads it (``hf://OWNER/NAME[@BRANCH]``)."""
 
     export: Export
     url: str
-    revision: str | None
+    reference: str
 
 
 def push_checkpoint(
@@ -40,27 +50,41 @@ def push_checkpoint(
     from the default branch when missing; None: the default branch). ``private`` applies when
     the repository is created; an existing repository keeps its visibility."""
     check_repo_id(repo_id)
-    if revision is not None and (not revision.strip() or revision != revision.strip()):
-        raise CheckpointError(f"{revision!r} is not a branch name")
+    if revision is not None and not is_revision(revision):
+        raise ConfigError(
+            "invalid value for ",
+            Setting("revision"),
+            f": {shown(revision)} (a branch name: letters, digits, '.', '_', '-' and '/')",
+        )
+    target = HubReference(repo_id, revision, DEFAULT_HUB_FILE)
+    subject = f"vae push to {repo_id}"
     hub = hub_library("vae push")
+    if hub.constants.HF_HUB_OFFLINE:
+        raise CheckpointError(f"{subject}: HF_HUB_OFFLINE is set; unset it to reach the Hub")
     with tempfile.TemporaryDirectory(prefix="vae-push-") as scratch:
         folder = Path(scratch) / "export"
         # Exported before the Hub is touched: a bad checkpoint or option creates no repository.
         done = export_checkpoint(
-            source, folder, license=license, evaluation=evaluation, repo_id=repo_id
+            source, folder, license=license, evaluation=evaluation, hub_source=target.short
         )
-        try:
-            api = hub.HfApi()
-            url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-            if revision is not None:
-                api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
-            api.upload_folder(
-                repo_id=repo_id,
-                repo_type="model",
-                folder_path=str(folder),
-                revision=revision,
-                commit_message=f"vae push of {done.checkpoint.name}",
-            )
-        except Exception as error:  # huggingface_hub's errors, each said in one line
-            raise hub_error(f"vae push to {repo_id}", error) from None
-    return Push(done, str(url), revision)
+        with quiet_hub():
+            try:
+                _upload(hub.HfApi(), target, folder, private, done.checkpoint.name)
+            except Exception as error:  # the Hub's failures, each said in one line
+                raise hub_error(subject, error, target) from None
+    return Push(done, target.page, target.short)
+
+
+def _upload(api: Any, target: HubReference, folder: Path, private: bool, name: str) -> None:
+    """``folder`` uploaded as one commit to ``target``'s repository and branch, both created
+    when missing."""
+    api.create_repo(target.repo_id, repo_type="model", private=private, exist_ok=True)
+    if target.revision is not None:
+        api.create_branch(target.repo_id, branch=target.revision, repo_type="model", exist_ok=True)
+    api.upload_folder(
+        repo_id=target.repo_id,
+        repo_type="model",
+        folder_path=str(folder),
+        revision=target.revision,
+        commit_message=f"vae push of {name}",
+    )

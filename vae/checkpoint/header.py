@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from vae import __version__
+from vae.checkpoint.hub import HUB_SCHEME
 from vae.checkpoint.layout import check_tiling, tensor_spans
 from vae.checkpoint.names import DEFAULT_CHECKPOINT, FORMAT_NAME, FORMAT_VERSION
 from vae.errors import CheckpointError
@@ -208,8 +209,11 @@ _OTHER_PROJECTS_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
 def _not_found_hint(path: Path) -> str:
     """What the user probably meant: the .safetensors file of the same name, or the shipped
     model, looked for in the current folder and in the installed package's (vae.shipped)."""
-    if str(path).startswith(("hf:/", "hf:\\")):  # Path("hf://o/n") collapsed the slashes
-        return " (a checkpoint on the Hub is hf://OWNER/NAME, two slashes; in Python a str, not a Path)"
+    if str(path).strip().lower().startswith(HUB_SCHEME[:3]):  # hf:/o/n from Path("hf://o/n"), HF://
+        return (
+            f" (a checkpoint on the Hub is {HUB_SCHEME}OWNER/NAME, lower case, two slashes; in "
+            "Python a str, not a Path)"
+        )
     if path.suffix.lower() in _OTHER_PROJECTS_SUFFIXES:
         twin = path.with_suffix(".safetensors")
         if twin.is_file():

@@ -10,13 +10,17 @@ used: nothing here imports torch.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
-from vae.errors import CheckpointError, first_line
+from vae.errors import CheckpointError, ConfigError, VAEError, first_line, shown
 from vae.limits import MAX_CHECKPOINT_BYTES
 
 HUB_SCHEME = "hf://"
@@ -24,6 +28,11 @@ DEFAULT_HUB_FILE = "model.safetensors"  # what ``vae export`` writes and ``vae p
 _FORM = "hf://OWNER/NAME[@REVISION][/FILE.safetensors]"
 # The Hub's own rule for owner and repository names (huggingface_hub's validate_repo_id).
 _NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?")
+# A branch, tag or commit: segments of letters, digits, '.', '_' and '-', joined by '/'.
+_REVISION = re.compile(r"[A-Za-z0-9._-]{1,200}(?:/[A-Za-z0-9._-]{1,200}){0,20}")
+# What a file path in a repository may not hold: control characters, backslashes, and the
+# characters a URL would read as the end of the path.
+_FILE_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\\#?]")
 
 
 @dataclass(frozen=True)
@@ -36,13 +45,20 @@ class HubReference:
     filename: str
 
     def __str__(self) -> str:
-        revision = f"@{self.revision}" if self.revision else ""
-        return f"{HUB_SCHEME}{self.repo_id}{revision}/{self.filename}"
+        return f"{self.short}/{self.filename}"
+
+    @property
+    def short(self) -> str:
+        """``hf://OWNER/NAME[@REVISION]``: the reference without its file, as a user types it
+        for the default file; a ``/`` in the revision written ``%2F`` so that it parses back."""
+        revision = f"@{quote(self.revision, safe='')}" if self.revision else ""
+        return f"{HUB_SCHEME}{self.repo_id}{revision}"
 
     @property
     def page(self) -> str:
-        """The repository's page on the Hub."""
-        return f"https://huggingface.co/{self.repo_id}"
+        """The repository's page on the Hub (at the revision, when one is named)."""
+        tree = f"/tree/{quote(self.revision, safe='')}" if self.revision else ""
+        return f"https://huggingface.co/{self.repo_id}{tree}"
 
 
 def is_hub_reference(source: object) -> bool:
@@ -61,14 +77,16 @@ def parse_hub_reference(text: str) -> HubReference:
     if "@" in name:
         name, revision = name.split("@", 1)
         revision = unquote(revision)
-        if not revision or any(ord(c) < 32 or c in " \\" for c in revision):
-            raise _malformed(text, "the revision after @ is empty or not a branch, tag or commit")
+        if not is_revision(revision):
+            raise _malformed(text, "the revision after @ is not a branch, tag or commit")
     for part in (owner, name):
         if not _is_name(part):
             raise _malformed(text, f"{part!r} is not a Hub user or repository name")
     filename = "/".join(rest) or DEFAULT_HUB_FILE
-    if any(segment in ("", ".", "..") for segment in filename.split("/")):
-        raise _malformed(text, "the file path has an empty, . or .. part")
+    segments = filename.split("/")
+    if any(part in ("", ".", "..") for part in segments) or _FILE_FORBIDDEN.search(filename):
+        raise _malformed(text, "the file path has an empty, . or .. part, or a character a path "
+                         "on the Hub cannot hold")  # fmt: skip
     if not filename.endswith(".safetensors"):
         raise CheckpointError(
             f"{text}: only .safetensors files are fetched from the Hub (vae never loads "
@@ -77,13 +95,20 @@ def parse_hub_reference(text: str) -> HubReference:
     return HubReference(f"{owner}/{name}", revision, filename)
 
 
+def is_revision(text: str) -> bool:
+    """Whether ``text`` can name a branch, tag or commit (``main``, ``v1.0``, ``refs/pr/1``)."""
+    return bool(_REVISION.fullmatch(text)) and not any(
+        part in (".", "..") for part in text.split("/")
+    )
+
+
 def check_repo_id(repo_id: str) -> str:
     """``repo_id`` (``OWNER/NAME``) when the Hub accepts it as a model repository's name."""
     parts = repo_id.split("/")
-    if len(parts) != 2 or not all(_is_name(part) for part in parts):
-        raise CheckpointError(
-            f"{repo_id!r} is not a Hub repository name: write OWNER/NAME (letters, digits, "
-            "'-', '_' and '.', at most 96 characters each)"
+    if len(parts) != 2 or not all(_is_name(part) for part in parts) or repo_id.endswith(".git"):
+        raise ConfigError(
+            f"invalid value for OWNER/NAME: {shown(repo_id)} (a Hub repository: letters, digits, "
+            "'-', '_' and '.', at most 96 characters each, no '--', '..' or .git ending)"
         )
     return repo_id
 
@@ -93,7 +118,9 @@ def _is_name(part: str) -> bool:
 
 
 def _malformed(text: str, why: str) -> CheckpointError:
-    return CheckpointError(f"{text!r} is not a Hub checkpoint reference ({why}): write {_FORM}")
+    return CheckpointError(
+        f"{shown(text)} is not a Hub checkpoint reference ({why}): write {_FORM}"
+    )
 
 
 def local_checkpoint(source: str | Path) -> Path:
@@ -106,20 +133,58 @@ def local_checkpoint(source: str | Path) -> Path:
 
 def fetch_checkpoint(reference: HubReference) -> Path:
     """Download ``reference`` into the Hub cache (or find it there) and return its path. Its size
-    is checked against MAX_CHECKPOINT_BYTES before the download starts."""
+    is checked against MAX_CHECKPOINT_BYTES before the download starts, and the download is of
+    the commit whose size was checked, even if the branch moves meanwhile."""
     hub = hub_library(str(reference))
-    try:
-        plan = hub.hf_hub_download(
-            reference.repo_id, reference.filename, revision=reference.revision, dry_run=True
-        )
-        _check_size(reference, plan.file_size)
-        path = Path(
-            hub.hf_hub_download(reference.repo_id, reference.filename, revision=reference.revision)
-        )
-    except Exception as error:  # huggingface_hub's errors, each said in one line below
-        raise hub_error(str(reference), error, reference) from None
-    _check_size(reference, path.stat().st_size)  # what arrived, whatever the Hub had said
+    with quiet_hub():
+        try:
+            plan = hub.hf_hub_download(
+                reference.repo_id, reference.filename, revision=reference.revision, dry_run=True
+            )
+            _check_size(reference, plan.file_size, downloading=not plan.is_cached)
+            path = Path(
+                hub.hf_hub_download(
+                    reference.repo_id, reference.filename, revision=plan.commit_hash
+                )
+            )
+        except Exception as error:  # the Hub's failures, each said in one line
+            raise hub_error(str(reference), error, reference) from None
+    _remember_revision(hub, reference, plan.commit_hash)
+    _check_size(reference, path.stat().st_size, downloading=False)  # what arrived
     return path
+
+
+@contextlib.contextmanager
+def quiet_hub() -> Iterator[None]:
+    """huggingface_hub's warnings held back (its retries print a line each, while the failure
+    they end in is said in one line); its download progress bars stay."""
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _remember_revision(hub: Any, reference: HubReference, commit: str) -> None:
+    """Record in the Hub cache which commit the branch or tag pointed at (``refs/REVISION``, the
+    cache's documented layout), as an unpinned download would: ``HF_HUB_OFFLINE=1`` then finds
+    the file by the same reference."""
+    revision = reference.revision or hub.constants.DEFAULT_REVISION
+    if revision == commit:
+        return
+    owner, name = reference.repo_id.split("/")
+    ref = Path(hub.constants.HF_HUB_CACHE) / f"models--{owner}--{name}" / "refs" / revision
+    try:
+        if ref.is_file() and ref.read_text() == commit:
+            return
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        scratch = ref.with_name(f".{ref.name}.{os.getpid()}.tmp")
+        scratch.write_text(commit)
+        os.replace(scratch, ref)
+    except OSError:
+        pass  # a read-only cache: the file is there, only its offline alias is not recorded
 
 
 def hub_library(what: str) -> Any:
@@ -134,19 +199,21 @@ def hub_library(what: str) -> Any:
     return huggingface_hub
 
 
-def _check_size(reference: HubReference, size: int | None) -> None:
+def _check_size(reference: HubReference, size: int | None, downloading: bool) -> None:
     if size is not None and size > MAX_CHECKPOINT_BYTES:
+        after = "; it was not downloaded" if downloading else ""
         raise CheckpointError(
             f"{reference} is {size:,} bytes, more than the checkpoint size limit of "
-            f"{MAX_CHECKPOINT_BYTES:,} bytes; it was not downloaded"
+            f"{MAX_CHECKPOINT_BYTES:,} bytes{after}"
         )
 
 
 def hub_error(subject: str, error: Exception, reference: HubReference | None = None) -> Exception:
-    """``error`` from huggingface_hub while working on ``subject`` (a checkpoint reference, or
-    a repository pushed to), as one line a user can act on; errors that are not the Hub's (ours,
-    an interrupt) pass through unchanged. ``reference`` names the revision and file fetched."""
-    if isinstance(error, CheckpointError | KeyboardInterrupt):
+    """``error`` from huggingface_hub (or the client and transfer libraries under it) while
+    working on ``subject`` (a checkpoint reference, or a repository pushed to), as one line a
+    user can act on; vae's own errors pass through. ``reference`` names the revision and file
+    fetched, when there is one."""
+    if isinstance(error, VAEError):
         return error
     from huggingface_hub import constants, errors
 
@@ -158,11 +225,11 @@ def hub_error(subject: str, error: Exception, reference: HubReference | None = N
     elif isinstance(error, errors.RepositoryNotFoundError):
         why = f"no such model repository on the Hub (if it is private, {login})"
     elif isinstance(error, errors.RevisionNotFoundError):
-        revision = reference.revision if reference else None
-        why = f"the repository has no revision {revision!r}"
+        revision = f" {reference.revision!r}" if reference and reference.revision else ""
+        why = f"the repository has no such revision{revision}"
     elif isinstance(error, errors.RemoteEntryNotFoundError):
-        filename = reference.filename if reference else None
-        why = f"the repository has no file {filename!r}"
+        filename = f" {reference.filename!r}" if reference else ""
+        why = f"the repository has no such file{filename}"
     elif isinstance(error, errors.LocalTokenNotFoundError) or status == 401:
         why = f"the Hub needs a login: {login}"
     elif status == 403:
@@ -177,23 +244,6 @@ def hub_error(subject: str, error: Exception, reference: HubReference | None = N
         why = "HF_HUB_OFFLINE is set, so the Hub cannot be reached"
     elif isinstance(error, errors.HfHubHTTPError):
         why = f"the Hub refused: {first_line(error)}"
-    elif isinstance(error, (OSError, ValueError, *_network_errors())):
-        why = f"the Hub could not be used: {first_line(error)}"  # no network, a full disk, ...
-    else:
-        return error
+    else:  # no network, a full disk, a transfer library's own error (hf_xet raises RuntimeError)
+        why = f"the Hub could not be used: {first_line(error)}"
     return CheckpointError(f"{subject}: {why}")
-
-
-def _network_errors() -> tuple[type[BaseException], ...]:
-    """The transport errors of the HTTP client huggingface_hub uses (httpx2 since its 2.0,
-    httpx before, requests before 1.0): no network, a refused connection, a timeout."""
-    import importlib
-
-    found: list[type[BaseException]] = []
-    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"),
-                         ("requests", "RequestException")):  # fmt: skip
-        try:
-            found.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(found)

@@ -52,6 +52,5 @@ def push_command(
         license=license,
         evaluation=evaluation,
     )
-    branch = f" (branch {done.revision})" if done.revision else ""
-    say(f"pushed {done.export.checkpoint} to {done.url}{branch}")
-    say(f"load it with: vae generate --checkpoint hf://{repo_id}")
+    say(f"pushed {done.export.checkpoint} to {done.url}")
+    say(f"load it with: vae generate --checkpoint {done.reference}")

@@ -132,7 +132,12 @@ def latent_map_command(
     checkpoint: CheckpointOption = DEFAULT_CHECKPOINT,
     compare: Annotated[
         Path | None,
-        typer.Option(help="A second checkpoint (e.g. an autoencoder) drawn side by side."),
+        typer.Option(
+            help="A second checkpoint (a file or hf://...; e.g. an autoencoder) drawn side by "
+            "side.",
+            parser=str,
+            callback=checkpoint_source,
+        ),
     ] = None,
     output: PngOption = IMAGES_DIR / "latent_map.png",
     *,
