@@ -36,7 +36,8 @@ def tiny_model(prior: str = "standard", likelihood: str = "bce", sharpen: float 
     torch.manual_seed(0)
     spec = ModelSpec(architecture="mlp", latent_dim=2, channels=1, height=8, width=8,
                      likelihood=likelihood, hidden_sizes=[16], model_type="vae", prior=prior,
-                     prior_components=3 if prior == "mog" else 0)  # fmt: skip
+                     prior_components=3 if prior == "mog" else 0,
+                     pseudo_inputs=3 if prior == "vamp" else 0)  # fmt: skip
     model = build_model(spec)
     with torch.no_grad():
         for parameter in model.decoder.parameters():
@@ -96,6 +97,13 @@ def brute_force_neg_bound(model, x, noise) -> float:
                         )
                         density += weights[c] * per_dim.prod()
                     log_pz = torch.log(density)
+                elif spec.prior == "vamp":  # the mean of q(z|u_j) over the pseudo-inputs u_j
+                    pseudo = torch.sigmoid(model.prior.pseudo_input_logits)
+                    means, logvars = (t.double() for t in model.encode(pseudo))
+                    per_dim = torch.exp(-0.5 * (z - means) ** 2 / torch.exp(logvars)) / torch.sqrt(
+                        2 * math.pi * torch.exp(logvars)
+                    )
+                    log_pz = torch.log(per_dim.prod(1).mean())
                 else:
                     log_pz = (-0.5 * z**2 - 0.5 * log_2pi).sum()
                 log_qz = (-0.5 * ((z - mu[i]) / std) ** 2 - torch.log(std) - 0.5 * log_2pi).sum()
@@ -110,7 +118,7 @@ def brute_force_neg_bound(model, x, noise) -> float:
 
 
 @pytest.mark.parametrize("prior, likelihood", [("standard", "bce"), ("mog", "bce"),
-                                               ("standard", "mse")])  # fmt: skip
+                                               ("vamp", "bce"), ("standard", "mse")])  # fmt: skip
 def test_the_bound_is_the_brute_force_sum_over_samples(prior, likelihood):
     model = tiny_model(prior, likelihood, sharpen=3.0)
     x = images(likelihood)
@@ -123,6 +131,8 @@ def test_the_bound_is_the_brute_force_sum_over_samples(prior, likelihood):
     trained = [model.encoder.head.weight, model.decoder.output.weight]
     if prior == "mog":
         trained.append(model.prior.means)  # through the prior's own log density
+    if prior == "vamp":
+        trained.append(model.prior.pseudo_input_logits)
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trained)
 
 
