@@ -98,6 +98,17 @@ def test_the_kl_is_the_one_sample_estimate_and_trains_the_pseudo_inputs():
     torch.testing.assert_close(kl.double(), expected, atol=1e-4, rtol=0)
     kl.sum().backward()
     assert model.prior.pseudo_input_logits.grad.abs().sum() > 0
+    # A bf16 run's batch: the pseudo-inputs are encoded in bf16 too (bf16's rounding, float32
+    # figures), the costly part of a step.
+    halved, _ = model.kl_term(mu.bfloat16(), logvar.bfloat16(), noise)
+    assert halved.dtype == torch.float32
+    torch.testing.assert_close(halved, kl, atol=0.1, rtol=0.02)
+    full = model.prior.components(model)
+    for precision in (torch.bfloat16, torch.float16):
+        half = model.prior.components(model, precision)
+        assert all(part.dtype == torch.float32 and part.requires_grad for part in half)
+        assert not torch.equal(half[0], full[0])
+        torch.testing.assert_close(half, full, atol=0.05, rtol=0.02)
 
 
 def test_importance_weighted_nll_uses_its_density():
@@ -142,6 +153,42 @@ def test_importance_weighted_nll_uses_its_density():
     scores = score_batch(model, x, k=40_000, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(scores["nll"], exact, atol=0.02, rtol=0)
     assert (scores["nll"] <= scores["neg_elbo"] + 1e-4).all()
+
+
+def test_the_stored_moments_follow_the_weights_however_they_change():
+    """A fused Adam step changes weights without bumping their version counters: in training
+    mode the moments are recomputed whenever they are read; in evaluation mode an in-place
+    change is seen by its version counter."""
+    torch.manual_seed(2)
+    model = build_model(vamp_spec())
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1, fused=True)
+    x = torch.rand(4, 1, 28, 28)
+    for mode in ("train", "eval"):
+        getattr(model, mode)()
+        before = model.state_dict()["prior.means"].clone()
+        noise = torch.randn(4, 3)
+        _, mu, logvar = model(x, noise=noise)
+        model.kl_term(mu, logvar, noise)[0].sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if mode == "eval":
+            with torch.no_grad():
+                model.encoder.head.bias.add_(1.0)
+        stored = model.state_dict()
+        assert not torch.equal(stored["prior.means"], before)
+        means, logvars = encoder_moments(model)
+        torch.testing.assert_close(stored["prior.means"], means)
+        torch.testing.assert_close(stored["prior.logvars"], logvars)
+
+
+def test_a_state_dict_without_the_moments_is_missing_them():
+    model = build_model(vamp_spec())
+    state = {k: v for k, v in model.state_dict().items() if k != "prior.logvars"}
+    with pytest.raises(RuntimeError, match="Missing key.*prior.logvars"):
+        build_model(vamp_spec()).load_state_dict(state)
+    state["prior.means"] = torch.zeros(PSEUDO_INPUTS + 1, 3)
+    with pytest.raises(RuntimeError, match="size mismatch for prior.means"):
+        build_model(vamp_spec()).load_state_dict(state, strict=False)
 
 
 # --- a trained run: loss, round trip, stored moments, the commands -----------------------------

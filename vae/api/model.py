@@ -101,8 +101,9 @@ class Model:
 
     @property
     def prior(self) -> str | None:
-        """The prior samples are drawn from: ``standard`` N(0, I) or ``mog`` (a learned mixture)
-        for a VAE; None for an autoencoder, which samples a Gaussian fitted to its codes."""
+        """The prior samples are drawn from: ``standard`` N(0, I), ``mog`` (a learned mixture) or
+        ``vamp`` (the VampPrior) for a VAE; None for an autoencoder, which samples a Gaussian
+        fitted to its codes."""
         return self.module.family.describe(self.module.spec)["prior"]
 
     @property
