@@ -1,43 +1,46 @@
 """One training step of the default MNIST model (conv, latent 32, batch 128) with the mog prior
 (500 components) and with the VampPrior at 500 and 100 pseudo-inputs (``--prior vamp
---pseudo-inputs K``), timed through our own trainer between two step callbacks (data loading not
-counted).
+--pseudo-inputs K``), run as the trainer runs it (``iwae_step.training_step``: noise, forward
+under bf16 autocast where the trainer uses it, loss, backward, Adam) on a fixed batch of binarized
+random images (no data loading).
 
-    VAE_DATA_DIR=../shared/data poetry run python benchmarks/vamp_step.py [--steps 30]
-        [--rounds 3] [--device auto]
+    poetry run python benchmarks/vamp_step.py [--steps 20] [--rounds 5] [--device auto]
 
-The settings alternate for --rounds rounds; each line gives the milliseconds per step (median,
-min, max over the rounds) and the ratio to the mog prior's median. A VampPrior step also encodes
-its K pseudo-inputs (forward and backward), as many images again as K / 128 batches.
+The settings take turns step by step, so that a busy machine slows them alike; each line gives
+the milliseconds per step (median, min, max over --steps x --rounds steps, after 3 untimed ones)
+and the ratio of medians to the mog prior's. A VampPrior step also encodes its K pseudo-inputs,
+forward and backward, at the batch's precision: K / 128 batches' more encoder work.
 """
 
 from __future__ import annotations
 
 import statistics
+import time
 
-from common import summary, trainer_images_per_second, training_benchmark_setup
+from common import summary, synchronize, training_benchmark_setup
+from iwae_step import training_step
 
 SETTINGS = {
     "mog, 500": {"prior": "mog"},
     "vamp, 500": {"prior": "vamp", "pseudo_inputs": 500},
     "vamp, 100": {"prior": "vamp", "pseudo_inputs": 100},
 }
-BATCH_SIZE = 128
 
 
 def main() -> None:
-    args, root, device = training_benchmark_setup(__doc__)
+    args, _root, device = training_benchmark_setup(__doc__)
+    steps = {name: training_step(overrides, device) for name, overrides in SETTINGS.items()}
     milliseconds: dict[str, list[float]] = {name: [] for name in SETTINGS}
-    for _ in range(args.rounds):
-        for name, overrides in SETTINGS.items():
-            rate = trainer_images_per_second(
-                {**overrides, "batch_size": BATCH_SIZE, "compile": args.compile},
-                root,
-                args.steps,
-                warmup=5,
-                device=str(device),
-            )
-            milliseconds[name].append(1000 * BATCH_SIZE / rate)
+    for _ in range(3):
+        for step in steps.values():
+            step()
+    for _ in range(args.steps * args.rounds):
+        for name, step in steps.items():
+            synchronize(device)
+            started = time.perf_counter()
+            step()
+            synchronize(device)
+            milliseconds[name].append(1000 * (time.perf_counter() - started))
     mog = statistics.median(milliseconds["mog, 500"])
     for name, values in milliseconds.items():
         ratio = statistics.median(values) / mog
