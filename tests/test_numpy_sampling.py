@@ -42,6 +42,23 @@ SPECS = {
     "mixture prior": ModelSpec(
         "conv", 6, 1, 28, 28, "bce", [32], [8, 16], prior="mog", prior_components=7
     ),
+    # A conditional model decodes sample i as class i % 3 on both paths.
+    "conditional conv": ModelSpec(
+        "conv", 5, 1, 28, 28, "bce", [24], [8, 16], model_type="cvae", classes=["a", "b", "c"]
+    ),
+    "conditional mlp, no dense hidden": ModelSpec(
+        "mlp",
+        3,
+        3,
+        8,
+        8,
+        "mse",
+        [],
+        model_type="cvae",
+        prior="mog",
+        prior_components=2,
+        classes=["x", "y"],
+    ),  # fmt: skip
 }
 
 
@@ -232,7 +249,9 @@ def test_pictures_decode_a_few_images_at_a_time_with_the_same_result(monkeypatch
     whole_torch = model.decode_images(torch.from_numpy(latents))
     calls = []
     original = model.decode_fast
-    monkeypatch.setattr(model, "decode_fast", lambda z: calls.append(len(z)) or original(z))
+    monkeypatch.setattr(
+        model, "decode_fast", lambda z, *labels: calls.append(len(z)) or original(z, *labels)
+    )
     # Room for two images' largest layer output: batches of 2, 2, 2 and 1.
     monkeypatch.setattr("vae.spec.DECODE_BATCH_VALUES", 2 * largest_activation(spec) + 1)
     assert decode_batch_size(spec) == 2

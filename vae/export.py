@@ -250,7 +250,7 @@ def model_card(
     family = family_named(model.get("model_type"))
     dataset = named_dataset(metadata)
     name = str(metadata.get("run_name") or "vae-model")
-    tags = ["vae", "variational-autoencoder" if family.name == "vae" else "autoencoder"]
+    tags = ["vae", "variational-autoencoder" if family.stochastic else "autoencoder"]
     tags += ["image-generation", *([dataset.split("/")[-1]] if dataset else [])]
     front: dict[str, Any] = {"library_name": "vae"}
     if license is not None:
@@ -287,6 +287,11 @@ _METRIC_NAMES = {
     "nll_bits_per_dim": "test NLL (bits/dim)",
     "neg_elbo": "test negative ELBO (nats)",
     "neg_elbo_bits_per_dim": "test negative ELBO (bits/dim)",
+    # A conditional model's, of each image given its label (never beside another's NLL).
+    "nll_given_label": "test NLL given the label (nats)",
+    "nll_given_label_bits_per_dim": "test NLL given the label (bits/dim)",
+    "neg_elbo_given_label": "test negative ELBO given the label (nats)",
+    "neg_elbo_given_label_bits_per_dim": "test negative ELBO given the label (bits/dim)",
     "kl": "test KL (nats)",
     "recon": "test reconstruction loss (nats)",
     "active_units": "active latent units",
@@ -313,6 +318,16 @@ def _body(
     return "\n".join(lines)
 
 
+def _classes_row(model: dict[str, Any]) -> list[str]:
+    """A conditional model's classes, as a row of the table (none for other models)."""
+    classes = model.get("classes")
+    if not isinstance(classes, list) or not classes:
+        return []
+    shown = ", ".join(str(name).replace("|", "\\|") for name in classes[:20])
+    more = f" and {len(classes) - 20} more" if len(classes) > 20 else ""
+    return [f"| classes (the label it is conditioned on) | {len(classes)}: {shown}{more} |"]
+
+
 def _what_it_is(name: str, metadata: dict[str, Any], family: Any) -> list[str]:
     """The title, a sentence and a table of the model, its data and its recipe."""
     model = metadata.get("model") or {}
@@ -337,6 +352,7 @@ def _what_it_is(name: str, metadata: dict[str, Any], family: Any) -> list[str]:
         f"| family | {model.get('model_type')} ({model.get('architecture')} network) |",
         f"| latent dimensions | {model.get('latent_dim')} |",
         f"| prior | {prior} |",
+        *_classes_row(model),
         f"| likelihood | {model.get('likelihood')} |",
         f"| parameters | {parameters:,} |" if isinstance(parameters, int) else "| parameters | |",
         f"| data | {data.get('dataset')} ({data.get('num_train')} training images, binarized: "

@@ -48,13 +48,17 @@ class Codes:
 
 
 @torch.no_grad()
-def encode_images(model: VAE, images: torch.Tensor, batch_size: int = 1000) -> Codes:
-    """Codes of float images [N, C, H, W] in [0, 1], on the model's device, returned on CPU."""
+def encode_images(
+    model: VAE, images: torch.Tensor, batch_size: int = 1000, labels: torch.Tensor | None = None
+) -> Codes:
+    """Codes of float images [N, C, H, W] in [0, 1], on the model's device, returned on CPU (a
+    conditional model's given the images' ``labels``)."""
     model.eval()
     device = next(model.parameters()).device
     means, logvars = [], []
     for begin in range(0, images.shape[0], batch_size):
-        mu, logvar = model.encode(images[begin : begin + batch_size].to(device))
+        part = None if labels is None else labels[begin : begin + batch_size].to(device)
+        mu, logvar = model.encode(images[begin : begin + batch_size].to(device), part)
         means.append(mu.float().cpu())
         if logvar is not None:
             logvars.append(logvar.float().cpu())

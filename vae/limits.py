@@ -20,6 +20,10 @@ MAX_PSEUDO_INPUTS = 10_000
 # Log-variances of posteriors and priors are clamped here: exp(logvar) stays finite and away from
 # zero however wild an encoder's output or a stored prior gets.
 LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
+# A conditional model's classes (ImageNet has 1,000, Places365 365) and the characters of one
+# class's name (a folder's name, a dataset's label text): both are read from checkpoints.
+MAX_CLASSES = 10_000
+MAX_CLASS_NAME_CHARS = 200
 MAX_PARAMETERS = 500_000_000  # 2 GB of float32 weights
 # A checkpoint file: the largest model's float32 weights with Adam's two moments (a training
 # checkpoint), and a header. Checked on every file read, and before a Hub download starts.

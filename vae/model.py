@@ -10,10 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vae.errors import VAEError
 from vae.limits import LOGVAR_MAX, LOGVAR_MIN
 from vae.models import family_of
 from vae.models.priors.mog import mixture_module
 from vae.plan import (
+    CONDITION,
     CONV,
     FLATTEN,
     KERNEL,
@@ -61,7 +63,9 @@ def _module(layer: Layer) -> nn.Module:
 
 class Network(nn.Module):
     """The layers of a plan (``vae.plan``) run in order, each weighted one an attribute of the
-    name the plan gives it (``decoder.hidden1``, ``decoder.output``)."""
+    name the plan gives it (``decoder.hidden1``, ``decoder.output``). A conditional model's
+    ``condition`` [N, classes] (its labels' one-hot vectors) joins the features at the plan's
+    condition layer."""
 
     def __init__(self, layers: tuple[Layer, ...]) -> None:
         super().__init__()
@@ -70,10 +74,12 @@ class Network(nn.Module):
             if layer.has_weights:
                 self.add_module(layer.name, _module(layer))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         for layer in self.layers:
             if layer.kind == FLATTEN:
                 x = x.flatten(1)
+            elif layer.kind == CONDITION:
+                x = _conditioned(x, condition)
             elif layer.kind == UNFLATTEN:
                 x = x.view(x.shape[0], *layer.shape)
             else:
@@ -82,7 +88,9 @@ class Network(nn.Module):
                 x = F.relu(x)
         return x
 
-    def forward_for_evaluation(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_for_evaluation(
+        self, x: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``forward``'s function arranged for the cost of importance-weighted evaluation, which
         decodes k samples per image (benchmarks/README.md has the figures); the values agree to
         float rounding (a test holds them together, gradients included)."""
@@ -92,6 +100,8 @@ class Network(nn.Module):
             module = self._modules.get(layer.name) if layer.has_weights else None
             if layer.kind == FLATTEN:
                 x = x.flatten(1)
+            elif layer.kind == CONDITION:
+                x = _conditioned(x, condition)
             elif layer.kind == UNFLATTEN:
                 if x.dim() == 2:  # not already written as feature maps by the layer before
                     x = x.view(x.shape[0], *layer.shape)
@@ -114,6 +124,13 @@ class Network(nn.Module):
                 # In place: these activations are the largest the decoder writes.
                 x = F.relu(x, inplace=True)
         return x
+
+
+def _conditioned(x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+    """Features [N, F] with the condition [N, classes] after them."""
+    if condition is None:
+        raise ValueError("a conditional network needs its labels' one-hot vectors")
+    return torch.cat([x, condition.to(x.dtype)], 1)
 
 
 def _linear_to_channels_last(
@@ -216,10 +233,37 @@ class VAE(nn.Module):
         this model's own prior (at the posterior sample ``noise`` where it is estimated)."""
         return self.family.kl_term(self, mu, logvar, noise)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def condition(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """What a conditional model's networks take beside their inputs: the one-hot vectors
+        [N, classes] of class indices ``labels`` [N] (an index out of range gives a row of
+        zeros: the commands check labels where they read them), or ``labels`` itself when it
+        is already [N, classes] (a mix of classes, as an interpolation between two walks).
+        None for a model that takes no label, whatever ``labels`` is."""
+        if not self.family.conditional:
+            return None
+        if labels is None:
+            raise VAEError(
+                f"a {self.family.label} encodes and decodes each image with its class label, "
+                "and none was given"
+            )
+        classes = len(self.spec.classes)
+        if labels.dim() == 2:
+            return labels.float()
+        # A comparison, not F.one_hot: no device synchronisation to check the range each step.
+        return (labels.long()[:, None] == torch.arange(classes, device=labels.device)).float()
+
+    def encode(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Posterior mean and log-variance (clamped to a numerically safe range); an
-        autoencoder's code and None."""
-        return self.family.split_encoding(self.encoder(x))
+        autoencoder's code and None. ``labels``: the images' classes, which a conditional
+        model needs (see :meth:`condition`) and any other ignores."""
+        return self.family.split_encoding(self.encoder(x, self._on(x, labels)))
+
+    def _on(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """The condition of ``labels`` on ``x``'s device (None without one)."""
+        condition = self.condition(labels)
+        return None if condition is None else condition.to(x.device)
 
     def reparameterize(
         self,
@@ -232,16 +276,17 @@ class VAE(nn.Module):
         given, else drawn from ``generator``) for a VAE, the code itself for an autoencoder."""
         return self.family.posterior_sample(mu, logvar, generator, noise)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Logits (bce) or means in [0, 1] (mse, ssim, ms-ssim), shaped like the images."""
-        out = self.decoder(z)
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (bce) or means in [0, 1] (mse, ssim, ms-ssim), shaped like the images;
+        ``labels`` as for :meth:`encode`."""
+        out = self.decoder(z, self._on(z, labels))
         return out if self.spec.likelihood == "bce" else torch.sigmoid(out)
 
-    def decode_fast(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_fast(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """``decode``'s values (to float rounding) by the decoder's evaluation arrangement
         (``Network.forward_for_evaluation``): what importance-weighted evaluation, which decodes k
         samples per image, and the pictures use."""
-        out = self.decoder.forward_for_evaluation(z)
+        out = self.decoder.forward_for_evaluation(z, self._on(z, labels))
         return out if self.spec.likelihood == "bce" else torch.sigmoid(out)
 
     def decoded_to_image(self, decoded: torch.Tensor) -> torch.Tensor:
@@ -249,14 +294,21 @@ class VAE(nn.Module):
         return torch.sigmoid(decoded) if self.spec.likelihood == "bce" else decoded
 
     @torch.no_grad()
-    def decode_images(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_images(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [0, 1] [N, C, H, W] for codes ``z`` [N, latent_dim] (moved to the model's
-        device), decoded a bounded number at a time (``decode_batch_size``): what every
-        picture uses, so a large grid of large images never needs all layer outputs at once."""
+        device; ``labels`` as for :meth:`encode`), decoded a bounded number at a time
+        (``decode_batch_size``): what every picture uses, so a large grid of large images never
+        needs all layer outputs at once."""
         device = next(self.parameters()).device
         step = decode_batch_size(self.spec)
+        condition = self.condition(labels)
         parts = [
-            self.decoded_to_image(self.decode_fast(z[start : start + step].to(device)))
+            self.decoded_to_image(
+                self.decode_fast(
+                    z[start : start + step].to(device),
+                    None if condition is None else condition[start : start + step],
+                )
+            )
             for start in range(0, len(z), step)
         ]
         if not parts:
@@ -269,17 +321,21 @@ class VAE(nn.Module):
         x: torch.Tensor,
         generator: torch.Generator | None = None,
         noise: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(decoded, mu, logvar) for one posterior sample per image (the code itself for an
         autoencoder, whose logvar is None); ``noise`` [batch, latent_dim] fixes the sample.
         ``noise`` [batch, K, latent_dim] asks for K samples of each image (the IWAE bound):
         ``decoded`` is then [batch, K, ...], in the one forward pass DDP and compile wrap."""
-        mu, logvar = self.encode(x)
+        condition = self._on(x, labels)
+        mu, logvar = self.encode(x, condition)
         if noise is not None and noise.dim() == 3 and logvar is not None:
             z = self.reparameterize(mu.unsqueeze(1), logvar.unsqueeze(1), generator, noise)
-            decoded = self.decode(z.flatten(0, 1))
+            if condition is not None:  # each image's K samples decoded with its label
+                condition = condition.repeat_interleave(z.shape[1], 0)
+            decoded = self.decode(z.flatten(0, 1), condition)
             return decoded.view(*z.shape[:2], *decoded.shape[1:]), mu, logvar
-        return self.decode(self.reparameterize(mu, logvar, generator, noise)), mu, logvar
+        return self.decode(self.reparameterize(mu, logvar, generator, noise), condition), mu, logvar
 
     @torch.no_grad()
     def sample(
@@ -287,10 +343,13 @@ class VAE(nn.Module):
         n: int,
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """n images in [0, 1] decoded from z ~ N(0, temperature^2 I) (a mixture prior: from
         the mixture, each component's spread scaled by the temperature; an autoencoder: from
-        its fitted Gaussian, with the same temperature scaling).
+        its fitted Gaussian, with the same temperature scaling); a conditional model decodes
+        them as the classes ``labels`` [n] (default: label i % classes for sample i, as
+        ``vae.sampling.sample_labels`` gives).
 
         The torch module's own sampler: it draws with torch's ``generator`` (on the generator's
         device, CPU by default) ``torch.randn(n, latent_dim)``, then, for a mixture prior,
@@ -308,8 +367,10 @@ class VAE(nn.Module):
         z = self.latent_prior.latents(
             self.prior_arrays(), noise.cpu().numpy(), uniform, temperature
         )
+        if labels is None and self.family.conditional:
+            labels = torch.arange(n) % len(self.spec.classes)
         # float32 after the float64 transform, as ``vae.sampling.prior_latents`` gives them.
-        return self.decode_images(torch.from_numpy(z.astype(np.float32)).to(device))
+        return self.decode_images(torch.from_numpy(z.astype(np.float32)).to(device), labels)
 
     def prior_arrays(self) -> dict[str, np.ndarray]:
         """The prior's tensors as NumPy arrays (``LatentPrior.tensor_prefixes``; none for N(0,
@@ -321,10 +382,11 @@ class VAE(nn.Module):
         }
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1] decoded from the posterior mean of each input."""
-        mu, _ = self.encode(x)
-        return self.decode_images(mu)
+    def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [0, 1] decoded from the posterior mean of each input (``labels`` as for
+        :meth:`encode`: a conditional model encodes and decodes with them)."""
+        mu, _ = self.encode(x, labels)
+        return self.decode_images(mu, labels)
 
     @torch.no_grad()
     def fit_code_distribution(self, codes: torch.Tensor) -> None:

@@ -38,6 +38,9 @@ class ModelSpec:
     prior: str = "standard"
     prior_components: int = 0
     pseudo_inputs: int = 0
+    # A conditional family (cvae): the names of its classes, in label order (label i is
+    # classes[i]); their number sizes the one-hot its encoder and decoder take. Empty for others.
+    classes: list[str] = field(default_factory=list)
 
     @property
     def decoder_hidden(self) -> list[int]:
@@ -63,6 +66,7 @@ class ModelSpec:
             "prior",
             "prior_components",
             "pseudo_inputs",
+            "classes",
         }
         missing = sorted(names - set(raw) - optional)
         if missing:

@@ -16,7 +16,7 @@ import numpy as np
 
 from vae.checkpoint import MODEL_PREFIX, check_model_tensors, read_header, read_tensors
 from vae.models import prior_of
-from vae.plan import DECONV, LINEAR, UNFLATTEN, Layer, layer_plan
+from vae.plan import CONDITION, DECONV, LINEAR, UNFLATTEN, Layer, layer_plan
 from vae.spec import ModelSpec, decode_batch_size
 
 
@@ -47,31 +47,63 @@ def _relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, np.float32(0.0))
 
 
-def decode(spec: ModelSpec, weights: dict[str, np.ndarray], z: np.ndarray) -> np.ndarray:
-    """Images in [0, 1], shaped [N, C, H, W], that ``VAE.decoded_to_image(VAE.decode(z))`` gives
-    for the model ``spec`` describes (``weights``: its state dict, as NumPy arrays), running the
-    decoder's layer plan, a bounded number of images at a time (``decode_batch_size``)."""
+def decode(
+    spec: ModelSpec,
+    weights: dict[str, np.ndarray],
+    z: np.ndarray,
+    labels: np.ndarray | None = None,
+) -> np.ndarray:
+    """Images in [0, 1], shaped [N, C, H, W], that ``VAE.decoded_to_image(VAE.decode(z,
+    labels))`` gives for the model ``spec`` describes (``weights``: its state dict, as NumPy
+    arrays), running the decoder's layer plan, a bounded number of images at a time
+    (``decode_batch_size``). ``labels``: a conditional model's class index per latent [N]
+    (or the condition itself, [N, classes]); ignored by any other model."""
     layers = layer_plan(spec).decoder
+    condition = one_hot(spec, labels)
     images = np.empty((len(z), spec.channels, spec.height, spec.width), dtype=np.float32)
     step = decode_batch_size(spec)
     for start in range(0, len(z), step):
-        x = run_layers(layers, weights, z[start : start + step], "decoder")
+        part = None if condition is None else condition[start : start + step]
+        x = run_layers(layers, weights, z[start : start + step], "decoder", part)
         # Bernoulli logits and the Gaussian's pre-sigmoid means both become pixels through a
         # sigmoid.
         images[start : start + step] = 0.5 * (np.tanh(0.5 * x) + 1.0)
     return images
 
 
+def one_hot(spec: ModelSpec, labels: np.ndarray | None) -> np.ndarray | None:
+    """The condition a conditional model's decoder takes: the one-hot vectors [N, classes]
+    (float32) of class indices ``labels`` [N], or ``labels`` itself when it is [N, classes];
+    None for a model without classes."""
+    if not spec.classes:
+        return None
+    if labels is None:
+        raise ValueError("a conditional model decodes each latent with a class label")
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        return labels.astype(np.float32)
+    return (labels[:, None] == np.arange(len(spec.classes))).astype(np.float32)
+
+
 def run_layers(
-    layers: tuple[Layer, ...], weights: dict[str, np.ndarray], x: np.ndarray, network: str
+    layers: tuple[Layer, ...],
+    weights: dict[str, np.ndarray],
+    x: np.ndarray,
+    network: str,
+    condition: np.ndarray | None = None,
 ) -> np.ndarray:
     """``x`` through a network's layers (``vae.plan``) in float32, its weights named
     ``{network}.{layer name}.weight`` and ``.bias`` in ``weights``; what the torch ``Network``
-    of the same layers computes. Runs what a decoder holds (no convolutions or flattening)."""
+    of the same layers computes (``condition``: a conditional model's one-hot vectors). Runs
+    what a decoder holds (no convolutions or flattening)."""
     x = np.asarray(x, dtype=np.float32)
     for layer in layers:
         name = f"{network}.{layer.name}"
-        if layer.kind == LINEAR:
+        if layer.kind == CONDITION:
+            if condition is None:
+                raise ValueError("a conditional network needs its labels' one-hot vectors")
+            x = np.concatenate([x, condition.astype(np.float32)], axis=1)
+        elif layer.kind == LINEAR:
             x = _linear(x, weights, name)
         elif layer.kind == DECONV:
             x = _transposed_conv(

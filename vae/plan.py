@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 KERNEL, STRIDE, PADDING = 4, 2, 1
 
 LINEAR, CONV, DECONV, FLATTEN, UNFLATTEN = "linear", "conv", "deconv", "flatten", "unflatten"
+# A conditional model's label enters here: its one-hot vector concatenated after the features.
+CONDITION = "condition"
 WEIGHTED_KINDS = (LINEAR, CONV, DECONV)
 
 
@@ -32,8 +34,9 @@ class Layer:
     """One step of a network.
 
     ``kind`` is ``linear``, ``conv`` (stride-2 convolution), ``deconv`` (stride-2 transposed
-    convolution), ``flatten`` (to one vector per image) or ``unflatten`` (to ``shape`` per
-    image). Layers with weights have a ``name``: the module's attribute name, and the middle
+    convolution), ``flatten`` (to one vector per image), ``unflatten`` (to ``shape`` per
+    image) or ``condition`` (the label's one-hot vector of ``outputs - inputs`` classes
+    concatenated after the ``inputs`` features of each image). Layers with weights have a ``name``: the module's attribute name, and the middle
     of its tensors' names (``decoder.hidden1.weight``). ``relu`` applies a ReLU after the layer.
     """
 
@@ -100,11 +103,11 @@ def layer_plan(spec: ModelSpec) -> Plan:
     """The layers of the model ``spec`` describes (whose sizes the caller has checked)."""
     pixels = spec.channels * spec.height * spec.width
     if spec.architecture == "mlp":
-        encoder = [Layer(FLATTEN), *_dense(pixels, spec.hidden_sizes)]
-        features = spec.hidden_sizes[-1] if spec.hidden_sizes else pixels
-        encoder.append(Layer(LINEAR, "head", features, _encoder_outputs(spec)))
-        decoder = _dense(spec.latent_dim, list(reversed(spec.decoder_hidden)))
-        features = spec.decoder_hidden[0] if spec.decoder_hidden else spec.latent_dim
+        dense, features = _conditioned_dense(spec, pixels, spec.hidden_sizes)
+        encoder = [Layer(FLATTEN), *dense, Layer(LINEAR, "head", features, _encoder_outputs(spec))]
+        decoder, features = _conditioned_dense(
+            spec, spec.latent_dim, list(reversed(spec.decoder_hidden))
+        )
         decoder += [
             Layer(LINEAR, "output", features, pixels),
             Layer(UNFLATTEN, shape=(spec.channels, spec.height, spec.width)),
@@ -118,6 +121,16 @@ def layer_plan(spec: ModelSpec) -> Plan:
 def _encoder_outputs(spec: ModelSpec) -> int:
     """Values the encoder's head gives per image, as the model's family says."""
     return family_of(spec).encoder_outputs(spec.latent_dim)
+
+
+def _conditioned_dense(spec: ModelSpec, inputs: int, sizes: list[int]) -> tuple[list[Layer], int]:
+    """``_dense``'s layers, after a condition layer for a conditional model (its label's one-hot
+    joins the ``inputs``; a model without classes has none), and the values per image after
+    them."""
+    classes = len(spec.classes)
+    condition = [Layer(CONDITION, inputs=inputs, outputs=inputs + classes)] if classes else []
+    layers = [*condition, *_dense(inputs + classes, sizes)]
+    return layers, sizes[-1] if sizes else inputs + classes
 
 
 def _dense(inputs: int, sizes: list[int]) -> list[Layer]:
@@ -135,8 +148,8 @@ def _conv_encoder(spec: ModelSpec) -> list[Layer]:
         layers.append(Layer(CONV, f"conv{number}", channels, width, relu=True))
         channels = width
     h, w = conv_feature_sizes(spec.height, spec.width, len(spec.conv_widths))[-1]
-    layers += [Layer(FLATTEN), *_dense(channels * h * w, spec.hidden_sizes)]
-    features = spec.hidden_sizes[-1] if spec.hidden_sizes else channels * h * w
+    dense, features = _conditioned_dense(spec, channels * h * w, spec.hidden_sizes)
+    layers += [Layer(FLATTEN), *dense]
     layers.append(Layer(LINEAR, "head", features, _encoder_outputs(spec)))
     return layers
 
@@ -144,8 +157,9 @@ def _conv_encoder(spec: ModelSpec) -> list[Layer]:
 def _conv_decoder(spec: ModelSpec) -> list[Layer]:
     widths = list(spec.decoder_widths)
     sizes = conv_feature_sizes(spec.height, spec.width, len(widths))
-    layers = _dense(spec.latent_dim, list(reversed(spec.decoder_hidden)))
-    features = spec.decoder_hidden[0] if spec.decoder_hidden else spec.latent_dim
+    layers, features = _conditioned_dense(
+        spec, spec.latent_dim, list(reversed(spec.decoder_hidden))
+    )
     start = (widths[-1], *sizes[-1])
     layers += [
         # The dense layer that paints the smallest feature grid, which the deconvolutions grow.

@@ -285,6 +285,11 @@ _METRIC_LABELS = {
     "nll_bits_per_dim": ("NLL", "bits/dim"),
     "neg_elbo": ("-ELBO (beta = 1)", "nats"),
     "neg_elbo_bits_per_dim": ("-ELBO", "bits/dim"),
+    # A conditional model's: of x given its label (vae.models.conditional).
+    "nll_given_label": ("NLL given the label, -log p(x|y) (importance-weighted)", "nats"),
+    "nll_given_label_bits_per_dim": ("NLL given the label", "bits/dim"),
+    "neg_elbo_given_label": ("-ELBO(x|y) (beta = 1)", "nats"),
+    "neg_elbo_given_label_bits_per_dim": ("-ELBO(x|y)", "bits/dim"),
     "recon": ("reconstruction -log p(x|z)", "nats"),
     "kl": ("KL(q(z|x) || p(z))", "nats"),
     "mse": ("MSE per pixel", ""),

@@ -7,12 +7,15 @@ themselves are laid out in ``vae.plan``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from vae.config import RunConfig, check_image_side, check_model
 from vae.errors import ConfigError, shown
 from vae.limits import (
     DECODE_BATCH_VALUES,
+    MAX_CLASS_NAME_CHARS,
+    MAX_CLASSES,
     MAX_CONV_WIDTH,
     MAX_IMAGE_ACTIVATIONS,
     MAX_IMAGE_SIDE,
@@ -23,13 +26,17 @@ from vae.limits import (
     check_at_most,
 )
 from vae.model_spec import ModelSpec
-from vae.models import family_of
+from vae.models import FAMILIES, family_of
 from vae.models.priors import PRIORS
 from vae.plan import conv_feature_sizes, layer_plan
 
 
-def model_spec(config: RunConfig, image: dict[str, Any]) -> ModelSpec:
-    """The model a run's configuration asks for, on images of ``image``'s channels, height, width."""
+def model_spec(
+    config: RunConfig, image: dict[str, Any], classes: Sequence[str] | None = None
+) -> ModelSpec:
+    """The model a run's configuration asks for, on images of ``image``'s channels, height, width;
+    a conditional family's on the data's ``classes`` (their names: see
+    :func:`vae.classes.check_class_labels`), which any other ignores."""
     model = config.model
     conv = model.architecture == "conv"
     prior = model.effective_prior
@@ -53,6 +60,7 @@ def model_spec(config: RunConfig, image: dict[str, Any]) -> ModelSpec:
         # Only the chosen prior's size setting is recorded; the others are 0.
         prior_components=model.prior_components if sizes == "prior_components" else 0,
         pseudo_inputs=model.pseudo_inputs if sizes == "pseudo_inputs" else 0,
+        classes=list(classes or ()) if FAMILIES[model.model_type].conditional else [],
     )
 
 
@@ -147,6 +155,33 @@ def _check_choices(spec: ModelSpec) -> None:
         spec.decoder_conv_widths,
     )
     family_of(spec).check(spec)  # its model type known, its prior and settings together
+    _check_classes(spec)
+
+
+def _check_classes(spec: ModelSpec) -> None:
+    """A conditional family's class names: 1 to MAX_CLASSES distinct, non-empty strings of at
+    most MAX_CLASS_NAME_CHARS; any other family has none."""
+    family, classes = family_of(spec), spec.classes
+    if not family.conditional:
+        if classes != []:
+            raise ConfigError(
+                f"model classes must be empty for model type {spec.model_type} (it takes no "
+                f"label), got {shown(classes)}"
+            )
+        return
+    if not isinstance(classes, list) or not classes:
+        raise ConfigError(
+            f"model type {spec.model_type} needs its class names (model classes), got "
+            f"{shown(classes)}"
+        )
+    check_at_most("the number of model classes", len(classes), MAX_CLASSES)
+    if not all(isinstance(name, str) and 0 < len(name) <= MAX_CLASS_NAME_CHARS for name in classes):
+        raise ConfigError(
+            f"model classes must be names of 1 to {MAX_CLASS_NAME_CHARS} characters, got "
+            f"{shown(classes)}"
+        )
+    if len(set(classes)) != len(classes):
+        raise ConfigError(f"model classes must differ from each other, got {shown(classes)}")
 
 
 def _check_image_side(spec: ModelSpec) -> None:
@@ -159,7 +194,8 @@ def _check_image_side(spec: ModelSpec) -> None:
 def largest_activation(spec: ModelSpec) -> int:
     """Values in the largest layer output for one image (what a batch's memory scales with)."""
     pixels = spec.channels * spec.height * spec.width
-    sizes = [pixels, spec.latent_dim, *spec.hidden_sizes, *spec.decoder_hidden]
+    classes = len(spec.classes)  # a conditional model's one-hot, beside its first inputs
+    sizes = [pixels + classes, spec.latent_dim + classes, *spec.hidden_sizes, *spec.decoder_hidden]
     if spec.architecture == "conv":
         for widths in (spec.conv_widths, spec.decoder_widths):
             features = conv_feature_sizes(spec.height, spec.width, len(widths))[1:]

@@ -19,8 +19,17 @@ import torch
 
 from vae import distributed
 from vae.checkpoint import LAST_NAME, read_header
+from vae.classes import check_class_labels
 from vae.config import RESUMABLE_SETTINGS, RunConfig, resolve_data_dir
-from vae.data import MEMORY_PREFIX, ImageSet, data_difference, load_splits
+from vae.data import (
+    FOLDER_PREFIX,
+    MEMORY_PREFIX,
+    DataSplits,
+    ImageSet,
+    data_difference,
+    fingerprint_without_labels,
+    load_splits,
+)
 from vae.device import resolve_device
 from vae.distributed import World, run_together, world_from_environment
 from vae.errors import (
@@ -33,6 +42,7 @@ from vae.errors import (
 )
 from vae.interrupts import graceful_interrupt
 from vae.json_values import is_count
+from vae.models import FAMILIES
 from vae.reporting import Reporter, ReporterGroup
 from vae.run_folder import RunFolder
 from vae.trackers import check_tracker, make_tracker
@@ -178,8 +188,9 @@ def _set_up(
             f"vae.train(data=..., run_dir=..., resume=True)"
         )
     splits = load_splits(config.data, config.objective.likelihood, reporter, images)
+    check_class_labels(config, splits)
     if resume:
-        _check_same_data(folder.last_checkpoint, splits.info, config)
+        _check_same_data(folder.last_checkpoint, splits, config)
     # config.yaml and the checkpoints record the validation size used, not the rule that chose
     # it: a later rule cannot change the run's data.
     config.data.val_size = splits.info["num_val"]
@@ -225,10 +236,14 @@ def _fit_together(
     return result
 
 
-def _check_same_data(path: Path, found: dict[str, Any], config: RunConfig) -> None:
+def _check_same_data(path: Path, splits: DataSplits, config: RunConfig) -> None:
     """Refuse to resume on data other than the run's (a different folder, edited files)."""
-    recorded = read_header(path).metadata.get("data")
-    difference = data_difference(recorded if isinstance(recorded, dict) else {}, found)
+    metadata = read_header(path).metadata
+    recorded = metadata.get("data")
+    recorded = recorded if isinstance(recorded, dict) else {}
+    difference = data_difference(recorded, splits.info)
+    if difference is not None and _folder_without_labels(recorded, splits, metadata):
+        difference = None
     if difference is not None:
         dataset = config.data.dataset
         if dataset.startswith(MEMORY_PREFIX):
@@ -250,3 +265,21 @@ def _check_same_data(path: Path, found: dict[str, Any], config: RunConfig) -> No
             Setting("data_dir"),
             " with the run's data",
         )
+
+
+def _folder_without_labels(
+    recorded: dict[str, Any], splits: DataSplits, metadata: dict[str, Any]
+) -> bool:
+    """Whether a run on a ``folder:`` dataset recorded the fingerprint of its images without
+    the labels folders give today (it began before sub-folders were classes): the same data,
+    for any model that does not train on the labels."""
+    model = metadata.get("model")
+    family = FAMILIES.get(str(model.get("model_type"))) if isinstance(model, dict) else None
+    fingerprint = recorded.get("fingerprint")
+    return (
+        (family is None or not family.conditional)
+        and str(recorded.get("dataset", "")).startswith(FOLDER_PREFIX)
+        and splits.train.labels is not None
+        and data_difference(recorded, splits.info | {"fingerprint": fingerprint}) is None
+        and fingerprint == fingerprint_without_labels(splits)
+    )

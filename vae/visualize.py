@@ -1,6 +1,12 @@
 """Pictures of what a model learned: interpolations (grid + GIF), latent traversals, latent
 maps, manifolds, training curves, and the README gallery that holds them all.
 
+A conditional model (cvae) encodes and decodes each image as its own class, or, with ``label``,
+every image as that one class (images without labels then too). What is decoded from no single
+image takes a class too: a traversal its base image's, an interpolation between two images the
+mix of their classes along the way (their one-hot vectors interpolated linearly), a manifold
+``label`` (default: the first class).
+
 Every function is deterministic for its ``seed``: the same checkpoint and options write the
 same bytes.
 """
@@ -15,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from vae.checkpoint import read_metadata
+from vae.classes import check_conditional, check_image_labels, class_index
 from vae.data import ImageSource, to_float
 from vae.errors import ConfigError, DataError, Setting
 from vae.evaluation import prepare_evaluation_images
@@ -52,20 +59,40 @@ class Inputs:
     labels: torch.Tensor | None
     source: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The class of each image a conditional model encodes and decodes it as (None for others).
+    condition: torch.Tensor | None = None
 
     _codes: Codes | None = field(default=None, init=False, repr=False)
 
     def codes(self) -> Codes:
         if self._codes is None:
-            self._codes = encode_images(self.model, self.images)
+            self._codes = encode_images(self.model, self.images, labels=self.condition)
         return self._codes
 
     @property
     def name(self) -> str:
         return self.model.family.label
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.model.decode_images(codes).cpu()
+    def decode(self, codes: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Images of ``codes``; a conditional model's as ``condition`` (class indices, or
+        mixes of classes [N, classes]: see :meth:`classes_between`)."""
+        return self.model.decode_images(codes, condition).cpu()
+
+    def class_of(self, index: int, count: int) -> torch.Tensor | None:
+        """The class of image ``index``, ``count`` times (None for a model without classes)."""
+        if self.condition is None:
+            return None
+        return self.condition[index].repeat(count)
+
+    def classes_between(self, indices: list[int], steps: int) -> torch.Tensor | None:
+        """The mixes of classes along a walk through images ``indices``, ``steps`` points a leg
+        as :func:`vae.latent.chain_path` walks the codes: each image's one-hot vector, linearly
+        interpolated (None for a model without classes)."""
+        if self.condition is None:
+            return None
+        one_hot = self.model.condition(self.condition[indices])
+        assert one_hot is not None
+        return chain_path(one_hot.cpu(), steps, "lerp")
 
 
 def load_inputs(
@@ -76,9 +103,12 @@ def load_inputs(
     binarize: bool = True,
     model: VAE | None = None,
     reporter: Reporter | None = None,
+    label: str | int | None = None,
 ) -> Inputs:
     """Load a checkpoint and the test images of ``source`` (default: the model's own named
-    dataset's; see :class:`vae.data.ImageSource`).
+    dataset's; see :class:`vae.data.ImageSource`). A conditional model is shown each image as
+    its own class, or every image as the class ``label`` (a name or an index), which any
+    other model refuses.
 
     ``binarize``: a Bernoulli model's test images are binarized once with the evaluation seed,
     as the likelihood scores them; False keeps the grey images (for pictures that show the
@@ -87,6 +117,9 @@ def load_inputs(
     are named in one warning to ``reporter`` (see vae.backgrounds)."""
     source = source or ImageSource()
     trained = load_trained_model(checkpoint, device, model)
+    if label is not None:  # refused before any image is read
+        check_conditional(trained.model.spec)
+        class_index(trained.model.spec, label)
     test = trained.test_images(source, reporter)
     images = test.images
     if (
@@ -98,7 +131,30 @@ def load_inputs(
     name = source.name(trained.data_info) + ("" if source.input_path is not None else " test")
     if source.invert:  # a map's title says what was encoded
         name = f"inverted {name}"
-    return Inputs(trained.model, to_float(images), test.labels, name, trained.metadata)
+    condition = _condition(trained.model, test.labels, len(images), label, name)
+    return Inputs(trained.model, to_float(images), test.labels, name, trained.metadata, condition)
+
+
+def _condition(
+    model: VAE, labels: torch.Tensor | None, count: int, label: str | int | None, name: str
+) -> torch.Tensor | None:
+    """The classes a conditional model is shown ``count`` images as: ``label`` for all, else
+    each image's own ``labels`` (None for a model without classes, which refuses ``label``)."""
+    spec = model.spec
+    if label is not None:
+        return torch.full((count,), class_index(spec, label), dtype=torch.long)
+    if not model.family.conditional:
+        return None
+    if labels is None:
+        raise DataError(
+            f"a {model.family.label} shows each image as its class, and {name} has no labels: "
+            "choose one class for them all with ",
+            Setting("label"),
+            ", or a labelled dataset with ",
+            Setting("dataset"),
+        )
+    check_image_labels(spec, labels, name)
+    return labels.long()
 
 
 # --- interpolation ---------------------------------------------------------------------------
@@ -155,12 +211,15 @@ def interpolate(
     means = inputs.codes().means
     rows, leg_images = [], []
     for first, second in legs:
-        decoded = inputs.decode(interpolation_path(means[first], means[second], steps, method))
+        path = interpolation_path(means[first], means[second], steps, method)
+        decoded = inputs.decode(path, inputs.classes_between([first, second], steps))
         leg_images.append(decoded)
         rows += [inputs.images[first : first + 1], decoded, inputs.images[second : second + 1]]
     save_grid(torch.cat(rows), grid_path, columns=steps + 2)
     if chain is not None:
-        walk = inputs.decode(chain_path(means[indices], steps, method))
+        walk = inputs.decode(
+            chain_path(means[indices], steps, method), inputs.classes_between(indices, steps)
+        )
         frames = list(walk)
     else:
         # Every pair moves at once: frame t shows step t of each pair side by side.
@@ -224,7 +283,8 @@ def traverse(
     check_picture("steps x dimensions", steps * len(dims), spec.channels, spec.height, spec.width)
     offsets = torch.linspace(-span, span, steps)
     decoded = inputs.decode(
-        traversal_codes(codes.means[index], dims, offsets, codes.aggregate_std())
+        traversal_codes(codes.means[index], dims, offsets, codes.aggregate_std()),
+        inputs.class_of(index, steps * len(dims)),
     )
     importance = codes.importance()
     unit = "KL" if codes.logvars is not None and codes.per_dimension_kl else "var"
@@ -260,16 +320,23 @@ def latent_map(panels: list[Inputs], path: Path) -> Path:
     return save_latent_maps(drawn, path)
 
 
-def manifold(inputs: Inputs, path: Path, *, size: int = 20, span: float = 2.0) -> Path:
+def manifold(
+    inputs: Inputs, path: Path, *, size: int = 20, span: float = 2.0, label: str | int | None = None
+) -> Path:
     """Decode a ``size`` x ``size`` grid over the 2-D latent (or the plane of the two leading
-    principal directions of the posterior means), ``span`` standard deviations each way."""
+    principal directions of the posterior means), ``span`` standard deviations each way; a
+    conditional model's as the class ``label`` (default: its first class)."""
     if size < 2:
         raise ConfigError("invalid value for ", Setting("size"), f": {size} (expected at least 2)")
     if not span > 0:
         raise ConfigError("invalid value for ", Setting("span"), f": {span} (expected positive)")
     means = inputs.codes().means
     plane = plane_of(means)
-    decoded = inputs.decode(manifold_codes(plane, plane.project(means), size, span))
+    classes = None
+    if inputs.model.family.conditional:
+        chosen = 0 if label is None else class_index(inputs.model.spec, label)
+        classes = torch.full((size * size,), chosen, dtype=torch.long)
+    decoded = inputs.decode(manifold_codes(plane, plane.project(means), size, span), classes)
     return save_grid(decoded, path, columns=size)
 
 

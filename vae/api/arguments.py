@@ -95,6 +95,38 @@ def model_images(images: Any, spec: ModelSpec, binarize: bool = False) -> torch.
     return values
 
 
+def class_labels(
+    labels: Any, spec: ModelSpec, count: int, required: bool = True
+) -> torch.Tensor | None:
+    """A conditional model's class index of each of ``count`` images or latents: ``labels``
+    one class (a name or an index) for all, or a sequence (list, array, tensor) of ``count``
+    of them. None without labels, which a conditional model refuses when they are
+    ``required``; labels for a model that takes none are refused."""
+    from vae.classes import check_conditional, class_index
+
+    if labels is None:
+        if required and spec.classes:
+            raise ConfigError(
+                Setting("labels"),
+                " are needed: a conditional VAE encodes and decodes each image with its class "
+                "(give one class, or one per image)",
+            )
+        return None
+    check_conditional(spec, "labels")
+    if isinstance(labels, str | int | np.integer) and not isinstance(labels, bool):
+        return torch.full((count,), class_index(spec, labels, "labels"), dtype=torch.long)
+    if isinstance(labels, torch.Tensor | np.ndarray):
+        labels = torch.as_tensor(labels).flatten().tolist()
+    if not isinstance(labels, list | tuple) or len(labels) != count:
+        given = (
+            f"{len(labels)} classes" if isinstance(labels, list | tuple) else type(labels).__name__
+        )
+        raise ConfigError(
+            Setting("labels"), f" must be one class or {count} of them (one each), got {given}"
+        )
+    return torch.tensor([class_index(spec, value, "labels") for value in labels], dtype=torch.long)
+
+
 def latent_codes(latents: Any, spec: ModelSpec) -> torch.Tensor:
     """``latents`` as a float32 tensor [N, latent_dim] on the CPU (one code [latent_dim] too)."""
     if not isinstance(latents, torch.Tensor | np.ndarray):

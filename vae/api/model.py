@@ -19,6 +19,7 @@ import torch
 from vae import __version__
 from vae.api.arguments import (
     DEFAULT_BATCH_SIZE,
+    class_labels,
     latent_codes,
     model_images,
     samples_value,
@@ -107,6 +108,12 @@ class Model:
         return self.module.family.describe(self.module.spec)["prior"]
 
     @property
+    def classes(self) -> tuple[str, ...]:
+        """A conditional model's (``cvae``) class names, label i is ``classes[i]``: its methods
+        take ``labels`` as these names or their indices. Empty for any other model."""
+        return tuple(self.module.spec.classes)
+
+    @property
     def likelihood(self) -> str:
         """The reconstruction term it was trained with: ``bce``, ``mse``, ``ssim`` or
         ``ms-ssim``."""
@@ -139,25 +146,36 @@ class Model:
 
     # --- drawing and coding -------------------------------------------------------------------
 
-    def sample(self, n: int, *, seed: int = 0, temperature: float = 1.0) -> torch.Tensor:
+    def sample(
+        self, n: int, *, seed: int = 0, temperature: float = 1.0, labels: Any = None
+    ) -> torch.Tensor:
         """``n`` images [n, C, H, W] in [0, 1], on the model's device, drawn from its prior as
         ``generate --seed SEED --temperature T --device D`` draws them, bit for bit (on the CPU
         decoded by NumPy, as ``generate`` does there). ``temperature`` scales the prior's
-        spread."""
+        spread. A conditional model draws them as ``labels``: one class (a name or an index,
+        ``generate --label``) or one for each; by default sample i as class i % the number of
+        classes, as ``generate`` does."""
         count = whole_number("n", n)
+        chosen = class_labels(labels, self.module.spec, count, required=False)
         return sample_as_generate(
-            self.module, count, seed_value(seed), temperature_value(temperature)
+            self.module,
+            count,
+            seed_value(seed),
+            temperature_value(temperature),
+            None if chosen is None else chosen.numpy(),
         )
 
     @torch.no_grad()
-    def encode(self, images: Any) -> Posterior:
+    def encode(self, images: Any, *, labels: Any = None) -> Posterior:
         """The posterior of each image (uint8, or float in [0, 1]; [N, C, H, W]), on the
         model's device: means and variances for a VAE, the code (variance None) for an
-        autoencoder."""
+        autoencoder. A conditional model's of each image given its class (``labels``: one
+        class for all, or one per image; needed)."""
         x = model_images(images, self.module.spec)
+        y = class_labels(labels, self.module.spec, len(x))
         means, logvars = [], []
-        for batch in self._batches(x):
-            mean, logvar = self.module.encode(batch)
+        for batch, classes in self._batches(x, y):
+            mean, logvar = self.module.encode(batch, classes)
             means.append(mean)
             if logvar is not None:
                 logvars.append(logvar.exp())
@@ -167,15 +185,17 @@ class Model:
         variance = torch.cat(logvars) if logvars else torch.empty_like(mean)
         return Posterior(mean, variance)
 
-    def decode(self, latents: Any) -> torch.Tensor:
+    def decode(self, latents: Any, *, labels: Any = None) -> torch.Tensor:
         """Images [N, C, H, W] in [0, 1] (the likelihood's mean: Bernoulli probabilities for
-        bce) for latent codes [N, latent_dim], on the model's device."""
-        return self.module.decode_images(latent_codes(latents, self.module.spec))
+        bce) for latent codes [N, latent_dim], on the model's device; a conditional model's
+        as the classes ``labels`` (one for all, or one per code; needed)."""
+        codes = latent_codes(latents, self.module.spec)
+        return self.module.decode_images(codes, class_labels(labels, self.module.spec, len(codes)))
 
-    def reconstruct(self, images: Any) -> torch.Tensor:
+    def reconstruct(self, images: Any, *, labels: Any = None) -> torch.Tensor:
         """``decode(encode(images).mean)``: each image decoded from its posterior mean, as
-        ``inference`` shows them."""
-        return self.decode(self.encode(images).mean)
+        ``inference`` shows them (a conditional model's with ``labels`` both ways)."""
+        return self.decode(self.encode(images, labels=labels).mean, labels=labels)
 
     # --- scores -----------------------------------------------------------------------------
 
@@ -187,15 +207,17 @@ class Model:
         seed: int = EVALUATION_SEED,
         binarize: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        labels: Any = None,
     ) -> Elbo:
         """Per image: -ELBO, its reconstruction term averaged over ``k`` posterior samples, and
         the KL with the model's own prior (analytic for N(0, I); for a mixture prior the
         average of log q(z|x) - log p(z) over the same samples): ``evaluate``'s figures with
         ``--k K --seed SEED --batch-size B`` on these images, whose means are its ``neg_elbo``,
         ``recon`` and ``kl``. ``binarize``: draw the images once with evaluate's fixed seed
-        first (evaluate's protocol for bce models)."""
+        first (evaluate's protocol for bce models). A conditional model's of each image given
+        its class (``labels``, needed): -ELBO(x|y), evaluate's ``neg_elbo_given_label``."""
         self._needs_likelihood("elbo")
-        scores = self._scores(images, k, seed, binarize, batch_size)
+        scores = self._scores(images, k, seed, binarize, batch_size, labels)
         return Elbo(scores.neg_elbo, scores.recon, scores.kl)
 
     def log_likelihood(
@@ -206,14 +228,16 @@ class Model:
         seed: int = EVALUATION_SEED,
         binarize: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        labels: Any = None,
     ) -> torch.Tensor:
         """The importance-weighted estimate of log p(x) from ``k`` posterior samples, per image
         in nats (float64, CPU): ``evaluate``'s ``nll`` is minus its mean, for the same
         ``k``, ``seed``, ``batch_size`` and images. Only for the Bernoulli likelihood (bce): a
         Gaussian's density of continuous values is no likelihood of 8-bit images, and
-        ``evaluate`` reports none either."""
+        ``evaluate`` reports none either. A conditional model gives log p(x | y) of each image
+        given its class (``labels``, needed): evaluate's ``nll_given_label``."""
         self._needs_likelihood("log_likelihood")
-        scores = self._scores(images, k, seed, binarize, batch_size)
+        scores = self._scores(images, k, seed, binarize, batch_size, labels)
         if scores.nll is None:
             raise VAEError(
                 f"log_likelihood: a {self.likelihood} model's density of continuous pixel "
@@ -223,15 +247,22 @@ class Model:
         return -scores.nll
 
     def reconstruction_error(
-        self, images: Any, *, binarize: bool = False, batch_size: int = DEFAULT_BATCH_SIZE
+        self,
+        images: Any,
+        *,
+        binarize: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        labels: Any = None,
     ) -> torch.Tensor:
         """Per image (float64, CPU): the model's own loss on its reconstruction from the
         posterior mean (summed binary cross-entropy for bce, summed squared error for mse,
         (1 - SSIM) x values for ssim and ms-ssim): what ``evaluate`` reports for a model
-        without a likelihood (an autoencoder, an SSIM-trained VAE), defined for every model."""
+        without a likelihood (an autoencoder, an SSIM-trained VAE), defined for every model
+        (a conditional model's with ``labels``, needed)."""
         x = model_images(images, self.module.spec, binarize)
+        y = class_labels(labels, self.module.spec, len(x))
         size = whole_number("batch_size", batch_size)
-        return reconstruction_errors(self.module, x, size)[0]
+        return reconstruction_errors(self.module, x, size, y)[0]
 
     # --- saving -----------------------------------------------------------------------------
 
@@ -276,9 +307,12 @@ class Model:
                 "reconstruction_error, as evaluate does"
             )
 
-    def _scores(self, images: Any, k: int, seed: int, binarize: bool, batch_size: int) -> Any:
+    def _scores(
+        self, images: Any, k: int, seed: int, binarize: bool, batch_size: int, labels: Any
+    ) -> Any:
         """``score_images`` on the images, as ``evaluate_images`` calls it."""
         x = model_images(images, self.module.spec, binarize)
+        y = class_labels(labels, self.module.spec, len(x))
         sigma = recorded_gaussian_sigma(self.path or "the model", self.metadata)
         return score_images(
             self.module,
@@ -287,12 +321,22 @@ class Model:
             seed_value(seed),
             whole_number("batch_size", batch_size),
             sigma,
+            labels=y,
         )
 
-    def _batches(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """``x`` in slices that bound the layer outputs held at once, on the model's device."""
+    def _batches(
+        self, x: torch.Tensor, labels: torch.Tensor | None
+    ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """``x`` (and its ``labels``) in slices that bound the layer outputs held at once, on
+        the model's device."""
         step = decode_batch_size(self.module.spec)
-        return [x[start : start + step].to(self.device) for start in range(0, len(x), step)]
+        return [
+            (
+                x[start : start + step].to(self.device),
+                None if labels is None else labels[start : start + step].to(self.device),
+            )
+            for start in range(0, len(x), step)
+        ]
 
 
 def _is_checkpoint(path: Path) -> bool:

@@ -20,6 +20,7 @@ from vae.cli.common import (
     ImageSource,
     InvertOption,
     SeedOption,
+    ShownClassOption,
     check_grid_fits,
     check_picture_size,
     check_positive,
@@ -62,6 +63,7 @@ def inference_command(
     device: DeviceOption = "cpu",
     binarize_input: BinarizeInputOption = False,
     invert: InvertOption = False,
+    label: ShownClassOption = None,
     info_only: Annotated[
         bool, typer.Option("--info-only", hidden=True, help="Describe the checkpoint and stop.")
     ] = False,
@@ -87,6 +89,7 @@ def inference_command(
                 limit=num_images,
                 device=device,
                 invert=invert,
+                label=label,
             )
             inputs = images.load(checkpoint, binarize_input)
         except DataError as error:
@@ -94,7 +97,7 @@ def inference_command(
                 raise
             missing_data = error  # sampling needs no data: the samples are still written
     if mode in ("sample", "both"):
-        _write_samples(checkpoint, inputs, num_samples, seed, device, output_dir, grid_size)
+        _write_samples(checkpoint, inputs, num_samples, seed, device, output_dir, grid_size, label)
     if missing_data is not None:
         missing_data.prefix("no reconstructions: ")  # the settings it names stay flags
         raise missing_data
@@ -121,15 +124,20 @@ def _write_samples(
     device: str,
     output_dir: Path,
     grid_size: int,
+    label: str | None,
 ) -> None:
     from vae.checkpoint import load_model
+    from vae.classes import labels_for
     from vae.device import resolve_device
     from vae.images import save_grid
     from vae.sampling import sample_from_model
 
     model = inputs.model if inputs is not None else load_model(checkpoint, resolve_device(device))
-    explain_samples(model.spec)
-    samples = sample_from_model(model, num_samples, seed)
+    # A conditional model's samples are drawn as --label when it is given.
+    chosen = labels_for(model.spec, num_samples, label)
+    if chosen is None:
+        explain_samples(model.spec)
+    samples = sample_from_model(model, num_samples, seed, labels=chosen)
     target = output_dir / "samples.png"
     write_safely(lambda: save_grid(samples, target, grid_size), target)
     say(f"wrote {count(num_samples, 'sample')} to {target}")
@@ -140,7 +148,8 @@ def _write_reconstructions(inputs: Any, output_dir: Path, grid_size: int) -> Non
 
     model = inputs.model
     originals = inputs.images.to(next(model.parameters()).device)
-    reconstructions = model.reconstruct(originals)
+    # A conditional model's as each image's own class (ignored by any other model).
+    reconstructions = model.reconstruct(originals, inputs.condition)
     target = output_dir / "reconstructions.png"
     write_safely(
         lambda: save_reconstruction_grid(originals, reconstructions, target, grid_size), target

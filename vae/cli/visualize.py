@@ -172,7 +172,8 @@ def manifold_command(
     check_finite_positive(span=span)
     check_picture_size(checkpoint, **{"size x size": size * size})
     inputs = source.load(checkpoint)
-    path = write_safely(lambda: manifold(inputs, output, size=size, span=span), output)
+    options = {"size": size, "span": span, "label": source.label}
+    path = write_safely(lambda: manifold(inputs, output, **options), output)
     say(f"wrote {path}")
 
 

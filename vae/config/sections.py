@@ -171,12 +171,15 @@ class ModelConfig:
     )
     model_type: str = setting(
         "vae",
-        help="vae, or ae: a plain autoencoder with the same layers, for comparison.",
+        help="vae; ae: a plain autoencoder with the same layers, for comparison; cvae: a "
+        "VAE conditioned on the class label (labelled data).",
         flags=("--model",),
         choices=MODEL_TYPES,
-        doc="`vae`, or `ae`: a deterministic autoencoder with the same layers (no KL, no sampling "
+        doc="`vae`; `ae`: a deterministic autoencoder with the same layers (no KL, no sampling "
         "noise) to compare latent spaces with; it samples from a Gaussian fitted to its training "
-        "codes, and `evaluate` reports its reconstruction error (it has no likelihood)",
+        "codes, and `evaluate` reports its reconstruction error (it has no likelihood); `cvae`: a "
+        "conditional VAE, its encoder and decoder given each image's class label (labelled data "
+        "only; `generate --label`; [Conditional VAE](../conditional.md))",
     )
     latent_dim: int = setting(
         32, help="Latent dimensions.", at_least=1, at_most=limits.MAX_LATENT_DIM

@@ -1,5 +1,5 @@
 """Batches: the shuffled, optionally binarized training batches of an epoch (with DDP sharding)
-and the in-order evaluation batches."""
+and the in-order evaluation batches; and their labels, for a model conditioned on them."""
 
 from __future__ import annotations
 
@@ -44,12 +44,7 @@ def training_batches(
     parts equals the single-process batch.
     """
     device = train.images.device
-    order = epoch_order(len(train), seed, epoch).to(device)
-    for batch, begin in enumerate(range(0, len(train), batch_size)):
-        if batch < start_batch:
-            continue
-        indices = order[begin : begin + batch_size]
-        part = shard(len(indices)) if shard is not None else slice(None)
+    for batch, indices, part in _epoch_batches(train, batch_size, seed, epoch, start_batch, shard):
         if not dynamic_binarize:
             yield to_float(train.images[indices[part]])
             continue
@@ -59,6 +54,40 @@ def training_batches(
         # is a tenth of a small model's step.
         uniform = torch.rand(x.shape, generator=generator, device=device)
         yield uniform.lt_(x)[part]
+
+
+def training_labels(
+    train: ImageSet,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    start_batch: int = 0,
+    shard: Callable[[int], slice] | None = None,
+) -> Iterator[torch.Tensor]:
+    """The labels of the images :func:`training_batches` gives with the same arguments, batch
+    for batch (the training images must have labels)."""
+    labels = train.labels
+    assert labels is not None, "training_labels needs labelled images"
+    for _, indices, part in _epoch_batches(train, batch_size, seed, epoch, start_batch, shard):
+        yield labels[indices[part]]
+
+
+def _epoch_batches(
+    train: ImageSet,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    start_batch: int,
+    shard: Callable[[int], slice] | None,
+) -> Iterator[tuple[int, torch.Tensor, slice]]:
+    """(batch number, the batch's image indices, this process's part of them) of one epoch's
+    batches from ``start_batch`` on."""
+    order = epoch_order(len(train), seed, epoch).to(train.images.device)
+    for batch, begin in enumerate(range(0, len(train), batch_size)):
+        if batch < start_batch:
+            continue
+        indices = order[begin : begin + batch_size]
+        yield batch, indices, shard(len(indices)) if shard is not None else slice(None)
 
 
 def global_batch_size(num_images: int, batch_size: int, batch: int) -> int:
@@ -75,3 +104,13 @@ def evaluation_batches(images: ImageSet, batch_size: int) -> Iterator[torch.Tens
     """Float batches in [0, 1], in order (evaluation sets are binarized already when needed)."""
     for begin in range(0, len(images), batch_size):
         yield to_float(images.images[begin : begin + batch_size])
+
+
+def labelled_batches(
+    images: ImageSet, batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """:func:`evaluation_batches` with each batch's labels (None for unlabelled images)."""
+    labels = images.labels
+    for number, x in enumerate(evaluation_batches(images, batch_size)):
+        begin = number * batch_size
+        yield x, None if labels is None else labels[begin : begin + batch_size]

@@ -50,10 +50,11 @@ def load_hf(name: str, config: DataConfig, storage: Storage) -> tuple[ImageSet, 
     size = config.image_size or FOLDER_IMAGE_SIZE
     test_name = next((s for s in TEST_SPLITS if s in splits and s != train_name), None)
     key = ["hf", _identity(name), image_column]
+    names = _class_names(train, label_column)
     if test_name is None:
         whole = _decoded(storage, key, train_name, train, image_column, size, config.channels)
         train_index, test_index = fixed_tenth_split(len(whole))
-        whole = ImageSet(whole.images, _labels(train, label_column))
+        whole = ImageSet(whole.images, _labels(train, label_column), classes=names)
         return whole.subset(train_index), whole.subset(test_index)
     train_set = _decoded(storage, key, train_name, train, image_column, size, config.channels)
     channels = int(train_set.images.shape[1])
@@ -65,8 +66,8 @@ def load_hf(name: str, config: DataConfig, storage: Storage) -> tuple[ImageSet, 
     test_set = _decoded(storage, key, test_name, test, image_column, size, channels)
     test_labels = _labels(test, label_column) if label_column in test.column_names else None
     return (
-        ImageSet(train_set.images, _labels(train, label_column)),
-        ImageSet(test_set.images, test_labels),
+        ImageSet(train_set.images, _labels(train, label_column), classes=names),
+        ImageSet(test_set.images, test_labels, classes=names),
     )
 
 
@@ -188,6 +189,16 @@ def _label_column(dataset: Any, chosen: str | None, name: str) -> str | None:
         feature = features.get(column)
         if isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint")):
             return column
+    return None
+
+
+def _class_names(dataset: Any, column: str | None) -> tuple[str, ...] | None:
+    """The names a ClassLabel column gives its values (None for another column: numbered)."""
+    import datasets
+
+    feature = dataset.features.get(column) if column is not None else None
+    if isinstance(feature, datasets.ClassLabel) and feature.names:
+        return tuple(str(name) for name in feature.names)
     return None
 
 

@@ -17,7 +17,9 @@ from vae.data.mapped import MappedImages
 
 @dataclass
 class ImageSet:
-    """Images as uint8 ``[N, C, H, W]``; ``binary`` means values are already 0 or 255.
+    """Images as uint8 ``[N, C, H, W]``; ``binary`` means values are already 0 or 255;
+    ``classes`` names the labels' values, where the source knows names (label i is
+    ``classes[i]``; None: numbered, see :func:`vae.data.splits.class_names`).
 
     ``images[index]`` (a slice or an index tensor) gives a tensor in both storages; ``subset``
     keeps mapped images mapped (a view, no copy).
@@ -26,6 +28,7 @@ class ImageSet:
     images: torch.Tensor | MappedImages
     labels: torch.Tensor | None = None
     binary: bool = False
+    classes: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -39,19 +42,19 @@ class ImageSet:
         """The same images and labels on ``device`` (mapped images stay mapped and deliver each
         batch there)."""
         labels = None if self.labels is None else self.labels.to(device)
-        return ImageSet(self.images.to(device), labels, self.binary)
+        return ImageSet(self.images.to(device), labels, self.binary, self.classes)
 
     def subset(self, index: torch.Tensor | slice) -> ImageSet:
         """The images (and labels) at ``index``."""
         labels = None if self.labels is None else self.labels[index]
         if isinstance(self.images, MappedImages):
-            return ImageSet(self.images.select(index), labels, self.binary)
-        return ImageSet(self.images[index], labels, self.binary)
+            return ImageSet(self.images.select(index), labels, self.binary, self.classes)
+        return ImageSet(self.images[index], labels, self.binary, self.classes)
 
     def in_memory(self) -> ImageSet:
         """The same set with its images in memory (a copy when they are mapped)."""
         if isinstance(self.images, MappedImages):
-            return ImageSet(self.images.in_memory(), self.labels, self.binary)
+            return ImageSet(self.images.in_memory(), self.labels, self.binary, self.classes)
         return self
 
     def image_tensor(self) -> torch.Tensor:

@@ -7,11 +7,12 @@ No source module imports this one back: the shared parts they need are in ``vae.
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from pathlib import Path
 
 from vae.config import DataConfig, resolve_data_dir
 from vae.data.imageset import ImageSet
-from vae.data.registry import FOLDER_PREFIX, HF_PREFIX, MEMORY_PREFIX, lookup
+from vae.data.registry import FOLDER_PREFIX, HF_PREFIX, MEMORY_PREFIX, DatasetEntry, lookup
 from vae.data.source import Loader, removed_if_failed
 from vae.data.storage import Storage
 from vae.errors import DataError, Setting
@@ -41,7 +42,16 @@ def load_raw(
     # Imported only when used: torchvision, SciPy and Pillow cost seconds of start-up.
     load: Loader = importlib.import_module(f"vae.data.{entry.source}").load
     with removed_if_failed(root / entry.folder):
-        return load(entry, root, config, storage)
+        train, test = load(entry, root, config, storage)
+    return _named(entry, train), _named(entry, test)
+
+
+def _named(entry: DatasetEntry, split: ImageSet) -> ImageSet:
+    """``split`` with the class names the registry fixes for its dataset, where it does (the
+    same whichever way the files were read: torchvision names MNIST's "0 - zero")."""
+    if not entry.classes or split.labels is None:
+        return split
+    return replace(split, classes=entry.classes)
 
 
 def _given_splits(config: DataConfig, given: ImageSet | None) -> tuple[ImageSet, ImageSet]:
@@ -71,4 +81,5 @@ def load_raw_test(config: DataConfig, reporter: Reporter | None = None) -> Image
         return None
     root = resolve_data_dir(config.data_dir)
     with removed_if_failed(root / entry.folder):
-        return load_test(entry, root, config, Storage.for_config(config, reporter))
+        test = load_test(entry, root, config, Storage.for_config(config, reporter))
+    return _named(entry, test)

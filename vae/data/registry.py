@@ -33,6 +33,8 @@ class DatasetEntry:
     ``image_size``/``channels``: its size when ``--image-size`` / ``--channels`` are not given
     (the data's own for stored tensors, the decoding size for image files). ``tree_splits``:
     an image tree's train and test folders. ``origin`` and ``notes``: the README table's "from" and "notes" columns.
+    ``classes``: the names of its labels' values, in label order, where they are fixed (a
+    conditional model records them; others take the names their files give, or numbers).
     """
 
     name: str
@@ -46,20 +48,48 @@ class DatasetEntry:
     downloadable: bool = True
     # Image trees: the train and test folders under ``folder`` (None: a fixed tenth of train).
     tree_splits: tuple[str, str | None] = ("train", "val")
+    classes: tuple[str, ...] = ()
 
 
 _GREY_28 = {"image_size": 28, "channels": 1}
 _RGB_32 = {"image_size": 32, "channels": 3}
 _RGB_64 = {"image_size": 64, "channels": 3}  # decoded from image files at this size by default
+_DIGITS = tuple(str(digit) for digit in range(10))
+# As torchvision names them (MNIST's own are "0 - zero"...: digits are shorter to ask for).
+_FASHION = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+_KMNIST = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
+_CIFAR10 = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+# MedMNIST's INFO labels (chestmnist: the first of its 14 findings, present or not).
+_MEDMNIST_CLASSES = {
+    "chestmnist": ("no atelectasis", "atelectasis"),
+    "octmnist": ("choroidal neovascularization", "diabetic macular edema", "drusen", "normal"),
+    "tissuemnist": (
+        "Collecting Duct, Connecting Tubule",
+        "Distal Convoluted Tubule",
+        "Glomerular endothelial cells",
+        "Interstitial endothelial cells",
+        "Leukocytes",
+        "Podocytes",
+        "Proximal Tubule Segments",
+        "Thick Ascending Limb",
+    ),
+    "pneumoniamnist": ("normal", "pneumonia"),
+}
 
 
-def _mnist_family(name: str, torchvision: str) -> DatasetEntry:
+def _mnist_family(name: str, torchvision: str, classes: tuple[str, ...]) -> DatasetEntry:
     folder = f"{torchvision}/raw"
     return DatasetEntry(
         name=name,
         source="idx",
         folder=folder,
         torchvision=torchvision,
+        classes=classes,
         origin="torchvision download when missing; the IDX files read directly",
         notes=f"`<data>/{folder}/`",
         **_GREY_28,
@@ -71,6 +101,7 @@ def _medmnist(name: str, notes: str = "") -> DatasetEntry:
         name=name,
         source="medmnist",
         folder="medmnist",
+        classes=_MEDMNIST_CLASSES[name],
         origin="MedMNIST `.npz`, downloaded when missing",
         notes=f"`<data>/medmnist/{name}.npz`, read with NumPy (no pickle); downloads need "
         f"`poetry install --extras medmnist`{notes}",
@@ -79,14 +110,15 @@ def _medmnist(name: str, notes: str = "") -> DatasetEntry:
 
 
 ENTRIES: tuple[DatasetEntry, ...] = (
-    _mnist_family("mnist", "MNIST"),
-    _mnist_family("fashionmnist", "FashionMNIST"),
-    _mnist_family("kmnist", "KMNIST"),
+    _mnist_family("mnist", "MNIST", _DIGITS),
+    _mnist_family("fashionmnist", "FashionMNIST", _FASHION),
+    _mnist_family("kmnist", "KMNIST", _KMNIST),
     DatasetEntry(
         name="cifar10",
         source="cifar",
         folder="cifar-10-batches-py",
         torchvision="CIFAR10",
+        classes=_CIFAR10,
         origin="torchvision download when missing (its pickled batches)",
         notes="`<data>/cifar-10-batches-py/`",
         **_RGB_32,
@@ -105,6 +137,7 @@ ENTRIES: tuple[DatasetEntry, ...] = (
         source="svhn",
         folder="svhn",
         torchvision="SVHN",
+        classes=_DIGITS,
         origin="torchvision download when missing, read with SciPy",
         notes="`<data>/svhn/*_32x32.mat`",
         **_RGB_32,
@@ -192,7 +225,8 @@ def markdown_table() -> str:
         )
     rows.append(
         f"| `{FOLDER_PREFIX}PATH` | your images | {FOLDER_IMAGE_SIZE} px | every image under "
-        "PATH; a fixed tenth is the test split |"
+        "PATH; a fixed tenth is the test split; labelled by its sub-folders when every image is "
+        "in one (one sub-folder per class) |"
     )
     rows.append(
         f"| `{HF_PREFIX}NAME_OR_PATH` | a Hugging Face dataset (`poetry install --extras hf`) | "

@@ -129,7 +129,9 @@ def torchvision_splits(
                 raise ValueError(f"unexpected image array {tuple(images.shape)} {images.dtype}")
         except Exception as error:  # noqa: BLE001 - see the docstring
             raise dataset_error(entry, root, download, error) from None
-        splits.append(ImageSet(images.contiguous(), labels.long()))
+        # The class names torchvision reads with the data (CIFAR-100's from its meta file).
+        names = tuple(str(name) for name in getattr(dataset, "classes", ())) or None
+        splits.append(ImageSet(images.contiguous(), labels.long(), classes=names))
     return splits[0], splits[1]
 
 

@@ -4,7 +4,7 @@ the fingerprint a resume checks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -41,6 +41,10 @@ class DataSplits:
     test: ImageSet
     info: dict[str, Any]
     preview: torch.Tensor
+    # The names of the labels' values (None for unlabelled data): what a conditional model's
+    # spec records. The preview images' labels, which a conditional model reconstructs with.
+    classes: tuple[str, ...] | None = None
+    preview_labels: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> DataSplits:
         """The same splits on ``device``."""
@@ -50,6 +54,8 @@ class DataSplits:
             self.test.to(device),
             self.info,
             self.preview.to(device),
+            self.classes,
+            None if self.preview_labels is None else self.preview_labels.to(device),
         )
 
 
@@ -103,6 +109,7 @@ def carve_splits(
     binarizations drawn once (the binarized copy must live somewhere).
     """
     train, test = load_raw(config, reporter, given)
+    classes = class_names(train, test)
     train = shaped(train, config)
     test = shaped(test, config)
     val_size = config.val_size
@@ -122,6 +129,7 @@ def carve_splits(
         train = train.subset(slice(0, config.limit))
     fingerprint = split_fingerprint(train, val)
     preview = val.images[:PREVIEW_IMAGES].clone()
+    preview_labels = None if val.labels is None else val.labels[:PREVIEW_IMAGES].clone()
     if binarize != "none":
         val = binarize_once(val, VALIDATION_BINARIZATION_SEED)
         test = binarize_once(test, TEST_BINARIZATION_SEED)
@@ -142,7 +150,35 @@ def carve_splits(
         "num_test": len(test),
         "fingerprint": fingerprint,
     }
-    return DataSplits(train, val, test, info, preview)
+    return DataSplits(train, val, test, info, preview, classes, preview_labels)
+
+
+def class_names(train: ImageSet, test: ImageSet) -> tuple[str, ...] | None:
+    """The names of the labels' values: the source's (``ImageSet.classes``), else the numbers
+    0 to the largest label of either split; None when the training images have no labels."""
+    if train.labels is None:
+        return None
+    if train.classes:
+        return train.classes
+    found = [labels for labels in (train.labels, test.labels) if labels is not None]
+    highest = max((int(labels.max()) for labels in found if len(labels)), default=-1)
+    return tuple(str(number) for number in range(highest + 1))
+
+
+def labels_outside(labels: torch.Tensor | None, classes: int) -> int | None:
+    """The first label of ``labels`` that is no class index below ``classes`` (None when all
+    are, or there are no labels)."""
+    if labels is None:
+        return None
+    wrong = (labels < 0) | (labels >= classes)
+    return int(labels[wrong][0]) if bool(wrong.any()) else None
+
+
+def fingerprint_without_labels(splits: DataSplits) -> str:
+    """The fingerprint of ``splits``' images as if they had no labels: what a ``folder:`` run
+    recorded before folders gave their sub-folders' labels (a resume of it is then the same
+    data)."""
+    return split_fingerprint(replace(splits.train, labels=None), replace(splits.val, labels=None))
 
 
 # What must be equal for two loads to be the same training data (a resume checks them).
@@ -188,7 +224,7 @@ def binarize_once(images: ImageSet, seed: int) -> ImageSet:
     drawn copy must live somewhere)."""
     pixels = images.image_tensor()
     drawn = bernoulli_pixels(pixels.float() / 255.0, seed).to(torch.uint8) * 255
-    return ImageSet(drawn, images.labels, binary=True)
+    return ImageSet(drawn, images.labels, binary=True, classes=images.classes)
 
 
 def bernoulli_pixels(probabilities: torch.Tensor, seed: int) -> torch.Tensor:
@@ -220,4 +256,4 @@ def shaped(images_set: ImageSet, config: DataConfig) -> ImageSet:
             resized = F.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True)
             chunks.append(resized.round().clamp(0, 255).to(torch.uint8))
         images = torch.cat(chunks)
-    return ImageSet(images, images_set.labels, images_set.binary)
+    return replace(images_set, images=images)

@@ -80,9 +80,10 @@ def load(
         )
         for split, files in (("train", train_files), ("test", test_files))
     }
+    names = tuple(classes) or None
     return (
-        ImageSet(images["train"], labels(train_files, train_dir)),
-        ImageSet(images["test"], labels(test_files, test_folder)),
+        ImageSet(images["train"], labels(train_files, train_dir), classes=names),
+        ImageSet(images["test"], labels(test_files, test_folder), classes=names),
     )
 
 

@@ -8,8 +8,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from vae.classes import check_image_labels
 from vae.data import ImageSource, load_outlier_images
-from vae.errors import CheckpointError
+from vae.errors import CheckpointError, ConfigError, Setting
 from vae.evaluation.outliers import outlier_section
 from vae.evaluation.protocols import evaluate_images, evaluate_reconstructions, has_likelihood
 from vae.reporting import Reporter
@@ -46,7 +47,15 @@ def evaluate_checkpoint(
     if binarize_test is None:
         binarize_test = "static" if data_info.get("binarize", "none") != "none" else "none"
     sigma = recorded_gaussian_sigma(checkpoint, trained.metadata)
-    images = trained.test_images(source, reporter).images
+    if ood_dataset is not None and model.family.conditional:
+        raise ConfigError(
+            Setting("ood_dataset"),
+            f" scores images by their likelihood alone, and a {model.family.label} gives only "
+            "the likelihood of an image given its class: leave it out",
+        )
+    test = trained.test_images(source, reporter)
+    images = test.images
+    check_image_labels(model.spec, test.labels, source.name(data_info))
     # Loaded before the long in-distribution pass, so that a bad name fails at once.
     ood_images = (
         None
@@ -62,7 +71,8 @@ def evaluate_checkpoint(
         if scored_by_likelihood
         else evaluate_reconstructions
     )
-    inside = evaluate(model, images, repeats=repeats, reporter=reporter, **options)
+    labels = test.labels if model.family.conditional else None
+    inside = evaluate(model, images, repeats=repeats, reporter=reporter, labels=labels, **options)
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": trained.sha256,

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from vae.data import TEST_BINARIZATION_SEED, ImageSet, binarize_once, evaluation_batches, to_float
+from vae.data import TEST_BINARIZATION_SEED, ImageSet, binarize_once, labelled_batches, to_float
 from vae.errors import VAEError
 from vae.evaluation.scoring import ImageScores, score_images
 from vae.evaluation.summaries import active_units, summarize
@@ -67,10 +67,13 @@ def evaluate_images(
     batch_size: int = 100,
     gaussian_sigma: float = 0.1,
     reporter: Reporter | None = None,
+    labels: torch.Tensor | None = None,
 ) -> tuple[dict[str, Any], ImageScores, torch.Tensor]:
     """Evaluate on uint8 images under the stated protocol, ``repeats`` times with seeds
     ``seed .. seed + repeats - 1``. Returns (summary, first repeat's per-image scores, the uint8
-    images scored in the first repeat)."""
+    images scored in the first repeat). A conditional model is scored with each image's
+    ``labels``: its -ELBO and NLL bound and estimate -log p(x | y), and are named so
+    (``nll_given_label``: the family's ``figure_suffix``), never as an NLL of x alone."""
     reporter = reporter or Reporter()
     likelihood = model.spec.likelihood
     if likelihood == "mse":
@@ -93,6 +96,7 @@ def evaluate_images(
                 batch_size,
                 gaussian_sigma,
                 reporter=reporter,
+                labels=labels,
             )
             figures = {
                 "neg_elbo": float(scores.neg_elbo.mean()),
@@ -109,14 +113,17 @@ def evaluate_images(
                 )
             if scores.squared_error is not None:
                 figures["mse"] = float(scores.squared_error.mean())
-            _record(figures, per_repeat)
+            _record(_named(figures, model.family.figure_suffix), per_repeat)
             if first is None:
                 first, first_images = scores, scored
     finally:
         reporter.task_ended()
     assert first is not None
+    protocol = protocol_text(likelihood, binarize, sigma_description(model, gaussian_sigma))
+    if model.family.conditional:
+        protocol += "; each image scored given its own class label: -log p(x|y), not -log p(x)"
     summary: dict[str, Any] = {
-        "protocol": protocol_text(likelihood, binarize, sigma_description(model, gaussian_sigma)),
+        "protocol": protocol,
         **_run_facts(model, images, binarize, seed, repeats),
         "k": k,
         "metrics": {key: summarize(values) for key, values in per_repeat.items()},
@@ -127,6 +134,24 @@ def evaluate_images(
         "seconds": time.perf_counter() - started,
     }
     return summary, first, first_images
+
+
+# The figures of a likelihood: of x given its label for a conditional model (their names
+# then say so), of x alone for any other.
+LIKELIHOOD_FIGURES = ("neg_elbo", "neg_elbo_bits_per_dim", "nll", "nll_bits_per_dim")
+
+
+def _named(figures: dict[str, float], suffix: str) -> dict[str, float]:
+    """``figures`` with ``suffix`` in the names of the likelihood's figures, before their unit
+    (``nll_given_label_bits_per_dim``)."""
+
+    def name(key: str) -> str:
+        if key not in LIKELIHOOD_FIGURES:
+            return key
+        figure, unit, rest = key.partition("_bits")
+        return figure + suffix + unit + rest
+
+    return {name(key): value for key, value in figures.items()}
 
 
 def _record(figures: dict[str, float], per_repeat: dict[str, list[float]]) -> None:
@@ -164,19 +189,21 @@ def has_likelihood(model: VAE) -> bool:
 
 @torch.no_grad()
 def reconstruction_errors(
-    model: VAE, images: torch.Tensor, batch_size: int = 100
+    model: VAE, images: torch.Tensor, batch_size: int = 100, labels: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per image (float images in [0, 1]): the model's own loss on the decoder's output at the
     posterior mean (the code, for an autoencoder): bce the summed binary cross-entropy, mse the
     summed squared error, ssim / ms-ssim (1 - SSIM) times the values per image; higher means
-    worse. Second: the SSIM (MS-SSIM) itself for perceptual models, else None."""
+    worse. Second: the SSIM (MS-SSIM) itself for perceptual models, else None. A conditional
+    model encodes and decodes each image with its ``labels``."""
     model.eval()
     device = next(model.parameters()).device
     likelihood = model.spec.likelihood
     errors, similarities = [], []
     for begin in range(0, images.shape[0], batch_size):
         x = images[begin : begin + batch_size].to(device)
-        decoded = model.decode_fast(model.encode(x)[0])
+        y = None if labels is None else labels[begin : begin + batch_size].to(device)
+        decoded = model.decode_fast(model.encode(x, y)[0], y)
         if likelihood == "bce":
             error = -log_likelihood(decoded, x, "bce")
         elif likelihood == "mse":
@@ -198,10 +225,12 @@ def evaluate_reconstructions(
     batch_size: int = 100,
     gaussian_sigma: float = 0.1,
     reporter: Reporter | None = None,
+    labels: torch.Tensor | None = None,
 ) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
     """The figures of a model without a likelihood, on uint8 images: its reconstruction error
     (see :func:`reconstruction_errors`; and the SSIM for perceptual models), over ``repeats``
-    binarizations. Returns (summary, first repeat's per-image errors, the uint8 images scored)."""
+    binarizations (a conditional model's with the images' ``labels``). Returns (summary, first
+    repeat's per-image errors, the uint8 images scored)."""
     del gaussian_sigma  # a squared error needs no sigma; kept for evaluate_images' signature
     reporter = reporter or Reporter()
     likelihood = model.spec.likelihood
@@ -214,14 +243,14 @@ def evaluate_reconstructions(
     device = next(model.parameters()).device
     with torch.no_grad():
         means = [
-            model.encode(x.to(device))[0].cpu()
-            for x in evaluation_batches(ImageSet(images), batch_size)
+            model.encode(x.to(device), None if y is None else y.to(device))[0].cpu()
+            for x, y in labelled_batches(ImageSet(images, labels), batch_size)
         ]
     reporter.task_started("evaluate (reconstruction)", images.shape[0] * repeats)
     try:
         for repeat in range(repeats):
             scored = prepare_evaluation_images(images, binarize, seed + repeat)
-            errors, similarity = reconstruction_errors(model, to_float(scored), batch_size)
+            errors, similarity = reconstruction_errors(model, to_float(scored), batch_size, labels)
             figures = {"reconstruction_error": float(errors.mean())}
             if similarity is not None:
                 figures["ssim"] = float(similarity.mean())

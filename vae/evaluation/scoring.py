@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vae.data import ImageSet, evaluation_batches
+from vae.data import ImageSet, labelled_batches
 from vae.model import VAE
 from vae.objectives import elbo_terms, gaussian_kl, log_importance_weights, log_likelihood
 from vae.reporting import Reporter
@@ -24,7 +24,8 @@ def evaluate_elbo(
     batch_size: int = 1000,
     seed: int = EVALUATION_SEED,
 ) -> dict[str, float]:
-    """Negative ELBO, reconstruction and KL in nats per image, with beta = 1 and one sample.
+    """Negative ELBO, reconstruction and KL in nats per image, with beta = 1 and one sample (a
+    conditional model's with each image's label: of x given it).
 
     The posterior noise comes from its own generator with a fixed seed, so the figure is
     reproducible and evaluating never disturbs the training random stream. For the Gaussian
@@ -36,13 +37,13 @@ def evaluate_elbo(
     generator = torch.Generator(device=device).manual_seed(seed)
     totals = {"neg_elbo": 0.0, "recon": 0.0, "kl": 0.0, "mse": 0.0}
     count = 0
-    for x in evaluation_batches(images, batch_size):
-        mu, logvar = model.encode(x)
+    for x, labels in labelled_batches(images, batch_size):
+        mu, logvar = model.encode(x, labels)
         noise = None
         if logvar is not None:
             noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu if noise is None else model.reparameterize(mu, logvar, noise=noise)
-        decoded = model.decode_fast(z)
+        decoded = model.decode_fast(z, labels)
         sigma = model.likelihood_sigma(gaussian_sigma)
         kl = model.kl_term(mu, logvar, noise)
         terms = elbo_terms(decoded, x, mu, logvar, model.spec.likelihood, 1.0, 0.0, sigma, kl=kl)
@@ -87,11 +88,13 @@ def score_batch(
     generator: torch.Generator,
     gaussian_sigma: float = 0.1,
     max_decodes: int = DEFAULT_MAX_DECODES,
+    labels: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """-ELBO (with a k-sample reconstruction term and the analytic KL; a learned prior's KL
     as the average of log q(z|x) - log p(z) over the same k samples) and the k-sample
-    importance-weighted NLL of each image in ``x``, streaming over chunks of samples."""
-    mu, logvar = model.encode(x)
+    importance-weighted NLL of each image in ``x``, streaming over chunks of samples. A
+    conditional model encodes and decodes with ``labels``: its figures are of x given them."""
+    mu, logvar = model.encode(x, labels)
     batch, latent = mu.shape
     kl = gaussian_kl(mu, logvar).sum(1)
     kl_sum = torch.zeros(batch, device=x.device)
@@ -110,7 +113,9 @@ def score_batch(
             ]
         )
         z = mu + std * eps
-        decoded = model.decode_fast(z.reshape(count * batch, latent))
+        # Sample-major, as the targets: each chunk's samples repeat the labels in order.
+        repeated = None if labels is None else labels.repeat(count)
+        decoded = model.decode_fast(z.reshape(count * batch, latent), repeated)
         targets = x.unsqueeze(0).expand(count, *x.shape).reshape(count * batch, *x.shape[1:])
         sigma = model.likelihood_sigma(gaussian_sigma)
         log_px = log_likelihood(decoded, targets, model.spec.likelihood, sigma).view(count, batch)
@@ -148,8 +153,9 @@ def evaluate_iwae_bound(
     model.eval()
     generator = torch.Generator(device=images.images.device).manual_seed(seed)
     total, count = 0.0, 0
-    for x in evaluation_batches(images, batch_size):
-        total += score_batch(model, x, k, generator, gaussian_sigma)["nll"].double().sum().item()
+    for x, labels in labelled_batches(images, batch_size):
+        scores = score_batch(model, x, k, generator, gaussian_sigma, labels=labels)
+        total += scores["nll"].double().sum().item()
         count += x.shape[0]
     model.train(was_training)
     if count == 0:
@@ -167,8 +173,10 @@ def score_images(
     gaussian_sigma: float = 0.1,
     max_decodes: int = DEFAULT_MAX_DECODES,
     reporter: Reporter | None = None,
+    labels: torch.Tensor | None = None,
 ) -> ImageScores:
-    """Score float images in [0, 1] (already binarized where the protocol says so)."""
+    """Score float images in [0, 1] (already binarized where the protocol says so); a
+    conditional model with their ``labels``."""
     model.eval()
     reporter = reporter or Reporter()
     device = next(model.parameters()).device
@@ -184,11 +192,13 @@ def score_images(
     gaussian = model.spec.likelihood == "mse"
     for begin in range(0, images.shape[0], batch_size):
         x = images[begin : begin + batch_size].to(device)
-        scores = score_batch(model, x, k, generator, gaussian_sigma, max_decodes)
+        y = None if labels is None else labels[begin : begin + batch_size].to(device)
+        scores = score_batch(model, x, k, generator, gaussian_sigma, max_decodes, y)
         for key in ("nll", "recon", "kl", "neg_elbo", "mu"):
             parts[key].append(scores[key].double().cpu())
         if gaussian:
-            parts["se"].append((model.reconstruct(x) - x).pow(2).flatten(1).mean(1).double().cpu())
+            error = (model.reconstruct(x, y) - x).pow(2).flatten(1).mean(1)
+            parts["se"].append(error.double().cpu())
         reporter.task_advanced(x.shape[0])
     return ImageScores(
         neg_elbo=torch.cat(parts["neg_elbo"]),

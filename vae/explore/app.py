@@ -37,6 +37,7 @@ from vae.explore.requests import (
     MAX_UPLOAD_BYTES,
     UPLOAD_TYPE,
     BadRequest,
+    class_of,
     error_response,
     flag,
     index_in,
@@ -149,6 +150,8 @@ class _Api:
     def __init__(self, decoder: Decoder, encoder: Encoder) -> None:
         self.decoder, self.encoder = decoder, encoder
         self.dimensions = decoder.spec.latent_dim
+        # A conditional model's classes: requests that decode or encode name one by its index.
+        self.classes = len(decoder.spec.classes)
         # One upload is decoded at a time: an 8 MiB file can expand to hundreds of MiB of
         # pixels, and the warning filters read_upload sets are global to the process.
         self._uploads = threading.Lock()
@@ -200,6 +203,8 @@ class _Api:
             "std": rounded(moments.std),
             "max_temperature": MAX_TEMPERATURE,
             "max_upload_bytes": MAX_UPLOAD_BYTES,
+            # The class picker's choices (empty for a model that takes no label).
+            "classes": list(spec.classes),
         }
 
     async def status(self, request: Request) -> dict[str, Any]:
@@ -214,18 +219,21 @@ class _Api:
         }
 
     async def decode(self, request: Request) -> dict[str, Any]:
-        latent = latent_of(await json_object(request), "z", self.dimensions)
-        (picture,) = await self._run(self.decoder.pictures, latent[None])
+        body = await json_object(request)
+        latent = latent_of(body, "z", self.dimensions)
+        label = class_of(body.get("label"), self.classes)
+        (picture,) = await self._run(self.decoder.pictures, latent[None], label)
         return {"image": picture}
 
     async def sample(self, request: Request) -> dict[str, Any]:
         body = await json_object(request)
         seed = index_in(body, "seed", SEED_MAX + 1) if "seed" in body else 0
         temperature = positive(body, "temperature", MAX_TEMPERATURE)
+        label = class_of(body.get("label"), self.classes)
 
         def work() -> dict[str, Any]:
             latent = self.decoder.sample(seed, temperature)
-            (picture,) = self.decoder.pictures(latent[None])
+            (picture,) = self.decoder.pictures(latent[None], label)
             return {"z": rounded(latent), "image": picture}
 
         return await self._run(work)
@@ -255,14 +263,17 @@ class _Api:
         return await self._run(self._encoded, mapped, index)
 
     def _encoded(self, images: TestImages, index: int) -> dict[str, Any]:
-        """A test image, its posterior mean and the mean's decoding."""
+        """A test image, its posterior mean and the mean's decoding (a conditional model's as
+        the image's own class, given as ``class``: the page's picker follows it)."""
         latent = images.means[index]
-        (reconstruction,) = self.decoder.pictures(latent[None])
+        condition = None if images.condition is None else int(images.condition[index])
+        (reconstruction,) = self.decoder.pictures(latent[None], condition)
         return {
             "z": rounded(latent),
             "original": png_data_url(images.images[index].numpy()),
             "reconstruction": reconstruction,
             "label": None if images.labels is None else int(images.labels[index]),
+            "class": condition,
         }
 
     async def encode_upload(self, request: Request) -> dict[str, Any]:
@@ -270,25 +281,28 @@ class _Api:
         if self.encoder.model is None:
             raise NotReady("the encoder", self.encoder.status["encoder"].reason)
         invert = flag(request, "invert")
+        # A conditional model encodes the upload as the class the page's picker shows.
+        label = class_of(request.query_params.get("label"), self.classes)
         data = await read_body(request, MAX_UPLOAD_BYTES)
         if not data:
             raise BadRequest("the upload is empty: send an image file as the request body")
-        return await self._run(self._encode_upload, data, invert)
+        return await self._run(self._encode_upload, data, invert, label)
 
-    def _encode_upload(self, data: bytes, invert: bool) -> dict[str, Any]:
+    def _encode_upload(self, data: bytes, invert: bool, label: int | None) -> dict[str, Any]:
         from vae.data import to_float
 
         spec = self.decoder.spec
         with self._uploads:
             pixels = read_upload(data, spec.height, spec.width, spec.channels, invert)
         images = to_float(pixels)
-        latent = self.encoder.encode(images)[0]
-        (reconstruction,) = self.decoder.pictures(latent[None])
+        latent = self.encoder.encode(images, label)[0]
+        (reconstruction,) = self.decoder.pictures(latent[None], label)
         return {
             "z": rounded(latent),
             "original": png_data_url(images[0].numpy()),
             "reconstruction": reconstruction,
             "label": None,
+            "class": label,
             "warning": self._background_warning(pixels, invert),
         }
 
@@ -313,6 +327,7 @@ class _Api:
         body = await json_object(request)
         start = latent_of(body, "a", self.dimensions)
         end = latent_of(body, "b", self.dimensions)
+        label = class_of(body.get("label"), self.classes)
         fractions = body.get("t")
         if (
             not isinstance(fractions, list)
@@ -323,7 +338,8 @@ class _Api:
 
         def work() -> dict[str, Any]:
             path = self.encoder.interpolate(start, end, [float(t) for t in fractions])
-            return {"z": [rounded(code) for code in path], "images": self.decoder.pictures(path)}
+            images = self.decoder.pictures(path, label)
+            return {"z": [rounded(code) for code in path], "images": images}
 
         return await self._run(work)
 

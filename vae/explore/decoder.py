@@ -42,16 +42,18 @@ class Decoder:
         self.spec, self.weights = numpy_sampling.load_decoder(checkpoint)
         self.moments = prior_moments(self.spec, self.weights)
 
-    def decode(self, codes: np.ndarray) -> np.ndarray:
-        """Images [N, C, H, W] in [0, 1] of latents [N, D]."""
+    def decode(self, codes: np.ndarray, label: int | None = None) -> np.ndarray:
+        """Images [N, C, H, W] in [0, 1] of latents [N, D]; a conditional model's as the class
+        ``label`` (an index)."""
+        labels = None if label is None else np.full(len(codes), label)
         # Overflow (a huge latent) shows as non-finite pixels, which png_data_url refuses in
         # one line (vae.images), instead of NumPy warnings on the server's terminal.
         with np.errstate(over="ignore", invalid="ignore"):
-            return numpy_sampling.decode(self.spec, self.weights, codes)
+            return numpy_sampling.decode(self.spec, self.weights, codes, labels)
 
-    def pictures(self, codes: np.ndarray) -> list[str]:
-        """Data URLs of the images decoded from latents [N, D]."""
-        return [png_data_url(image) for image in self.decode(codes)]
+    def pictures(self, codes: np.ndarray, label: int | None = None) -> list[str]:
+        """Data URLs of the images decoded from latents [N, D] (as the class ``label``)."""
+        return [png_data_url(image) for image in self.decode(codes, label)]
 
     def sample(self, seed: int, temperature: float) -> np.ndarray:
         """One latent [D] from the prior, drawn as ``generate --seed --temperature`` draws."""

@@ -54,6 +54,8 @@ class TestImages:
     images: torch.Tensor  # float [N, C, H, W] in [0, 1], as they were encoded
     labels: torch.Tensor | None
     means: np.ndarray  # [N, D]
+    # The class a conditional model encoded each as (its own label), else None.
+    condition: torch.Tensor | None = None
 
 
 @dataclass
@@ -178,13 +180,17 @@ class Encoder:
             self.inactive = [d for d in order if not bool(active[d])]
             self.importance = [float(value) for value in codes.importance()]
 
-    def encode(self, images: torch.Tensor) -> np.ndarray:
-        """Posterior means [N, D] of float images [N, C, H, W] in [0, 1]."""
+    def encode(self, images: torch.Tensor, label: int | None = None) -> np.ndarray:
+        """Posterior means [N, D] of float images [N, C, H, W] in [0, 1] (a conditional
+        model's as the class ``label``, an index)."""
+        import torch
+
         from vae.latent import encode_images
 
         if self.model is None:
             raise NotReady("the encoder")
-        return encode_images(self.model, images).means.numpy()
+        labels = None if label is None else torch.full((len(images),), label, dtype=torch.long)
+        return encode_images(self.model, images, labels=labels).means.numpy()
 
     def draws_dark_backgrounds(self) -> bool:
         """Whether the model's samples have dark borders (``vae.backgrounds``), found on the
@@ -230,4 +236,4 @@ class NotReady(VAEError):
 
 
 def _test_images(inputs: Inputs) -> TestImages:
-    return TestImages(inputs.images, inputs.labels, inputs.codes().means.numpy())
+    return TestImages(inputs.images, inputs.labels, inputs.codes().means.numpy(), inputs.condition)

@@ -125,6 +125,22 @@ def latent_of(body: dict[str, Any], name: str, dimensions: int) -> np.ndarray:
     return latent.astype(np.float32)
 
 
+def class_of(value: Any, classes: int, name: str = "label") -> int | None:
+    """A conditional model's class index (``classes`` of them), as a JSON value or a query
+    parameter's text; None for a model without classes, which refuses one."""
+    if classes == 0:
+        if value is not None:
+            raise BadRequest(f"{name}: this model takes no class label")
+        return None
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < classes:
+        raise BadRequest(
+            f"{name} must be a class index from 0 to {classes - 1}, not {shown(value)}"
+        )
+    return value
+
+
 def rounded(values: np.ndarray) -> list[float]:
     """Floats for JSON, at a precision the page can show and send back unchanged."""
     return [round(float(x), 5) for x in values]

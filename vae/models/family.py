@@ -32,6 +32,12 @@ class Family:
     best_after_warmup = True
     # Whether the ``prior`` setting chooses its prior (a family without one ignores it).
     takes_prior_setting = True
+    # Whether its encoder and decoder take a class label (``ModelSpec.classes``) beside their
+    # inputs: every encode, decode and sample of it then needs one.
+    conditional = False
+    # Added to the names of the figures its likelihood gives in ``evaluate``'s results (a
+    # conditional model's NLL is of x given its label: ``nll_given_label``).
+    figure_suffix = ""
     # Said where the commands draw samples, when sampling it needs explaining.
     sampling_note: str | None = None
 

@@ -17,7 +17,13 @@ from typing import Any
 import torch
 
 from vae.config import RunConfig
-from vae.data import DataSplits, batches_per_epoch, global_batch_size, training_batches
+from vae.data import (
+    DataSplits,
+    batches_per_epoch,
+    global_batch_size,
+    training_batches,
+    training_labels,
+)
 from vae.distributed import World
 from vae.errors import CheckpointError
 from vae.loss_name import training_loss_name
@@ -76,7 +82,7 @@ class Trainer:
         self.splits = splits
         self.reporter = reporter
         self.step_callback = step_callback
-        self.spec = model_spec(config, splits.info)
+        self.spec = model_spec(config, splits.info, splits.classes)
         self.state = TrainingState(config, self.spec, device)
         self.model: VAE = self.state.model
         # The module each step runs: the model, wrapped by DDP and torch.compile in fit().
@@ -145,9 +151,9 @@ class Trainer:
         # Metrics stay on the device and are read once per interval: a per-step .item() would
         # make a GPU wait for every step before the next one can be queued.
         interval = Interval(self.device, progress.step, self.objective.summed)
-        for x in self._batches():
+        for x, labels in self._batches():
             beta = self.beta_schedule(progress.step)
-            terms = self._step(x, beta)
+            terms = self._step(x, labels, beta)
             interval.add(terms, x.shape[0], progress.step)
             last_batch = progress.batch_in_epoch == self.steps_per_epoch
             if self.step_callback is not None:
@@ -166,24 +172,29 @@ class Trainer:
 
     # --- one step ---------------------------------------------------------------------------
 
-    def _batches(self) -> Iterator[torch.Tensor]:
-        """The rest of this epoch's batches (this process's share of each)."""
-        return training_batches(
-            self.splits.train,
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """The rest of this epoch's batches (this process's share of each), with their labels
+        for a model conditioned on them (else None)."""
+        train = self.splits.train
+        size, seed, epoch = (
             self.config.train.batch_size,
             self.config.train.seed,
             self.progress.epoch,
-            self.dynamic,
-            start_batch=self.progress.batch_in_epoch,
-            shard=self.world.shard if self.world.distributed else None,
         )
+        start = self.progress.batch_in_epoch
+        shard = self.world.shard if self.world.distributed else None
+        images = training_batches(train, size, seed, epoch, self.dynamic, start, shard)
+        if not self.model.family.conditional:
+            return ((x, None) for x in images)
+        return zip(images, training_labels(train, size, seed, epoch, start, shard), strict=True)
 
-    def _step(self, x: torch.Tensor, beta: float) -> ElboTerms | None:
-        """One optimisation step on this process's part ``x`` of the next batch."""
+    def _step(self, x: torch.Tensor, labels: torch.Tensor | None, beta: float) -> ElboTerms | None:
+        """One optimisation step on this process's part ``x`` of the next batch (``labels``:
+        theirs, for a conditional model)."""
         batch_images = global_batch_size(
             len(self.splits.train), self.config.train.batch_size, self.progress.batch_in_epoch
         )
-        loss, terms = self._loss(x, batch_images, beta)
+        loss, terms = self._loss(x, labels, batch_images, beta)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.train.grad_clip > 0:
@@ -194,7 +205,7 @@ class Trainer:
         return terms
 
     def _loss(
-        self, x: torch.Tensor, batch_images: int, beta: float
+        self, x: torch.Tensor, labels: torch.Tensor | None, batch_images: int, beta: float
     ) -> tuple[torch.Tensor, ElboTerms | None]:
         """The loss to differentiate for this process's part ``x`` of a batch of
         ``batch_images`` images, and its terms.
@@ -206,7 +217,7 @@ class Trainer:
         noise = self.objective.noise(
             self.model, self.state.noise, batch_images, self.device, self.world
         )
-        decoded, mu, logvar = self.stepped(x, noise)
+        decoded, mu, logvar = self.stepped(x, noise, labels)
         if x.shape[0] == 0:
             # An empty share of a short last batch: zero gradients keep this rank in step.
             zero = decoded.sum() * 0 + sum((p * 0).sum() for p in self.model.parameters())

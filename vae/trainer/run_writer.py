@@ -94,7 +94,8 @@ class RunWriter:
         samples = sample_from_model(model, GRID_IMAGES, SAMPLE_SEED)
         # Grey originals, as a person knows them, encoded as they are (not the binarized draw).
         originals = to_float(self.splits.preview)
-        reconstructions = model.reconstruct(originals)
+        # A conditional model's with the images' own labels (ignored by any other).
+        reconstructions = model.reconstruct(originals, self.splits.preview_labels)
         written = self.folder.write_grids(
             self.state.progress.epoch, samples, originals, reconstructions
         )

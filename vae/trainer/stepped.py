@@ -53,12 +53,13 @@ class SteppedModule:
         return added
 
     def __call__(
-        self, x: torch.Tensor, noise: torch.Tensor | None
+        self, x: torch.Tensor, noise: torch.Tensor | None, labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The wrapped module's (decoded, mu, logvar) for images ``x`` with posterior ``noise``."""
+        """The wrapped module's (decoded, mu, logvar) for images ``x`` with posterior ``noise``
+        (and a conditional model's ``labels``)."""
         try:
             with self._autocast():
-                return self.module(x, noise=noise)
+                return self.module(x, noise=noise, labels=labels)
         except self._compile_errors as error:
             cause = getattr(error, "inner_exception", None) or error  # the backend's own error
             raise VAEError(

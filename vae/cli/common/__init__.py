@@ -33,6 +33,7 @@ from vae.cli.common.options import (
     InvertOption,
     LimitOption,
     SeedOption,
+    ShownClassOption,
     checkpoint_source,
     shipped_default,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "ImageSource",
     "InputOption",
     "InvertOption",
+    "ShownClassOption",
     "LimitOption",
     "SeedOption",
     "_write_json",

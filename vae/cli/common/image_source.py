@@ -21,6 +21,7 @@ from vae.cli.common.options import (
     InputOption,
     InvertOption,
     LimitOption,
+    ShownClassOption,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,7 +31,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 class ImageSource:
     """The images a picture command shows its model, from the options every such command has:
     ``--input`` files, else the test split of ``--dataset`` or of the checkpoint's named dataset
-    (``--data-dir``, ``--download``, ``--limit``), on ``--device``, inverted with ``--invert``."""
+    (``--data-dir``, ``--download``, ``--limit``), on ``--device``, inverted with ``--invert``;
+    a conditional model shown them as their own classes, or all as ``--label``."""
 
     input_path: InputOption = None
     dataset: DatasetOption = None
@@ -39,6 +41,7 @@ class ImageSource:
     limit: LimitOption = None
     device: DeviceOption = "cpu"
     invert: InvertOption = False
+    label: ShownClassOption = None
 
     def library(self) -> Any:
         """The library's description of these images (``vae.data.ImageSource``: the same
@@ -69,6 +72,7 @@ class ImageSource:
             device=self.device,
             binarize=binarize,
             reporter=RichReporter(),
+            label=self.label,
         )
 
 

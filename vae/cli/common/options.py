@@ -96,3 +96,11 @@ InvertOption = Annotated[
     ),
 ]
 GridSizeOption = Annotated[int, typer.Option(help="Images per grid row.")]
+ShownClassOption = Annotated[
+    str | None,
+    typer.Option(
+        "--label",
+        help="A conditional model (cvae): show it every image as this class (a name or an "
+        "index) instead of each image's own.",
+    ),
+]

@@ -9,7 +9,8 @@ const FRAMES = 10;
 const SLIDER_SPAN = 4; // the sliders cover the prior's mean +- 4 standard deviations
 
 const $ = (id) => document.getElementById(id);
-const state = { model: null, z: [], a: null, b: null, map: null, chosenPoint: null, statusDone: false };
+// label: the class a conditional model decodes as (the class picker's index; null for others).
+const state = { model: null, z: [], label: null, a: null, b: null, map: null, chosenPoint: null, statusDone: false };
 
 // --- talking to the server ----------------------------------------------------------------
 
@@ -60,6 +61,41 @@ function latestOnly(send) {
   };
 }
 
+// --- the class of a conditional model ----------------------------------------------------------
+
+// A request's body with the picker's class, for a model that takes one.
+function withLabel(body) {
+  return state.label === null ? body : { ...body, label: state.label };
+}
+
+function className(label) {
+  const names = state.model.classes;
+  return names.length && label !== null && label < names.length ? names[label] : String(label);
+}
+
+function buildClassPicker(classes) {
+  if (!classes.length) return;
+  $("class").replaceChildren(...classes.map((name, index) => {
+    const option = document.createElement("option");
+    option.value = index;
+    option.textContent = name === String(index) ? name : `${index} ${name}`;
+    return option;
+  }));
+  $("class-box").hidden = false;
+  state.label = 0;
+  $("class").addEventListener("change", () => {
+    state.label = Number($("class").value);
+    decodeCurrent();
+    if (state.a && state.b) drawPath();
+  });
+}
+
+function setClass(label) {
+  if (state.label === null || label === null || label === undefined) return;
+  state.label = label;
+  $("class").value = label;
+}
+
 // --- the latent and its sliders -------------------------------------------------------------
 
 function sliderRange(d) {
@@ -90,7 +126,7 @@ function makeSlider(d, label) {
 }
 
 function buildSliders(order, inactive, importance) {
-  const unit = state.model.prior === "standard" && state.model.model_type === "vae" ? "KL" : "var";
+  const unit = klRanked() ? "KL" : "var";
   const label = (d) => importance ? `z${d} ${unit} ${importance[d].toFixed(2)}` : `z${d}`;
   $("sliders").replaceChildren(...order.map((d) => makeSlider(d, label(d))));
   $("inactive-sliders").replaceChildren(...inactive.map((d) => makeSlider(d, label(d))));
@@ -114,8 +150,13 @@ function setLatent(z, image) {
   else decodeCurrent();
 }
 
+// Whether the server ranks the dimensions by their KL (a Gaussian posterior, the standard prior).
+function klRanked() {
+  return state.model.prior === "standard" && ["vae", "cvae"].includes(state.model.model_type);
+}
+
 const decodeCurrent = latestOnly(async () => {
-  const answer = await api("/api/decode", { z: state.z.slice() });
+  const answer = await api("/api/decode", withLabel({ z: state.z.slice() }));
   if (answer) $("decoded").src = answer.image;
 });
 
@@ -124,7 +165,7 @@ const decodeCurrent = latestOnly(async () => {
 async function sample() {
   const temperature = Number($("temperature").value);
   const seed = Math.floor(Math.random() * 2 ** 32);
-  const answer = await api("/api/sample", { seed, temperature });
+  const answer = await api("/api/sample", withLabel({ seed, temperature }));
   if (answer) setLatent(answer.z, answer.image);
 }
 
@@ -136,6 +177,7 @@ function unmarkStrip() {
 
 function showEncoded(answer) {
   if (!answer) return;
+  setClass(answer.class);
   $("original").src = answer.original;
   $("reconstruction").src = answer.reconstruction;
   setLatent(answer.z, answer.reconstruction);
@@ -147,7 +189,7 @@ async function loadStrip() {
   $("strip").replaceChildren(...answer.images.map((item) => {
     const img = document.createElement("img");
     img.src = item.image;
-    img.alt = item.label === null ? `test image ${item.index}` : `test image ${item.index}, label ${item.label}`;
+    img.alt = item.label === null ? `test image ${item.index}` : `test image ${item.index}, label ${className(item.label)}`;
     img.title = img.alt;
     img.dataset.index = item.index;
     img.addEventListener("click", async () => {
@@ -170,7 +212,9 @@ async function upload() {
   unmarkStrip();
   // The Invert box is the commands' --invert; the server says when an upload looks inverted.
   const invert = $("invert").checked ? 1 : 0;
-  const answer = await api(`/api/encode/upload?invert=${invert}`, file, true);
+  // A conditional model encodes the upload as the picker's class.
+  const label = state.label === null ? "" : `&label=${state.label}`;
+  const answer = await api(`/api/encode/upload?invert=${invert}${label}`, file, true);
   $("upload-warning").textContent = answer && answer.warning ? answer.warning : "";
   $("upload-warning").hidden = !(answer && answer.warning);
   showEncoded(answer);
@@ -186,7 +230,7 @@ function setEnd(which) {
 
 async function drawPath() {
   const t = Array.from({ length: FRAMES }, (_, i) => i / (FRAMES - 1));
-  const answer = await api("/api/interpolate", { a: state.a, b: state.b, t });
+  const answer = await api("/api/interpolate", withLabel({ a: state.a, b: state.b, t }));
   if (!answer) return;
   $("t").disabled = false;
   $("frames").replaceChildren(...answer.images.map((image, i) => {
@@ -202,7 +246,7 @@ async function drawPath() {
 }
 
 const moveAlongPath = latestOnly(async (t) => {
-  const answer = await api("/api/interpolate", { a: state.a, b: state.b, t: [t] });
+  const answer = await api("/api/interpolate", withLabel({ a: state.a, b: state.b, t: [t] }));
   if (answer) setLatent(answer.z[0], answer.images[0]);
 });
 
@@ -254,7 +298,7 @@ async function loadMap() {
   const labels = [...new Set(answer.labels || [])].sort((x, y) => x - y);
   $("legend").replaceChildren(...labels.map((label) => {
     const item = document.createElement("span");
-    item.textContent = label;
+    item.textContent = className(label);
     item.style.setProperty("--dot", COLOURS[((label % 10) + 10) % 10]);
     return item;
   }));
@@ -308,7 +352,7 @@ async function pollStatus() {
   $("status").textContent = loading ? "loading the encoder and the test images\u2026" : "";
   if (imagesReady) {
     buildSliders(answer.order, answer.inactive, answer.importance);
-    $("order-note").textContent = `Most informative first, as visualize traverse orders them (${state.model.prior === "standard" && state.model.model_type === "vae" ? "average KL in nats" : "variance of the posterior means"}).`;
+    $("order-note").textContent = `Most informative first, as visualize traverse orders them (${klRanked() ? "average KL in nats" : "variance of the posterior means"}).`;
     await Promise.all([loadStrip(), map.state === "ready" ? loadMap() : null]);
   }
   if (loading) setTimeout(pollStatus, 400);
@@ -324,11 +368,13 @@ async function start() {
   const model = await api("/api/model");
   if (!model) return;
   state.model = model;
-  const kind = model.model_type === "ae" ? "autoencoder" : `VAE, ${model.prior} prior`;
+  const kinds = { ae: "autoencoder", cvae: `conditional VAE, ${model.prior} prior, ${model.classes.length} classes` };
+  const kind = kinds[model.model_type] || `VAE, ${model.prior} prior`;
   $("model-line").textContent = `${model.checkpoint}: ${kind}, ${model.latent_dim}-dimensional latent, ${model.channels}\u00d7${model.height}\u00d7${model.width} images`;
   const all = Array.from({ length: model.latent_dim }, (_, d) => d);
   $("order-note").textContent = "In index order until the encoder has ranked them.";
   state.z = model.mean.slice();
+  buildClassPicker(model.classes);
   buildSliders(all, [], null);
   decodeCurrent();
   $("sample").addEventListener("click", sample);
