@@ -5,6 +5,8 @@ the explorer's class picker, and the one-line refusals."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import signal
@@ -413,7 +415,7 @@ def test_the_explorer_has_a_class_picker(cvae_run, patterns):
     strip = client.get("/api/test-images").json()["images"]
     encoded = client.post("/api/encode/test", json={"index": 0}).json()
     assert encoded["class"] == strip[0]["label"]
-    buffer = __import__("io").BytesIO()
+    buffer = io.BytesIO()
     Image.fromarray(pattern("square")).save(buffer, format="PNG")
     uploaded = client.post(
         "/api/encode/upload?label=2",
@@ -427,9 +429,6 @@ def test_the_explorer_has_a_class_picker(cvae_run, patterns):
 
 
 def data_url_pixels(url: str) -> np.ndarray:
-    import base64
-    import io
-
     data = base64.b64decode(url.split(",", 1)[1])
     with Image.open(io.BytesIO(data)) as picture:
         return np.asarray(picture.convert("L")).astype(float) / 255.0
