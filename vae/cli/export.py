@@ -9,28 +9,32 @@ import typer
 
 from vae.cli.common import handle_errors, say
 
+# The inputs ``push`` shares with ``export``, declared once.
+CheckpointOrRunArgument = Annotated[
+    str,
+    typer.Argument(
+        help="A vae checkpoint (.safetensors or hf://...), or a run folder (its checkpoint_best)."
+    ),
+]
+LicenseOption = Annotated[
+    str | None,
+    typer.Option(help="The model card's license, a Hub identifier (mit, cc-by-4.0, ...)."),
+]
+EvaluationOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="An evaluation JSON of this checkpoint (default: the most thorough "
+        "evaluation*.json beside it made of it)."
+    ),
+]
+
 
 @handle_errors
 def export_command(
-    checkpoint_or_run: Annotated[
-        str,
-        typer.Argument(
-            help="A vae checkpoint (.safetensors or hf://...), or a run folder (its "
-            "checkpoint_best)."
-        ),
-    ],
+    checkpoint_or_run: CheckpointOrRunArgument,
     out_dir: Annotated[Path, typer.Argument(help="The folder to write (new or empty).")],
-    license: Annotated[
-        str | None,
-        typer.Option(help="The model card's license, a Hub identifier (mit, cc-by-4.0, ...)."),
-    ] = None,
-    evaluation: Annotated[
-        Path | None,
-        typer.Option(
-            help="An evaluation JSON of this checkpoint (default: the most thorough "
-            "evaluation*.json beside it made of it)."
-        ),
-    ] = None,
+    license: LicenseOption = None,
+    evaluation: EvaluationOption = None,
     force: Annotated[
         bool, typer.Option(help="Write into a folder that is not empty, replacing its files.")
     ] = False,

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from vae.cli.common import handle_errors, say
+from vae.cli.export import CheckpointOrRunArgument, EvaluationOption, LicenseOption
 
 
 @handle_errors
 def push_command(
-    checkpoint_or_run: Annotated[
-        str,
-        typer.Argument(
-            help="A vae checkpoint (.safetensors or hf://...), or a run folder (its "
-            "checkpoint_best)."
-        ),
-    ],
+    checkpoint_or_run: CheckpointOrRunArgument,
     repo_id: Annotated[
         str, typer.Argument(metavar="OWNER/NAME", help="The Hub model repository to upload to.")
     ],
@@ -29,17 +23,8 @@ def push_command(
         str | None,
         typer.Option(help="Upload to this branch, created when missing (default: main)."),
     ] = None,
-    license: Annotated[
-        str | None,
-        typer.Option(help="The model card's license, a Hub identifier (mit, cc-by-4.0, ...)."),
-    ] = None,
-    evaluation: Annotated[
-        Path | None,
-        typer.Option(
-            help="An evaluation JSON of this checkpoint (default: the most thorough "
-            "evaluation*.json beside it made of it)."
-        ),
-    ] = None,
+    license: LicenseOption = None,
+    evaluation: EvaluationOption = None,
 ) -> None:
     """Export a checkpoint as `export` does and upload it to a Hub model repository."""
     from vae.push import push_checkpoint
