@@ -71,14 +71,17 @@ def test_library_errors_name_the_setting_and_the_cli_its_flag() -> None:
     try:
         RunConfig().override({"model_type": "gan"}).validate()
     except ConfigError as error:
-        assert str(error) == "invalid value for model_type: 'gan' (expected one of vae, ae, cvae)"
+        assert (
+            str(error)
+            == "invalid value for model_type: 'gan' (expected one of vae, ae, cvae, hvae)"
+        )
         assert error.setting == "model_type"
         assert error.render(flag_of).startswith("invalid value for --model: 'gan'")
     else:
         raise AssertionError("model_type 'gan' was accepted")
     result = CliRunner().invoke(app, ["train", "--model", "gan"])
     assert result.exit_code == 2
-    assert "invalid value for --model: 'gan' (expected one of vae, ae, cvae)" in result.output
+    assert "invalid value for --model: 'gan' (expected one of vae, ae, cvae, hvae)" in result.output
 
 
 def test_every_alias_reaches_its_setting() -> None:

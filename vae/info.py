@@ -35,7 +35,22 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
     description = facts | {k: v for k, v in header.metadata.items() if k not in reserved}
     if header.training_state is not None:
         description["training_state"] = header.training_state
+    groups = _latent_groups(header.metadata)
+    if groups is not None:
+        description["groups"] = groups
     return description
+
+
+def _latent_groups(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The model's groups of latents as its family describes them (a hierarchy's sizes and
+    validation KL), None for a latent of one group."""
+    from vae.models import FAMILIES
+
+    model, validation = metadata.get("model"), metadata.get("validation")
+    family = FAMILIES.get(model.get("model_type")) if isinstance(model, dict) else None
+    if family is None:
+        return None
+    return family.describe_groups(model, validation if isinstance(validation, dict) else {})
 
 
 def render_json(description: dict[str, Any]) -> str:

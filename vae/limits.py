@@ -14,6 +14,10 @@ MAX_LATENT_DIM = 4096
 MAX_LAYER_WIDTH = 16384  # a dense hidden layer's units
 MAX_CONV_WIDTH = 4096  # a convolution's channels
 MAX_LAYERS = 32  # dense or conv layers in encoder or decoder
+# A hierarchical VAE's groups of latents, each with a residual cell in both passes: deeper than
+# NVAE's deepest (about 40 groups) and VDVAE's (75 blocks); the parameter and activation bounds
+# still apply to the whole.
+MAX_LATENT_GROUPS = 256
 MAX_PRIOR_COMPONENTS = 100_000
 # A VampPrior's pseudo-inputs: every training step encodes all of them (Tomczak & Welling use 500).
 MAX_PSEUDO_INPUTS = 10_000

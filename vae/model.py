@@ -397,7 +397,67 @@ class VAE(nn.Module):
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def evaluation_pass(
+        self, x: torch.Tensor, noise: torch.Tensor | None, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``forward``'s (decoded, mu, logvar) for posterior ``noise`` [batch, latent_dim]
+        (None: the posterior mean, an autoencoder's code), decoded by ``decode_fast``: the
+        one-sample ELBO validation reports (``labels`` as for :meth:`encode`)."""
+        mu, logvar = self.encode(x, labels)
+        z = mu if noise is None else self.reparameterize(mu, logvar, noise=noise)
+        return self.decode_fast(z, labels), mu, logvar
+
+    def importance_posterior(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> GaussianPosterior:
+        """q(z|x) of images ``x`` as importance-weighted evaluation draws from it (``labels``
+        as for :meth:`encode`)."""
+        return GaussianPosterior(self, x, labels)
+
+
+class GaussianPosterior:
+    """A diagonal Gaussian q(z|x) of a batch for importance sampling (``evaluate``): its means,
+    its KL where analytic, and its samples' decodings and log densities."""
+
+    def __init__(self, model: VAE, x: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        self.model = model
+        self.labels = labels
+        self.mu, self.logvar = model.encode(x, labels)
+        assert self.logvar is not None  # only a model with a likelihood is scored
+        self.std = torch.exp(0.5 * self.logvar)
+
+    @property
+    def means(self) -> torch.Tensor:
+        """Posterior means [batch, latent_dim] (active units are counted on them)."""
+        return self.mu
+
+    @property
+    def closed_form_kl(self) -> torch.Tensor | None:
+        """KL(q(z|x) || p(z)) per image where it is analytic (N(0, I)); None where ``evaluate``
+        averages log q - log p over its samples instead (a learned prior)."""
+        from vae.objectives import gaussian_kl
+
+        if not self.model.latent_prior.per_dimension_kl:
+            return None
+        return gaussian_kl(self.mu, self.logvar).sum(1)
+
+    def samples(self, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For noise ``eps`` [count, batch, latent_dim]: the decodings of z = mu + sigma * eps
+        [count * batch, ...] (sample-major), log p(z) and log q(z|x) [count, batch]."""
+        from vae.objectives import diagonal_gaussian_log_density
+
+        count, batch, latent = eps.shape
+        z = self.mu + self.std * eps
+        # Sample-major, as the targets: each chunk's samples repeat the labels in order.
+        repeated = None if self.labels is None else self.labels.repeat(count)
+        decoded = self.model.decode_fast(z.reshape(count * batch, latent), repeated)
+        log_q = diagonal_gaussian_log_density(z, self.mu, self.logvar)
+        return decoded, self.model.log_prior(z), log_q
+
 
 def build_model(spec: ModelSpec) -> VAE:
-    """The one place a VAE is constructed from a spec (training and checkpoint loading)."""
-    return VAE(spec)
+    """The one place a model is constructed from a spec (training and checkpoint loading): the
+    family's module (:meth:`vae.models.family.Family.build_module`), a VAE or a subclass."""
+    module = family_of(spec).build_module(spec)
+    assert isinstance(module, VAE)
+    return module

@@ -41,6 +41,10 @@ class ModelSpec:
     # A conditional family (cvae): the names of its classes, in label order (label i is
     # classes[i]); their number sizes the one-hot its encoder and decoder take. Empty for others.
     classes: list[str] = field(default_factory=list)
+    # A hierarchical VAE (hvae): latent_dim split into latent_groups equal groups, and the hidden
+    # channels of its residual cells; 0 for the other families.
+    latent_groups: int = 0
+    cell_channels: int = 0
 
     @property
     def decoder_hidden(self) -> list[int]:
@@ -67,6 +71,8 @@ class ModelSpec:
             "prior_components",
             "pseudo_inputs",
             "classes",
+            "latent_groups",
+            "cell_channels",
         }
         missing = sorted(names - set(raw) - optional)
         if missing:

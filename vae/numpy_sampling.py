@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from vae.checkpoint import MODEL_PREFIX, check_model_tensors, read_header, read_tensors
-from vae.models import prior_of
+from vae.models import family_of, prior_of
 from vae.plan import CONDITION, DECONV, LINEAR, UNFLATTEN, Layer, layer_plan
 from vae.spec import ModelSpec, decode_batch_size
 
@@ -59,12 +59,19 @@ def decode(
     (``decode_batch_size``). ``labels``: a conditional model's class index per latent [N]
     (or the condition itself, [N, classes]); ignored by any other model."""
     layers = layer_plan(spec).decoder
+    # A family with a generative path of its own (a hierarchy's top-down pass) runs that.
+    own = family_of(spec).numpy_decoder(spec)
     condition = one_hot(spec, labels)
     images = np.empty((len(z), spec.channels, spec.height, spec.width), dtype=np.float32)
     step = decode_batch_size(spec)
     for start in range(0, len(z), step):
         part = None if condition is None else condition[start : start + step]
-        x = run_layers(layers, weights, z[start : start + step], "decoder", part)
+        chunk = z[start : start + step]
+        x = (
+            run_layers(layers, weights, chunk, "decoder", part)
+            if own is None
+            else own(weights, chunk)
+        )
         # Bernoulli logits and the Gaussian's pre-sigmoid means both become pixels through a
         # sigmoid.
         images[start : start + step] = 0.5 * (np.tanh(0.5 * x) + 1.0)

@@ -220,3 +220,15 @@ def version1_names(spec: ModelSpec) -> dict[str, str]:
                 renames[f"{old}.{suffix}"] = f"{network}.{layer.name}.{suffix}"
             index += 2 if layer.relu else 1
     return renames
+
+
+def conv_stages(spec: ModelSpec) -> tuple[Layer, ...]:
+    """The stride-2 convolutions of the conv encoder ``spec`` describes, in order: what a
+    hierarchical model's bottom-up pass starts with (:mod:`vae.models.hierarchical`)."""
+    return tuple(layer for layer in _conv_encoder(spec) if layer.kind == CONV)
+
+
+def deconv_stages(spec: ModelSpec) -> tuple[Layer, ...]:
+    """The transposed convolutions of the conv decoder ``spec`` describes, from its smallest
+    feature map to the image: what a hierarchical model's top-down pass ends with."""
+    return tuple(layer for layer in _conv_decoder(spec) if layer.kind == DECONV)

@@ -28,7 +28,7 @@ from vae.limits import (
 from vae.model_spec import ModelSpec
 from vae.models import FAMILIES, family_of
 from vae.models.priors import PRIORS
-from vae.plan import conv_feature_sizes, layer_plan
+from vae.plan import conv_feature_sizes
 
 
 def model_spec(
@@ -41,7 +41,7 @@ def model_spec(
     conv = model.architecture == "conv"
     prior = model.effective_prior
     sizes = PRIORS[prior].size_setting
-    return ModelSpec(
+    fields = dict(
         architecture=model.architecture,
         latent_dim=model.latent_dim,
         channels=image["channels"],
@@ -62,6 +62,8 @@ def model_spec(
         pseudo_inputs=model.pseudo_inputs if sizes == "pseudo_inputs" else 0,
         classes=list(classes or ()) if FAMILIES[model.model_type].conditional else [],
     )
+    # A family's own settings (a hierarchy's groups), recorded for it alone.
+    return ModelSpec(**{**fields, **FAMILIES[model.model_type].spec_fields(model)})
 
 
 # The rule ``conv_widths`` "auto" follows: stride-2 stages until the feature map is at most
@@ -156,6 +158,7 @@ def _check_choices(spec: ModelSpec) -> None:
     )
     family_of(spec).check(spec)  # its model type known, its prior and settings together
     _check_classes(spec)
+    _check_other_families_settings(spec)
 
 
 def _check_classes(spec: ModelSpec) -> None:
@@ -184,6 +187,19 @@ def _check_classes(spec: ModelSpec) -> None:
         raise ConfigError(f"model classes must differ from each other, got {shown(classes)}")
 
 
+def _check_other_families_settings(spec: ModelSpec) -> None:
+    """A setting of another family's own (a hierarchy's ``latent_groups``) is 0 in a spec."""
+    own = family_of(spec).own_settings
+    for family in FAMILIES.values():
+        for name in family.own_settings:
+            value = getattr(spec, name)
+            if name not in own and value != 0:
+                raise ConfigError(
+                    f"model {name} must be 0 for model type {spec.model_type} (only a "
+                    f"{family.label} has one), got {shown(value)}"
+                )
+
+
 def _check_image_side(spec: ModelSpec) -> None:
     """Images large enough for ms-ssim's scales and for the conv layers' halvings."""
     conv = spec.architecture == "conv"
@@ -200,7 +216,7 @@ def largest_activation(spec: ModelSpec) -> int:
         for widths in (spec.conv_widths, spec.decoder_widths):
             features = conv_feature_sizes(spec.height, spec.width, len(widths))[1:]
             sizes += [width * h * w for width, (h, w) in zip(widths, features, strict=True)]
-    return max(sizes)
+    return max([*sizes, *family_of(spec).activation_sizes(spec)])
 
 
 def decode_batch_size(spec: ModelSpec) -> int:
@@ -224,5 +240,7 @@ def expected_tensors(spec: ModelSpec) -> dict[str, TensorShape]:
 
 
 def _tensor_shapes(spec: ModelSpec) -> dict[str, TensorShape]:
-    """``expected_tensors`` for a spec whose sizes are already checked: read off its layer plan."""
-    return {name: TensorShape(shape) for name, shape in layer_plan(spec).tensor_shapes().items()}
+    """``expected_tensors`` for a spec whose sizes are already checked: read off its layer plan
+    (a family with its own network: off that network's layout)."""
+    shapes = family_of(spec).tensor_shapes(spec)
+    return {name: TensorShape(shape) for name, shape in shapes.items()}

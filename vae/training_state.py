@@ -45,6 +45,7 @@ class Progress:
     epoch_sums: dict[str, float] = field(default_factory=dict)
     best_val: float | None = None
     best_epoch: int | None = None
+    skipped_steps: int = 0  # steps ``grad_skip`` left without an update, over the whole run
 
 
 class TrainingState:
@@ -256,6 +257,8 @@ def _check_progress(raw: Any) -> None:
     counts = ("epoch", "step", "batch_in_epoch")
     if not all(is_count(raw.get(key)) for key in counts):
         raise ValueError("progress epoch, step or batch_in_epoch is not a whole number")
+    if not is_count(raw.get("skipped_steps", 0)):  # a checkpoint of before grad_skip has none
+        raise ValueError("progress skipped_steps is not a whole number")
     sums = raw.get("epoch_sums", {})
     if not isinstance(sums, dict) or not all(is_number(v) for v in sums.values()):
         raise ValueError("progress epoch_sums holds something other than numbers")

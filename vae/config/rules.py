@@ -69,6 +69,8 @@ def check_run_config(config: RunConfig, given: Collection[str] = ()) -> None:
     _check_bounds(values)
     _check_prior_asked(model.model_type, model.prior, given)
     _check_pseudo_inputs_asked(model, given)
+    _check_family_settings_asked(model.model_type, given)
+    FAMILIES[model.model_type].check_config(config, given)
 
 
 def check_model(
@@ -157,6 +159,23 @@ def _check_prior_asked(model_type: str, prior: str, given: Collection[str]) -> N
             Setting("model_type"),
             f" {model_type})",
         )
+
+
+def _check_family_settings_asked(model_type: str, given: Collection[str]) -> None:
+    """A setting only another family reads (a hierarchy's ``latent_groups``) would be ignored:
+    asked for, it is a mistake."""
+    chosen = FAMILIES[model_type]
+    for family in FAMILIES.values():
+        for name in family.own_settings:
+            if name in given and name not in chosen.own_settings:
+                raise ConfigError(
+                    Setting(name),
+                    f" is a {family.label}'s setting: add ",
+                    Setting("model_type"),
+                    f" {family.name}, or leave ",
+                    Setting(name),
+                    " out",
+                )
 
 
 def _check_pseudo_inputs_asked(model: ModelConfig, given: Collection[str]) -> None:

@@ -172,17 +172,25 @@ class ModelConfig:
     model_type: str = setting(
         "vae",
         help="vae; ae: a plain autoencoder with the same layers, for comparison; cvae: a "
-        "VAE conditioned on the class label (labelled data).",
+        "VAE conditioned on the class label (labelled data); hvae: a "
+        "hierarchical VAE (--latent-groups groups of latents, top-down inference).",
         flags=("--model",),
         choices=MODEL_TYPES,
         doc="`vae`; `ae`: a deterministic autoencoder with the same layers (no KL, no sampling "
         "noise) to compare latent spaces with; it samples from a Gaussian fitted to its training "
         "codes, and `evaluate` reports its reconstruction error (it has no likelihood); `cvae`: a "
         "conditional VAE, its encoder and decoder given each image's class label (labelled data "
-        "only; `generate --label`; [Conditional VAE](../conditional.md))",
+        "only; `generate --label`; [Conditional VAE](../conditional.md)); `hvae`: a "
+        "hierarchical VAE, `--latent-groups` groups of latents with top-down inference and "
+        "residual cells ([Hierarchical VAE](../hierarchical.md))",
     )
     latent_dim: int = setting(
-        32, help="Latent dimensions.", at_least=1, at_most=limits.MAX_LATENT_DIM
+        32,
+        help="Latent dimensions (hvae: of all its groups together).",
+        at_least=1,
+        at_most=limits.MAX_LATENT_DIM,
+        doc="latent dimensions; a hierarchical VAE's, split evenly between its `--latent-groups` "
+        "groups",
     )
     hidden_sizes: list[int] = setting(
         factory=lambda: [512],
@@ -257,6 +265,23 @@ class ModelConfig:
         doc="pseudo-inputs of the `vamp` prior, only with `--prior vamp`: learned images, each a "
         "component (392,000 parameters at 28x28 and 500; every training step encodes all of "
         "them)",
+    )
+    latent_groups: int = setting(
+        2,
+        help="hvae: groups of latents; --latent-dim is split evenly between them.",
+        at_least=2,
+        at_most=limits.MAX_LATENT_GROUPS,
+        doc="`hvae` only: groups of latent variables, drawn top-down, each `--latent-dim` / N "
+        "dimensions; the top group's prior is `--prior`'s",
+    )
+    cell_channels: int = setting(
+        32,
+        help="hvae: hidden channels of each residual cell.",
+        at_least=1,
+        at_most=limits.MAX_CONV_WIDTH,
+        doc="`hvae` only: hidden channels of its residual cells (two per group: one in the "
+        "bottom-up pass, one in the top-down pass); their feature maps have the last "
+        "`--conv-widths` (bottom-up) and `--decoder-conv-widths` (top-down) channels",
     )
 
     @property
@@ -388,6 +413,17 @@ class TrainConfig:
         at_least=0,
         low_text="zero (off) or positive",
         doc="clip the gradient norm",
+        doc_default="0 (off)",
+    )
+    grad_skip: float = setting(
+        0.0,
+        help="Skip optimisation steps whose gradient norm is above this (0 = off).",
+        at_least=0,
+        low_text="zero (off) or positive",
+        doc="skip (no update, Adam's moments untouched) every step whose gradient norm before "
+        "clipping is above this, as NVAE and VDVAE do against a hierarchy's rare outlier "
+        "gradients; the run's count is `skipped_steps` in `metrics.jsonl`. Each step then reads "
+        "the norm on the host (a GPU waits for it)",
         doc_default="0 (off)",
     )
     lr_schedule: str = setting(

@@ -10,7 +10,7 @@ import torch
 
 from vae.data import ImageSet, labelled_batches
 from vae.model import VAE
-from vae.objectives import elbo_terms, gaussian_kl, log_importance_weights, log_likelihood
+from vae.objectives import elbo_terms, log_likelihood
 from vae.reporting import Reporter
 
 EVALUATION_SEED = 0
@@ -38,12 +38,12 @@ def evaluate_elbo(
     totals = {"neg_elbo": 0.0, "recon": 0.0, "kl": 0.0, "mse": 0.0}
     count = 0
     for x, labels in labelled_batches(images, batch_size):
-        mu, logvar = model.encode(x, labels)
         noise = None
-        if logvar is not None:
-            noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        z = mu if noise is None else model.reparameterize(mu, logvar, noise=noise)
-        decoded = model.decode_fast(z, labels)
+        if model.family.stochastic:
+            noise = torch.randn(
+                (x.shape[0], model.latent_dim), generator=generator, device=x.device
+            )
+        decoded, mu, logvar = model.evaluation_pass(x, noise, labels)
         sigma = model.likelihood_sigma(gaussian_sigma)
         kl = model.kl_term(mu, logvar, noise)
         terms = elbo_terms(decoded, x, mu, logvar, model.spec.likelihood, 1.0, 0.0, sigma, kl=kl)
@@ -51,6 +51,9 @@ def evaluate_elbo(
         totals["neg_elbo"] += terms.neg_elbo.item() * n
         totals["recon"] += terms.recon.item() * n
         totals["kl"] += terms.kl.item() * n
+        # The KL's parts where the family has some (a hierarchy's groups: kl_group1...).
+        for key, part in model.family.kl_parts(model, mu, logvar, noise).items():
+            totals[key] = totals.get(key, 0.0) + part.mean().item() * n
         if model.spec.likelihood != "bce":
             totals["mse"] += (model.decoded_to_image(decoded) - x).pow(2).mean().item() * n
         count += n
@@ -94,14 +97,13 @@ def score_batch(
     as the average of log q(z|x) - log p(z) over the same k samples) and the k-sample
     importance-weighted NLL of each image in ``x``, streaming over chunks of samples. A
     conditional model encodes and decodes with ``labels``: its figures are of x given them."""
-    mu, logvar = model.encode(x, labels)
-    batch, latent = mu.shape
-    kl = gaussian_kl(mu, logvar).sum(1)
+    posterior = model.importance_posterior(x, labels)
+    batch, latent = x.shape[0], model.latent_dim
+    kl = posterior.closed_form_kl
     kl_sum = torch.zeros(batch, device=x.device)
     log_sum = torch.full((batch,), -math.inf, device=x.device)
     recon_sum = torch.zeros(batch, device=x.device)
     chunk = max(1, max_decodes // batch)
-    std = torch.exp(0.5 * logvar)
     done = 0
     while done < k:
         count = min(chunk, k - done)
@@ -112,27 +114,24 @@ def score_batch(
                 for _ in range(count)
             ]
         )
-        z = mu + std * eps
-        # Sample-major, as the targets: each chunk's samples repeat the labels in order.
-        repeated = None if labels is None else labels.repeat(count)
-        decoded = model.decode_fast(z.reshape(count * batch, latent), repeated)
+        decoded, log_p, log_q = posterior.samples(eps)
         targets = x.unsqueeze(0).expand(count, *x.shape).reshape(count * batch, *x.shape[1:])
         sigma = model.likelihood_sigma(gaussian_sigma)
         log_px = log_likelihood(decoded, targets, model.spec.likelihood, sigma).view(count, batch)
-        log_weights = log_importance_weights(log_px, z, mu, logvar, model.log_prior)
+        log_weights = log_px + log_p - log_q
         log_sum = torch.logaddexp(log_sum, torch.logsumexp(log_weights, dim=0))
         recon_sum -= log_px.sum(0)
         kl_sum += (log_px - log_weights).sum(0)
         done += count
     recon = recon_sum / k
-    if model.prior is not None:
+    if kl is None:  # no closed form (a learned prior, a hierarchy): the samples' average
         kl = kl_sum / k
     return {
         "nll": -(log_sum - math.log(k)),
         "recon": recon,
         "kl": kl,
         "neg_elbo": recon + kl,
-        "mu": mu,
+        "mu": posterior.means,
     }
 
 

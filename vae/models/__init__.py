@@ -1,7 +1,7 @@
 """Model families behind one interface (:class:`~vae.models.family.Family`), keyed by the
 checkpoint's ``model_type``: ``vae`` (:mod:`vae.models.gaussian`), ``ae``
-(:mod:`vae.models.autoencoder`) and ``cvae`` (:mod:`vae.models.conditional`); their priors in
-:mod:`vae.models.priors`.
+(:mod:`vae.models.autoencoder`), ``cvae`` (:mod:`vae.models.conditional`) and ``hvae``
+(:mod:`vae.models.hierarchical`); their priors in :mod:`vae.models.priors`.
 
 Adding a family is one module with a ``FAMILY`` and one line in ``FAMILIES``. Importing this
 package imports no torch.
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vae.errors import ConfigError, shown
-from vae.models import autoencoder, conditional, gaussian
+from vae.models import autoencoder, conditional, gaussian, hierarchical
 from vae.models.family import Family
 from vae.models.priors import PRIORS, LatentPrior
 
@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from vae.model_spec import ModelSpec
 
 FAMILIES: dict[str, Family] = {
-    family.name: family for family in (gaussian.FAMILY, autoencoder.FAMILY, conditional.FAMILY)
+    family.name: family
+    for family in (gaussian.FAMILY, autoencoder.FAMILY, conditional.FAMILY, hierarchical.FAMILY)
 }
 MODEL_TYPES = tuple(FAMILIES)
 PRIOR_NAMES = tuple(PRIORS)

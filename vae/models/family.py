@@ -69,7 +69,62 @@ class Family:
         """Its settings for reports: the prior's name (None for a family without a prior)."""
         return {"prior": spec.prior}
 
+    # --- a family's own network (the defaults: the layer plan's encoder and decoder) ----------
+
+    # Settings only it reads (a hierarchy's ``latent_groups``): its specs record them (others
+    # record 0), and asking for one with another family is refused.
+    own_settings: tuple[str, ...] = ()
+    # Settings it has no use for (a hierarchy's dense layers): asking for one is refused.
+    unused_settings: tuple[str, ...] = ()
+
+    def spec_fields(self, model: Any) -> dict[str, Any]:
+        """The fields its spec takes from the run's model settings (a ``ModelConfig``) beyond
+        every family's: its ``own_settings``, and its ``unused_settings`` left empty."""
+        return {}
+
+    def check_config(self, config: Any, given: Any) -> None:
+        """Raise ConfigError unless a run's settings (a ``RunConfig``; ``given``: those set
+        explicitly) suit it, naming the settings at fault."""
+
+    def tensor_shapes(self, spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+        """Every tensor its model holds, by name and shape (``model.state_dict()``'s)."""
+        from vae.plan import layer_plan
+
+        return layer_plan(spec).tensor_shapes()
+
+    def activation_sizes(self, spec: ModelSpec) -> list[int]:
+        """Values per image in layer outputs that the layer plan's sizes do not count."""
+        return []
+
+    def numpy_decoder(self, spec: ModelSpec) -> Any:
+        """Its generative path in NumPy, a function (weights, latents) -> the decoder's
+        pre-sigmoid output; None: the layer plan's decoder (``vae.numpy_sampling``)."""
+        return None
+
+    def describe_groups(self, model: Any, validation: Any) -> dict[str, Any] | None:
+        """Its latent's groups for ``info``, from a checkpoint's recorded model spec and
+        validation figures (dicts); None for a latent of one group."""
+        return None
+
     # --- with torch ---------------------------------------------------------------------------
+
+    def build_module(self, spec: ModelSpec) -> torch.nn.Module:
+        """Its torch module (``vae.model.build_model`` asks): a ``vae.model.VAE``, or a subclass
+        whose methods mean the same on its own network."""
+        from vae.model import VAE
+
+        return VAE(spec)
+
+    def kl_parts(
+        self,
+        model: torch.nn.Module,
+        mu: torch.Tensor,
+        logvar: torch.Tensor | None,
+        noise: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        """The KL's parts per image by name, where it has parts to report (a hierarchy's
+        groups: ``kl_group1``...); validation records their means."""
+        return {}
 
     def split_encoding(self, encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(posterior mean, log-variance or None) from the encoder's output."""

@@ -33,6 +33,7 @@ from vae.reporting import Reporter
 from vae.run_folder import RunFolder
 from vae.spec import model_spec
 from vae.trainer.family_steps import FamilySteps
+from vae.trainer.gradients import apply_gradients
 from vae.trainer.metric_sums import (
     REPORT_EVERY,
     Interval,
@@ -197,9 +198,10 @@ class Trainer:
         loss, terms = self._loss(x, labels, batch_images, beta)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.config.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.grad_clip)
-        self.optimizer.step()
+        train = self.config.train
+        parameters = list(self.model.parameters())
+        if not apply_gradients(parameters, self.optimizer, train.grad_clip, train.grad_skip):
+            self.progress.skipped_steps += 1
         self.progress.step += 1
         self.progress.batch_in_epoch += 1
         return terms
@@ -290,6 +292,8 @@ class Trainer:
         record = epoch_record(
             progress, beta, trained_lr, sums, validation, eligible, is_best, self.loss_name.key
         )
+        if self.config.train.grad_skip > 0:
+            record["skipped_steps"] = progress.skipped_steps  # over the whole run so far
         self.history.append(record)
         if self.world.is_main:
             # Rank 0's files of the finished epoch, then its report.
