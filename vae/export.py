@@ -305,13 +305,13 @@ def _body(
     record: dict[str, Any] | None,
     figures: list[tuple[str, float | int]],
     record_name: str | None,
-    repo_id: str | None,
+    hub_source: str | None,
 ) -> str:
     """The model card's text below its front matter: what the model is, how to use it, its
     evaluation and its samples."""
     lines = [
         *_what_it_is(name, metadata, family),
-        *_use(repo_id),
+        *_use(hub_source),
         *_evaluation_section(record, figures, record_name),
         *_samples(family),
     ]

@@ -45,9 +45,6 @@ MAX_IMPORTANCE_SAMPLES = 1_000_000  # evaluate --k
 # train --iw-samples: each training image is decoded this many times a step (Burda et al. train
 # with up to 50); the bound keeps a mistyped value from asking for batch x K decodes at once.
 MAX_IW_SAMPLES = 1000
-# train --iw-samples: each training image is decoded this many times a step (Burda et al. train
-# with up to 50); the bound keeps a mistyped value from asking for batch x K decodes at once.
-MAX_IW_SAMPLES = 1000
 MAX_REPEATS = 1000  # evaluate --repeats
 # Scales of the prior's spread (generate --temperature) and of a sweep in standard deviations
 # (visualize --span): far beyond anything informative, and far below float32's range.

@@ -256,7 +256,6 @@ class ModelConfig:
         doc="components of the `mog` prior (each a mean, a diagonal variance and a weight: 32,500 "
         "parameters at latent 32)",
     )
-
     pseudo_inputs: int = setting(
         500,
         help="Pseudo-inputs of the vamp prior (learned images; only with --prior vamp).",
