@@ -117,7 +117,7 @@ class TrainingState:
             "progress": self.progress.__dict__,
             "beta": beta,
             "optimizer": {"param_groups": optimizer_state["param_groups"], "scalars": scalars},
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scheduler": _scheduler_json(self.scheduler),
         }
 
     # --- out of checkpoint_last -------------------------------------------------------------
@@ -206,6 +206,20 @@ class TrainingState:
             ):
                 group["lr"] = base * (1 + math.cos(math.pi * done / epochs)) / 2
             self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+
+def _scheduler_json(scheduler: Any) -> dict[str, Any] | None:
+    """The scheduler's state as JSON that vae's own header reader accepts: without its
+    non-finite numbers (ReduceLROnPlateau's ``mode_worse``, and ``best`` before a first step,
+    are infinity, which JSON cannot hold). Loading leaves those at a fresh scheduler's values,
+    which are the same infinities (torch rebuilds ``mode_worse`` on load anyway)."""
+    if scheduler is None:
+        return None
+    return {
+        key: value
+        for key, value in scheduler.state_dict().items()
+        if not (isinstance(value, float) and not math.isfinite(value))
+    }
 
 
 def _scheduler(kind: str, optimizer: torch.optim.Optimizer, epochs: int) -> Any:
