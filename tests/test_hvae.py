@@ -516,3 +516,10 @@ def test_elbo_terms_of_the_forward_pass_train_every_parameter():
     elbo_terms(decoded, x, posterior, prior, "bce", kl=kl).loss.backward()
     unused = [name for name, p in model.named_parameters() if p.grad is None]
     assert not unused, unused
+
+
+def test_the_exported_card_names_the_groups(hvae_run, tmp_path):
+    exported = runner.invoke(app, ["export", str(hvae_run), str(tmp_path / "card")])
+    assert exported.exit_code == 0, exported.output
+    card = (tmp_path / "card" / "README.md").read_text(encoding="utf-8")
+    assert "| latent groups | 2, drawn top-down |" in card

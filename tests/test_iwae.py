@@ -247,6 +247,11 @@ def test_a_tiny_iwae_run_lowers_its_bound_and_names_it_everywhere(tmp_path, synt
     rows = [" ".join(line.replace("│", " ").split()) for line in shown.output.splitlines()]
     assert "config.objective.objective iwae" in rows
     assert "config.objective.iw_samples 3" in rows
+    # The exported model card says which bound it was trained on.
+    exported = runner.invoke(app, ["export", str(run), str(tmp_path / "card")])
+    assert exported.exit_code == 0, exported.output
+    card = (tmp_path / "card" / "README.md").read_text(encoding="utf-8")
+    assert "| objective | the importance-weighted bound with k = 3" in card
 
 
 def test_the_best_checkpoint_is_chosen_on_the_bound_not_the_elbo(tiny_config, monkeypatch):

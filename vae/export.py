@@ -362,8 +362,26 @@ def _what_it_is(name: str, metadata: dict[str, Any], family: Any) -> list[str]:
         f"({train.get('lr_schedule')} schedule), seed {train.get('seed')} |",
         f"| beta | {beta.get('beta')} ({beta.get('beta_schedule')} schedule, warm-up "
         f"{beta.get('beta_warmup')}) |",
+        *_recipe_rows(metadata),
         "",
     ]
+
+
+def _recipe_rows(metadata: dict[str, Any]) -> list[str]:
+    """Rows only some models have: the latent groups of a hierarchy, and an objective other
+    than the ELBO (an IWAE-trained model's figures are of another bound)."""
+    model = metadata.get("model") or {}
+    objective = (metadata.get("config") or {}).get("objective") or {}
+    rows = []
+    groups = model.get("latent_groups")
+    if isinstance(groups, int) and not isinstance(groups, bool) and groups > 1:
+        rows.append(f"| latent groups | {groups}, drawn top-down |")
+    if objective.get("objective") == "iwae":
+        rows.append(
+            f"| objective | the importance-weighted bound with k = {objective.get('iw_samples')} "
+            "(Burda et al. 2016), not the ELBO |"
+        )
+    return rows
 
 
 def _use(hub_source: str | None) -> list[str]:
