@@ -307,6 +307,32 @@ def test_an_older_folder_run_without_labels_resumes(tmp_path, monkeypatch):
         train(prepare_resume(tmp_path / "old", {"epochs": 3}), tmp_path / "old", resume=True)
 
 
+def test_a_resume_after_a_class_folder_was_renamed_is_refused(tmp_path):
+    """The fingerprint holds each image's class number; the names are checked too, so the
+    checkpoints of one run never disagree on what class 2 is called."""
+    folder = write_patterns(tmp_path / "shapes", per_class=10)
+    config = make_tiny_config(tmp_path, tmp_path / "runs")
+    config.model.model_type = "cvae"
+    config.data.dataset = f"folder:{folder}"
+    config.data.image_size, config.data.channels = SIDE, 1
+    config.data.cache_dir = str(tmp_path / "cache")
+    config.model.architecture, config.model.prior = "mlp", "standard"
+    config.data.val_size = 5
+
+    def ctrl_c(step: int) -> None:
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted):
+        train(config, tmp_path / "run", step_callback=ctrl_c)
+    last = tmp_path / "run" / "checkpoint_last.safetensors"
+    before = last.read_bytes()
+    (folder / "square").rename(folder / "squares")  # the same order, another name
+    with pytest.raises(ConfigError, match="class names .*'squares'.* where the run had .*'square'"):
+        train(prepare_resume(tmp_path / "run", {}), tmp_path / "run", resume=True)
+    assert last.read_bytes() == before
+
+
 def test_two_processes_train_the_same_cvae_as_one(tmp_path, synthetic_data_dir):
     """torchrun: each rank's share of a batch comes with its own labels."""
     from test_distributed import _flags, _torchrun

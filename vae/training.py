@@ -39,6 +39,7 @@ from vae.errors import (
     TrainingDiverged,
     TrainingInterrupted,
     listed,
+    shown,
 )
 from vae.interrupts import graceful_interrupt
 from vae.json_values import is_count
@@ -244,6 +245,18 @@ def _check_same_data(path: Path, splits: DataSplits, config: RunConfig) -> None:
     difference = data_difference(recorded, splits.info)
     if difference is not None and _folder_without_labels(recorded, splits, metadata):
         difference = None
+    model = metadata.get("model")
+    classes = model.get("classes") if isinstance(model, dict) else None
+    if (
+        difference is None
+        and isinstance(classes, list)
+        and classes
+        and classes != list(splits.classes or [])
+    ):
+        # The fingerprint holds the labels' numbers, not their names: a renamed class folder.
+        difference = (
+            f"class names {shown(list(splits.classes or []))} where the run had {shown(classes)}"
+        )
     if difference is not None:
         dataset = config.data.dataset
         if dataset.startswith(MEMORY_PREFIX):
