@@ -552,3 +552,14 @@ def test_an_hf_label_outside_the_classes_is_refused(tmp_path, synthetic_data_dir
     splits.train.labels[3] = -1
     with pytest.raises(DataError, match="the label -1, which is no class index"):
         check_class_labels(config, splits)
+
+
+def test_the_exported_card_of_a_cvae_names_its_classes(cvae_run: Path, tmp_path: Path) -> None:
+    import yaml
+
+    exported = runner.invoke(app, ["export", str(cvae_run), str(tmp_path / "card")])
+    assert exported.exit_code == 0, exported.output
+    card = (tmp_path / "card" / "README.md").read_text(encoding="utf-8")
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert "pipeline_tag" not in front  # not unconditional generation
+    assert "| classes (the label it is conditioned on) | 3: bar, column, square |" in card

@@ -256,7 +256,8 @@ def model_card(
     if license is not None:
         front["license"] = license
     front["tags"] = list(dict.fromkeys(tags))
-    front["pipeline_tag"] = "unconditional-image-generation"
+    if not family.conditional:  # the Hub has no tag for images drawn given a class
+        front["pipeline_tag"] = "unconditional-image-generation"
     if dataset:
         front["datasets"] = [dataset]
     figures = evaluation_figures(record) if record is not None else []
