@@ -104,6 +104,8 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(
 
 def test_ctrl_c_saves_a_loadable_last_checkpoint(tiny_config):
     folder = run_dir(tiny_config, "ctrl-c")
+    # What was there before (a process started in the background of a shell ignores SIGINT).
+    handler = signal.getsignal(signal.SIGINT)
 
     def ctrl_c(step: int) -> None:
         if step == 2:
@@ -114,7 +116,7 @@ def test_ctrl_c_saves_a_loadable_last_checkpoint(tiny_config):
     last = folder / "checkpoint_last.safetensors"
     load_model(last)
     assert read_header(last).training_state["progress"]["batch_in_epoch"] == 2
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is handler  # handler restored
 
 
 def test_nan_loss_stops_and_keeps_good_checkpoints(tiny_config, monkeypatch):
