@@ -164,6 +164,25 @@ def endless(loader: Any) -> Iterator[Any]:
         yield from loader
 
 
+def interleaved_step_times(
+    steps: dict[str, Callable[[], None]], count: int, device: torch.device, warmup: int = 3
+) -> dict[str, list[float]]:
+    """Milliseconds of each of ``count`` calls of every step, the steps taking turns call by
+    call, so that a busy machine slows them alike and their ratios stay comparable."""
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    milliseconds: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(count):
+        for name, step in steps.items():
+            synchronize(device)
+            started = time.perf_counter()
+            step()
+            synchronize(device)
+            milliseconds[name].append(1000 * (time.perf_counter() - started))
+    return milliseconds
+
+
 def time_steps(step: Callable[[], None], steps: int, warmup: int, device: torch.device) -> float:
     """Seconds for ``steps`` calls of ``step`` after ``warmup`` untimed ones."""
     for _ in range(warmup):

@@ -14,11 +14,10 @@ the ratio of medians to the VAE's: about the ratio of their epochs' times.
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
-from common import summary, synchronize, training_benchmark_setup
+from common import interleaved_step_times, summary, training_benchmark_setup
 
 from vae.config import RunConfig
 from vae.distributed import World
@@ -63,17 +62,7 @@ def training_step(overrides: dict[str, object], device: torch.device) -> Callabl
 def main() -> None:
     args, _root, device = training_benchmark_setup(__doc__)
     steps = {name: training_step(overrides, device) for name, overrides in SETTINGS.items()}
-    milliseconds: dict[str, list[float]] = {name: [] for name in SETTINGS}
-    for _ in range(3):
-        for step in steps.values():
-            step()
-    for _ in range(args.steps * args.rounds):
-        for name, step in steps.items():
-            synchronize(device)
-            started = time.perf_counter()
-            step()
-            synchronize(device)
-            milliseconds[name].append(1000 * (time.perf_counter() - started))
+    milliseconds = interleaved_step_times(steps, args.steps * args.rounds, device)
     vae = statistics.median(milliseconds["vae (default)"])
     for name, values in milliseconds.items():
         ratio = statistics.median(values) / vae

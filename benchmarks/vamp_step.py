@@ -15,9 +15,8 @@ forward and backward, at the batch's precision: K / 128 batches' more encoder wo
 from __future__ import annotations
 
 import statistics
-import time
 
-from common import summary, synchronize, training_benchmark_setup
+from common import interleaved_step_times, summary, training_benchmark_setup
 from iwae_step import training_step
 
 SETTINGS = {
@@ -30,17 +29,7 @@ SETTINGS = {
 def main() -> None:
     args, _root, device = training_benchmark_setup(__doc__)
     steps = {name: training_step(overrides, device) for name, overrides in SETTINGS.items()}
-    milliseconds: dict[str, list[float]] = {name: [] for name in SETTINGS}
-    for _ in range(3):
-        for step in steps.values():
-            step()
-    for _ in range(args.steps * args.rounds):
-        for name, step in steps.items():
-            synchronize(device)
-            started = time.perf_counter()
-            step()
-            synchronize(device)
-            milliseconds[name].append(1000 * (time.perf_counter() - started))
+    milliseconds = interleaved_step_times(steps, args.steps * args.rounds, device)
     mog = statistics.median(milliseconds["mog, 500"])
     for name, values in milliseconds.items():
         ratio = statistics.median(values) / mog
