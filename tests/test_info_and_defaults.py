@@ -60,6 +60,33 @@ def test_info_shows_small_rates_exactly(tmp_path):
     assert described["config"]["train"] == {"lr": 0.00025, "weight_decay": 1e-5}
 
 
+def test_info_leaves_out_settings_the_run_never_read(tmp_path):
+    """A run's saved configuration holds every setting; the table shows those its family,
+    prior and objective read (a plain VAE's latent_groups would mislead), the JSON all."""
+    config = {
+        "model": {"latent_dim": 2, "prior": "standard", "latent_groups": 1, "cell_channels": 32,
+                  "prior_components": 500, "pseudo_inputs": 500},
+        "objective": {"objective": "elbo", "iw_samples": 5},
+    }  # fmt: skip
+    checkpoint = _write_checkpoint(tmp_path / "vae.safetensors", config)
+    result = runner.invoke(app, ["info", str(checkpoint)])
+    assert result.exit_code == 0, result.output
+    assert _row(result.output, "config.model.latent_dim") == "2"
+    assert _row(result.output, "config.objective.objective") == "elbo"
+    for unread in ("model.latent_groups", "model.cell_channels", "model.prior_components",
+                   "model.pseudo_inputs", "objective.iw_samples"):  # fmt: skip
+        with pytest.raises(AssertionError, match="no row"):
+            _row(result.output, f"config.{unread}")
+    described = json.loads(runner.invoke(app, ["info", str(checkpoint), "--json"]).output)
+    assert described["config"] == config
+    # An IWAE run's sample count is read: shown.
+    config["objective"]["objective"] = "iwae"
+    iwae = _write_checkpoint(tmp_path / "iwae.safetensors", config)
+    assert (
+        _row(runner.invoke(app, ["info", str(iwae)]).output, "config.objective.iw_samples") == "5"
+    )
+
+
 def test_info_on_a_checkpoint_last_shows_its_training_state(trained_run):
     last = trained_run / "checkpoint_last.safetensors"
     state = read_header(last).training_state

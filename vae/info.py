@@ -142,12 +142,33 @@ def render_table(description: dict[str, Any]) -> Any:
     rows: list[tuple[str, str]] = []
     _flatten("", first, rows)
     if config is not None:
-        _flatten("config", config, rows)
+        _flatten("config", _read_settings(config, description.get("model")), rows)
     for name, value in rows:
         table.add_row(plain(name), plain(value))
     if isinstance(state, dict):
         _add_training_state(table, state)
     return table
+
+
+def _read_settings(config: Any, model: Any) -> Any:
+    """The run's configuration without the settings its family, prior and objective never read
+    (a plain VAE's ``latent_groups``): the JSON output keeps every one."""
+    from vae.config.rules import settings_not_read
+
+    if not isinstance(config, dict) or not isinstance(model, dict):
+        return config
+    objective = config.get("objective")
+    unread = settings_not_read(
+        model.get("model_type"),
+        model.get("prior"),
+        objective.get("objective") if isinstance(objective, dict) else None,
+    )
+    return {
+        section: {k: v for k, v in values.items() if k not in unread}
+        if isinstance(values, dict)
+        else values
+        for section, values in config.items()
+    }
 
 
 # The order a reader asks in: where the run stopped, then what --resume restores it with.

@@ -73,6 +73,22 @@ def check_run_config(config: RunConfig, given: Collection[str] = ()) -> None:
     FAMILIES[model.model_type].check_config(config, given)
 
 
+def settings_not_read(model_type: Any, prior: Any, objective: Any) -> set[str]:
+    """The settings a run of this family, prior and objective never reads (another family's
+    own settings, another prior's size, the IWAE sample count of an ELBO run): a run's saved
+    configuration records every setting, and a report of it leaves these out."""
+    chosen = FAMILIES.get(model_type) if isinstance(model_type, str) else None
+    unread = {name for family in FAMILIES.values() for name in family.own_settings}
+    if chosen is not None:
+        unread = (unread - set(chosen.own_settings)) | set(chosen.unused_settings)
+    unread |= {part.size_setting for part in PRIORS.values() if part.size_setting}
+    if isinstance(prior, str) and prior in PRIORS:
+        unread.discard(PRIORS[prior].size_setting)
+    if objective != IWAE_OBJECTIVE:
+        unread.add("iw_samples")
+    return unread
+
+
 def check_model(
     architecture: Any,
     likelihood: Any,
