@@ -26,7 +26,7 @@ from vae.cli import app
 from vae.errors import ConfigError, TrainingInterrupted
 from vae.evaluation import score_batch
 from vae.model import build_model
-from vae.models.hierarchical.densities import gaussian_kl_between
+from vae.models.hierarchical.densities import gaussian_kl_between, log_densities
 from vae.models.hierarchical.module import HierarchicalModule
 from vae.numpy_sampling import decode as numpy_decode
 from vae.numpy_sampling import load_decoder
@@ -185,6 +185,26 @@ def test_the_importance_weighted_nll_converges_to_the_integral_over_the_latent(p
     torch.testing.assert_close(scores["nll"], -exact, atol=0.05, rtol=0)
     # The ELBO bounds it from below (its -ELBO is above the NLL).
     assert (scores["neg_elbo"] > -exact).all()
+
+
+def test_evaluation_draws_are_the_training_passes_values():
+    """Importance sampling computes each level's share of the posterior head once per image
+    (the 1x1 layer is linear); its draws must be those of the posterior pass on the features
+    repeated for every sample, to float rounding."""
+    model = random_model(hvae_spec(latent_groups=3, latent_dim=6), scale=0.3)
+    x = (torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    eps = torch.randn(5, 4, model.latent_dim, generator=torch.Generator().manual_seed(2))
+    noise = eps.flatten(0, 1)  # sample-major, as the draws are
+    with torch.no_grad():
+        decoded, log_p, log_q = model.importance_posterior(x).samples(eps)
+        features = [f.repeat(5, 1, 1, 1) for f in model._features(x)]
+        expected, posterior, prior = model._posterior_pass(features, noise, fast=True)
+        expected_p, expected_q = log_densities(model, posterior, prior, noise)
+    scale = expected.abs().max()
+    assert scale > 1 and log_q.std() > 0.1  # not a trivial model
+    torch.testing.assert_close(decoded, expected, atol=1e-5 * scale, rtol=0)
+    torch.testing.assert_close(log_p, expected_p.view(5, 4), atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(log_q, expected_q.view(5, 4), atol=1e-3, rtol=1e-4)
 
 
 # --- training ------------------------------------------------------------------------------------

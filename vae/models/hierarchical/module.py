@@ -106,11 +106,36 @@ class BottomUpGroup(nn.Module):
         self.posterior = Head(layout.features + layout.state[0], layout)
 
     def posterior_of(
-        self, state: torch.Tensor, features: torch.Tensor, prior: Gaussian | None
+        self, state: torch.Tensor, features: torch.Tensor | FeaturePart, prior: Gaussian | None
     ) -> Gaussian:
         """q(z_i | z_<i, x) from the top-down ``state`` and this level's bottom-up
-        ``features``: a shift of the ``prior`` (the top group's is absolute)."""
+        ``features`` (or their ``feature_part``): a shift of the ``prior`` (the top group's is
+        absolute)."""
+        if isinstance(features, FeaturePart):
+            squeeze = self.posterior.squeeze
+            own = squeeze.weight[:, features.channels :]
+            squeezed = features.values + F.conv2d(F.silu(state).to(own.dtype), own)
+            parameters = self.posterior.linear(F.silu(squeezed).flatten(1))
+            return _gaussian(parameters, prior)
         return _gaussian(self.posterior(torch.cat([features, state.to(features.dtype)], 1)), prior)
+
+    def feature_part(self, features: torch.Tensor, copies: int) -> FeaturePart:
+        """The features' share of the posterior head's first (1x1, linear) layer, computed once
+        for ``copies`` samples of each image: importance sampling runs the top-down pass
+        hundreds of times per image, and this share is the same in every one."""
+        squeeze = self.posterior.squeeze
+        channels = features.shape[1]
+        values = F.conv2d(F.silu(features), squeeze.weight[:, :channels], squeeze.bias)
+        return FeaturePart(values.repeat(copies, 1, 1, 1), channels)
+
+
+@dataclass
+class FeaturePart:
+    """A level's features after the posterior head's 1x1 layer (their channels' share of it,
+    with its bias), repeated for each sample: ``channels`` is how many input channels they were."""
+
+    values: torch.Tensor
+    channels: int
 
 
 class TopDownGroup(nn.Module):
@@ -180,7 +205,7 @@ class HierarchicalModule(VAE):
         return features[::-1]
 
     def _top_down(
-        self, batch: int, features: list[torch.Tensor] | None, pick: Pick
+        self, batch: int, features: list[torch.Tensor] | list[FeaturePart] | None, pick: Pick
     ) -> torch.Tensor:
         """The top-down state after every group, each group's latent chosen by ``pick``
         (posteriors are computed only given the bottom-up ``features``)."""
@@ -201,7 +226,7 @@ class HierarchicalModule(VAE):
         return out if self.spec.likelihood == "bce" else torch.sigmoid(out)
 
     def _posterior_pass(
-        self, features: list[torch.Tensor], noise: torch.Tensor, fast: bool
+        self, features: list[torch.Tensor] | list[FeaturePart], noise: torch.Tensor, fast: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(decoded, posterior statistics, prior statistics) for z_i = mu_q + sigma_q * noise_i
         in every group; the statistics [N, 2 * latent_dim] are every group's means, then every
@@ -327,13 +352,25 @@ class HierarchicalPosterior:
         self.features = model._features(x)
         # The code's posterior means, as ``encode`` gives them (active units are counted on them).
         self.means = model._code(self.features)[0]
+        self._parts: tuple[int, list[FeaturePart]] | None = None
+
+    def _feature_parts(self, count: int) -> list[FeaturePart]:
+        """Each level's ``feature_part`` for ``count`` samples of the batch (kept for the next
+        chunk of the same size)."""
+        if self._parts is None or self._parts[0] != count:
+            groups = self.model.encoder.groups
+            parts = [
+                group.feature_part(f, count) for group, f in zip(groups, self.features, strict=True)
+            ]
+            self._parts = (count, parts)
+        return self._parts[1]
 
     def samples(self, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For noise ``eps`` [count, batch, latent_dim]: the decoded samples [count * batch,
         ...] (sample-major), log p(z) and log q(z|x) [count, batch]."""
         count, batch, latent = eps.shape
         noise = eps.reshape(count * batch, latent)
-        features = [f.repeat(count, 1, 1, 1) for f in self.features]
-        decoded, posterior, prior = self.model._posterior_pass(features, noise, fast=True)
+        parts = self._feature_parts(count)
+        decoded, posterior, prior = self.model._posterior_pass(parts, noise, fast=True)
         log_p, log_q = log_densities(self.model, posterior, prior, noise)
         return decoded, log_p.view(count, batch), log_q.view(count, batch)
