@@ -86,7 +86,12 @@ class TrainingDiverged(VAEError):
     """The loss became NaN or infinite; the last good checkpoints are kept."""
 
 
-class TrainingInterrupted(VAEError):
-    """Training stopped on Ctrl-C after saving the last checkpoint (exit code 130)."""
+class Interrupted(VAEError):
+    """A command stopped on Ctrl-C (or SIGTERM) after saving what lets it continue; its message
+    says where (exit code 130, or 128 + the signal's number)."""
 
     exit_code = 130
+
+
+class TrainingInterrupted(Interrupted):
+    """Training stopped on Ctrl-C after saving the last checkpoint (exit code 130)."""

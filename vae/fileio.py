@@ -16,9 +16,21 @@ from vae.errors import ConfigError, VAEError
 PICTURE = "picture"
 EVALUATION = "vae evaluation JSON"
 OUTLIER_SCORES = "vae outlier scores CSV"
+EVALUATION_PROGRESS = "vae evaluation progress file"
+# The safetensors metadata key that marks an evaluation's progress file (vae.evaluation.progress).
+PROGRESS_METADATA_KEY = "vae_evaluation_progress"
+_SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
+PROGRESS_SUFFIX = ".progress.safetensors"
 _PICTURE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"\xff\xd8\xff")
 _EVALUATION_KEYS = {"protocol", "metrics", "checkpoint_sha256"}
 _EVALUATION_MAX_BYTES = 64 * 1024 * 1024  # far above any evaluation JSON; bounds the read
+
+
+def progress_path(output: str | Path) -> Path:
+    """Where the progress of an evaluation written to ``output`` is kept (vae.evaluation.progress):
+    beside it, named after it."""
+    output = Path(output)
+    return output.with_name(output.name + PROGRESS_SUFFIX)
 
 
 def atomic_write_bytes(
@@ -135,6 +147,13 @@ def _holds(path: Path, kind: str) -> bool:
                 return any(start.startswith(signature) for signature in _PICTURE_SIGNATURES)
             if kind == OUTLIER_SCORES:
                 return handle.read(4) == b"set,"
+            if kind == EVALUATION_PROGRESS:
+                length = int.from_bytes(handle.read(8), "little")
+                if not 0 < length <= _SAFETENSORS_MAX_HEADER:
+                    return False
+                header = json.loads(handle.read(length))
+                metadata = header.get("__metadata__") if isinstance(header, dict) else None
+                return isinstance(metadata, dict) and PROGRESS_METADATA_KEY in metadata
             if kind == EVALUATION:
                 text = handle.read(_EVALUATION_MAX_BYTES + 1)
                 if len(text) > _EVALUATION_MAX_BYTES:

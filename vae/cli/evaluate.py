@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vae import limits
+from vae import interrupts, limits
 from vae.checkpoint import DEFAULT_CHECKPOINT
 from vae.cli.common import (
     IMAGES_DIR,
@@ -29,8 +29,15 @@ from vae.cli.common import (
     write_safely,
 )
 from vae.config import check_seed
-from vae.errors import ConfigError
-from vae.fileio import EVALUATION, OUTLIER_SCORES, atomic_write_text, check_output_file
+from vae.errors import ConfigError, Interrupted
+from vae.fileio import (
+    EVALUATION,
+    EVALUATION_PROGRESS,
+    OUTLIER_SCORES,
+    atomic_write_text,
+    check_output_file,
+    progress_path,
+)
 from vae.limits import check_at_most
 
 TEST_BINARIZATIONS = (None, "static", "dynamic", "none")
@@ -91,21 +98,33 @@ def evaluate_command(
         device=device,
         invert=invert,
     )
-    result = evaluate_checkpoint(
-        checkpoint,
-        source.library(),
-        k=k,
-        repeats=repeats,
-        binarize_test=binarize_test,
-        batch_size=batch_size,
-        seed=seed,
-        device=device,
-        ood_dataset=ood_dataset,
-        histogram=histogram,
-        reporter=RichReporter(quiet=quiet),
-    )
+    progress = None if output is None else progress_path(output)
+    try:
+        result = evaluate_checkpoint(
+            checkpoint,
+            source.library(),
+            k=k,
+            repeats=repeats,
+            binarize_test=binarize_test,
+            batch_size=batch_size,
+            seed=seed,
+            device=device,
+            ood_dataset=ood_dataset,
+            histogram=histogram,
+            reporter=RichReporter(quiet=quiet),
+            progress_file=progress,
+        )
+    except KeyboardInterrupt:
+        if progress is None or not progress.exists():
+            raise
+        raise Interrupted(
+            f"{interrupts.interrupt_line()}; the evaluation's progress is kept in {progress}: "
+            "run the same command again to continue"
+        ) from None
     result["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     _report(result, output)
+    if progress is not None:
+        progress.unlink(missing_ok=True)  # its evaluation is written
 
 
 def _check_options(
@@ -141,6 +160,7 @@ def _check_outputs(
             )
     if output is not None:
         check_output_file(output, "--output", EVALUATION, reads)
+        check_output_file(progress_path(output), "--output", EVALUATION_PROGRESS, reads)
         if ood_dataset is not None:
             from vae.ood import scores_path
 

@@ -12,7 +12,9 @@ from vae.classes import check_image_labels
 from vae.data import ImageSource, load_outlier_images
 from vae.errors import CheckpointError, ConfigError, Setting
 from vae.evaluation.outliers import outlier_section
+from vae.evaluation.progress import EvaluationProgress, tensor_digest
 from vae.evaluation.protocols import evaluate_images, evaluate_reconstructions, has_likelihood
+from vae.evaluation.scoring import DEFAULT_MAX_DECODES
 from vae.reporting import Reporter
 from vae.trained_model import load_trained_model
 
@@ -30,6 +32,7 @@ def evaluate_checkpoint(
     ood_dataset: str | None = None,
     histogram: Path | None = None,
     reporter: Reporter | None = None,
+    progress_file: Path | None = None,
 ) -> dict[str, Any]:
     """Every figure of ``evaluate`` on the images of ``source`` (default: the model's own test
     split): ELBO, its parts, IW NLL, bits/dim, active units, and with ``ood_dataset`` the
@@ -38,7 +41,11 @@ def evaluate_checkpoint(
 
     ``source.invert`` inverts the evaluated images, not the outlier set; images mostly on light
     backgrounds for a model that draws dark ones are named in one warning (see
-    vae.backgrounds)."""
+    vae.backgrounds).
+
+    ``progress_file``: the likelihood pass over ``source``'s images keeps its progress there and
+    continues from what an interrupted run of the same evaluation left in it (see
+    vae.evaluation.progress); the caller removes it once the result is saved."""
     reporter = reporter or Reporter()
     source = source or ImageSource()
     # Weights, metadata and sha256 from one read of the file: the JSON names the bytes scored.
@@ -72,13 +79,40 @@ def evaluate_checkpoint(
         else evaluate_reconstructions
     )
     labels = test.labels if model.family.conditional else None
-    inside = evaluate(model, images, repeats=repeats, reporter=reporter, labels=labels, **options)
+    extra: dict[str, Any] = {}
+    extra_facts: dict[str, Any] = {}
+    if progress_file is not None and scored_by_likelihood:
+        identity = {
+            "checkpoint_sha256": trained.sha256,
+            "dataset": source.name(data_info),
+            "images_sha256": tensor_digest(images),
+            "labels_sha256": tensor_digest(labels),
+            "num_images": int(images.shape[0]),
+            **options,
+            "k": k,
+            "repeats": repeats,
+            "max_decodes": DEFAULT_MAX_DECODES,
+            "device": next(model.parameters()).device.type,
+        }
+        extra["progress"] = progress = EvaluationProgress(Path(progress_file), identity)
+        resumed = progress.load()  # another evaluation's file is refused before any work
+        if resumed is not None:
+            done = len(resumed.finished) * int(images.shape[0]) + resumed.done
+            extra_facts["resumed_image_scores"] = done  # "seconds" is this run's alone
+            reporter.message(
+                f"resuming from {progress_file}: {done:,} of {repeats * int(images.shape[0]):,} "
+                "image scores already computed"
+            )
+    inside = evaluate(
+        model, images, repeats=repeats, reporter=reporter, labels=labels, **options, **extra
+    )
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": trained.sha256,
         "dataset": source.name(data_info),
         "inverted": source.invert,
         **inside[0],
+        **extra_facts,
     }
     if ood_images is not None:
         outside = evaluate(model, ood_images, reporter=reporter, **options)

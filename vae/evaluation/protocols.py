@@ -5,14 +5,17 @@ how every figure was computed."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from vae.data import TEST_BINARIZATION_SEED, ImageSet, binarize_once, labelled_batches, to_float
 from vae.errors import VAEError
+from vae.evaluation.progress import EvaluationProgress
 from vae.evaluation.scoring import ImageScores, score_images
 from vae.evaluation.summaries import active_units, summarize
 from vae.model import VAE
@@ -68,12 +71,15 @@ def evaluate_images(
     gaussian_sigma: float = 0.1,
     reporter: Reporter | None = None,
     labels: torch.Tensor | None = None,
+    progress: EvaluationProgress | None = None,
 ) -> tuple[dict[str, Any], ImageScores, torch.Tensor]:
     """Evaluate on uint8 images under the stated protocol, ``repeats`` times with seeds
     ``seed .. seed + repeats - 1``. Returns (summary, first repeat's per-image scores, the uint8
     images scored in the first repeat). A conditional model is scored with each image's
     ``labels``: its -ELBO and NLL bound and estimate -log p(x | y), and are named so
-    (``nll_given_label``: the family's ``figure_suffix``), never as an NLL of x alone."""
+    (``nll_given_label``: the family's ``figure_suffix``), never as an NLL of x alone.
+    ``progress``: where an interrupted run left off is read from it and this run's progress
+    kept in it (vae.evaluation.progress); the figures are an uninterrupted run's."""
     reporter = reporter or Reporter()
     likelihood = model.spec.likelihood
     if likelihood == "mse":
@@ -83,21 +89,32 @@ def evaluate_images(
     first: ImageScores | None = None
     first_images = images
     started = time.perf_counter()
+    resumed = progress.load() if progress is not None else None
+    finished: list[dict[str, Any]] = []
     reporter.task_started(f"evaluate (k={k})", images.shape[0] * repeats)
     try:
         for repeat in range(repeats):
             repeat_seed = seed + repeat
             scored = prepare_evaluation_images(images, binarize, repeat_seed)
-            scores = score_images(
-                model,
-                to_float(scored),
-                k,
-                repeat_seed,
-                batch_size,
-                gaussian_sigma,
-                reporter=reporter,
-                labels=labels,
-            )
+            if resumed is not None and repeat < len(resumed.finished):
+                scores = ImageScores(**resumed.finished[repeat])
+                reporter.task_advanced(images.shape[0])
+            else:
+                scores = score_images(
+                    model,
+                    to_float(scored),
+                    k,
+                    repeat_seed,
+                    batch_size,
+                    gaussian_sigma,
+                    reporter=reporter,
+                    labels=labels,
+                    resumed=resumed if resumed and repeat == len(resumed.finished) else None,
+                    on_batch=_progress_keeper(progress, finished),
+                )
+            finished.append(dataclasses.asdict(scores))
+            if progress is not None:
+                progress.repeat_done(finished)
             figures = {
                 "neg_elbo": float(scores.neg_elbo.mean()),
                 "recon": float(scores.recon.mean()),
@@ -116,6 +133,10 @@ def evaluate_images(
             _record(_named(figures, model.family.figure_suffix), per_repeat)
             if first is None:
                 first, first_images = scores, scored
+    except KeyboardInterrupt:
+        if progress is not None:
+            progress.flush()  # the last batch boundary reached: the rerun continues from it
+        raise
     finally:
         reporter.task_ended()
     assert first is not None
@@ -134,6 +155,15 @@ def evaluate_images(
         "seconds": time.perf_counter() - started,
     }
     return summary, first, first_images
+
+
+def _progress_keeper(
+    progress: EvaluationProgress | None, finished: list[dict[str, Any]]
+) -> Callable[[dict[str, list[torch.Tensor]], int, torch.Generator], None] | None:
+    """``score_images``'s ``on_batch`` that notes each batch in ``progress`` (None: none)."""
+    if progress is None:
+        return None
+    return lambda parts, done, generator: progress.batch_done(finished, parts, done, generator)
 
 
 # The figures of a likelihood: of x given its label for a conditional model (their names

@@ -4,11 +4,13 @@ each image that ``evaluate`` reports (-ELBO and its parts, the importance-weight
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from vae.data import ImageSet, labelled_batches
+from vae.evaluation.progress import Resumed
 from vae.model import VAE
 from vae.objectives import elbo_terms, log_likelihood
 from vae.reporting import Reporter
@@ -173,37 +175,49 @@ def score_images(
     max_decodes: int = DEFAULT_MAX_DECODES,
     reporter: Reporter | None = None,
     labels: torch.Tensor | None = None,
+    resumed: Resumed | None = None,
+    on_batch: Callable[[dict[str, list[torch.Tensor]], int, torch.Generator], None] | None = None,
 ) -> ImageScores:
     """Score float images in [0, 1] (already binarized where the protocol says so); a
-    conditional model with their ``labels``."""
+    conditional model with their ``labels``. ``resumed``: the scores of the first images and
+    the noise generator's state after them, from an interrupted run (vae.evaluation.progress),
+    so that the rest is scored as an uninterrupted run scores it; ``on_batch`` is told the
+    scores so far (a list of batches per key), the images done and the generator after each
+    batch."""
     model.eval()
     reporter = reporter or Reporter()
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    parts: dict[str, list[torch.Tensor]] = {
-        "nll": [],
-        "recon": [],
-        "kl": [],
-        "neg_elbo": [],
-        "mu": [],
-        "se": [],
-    }
     gaussian = model.spec.likelihood == "mse"
-    for begin in range(0, images.shape[0], batch_size):
+    keys = ("neg_elbo", "recon", "kl", "posterior_means", "squared_error" if gaussian else "nll")
+    parts: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
+    start = 0
+    if resumed is not None and resumed.generator_state is not None:
+        for key in keys:
+            done = resumed.current.get(key)
+            if done is not None:
+                parts[key].append(done)
+        generator.set_state(resumed.generator_state)
+        start = resumed.done
+        reporter.task_advanced(start)
+    for begin in range(start, images.shape[0], batch_size):
         x = images[begin : begin + batch_size].to(device)
         y = None if labels is None else labels[begin : begin + batch_size].to(device)
         scores = score_batch(model, x, k, generator, gaussian_sigma, max_decodes, y)
-        for key in ("nll", "recon", "kl", "neg_elbo", "mu"):
-            parts[key].append(scores[key].double().cpu())
+        scores["posterior_means"] = scores["mu"]
         if gaussian:
             error = (model.reconstruct(x, y) - x).pow(2).flatten(1).mean(1)
-            parts["se"].append(error.double().cpu())
+            scores["squared_error"] = error
+        for key in keys:
+            parts[key].append(scores[key].double().cpu())
         reporter.task_advanced(x.shape[0])
+        if on_batch is not None:
+            on_batch(parts, begin + x.shape[0], generator)
     return ImageScores(
         neg_elbo=torch.cat(parts["neg_elbo"]),
         recon=torch.cat(parts["recon"]),
         kl=torch.cat(parts["kl"]),
         nll=None if gaussian else torch.cat(parts["nll"]),
-        squared_error=torch.cat(parts["se"]) if gaussian else None,
-        posterior_means=torch.cat(parts["mu"]),
+        squared_error=torch.cat(parts["squared_error"]) if gaussian else None,
+        posterior_means=torch.cat(parts["posterior_means"]),
     )

@@ -11,7 +11,7 @@ import typer
 
 from vae import interrupts
 from vae.config import flag_of
-from vae.errors import ConfigError, TrainingInterrupted, VAEError
+from vae.errors import ConfigError, Interrupted, VAEError
 from vae.reporting import print_error
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,7 +25,7 @@ def handle_errors(function: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
-        except TrainingInterrupted as error:
+        except Interrupted as error:
             # A requested stop is not an error; its message already says what happened. The
             # code says which signal asked: 130 for Ctrl-C, 143 for SIGTERM (vae.interrupts).
             if getattr(error, "quiet", not is_main_process()):

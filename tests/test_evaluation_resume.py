@@ -1,0 +1,173 @@
+"""``evaluate --output`` keeps its progress beside the output: an evaluation stopped by Ctrl-C or
+killed continues when the same command runs again, and reports the figures an uninterrupted run
+reports; a progress file of another evaluation, or a file that is not one, is never used or
+replaced."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import vae.evaluation.progress as progress_module
+import vae.evaluation.scoring as scoring
+from vae.cli import app
+from vae.fileio import progress_path
+
+runner = CliRunner()
+# 30 images in batches of 10, two repeats: six batches, each a call of score_batch.
+SETTINGS = ["--k", "20", "--repeats", "2", "--limit", "30", "--batch-size", "10", "--quiet"]
+
+
+def evaluate(checkpoint, data, output, *extra):
+    return runner.invoke(
+        app,
+        ["evaluate", "--checkpoint", str(checkpoint), "--data-dir", str(data), "--no-download",
+         *SETTINGS, "--output", str(output), *extra],
+    )  # fmt: skip
+
+
+@pytest.fixture
+def checkpoint(trained_run):
+    return trained_run / "checkpoint_best.safetensors"
+
+
+@pytest.fixture
+def uninterrupted(tmp_path_factory, checkpoint, synthetic_data_dir):
+    output = tmp_path_factory.mktemp("uninterrupted") / "whole.json"
+    result = evaluate(checkpoint, synthetic_data_dir, output)
+    assert result.exit_code == 0, result.output
+    assert not progress_path(output).exists()  # removed once the output is written
+    return json.loads(output.read_text())
+
+
+def stop_at_batch(monkeypatch, batch, error):
+    """Make the ``batch``-th call of score_batch (1-based) raise ``error``."""
+    real = scoring.score_batch
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == batch:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "score_batch", counting)
+    return calls
+
+
+def figures(result):
+    return {key: result[key] for key in ("metrics", "active_units", "num_images", "seeds", "k")}
+
+
+@pytest.mark.parametrize("batch", [2, 3, 4, 6])  # in repeat 1; at its end; in repeat 2; the last
+def test_an_evaluation_stopped_by_ctrl_c_resumes_to_the_uninterrupted_figures(
+    tmp_path, monkeypatch, checkpoint, synthetic_data_dir, uninterrupted, batch
+):
+    output = tmp_path / "result.json"
+    stop_at_batch(monkeypatch, batch, KeyboardInterrupt())
+    stopped = evaluate(checkpoint, synthetic_data_dir, output)
+    assert stopped.exit_code == 130, stopped.output
+    assert "progress is kept in" in stopped.output and "run the same command" in stopped.output
+    assert not output.exists() and progress_path(output).exists()
+    monkeypatch.undo()
+    calls = stop_at_batch(monkeypatch, 0, AssertionError())  # counts, never stops
+    resumed = evaluate(checkpoint, synthetic_data_dir, output)
+    assert resumed.exit_code == 0, resumed.output
+    assert f"{(batch - 1) * 10} of 60 image scores already computed" in resumed.output
+    assert len(calls) == 6 - (batch - 1)  # only the batches not scored before
+    result = json.loads(output.read_text())
+    assert figures(result) == figures(uninterrupted)  # bit for bit
+    assert result["resumed_image_scores"] == (batch - 1) * 10
+    assert not progress_path(output).exists()
+
+
+def test_an_evaluation_killed_resumes_from_its_last_periodic_save(
+    tmp_path, monkeypatch, checkpoint, synthetic_data_dir, uninterrupted
+):
+    """A kill leaves no chance to write: what was saved at the last interval is what counts."""
+    monkeypatch.setattr(progress_module, "DEFAULT_INTERVAL", 0.0)  # a save after every batch
+    output = tmp_path / "result.json"
+    stop_at_batch(monkeypatch, 5, RuntimeError("killed"))
+    with pytest.raises(RuntimeError, match="killed"):
+        runner.invoke(
+            app,
+            ["evaluate", "--checkpoint", str(checkpoint), "--data-dir", str(synthetic_data_dir),
+             "--no-download", *SETTINGS, "--output", str(output)],
+            catch_exceptions=False,
+        )  # fmt: skip
+    monkeypatch.undo()
+    resumed = evaluate(checkpoint, synthetic_data_dir, output)
+    assert resumed.exit_code == 0, resumed.output
+    assert "40 of 60 image scores already computed" in resumed.output
+    assert figures(json.loads(output.read_text())) == figures(uninterrupted)
+
+
+def test_progress_of_another_evaluation_is_refused_and_kept(
+    tmp_path, monkeypatch, checkpoint, synthetic_data_dir
+):
+    output = tmp_path / "result.json"
+    stop_at_batch(monkeypatch, 3, KeyboardInterrupt())
+    assert evaluate(checkpoint, synthetic_data_dir, output).exit_code == 130
+    monkeypatch.undo()
+    saved = progress_path(output).read_bytes()
+    for extra, difference in ((["--k", "30"], "k 20, not 30"), (["--seed", "4"], "seed 0, not 4")):
+        result = evaluate(checkpoint, synthetic_data_dir, output, *extra)
+        assert result.exit_code != 0
+        assert "holds the progress of another evaluation" in result.output
+        assert difference in result.output and "delete the file to start over" in result.output
+        assert progress_path(output).read_bytes() == saved and not output.exists()
+
+
+@pytest.mark.parametrize("content", [b"my notes", b"\x10\x00\x00\x00\x00\x00\x00\x00{}"])
+def test_a_file_that_is_not_a_progress_file_is_never_read_or_replaced(
+    tmp_path, checkpoint, synthetic_data_dir, content
+):
+    output = tmp_path / "result.json"
+    foreign = progress_path(output)
+    foreign.write_bytes(content)
+    result = evaluate(checkpoint, synthetic_data_dir, output)
+    assert result.exit_code != 0
+    assert "refusing to replace" in result.output and foreign.name in result.output
+    assert foreign.read_bytes() == content and not output.exists()
+
+
+def test_without_output_nothing_is_kept(tmp_path, monkeypatch, checkpoint, synthetic_data_dir):
+    monkeypatch.chdir(tmp_path)
+    stop_at_batch(monkeypatch, 2, KeyboardInterrupt())
+    result = runner.invoke(
+        app,
+        ["evaluate", "--checkpoint", str(checkpoint), "--data-dir", str(synthetic_data_dir),
+         "--no-download", *SETTINGS],
+    )  # fmt: skip
+    assert result.exit_code == 130
+    assert "progress" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_damaged_progress_file_is_one_line_and_kept(
+    tmp_path, monkeypatch, checkpoint, synthetic_data_dir
+):
+    """A progress file whose settings match but whose scores do not fit them (cut short, edited)
+    is refused in one line, never resumed from or replaced."""
+    from safetensors.torch import load_file, save_file
+
+    output = tmp_path / "result.json"
+    stop_at_batch(monkeypatch, 3, KeyboardInterrupt())
+    assert evaluate(checkpoint, synthetic_data_dir, output).exit_code == 130
+    monkeypatch.undo()
+    path = progress_path(output)
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(path))
+    for name, change in (("current.nll", lambda t: t[:-1]), ("current.generator", lambda t: t[:5])):
+        damaged = dict(tensors, **{name: change(tensors[name]).contiguous()})
+        save_file(damaged, str(path), metadata=metadata)
+        before = path.read_bytes()
+        result = evaluate(checkpoint, synthetic_data_dir, output)
+        assert result.exit_code != 0 and "is damaged" in result.output, result.output
+        assert "Traceback" not in result.output
+        assert path.read_bytes() == before and not output.exists()
