@@ -16,8 +16,10 @@ from vae.cli import app
 from vae.fileio import progress_path
 
 runner = CliRunner()
-# 30 images in batches of 10, two repeats: six batches, each a call of score_batch.
-SETTINGS = ["--k", "20", "--repeats", "2", "--limit", "30", "--batch-size", "10", "--quiet"]
+# 25 images in batches of 10, 10 and 5, two repeats: six batches, each a call of score_batch.
+SETTINGS = ["--k", "20", "--repeats", "2", "--limit", "25", "--batch-size", "10", "--quiet"]
+# Image scores done before each batch (1-based) starts.
+DONE_BEFORE = {1: 0, 2: 10, 3: 20, 4: 25, 5: 35, 6: 45}
 
 
 def evaluate(checkpoint, data, output, *extra):
@@ -69,17 +71,17 @@ def test_an_evaluation_stopped_by_ctrl_c_resumes_to_the_uninterrupted_figures(
     stop_at_batch(monkeypatch, batch, KeyboardInterrupt())
     stopped = evaluate(checkpoint, synthetic_data_dir, output)
     assert stopped.exit_code == 130, stopped.output
-    assert "progress is kept in" in stopped.output and "run the same command" in stopped.output
+    assert "progress is kept in" in stopped.output and "run again, continues" in stopped.output
     assert not output.exists() and progress_path(output).exists()
     monkeypatch.undo()
     calls = stop_at_batch(monkeypatch, 0, AssertionError())  # counts, never stops
     resumed = evaluate(checkpoint, synthetic_data_dir, output)
     assert resumed.exit_code == 0, resumed.output
-    assert f"{(batch - 1) * 10} of 60 image scores already computed" in resumed.output
+    assert f"{DONE_BEFORE[batch]} of 50 image scores already computed" in resumed.output
     assert len(calls) == 6 - (batch - 1)  # only the batches not scored before
     result = json.loads(output.read_text())
     assert figures(result) == figures(uninterrupted)  # bit for bit
-    assert result["resumed_image_scores"] == (batch - 1) * 10
+    assert result["resumed_image_scores"] == DONE_BEFORE[batch]
     assert not progress_path(output).exists()
 
 
@@ -100,7 +102,7 @@ def test_an_evaluation_killed_resumes_from_its_last_periodic_save(
     monkeypatch.undo()
     resumed = evaluate(checkpoint, synthetic_data_dir, output)
     assert resumed.exit_code == 0, resumed.output
-    assert "40 of 60 image scores already computed" in resumed.output
+    assert "35 of 50 image scores already computed" in resumed.output
     assert figures(json.loads(output.read_text())) == figures(uninterrupted)
 
 
@@ -154,7 +156,7 @@ def test_a_damaged_progress_file_is_one_line_and_kept(
     from safetensors.torch import load_file, save_file
 
     output = tmp_path / "result.json"
-    stop_at_batch(monkeypatch, 3, KeyboardInterrupt())
+    stop_at_batch(monkeypatch, 5, KeyboardInterrupt())  # in repeat 2: both kinds of entry
     assert evaluate(checkpoint, synthetic_data_dir, output).exit_code == 130
     monkeypatch.undo()
     path = progress_path(output)
@@ -163,11 +165,83 @@ def test_a_damaged_progress_file_is_one_line_and_kept(
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata()
     tensors = load_file(str(path))
-    for name, change in (("current.nll", lambda t: t[:-1]), ("current.generator", lambda t: t[:5])):
-        damaged = dict(tensors, **{name: change(tensors[name]).contiguous()})
+    changes = {
+        "current.nll": lambda t: t[:-1],  # one score short
+        "current.generator": lambda t: t[:5],
+        "current.kl": lambda t: t.float(),  # another dtype
+        "current.recon": lambda t: t.reshape(2, -1),  # another shape
+        "current.neg_elbo": lambda t: t * float("nan"),
+        "current.posterior_means": lambda t: t[:, :1],  # another latent size
+        "repeat0.nll": None,  # a score kind missing
+    }
+    for name, change in changes.items():
+        damaged = dict(tensors)
+        if change is None:
+            del damaged[name]
+        else:
+            damaged[name] = change(tensors[name]).contiguous()
         save_file(damaged, str(path), metadata=metadata)
         before = path.read_bytes()
         result = evaluate(checkpoint, synthetic_data_dir, output)
         assert result.exit_code != 0 and "is damaged" in result.output, result.output
         assert "Traceback" not in result.output
         assert path.read_bytes() == before and not output.exists()
+
+
+def test_ctrl_c_as_a_repeat_ends_keeps_consistent_progress(
+    tmp_path, monkeypatch, checkpoint, synthetic_data_dir, uninterrupted
+):
+    """A stop between a repeat's end and its note: the progress written is of the batch before,
+    never the ended repeat's scores under the next repeat's name."""
+    monkeypatch.setattr(progress_module, "DEFAULT_INTERVAL", 0.0)
+    monkeypatch.setattr(
+        progress_module.EvaluationProgress,
+        "repeat_done",
+        lambda self, finished, last: (_ for _ in ()).throw(KeyboardInterrupt()),
+    )
+    output = tmp_path / "result.json"
+    assert evaluate(checkpoint, synthetic_data_dir, output).exit_code == 130
+    monkeypatch.undo()
+    resumed = evaluate(checkpoint, synthetic_data_dir, output)
+    assert resumed.exit_code == 0, resumed.output
+    assert "25 of 50 image scores already computed" in resumed.output
+    assert figures(json.loads(output.read_text())) == figures(uninterrupted)
+
+
+def test_a_model_without_a_likelihood_leaves_anothers_progress_alone(
+    tmp_path, monkeypatch, checkpoint, synthetic_data_dir, gallery_runs
+):
+    output = tmp_path / "result.json"
+    stop_at_batch(monkeypatch, 3, KeyboardInterrupt())
+    assert evaluate(checkpoint, synthetic_data_dir, output).exit_code == 130
+    monkeypatch.undo()
+    saved = progress_path(output).read_bytes()
+    autoencoder = gallery_runs["ae"] / "checkpoint_best.safetensors"
+    result = evaluate(autoencoder, synthetic_data_dir, output)
+    assert result.exit_code == 0, result.output
+    assert "reconstruction" in json.loads(output.read_text())["protocol"]
+    assert progress_path(output).read_bytes() == saved  # the VAE's evaluation can still finish
+
+
+def test_a_gaussian_models_evaluation_resumes_too(tmp_path, monkeypatch, synthetic_data_dir):
+    runs = tmp_path / "runs"
+    trained = runner.invoke(
+        app,
+        ["train", "g", "--runs-dir", str(runs), "--data-dir", str(synthetic_data_dir), "--limit", "80",
+         "--val-size", "40", "--epochs", "1", "--latent-dim", "3", "--hidden-sizes", "8",
+         "--conv-widths", "4", "--likelihood", "mse", "--device", "cpu", "--no-download", "--quiet"],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    gaussian = runs / "g" / "checkpoint_best.safetensors"
+    whole = tmp_path / "whole.json"
+    assert evaluate(gaussian, synthetic_data_dir, whole).exit_code == 0
+    output = tmp_path / "result.json"
+    stop_at_batch(monkeypatch, 5, KeyboardInterrupt())
+    assert evaluate(gaussian, synthetic_data_dir, output).exit_code == 130
+    monkeypatch.undo()
+    resumed = evaluate(gaussian, synthetic_data_dir, output)
+    assert resumed.exit_code == 0, resumed.output
+    assert "35 of 50" in resumed.output
+    expected = figures(json.loads(whole.read_text()))
+    assert "mse" in expected["metrics"] and "nll" not in expected["metrics"]
+    assert figures(json.loads(output.read_text())) == expected

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vae import interrupts, limits
+from vae import limits
 from vae.checkpoint import DEFAULT_CHECKPOINT
 from vae.cli.common import (
     IMAGES_DIR,
@@ -29,7 +29,7 @@ from vae.cli.common import (
     write_safely,
 )
 from vae.config import check_seed
-from vae.errors import ConfigError, Interrupted
+from vae.errors import ConfigError
 from vae.fileio import (
     EVALUATION,
     EVALUATION_PROGRESS,
@@ -98,33 +98,25 @@ def evaluate_command(
         device=device,
         invert=invert,
     )
-    progress = None if output is None else progress_path(output)
-    try:
-        result = evaluate_checkpoint(
-            checkpoint,
-            source.library(),
-            k=k,
-            repeats=repeats,
-            binarize_test=binarize_test,
-            batch_size=batch_size,
-            seed=seed,
-            device=device,
-            ood_dataset=ood_dataset,
-            histogram=histogram,
-            reporter=RichReporter(quiet=quiet),
-            progress_file=progress,
-        )
-    except KeyboardInterrupt:
-        if progress is None or not progress.exists():
-            raise
-        raise Interrupted(
-            f"{interrupts.interrupt_line()}; the evaluation's progress is kept in {progress}: "
-            "run the same command again to continue"
-        ) from None
+    result = evaluate_checkpoint(
+        checkpoint,
+        source.library(),
+        k=k,
+        repeats=repeats,
+        binarize_test=binarize_test,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        ood_dataset=ood_dataset,
+        histogram=histogram,
+        reporter=RichReporter(quiet=quiet),
+        progress_file=None if output is None else progress_path(output),
+    )
+    kept = result.pop("progress_file", None)  # None when this evaluation kept none
     result["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     _report(result, output)
-    if progress is not None:
-        progress.unlink(missing_ok=True)  # its evaluation is written
+    if kept is not None:
+        kept.unlink(missing_ok=True)  # its evaluation is written
 
 
 def _check_options(

@@ -8,9 +8,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from vae import interrupts
 from vae.classes import check_image_labels
 from vae.data import ImageSource, load_outlier_images
-from vae.errors import CheckpointError, ConfigError, Setting
+from vae.errors import CheckpointError, ConfigError, Interrupted, Setting
 from vae.evaluation.outliers import outlier_section
 from vae.evaluation.progress import EvaluationProgress, tensor_digest
 from vae.evaluation.protocols import evaluate_images, evaluate_reconstructions, has_likelihood
@@ -45,7 +46,9 @@ def evaluate_checkpoint(
 
     ``progress_file``: the likelihood pass over ``source``'s images keeps its progress there and
     continues from what an interrupted run of the same evaluation left in it (see
-    vae.evaluation.progress); the caller removes it once the result is saved."""
+    vae.evaluation.progress); then ``result["progress_file"]`` names it (not JSON), for the
+    caller to remove once the result is saved. A model without a likelihood (scored in
+    seconds) neither reads nor writes it."""
     reporter = reporter or Reporter()
     source = source or ImageSource()
     # Weights, metadata and sha256 from one read of the file: the JSON names the bytes scored.
@@ -93,8 +96,11 @@ def evaluate_checkpoint(
             "repeats": repeats,
             "max_decodes": DEFAULT_MAX_DECODES,
             "device": next(model.parameters()).device.type,
+            "likelihood": model.spec.likelihood,
+            "latent_dim": model.spec.latent_dim,
         }
         extra["progress"] = progress = EvaluationProgress(Path(progress_file), identity)
+        extra_facts["progress_file"] = progress.path  # not JSON: the caller removes it
         resumed = progress.load()  # another evaluation's file is refused before any work
         if resumed is not None:
             done = len(resumed.finished) * int(images.shape[0]) + resumed.done
@@ -103,9 +109,18 @@ def evaluate_checkpoint(
                 f"resuming from {progress_file}: {done:,} of {repeats * int(images.shape[0]):,} "
                 "image scores already computed"
             )
-    inside = evaluate(
-        model, images, repeats=repeats, reporter=reporter, labels=labels, **options, **extra
-    )
+    try:
+        inside = evaluate(
+            model, images, repeats=repeats, reporter=reporter, labels=labels, **options, **extra
+        )
+    except KeyboardInterrupt:
+        kept = extra.get("progress")
+        if kept is None or not kept.path.exists():
+            raise
+        raise Interrupted(
+            f"{interrupts.interrupt_line()}; the evaluation's progress is kept in {kept.path}: "
+            "the same evaluation, run again, continues from it"
+        ) from None
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": trained.sha256,

@@ -108,14 +108,16 @@ class EvaluationProgress:
         ``interval`` seconds have passed since the last write."""
         batches = min(len(parts) for parts in current.values() if parts is not None)
         snapshot = {key: parts[:batches] for key, parts in current.items()}
-        self._pending = (finished, snapshot, done, generator.get_state())
+        # Copies: the caller's list grows when the repeat ends, possibly before the next note.
+        self._pending = (list(finished), snapshot, done, generator.get_state())
         if time.monotonic() - self._written >= self.interval:
             self.flush()
 
-    def repeat_done(self, finished: list[dict[str, Any]]) -> None:
-        """Note that a repeat ended (``finished``: every finished repeat's scores)."""
-        self._pending = (finished, {}, 0, torch.empty(0, dtype=torch.uint8))
-        if time.monotonic() - self._written >= self.interval:
+    def repeat_done(self, finished: list[dict[str, Any]], last: bool) -> None:
+        """Note that a repeat ended (``finished``: every finished repeat's scores); written at
+        once after the ``last`` one (what follows, an outlier pass, is not kept)."""
+        self._pending = (list(finished), {}, 0, torch.empty(0, dtype=torch.uint8))
+        if last or time.monotonic() - self._written >= self.interval:
             self.flush()
 
     def flush(self) -> None:
@@ -146,28 +148,53 @@ class EvaluationProgress:
 def _resumed(
     described: dict[str, Any], tensors: dict[str, torch.Tensor], identity: dict[str, Any]
 ) -> Resumed | None:
-    """The progress a file's metadata and tensors describe, None unless every count, length and
-    the generator state fit the evaluation ``identity`` names."""
+    """The progress a file's metadata and tensors describe, None unless every count, score and
+    the generator state fit the evaluation ``identity`` names: the likelihood's five kinds of
+    score, float64, finite, one per image (posterior means one row of ``latent_dim``), and a
+    generator state exactly when a repeat is under way."""
     finished_count, done = described.get("finished"), described.get("done")
     images, repeats = identity["num_images"], identity["repeats"]
     if not (isinstance(finished_count, int) and 0 <= finished_count <= repeats):
         return None
     if not (isinstance(done, int) and 0 <= done <= images):
         return None
+    if finished_count == repeats and done:
+        return None
     finished = [_scores(tensors, f"repeat{index}") for index in range(finished_count)]
     current = _scores(tensors, "current")
-    state = tensors.get("current.generator")
-    expected = [images] * finished_count + [done]
-    for scores, count in zip([*finished, current], expected, strict=True):
-        present = [value for value in scores.values() if value is not None]
-        if count and (len(present) < 4 or any(len(value) != count for value in present)):
+    counts = [images] * finished_count + [done]
+    keys = score_keys(identity["likelihood"])
+    for scores, count in zip([*finished, current], counts, strict=True):
+        if not count:
+            if any(value is not None for value in scores.values()):
+                return None
+            continue
+        if {key for key, value in scores.items() if value is not None} != set(keys):
             return None
+        for key in keys:
+            value = scores[key]
+            assert value is not None
+            shape = (count, identity["latent_dim"]) if key == "posterior_means" else (count,)
+            if value.dtype != torch.float64 or tuple(value.shape) != shape:
+                return None
+            if not bool(torch.isfinite(value).all()):
+                return None
+    state = tensors.get("current.generator")
+    if (state is not None) != (done > 0):
+        return None
     # The noise generator of the device named in the identity (a CUDA one's state is not a CPU
     # one's: a run resumes on the kind of device it started on).
     shape = torch.Generator(device=identity["device"]).get_state().shape
     if state is not None and (state.dtype != torch.uint8 or state.shape != shape):
         return None
     return Resumed(finished, current, done, state)
+
+
+def score_keys(likelihood: str) -> tuple[str, ...]:
+    """The per-image scores a repeat keeps for a model of this likelihood: the Gaussian one has
+    a squared error where the others have an NLL."""
+    last = "squared_error" if likelihood == "mse" else "nll"
+    return ("neg_elbo", "recon", "kl", "posterior_means", last)
 
 
 def _stored(scores: dict[str, Any], prefix: str) -> dict[str, torch.Tensor]:
@@ -197,4 +224,4 @@ def _short(value: Any) -> str:
     return text[:12] + "..." if len(text) > 16 else text
 
 
-__all__ = ["EvaluationProgress", "Resumed", "progress_path", "tensor_digest"]
+__all__ = ["EvaluationProgress", "Resumed", "progress_path", "score_keys", "tensor_digest"]

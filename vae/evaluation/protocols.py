@@ -114,7 +114,7 @@ def evaluate_images(
                 )
             finished.append(dataclasses.asdict(scores))
             if progress is not None:
-                progress.repeat_done(finished)
+                progress.repeat_done(finished, last=repeat == repeats - 1)
             figures = {
                 "neg_elbo": float(scores.neg_elbo.mean()),
                 "recon": float(scores.recon.mean()),

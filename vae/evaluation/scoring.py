@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from vae.data import ImageSet, labelled_batches
-from vae.evaluation.progress import Resumed
+from vae.evaluation.progress import Resumed, score_keys
 from vae.model import VAE
 from vae.objectives import elbo_terms, log_likelihood
 from vae.reporting import Reporter
@@ -189,7 +189,7 @@ def score_images(
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     gaussian = model.spec.likelihood == "mse"
-    keys = ("neg_elbo", "recon", "kl", "posterior_means", "squared_error" if gaussian else "nll")
+    keys = score_keys(model.spec.likelihood)
     parts: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
     start = 0
     if resumed is not None and resumed.generator_state is not None:
