@@ -22,11 +22,13 @@ from vae.evaluation.protocols import (
     sigma_description,
 )
 from vae.evaluation.scoring import (
+    CPU_MAX_DECODES,
     DEFAULT_MAX_DECODES,
     EVALUATION_SEED,
     ImageScores,
     evaluate_elbo,
     evaluate_iwae_bound,
+    max_decodes_for,
     score_batch,
     score_images,
 )
@@ -39,6 +41,7 @@ from vae.evaluation.summaries import (
 
 __all__ = [
     "ACTIVE_UNIT_THRESHOLD",
+    "CPU_MAX_DECODES",
     "DEFAULT_MAX_DECODES",
     "EVALUATION_SEED",
     "RECONSTRUCTION_ERRORS",
@@ -49,6 +52,7 @@ __all__ = [
     "evaluate_elbo",
     "evaluate_images",
     "evaluate_iwae_bound",
+    "max_decodes_for",
     "evaluate_reconstructions",
     "has_likelihood",
     "outlier_report",

@@ -15,7 +15,7 @@ from vae.errors import CheckpointError, ConfigError, Interrupted, Setting
 from vae.evaluation.outliers import outlier_section
 from vae.evaluation.progress import EvaluationProgress, tensor_digest
 from vae.evaluation.protocols import evaluate_images, evaluate_reconstructions, has_likelihood
-from vae.evaluation.scoring import DEFAULT_MAX_DECODES
+from vae.evaluation.scoring import max_decodes_for
 from vae.reporting import Reporter
 from vae.trained_model import load_trained_model
 
@@ -94,7 +94,7 @@ def evaluate_checkpoint(
             **options,
             "k": k,
             "repeats": repeats,
-            "max_decodes": DEFAULT_MAX_DECODES,
+            "max_decodes": max_decodes_for(next(model.parameters()).device),
             "device": next(model.parameters()).device.type,
             "likelihood": model.spec.likelihood,
             "latent_dim": model.spec.latent_dim,
