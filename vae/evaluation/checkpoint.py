@@ -13,9 +13,8 @@ from vae.classes import check_image_labels
 from vae.data import ImageSource, load_outlier_images
 from vae.errors import CheckpointError, ConfigError, Interrupted, Setting
 from vae.evaluation.outliers import outlier_section
-from vae.evaluation.progress import EvaluationProgress, tensor_digest
+from vae.evaluation.progress import EvaluationProgress, evaluation_identity
 from vae.evaluation.protocols import evaluate_images, evaluate_reconstructions, has_likelihood
-from vae.evaluation.scoring import max_decodes_for
 from vae.reporting import Reporter
 from vae.trained_model import load_trained_model
 
@@ -82,44 +81,23 @@ def evaluate_checkpoint(
         else evaluate_reconstructions
     )
     labels = test.labels if model.family.conditional else None
-    extra: dict[str, Any] = {}
-    extra_facts: dict[str, Any] = {}
+    progress, facts = None, {}
     if progress_file is not None and scored_by_likelihood:
-        identity = {
-            "checkpoint_sha256": trained.sha256,
-            "dataset": source.name(data_info),
-            "images_sha256": tensor_digest(images),
-            "labels_sha256": tensor_digest(labels),
-            "num_images": int(images.shape[0]),
-            **options,
-            "k": k,
-            "repeats": repeats,
-            "max_decodes": max_decodes_for(next(model.parameters()).device),
-            "device": next(model.parameters()).device.type,
-            "likelihood": model.spec.likelihood,
-            "latent_dim": model.spec.latent_dim,
-        }
-        extra["progress"] = progress = EvaluationProgress(Path(progress_file), identity)
-        extra_facts["progress_file"] = progress.path  # not JSON: the caller removes it
-        resumed = progress.load()  # another evaluation's file is refused before any work
-        if resumed is not None:
-            done = len(resumed.finished) * int(images.shape[0]) + resumed.done
-            extra_facts["resumed_image_scores"] = done  # "seconds" is this run's alone
-            reporter.message(
-                f"resuming from {progress_file}: {done:,} of {repeats * int(images.shape[0]):,} "
-                "image scores already computed"
-            )
+        identity = evaluation_identity(
+            trained.sha256, source.name(data_info), model, images, labels, k, repeats, options
+        )
+        progress, facts = _open_progress(Path(progress_file), identity, reporter)
     try:
         inside = evaluate(
-            model, images, repeats=repeats, reporter=reporter, labels=labels, **options, **extra
-        )
+            model, images, repeats=repeats, reporter=reporter, labels=labels, **options,
+            **({"progress": progress} if progress is not None else {}),
+        )  # fmt: skip
     except KeyboardInterrupt:
-        kept = extra.get("progress")
-        if kept is None or not kept.path.exists():
+        if progress is None or not progress.path.exists():
             raise
         raise Interrupted(
-            f"{interrupts.interrupt_line()}; the evaluation's progress is kept in {kept.path}: "
-            "the same evaluation, run again, continues from it"
+            f"{interrupts.interrupt_line()}; the evaluation's progress is kept in "
+            f"{progress.path}: the same evaluation, run again, continues from it"
         ) from None
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
@@ -127,7 +105,7 @@ def evaluate_checkpoint(
         "dataset": source.name(data_info),
         "inverted": source.invert,
         **inside[0],
-        **extra_facts,
+        **facts,
     }
     if ood_images is not None:
         outside = evaluate(model, ood_images, reporter=reporter, **options)
@@ -136,6 +114,26 @@ def evaluate_checkpoint(
             inside, outside, scored_by_likelihood, names=names, histogram=histogram, k=k, seed=seed
         )
     return result
+
+
+def _open_progress(
+    path: Path, identity: dict[str, Any], reporter: Reporter
+) -> tuple[EvaluationProgress, dict[str, Any]]:
+    """The progress file of this evaluation (another evaluation's is refused here, before any
+    work) and the facts the result adds: the file (not JSON: the caller removes it once the
+    result is saved) and how many image scores came from it ("seconds" are this run's alone)."""
+    progress = EvaluationProgress(path, identity)
+    facts: dict[str, Any] = {"progress_file": path}
+    resumed = progress.load()
+    if resumed is not None:
+        images = identity["num_images"]
+        done = len(resumed.finished) * images + resumed.done
+        facts["resumed_image_scores"] = done
+        reporter.message(
+            f"resuming from {path}: {done:,} of {identity['repeats'] * images:,} image scores "
+            "already computed"
+        )
+    return progress, facts
 
 
 def recorded_gaussian_sigma(checkpoint: str | Path, metadata: dict[str, Any]) -> float:

@@ -7,7 +7,8 @@ scores of the repeats finished, those of the repeat under way up to a batch boun
 state of that repeat's noise generator there; its metadata names everything the figures depend
 on (the checkpoint's sha256, the images' and labels' sha256, k, the seeds, the batch size...),
 and a file made with other settings is refused rather than mixed in. It is written atomically
-at most every ``interval`` seconds and once more on Ctrl-C, and removed once the output exists.
+at most every ``interval`` seconds and once more on Ctrl-C; ``evaluate`` removes it once the
+output is written.
 """
 
 from __future__ import annotations
@@ -41,6 +42,37 @@ def tensor_digest(tensor: torch.Tensor | None) -> str | None:
     if tensor is None:
         return None
     return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def evaluation_identity(
+    checkpoint_sha256: str,
+    dataset: str,
+    model: Any,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    k: int,
+    repeats: int,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything an evaluation's figures depend on, as JSON values: what a progress file must
+    match to be resumed (``options``: the protocol's binarization, seed, batch size and sigma)."""
+    from vae.evaluation.scoring import max_decodes_for
+
+    device = next(model.parameters()).device
+    return {
+        "checkpoint_sha256": checkpoint_sha256,
+        "dataset": dataset,
+        "images_sha256": tensor_digest(images),
+        "labels_sha256": tensor_digest(labels),
+        "num_images": int(images.shape[0]),
+        **options,
+        "k": k,
+        "repeats": repeats,
+        "max_decodes": max_decodes_for(device),
+        "device": device.type,
+        "likelihood": model.spec.likelihood,
+        "latent_dim": model.spec.latent_dim,
+    }
 
 
 @dataclass
@@ -106,7 +138,7 @@ class EvaluationProgress:
         """Note that ``done`` images of the repeat under way are scored (``current``: its
         scores, a list of batches per key) and the generator stands after them; written when
         ``interval`` seconds have passed since the last write."""
-        batches = min(len(parts) for parts in current.values() if parts is not None)
+        batches = min(len(parts) for parts in current.values())
         snapshot = {key: parts[:batches] for key, parts in current.items()}
         # Copies: the caller's list grows when the repeat ends, possibly before the next note.
         self._pending = (list(finished), snapshot, done, generator.get_state())
@@ -139,10 +171,6 @@ class EvaluationProgress:
         atomic_write_bytes(self.path, data, replaces=EVALUATION_PROGRESS)
         self._pending = None
         self._written = time.monotonic()
-
-    def remove(self) -> None:
-        """Delete the file (its evaluation is written)."""
-        self.path.unlink(missing_ok=True)
 
 
 def _resumed(
@@ -224,4 +252,11 @@ def _short(value: Any) -> str:
     return text[:12] + "..." if len(text) > 16 else text
 
 
-__all__ = ["EvaluationProgress", "Resumed", "progress_path", "score_keys", "tensor_digest"]
+__all__ = [
+    "EvaluationProgress",
+    "Resumed",
+    "evaluation_identity",
+    "progress_path",
+    "score_keys",
+    "tensor_digest",
+]

@@ -115,21 +115,7 @@ def evaluate_images(
             finished.append(dataclasses.asdict(scores))
             if progress is not None:
                 progress.repeat_done(finished, last=repeat == repeats - 1)
-            figures = {
-                "neg_elbo": float(scores.neg_elbo.mean()),
-                "recon": float(scores.recon.mean()),
-                "kl": float(scores.kl.mean()),
-            }
-            if scores.nll is not None:
-                figures["nll"] = float(scores.nll.mean())
-                figures["nll_bits_per_dim"] = float(
-                    nats_to_bits_per_dim(figures["nll"], dimensions)
-                )
-                figures["neg_elbo_bits_per_dim"] = float(
-                    nats_to_bits_per_dim(figures["neg_elbo"], dimensions)
-                )
-            if scores.squared_error is not None:
-                figures["mse"] = float(scores.squared_error.mean())
+            figures = _figures(scores, dimensions)
             _record(_named(figures, model.family.figure_suffix), per_repeat)
             if first is None:
                 first, first_images = scores, scored
@@ -155,6 +141,25 @@ def evaluate_images(
         "seconds": time.perf_counter() - started,
     }
     return summary, first, first_images
+
+
+def _figures(scores: ImageScores, dimensions: int) -> dict[str, float]:
+    """One repeat's figures: the means of its per-image scores, the likelihood's also in bits
+    per dimension."""
+    figures = {
+        "neg_elbo": float(scores.neg_elbo.mean()),
+        "recon": float(scores.recon.mean()),
+        "kl": float(scores.kl.mean()),
+    }
+    if scores.nll is not None:
+        figures["nll"] = float(scores.nll.mean())
+        figures["nll_bits_per_dim"] = float(nats_to_bits_per_dim(figures["nll"], dimensions))
+        figures["neg_elbo_bits_per_dim"] = float(
+            nats_to_bits_per_dim(figures["neg_elbo"], dimensions)
+        )
+    if scores.squared_error is not None:
+        figures["mse"] = float(scores.squared_error.mean())
+    return figures
 
 
 def _progress_keeper(
