@@ -239,3 +239,28 @@ def test_interpolate_gif_below_a_file_is_named(tmp_path, stopped_run):
     assert result.returncode in (1, 2)
     assert result.stderr.startswith("error: cannot write FILE/x.gif")
     assert result.stderr.count("\n") == 1
+
+
+def test_a_stop_inside_importlibs_lock_callback_is_delivered_again(monkeypatch):
+    """A KeyboardInterrupt raised in importlib's module-lock weakref callback would be printed
+    as "Exception ignored" and dropped: the handler sends the signal again instead."""
+    import types
+
+    from vae import interrupts
+
+    sent = []
+    monkeypatch.setattr(interrupts.os, "kill", lambda pid, signum: sent.append((pid, signum)))
+    monkeypatch.setitem(interrupts._state, "phase", interrupts._RUNNING)
+    monkeypatch.setitem(interrupts._state, "raise", True)
+    monkeypatch.setitem(interrupts._state, "signal", 0)
+    callback = types.SimpleNamespace(
+        f_code=types.SimpleNamespace(co_name="cb", co_filename="<frozen importlib._bootstrap>")
+    )
+    interrupts._exit_on_signal(signal.SIGINT, callback)  # returns: nothing raised there
+    deadline = time.monotonic() + 5
+    while not sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sent == [(os.getpid(), signal.SIGINT)]
+    assert interrupts._state["phase"] == interrupts._RUNNING  # not noted yet: it comes back
+    with pytest.raises(KeyboardInterrupt):  # anywhere else it unwinds the command at once
+        interrupts._exit_on_signal(signal.SIGINT, sys._getframe())

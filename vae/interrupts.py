@@ -93,12 +93,37 @@ def _exit_on_signal(signum: int, frame: Any) -> None:
     if phase == _REPORTING:
         return  # the line is being written; the process exits right after it
     if phase == _RUNNING:
+        if _state["raise"] and _swallows_exceptions(frame):
+            _deliver_again(signum)  # noted when it comes back, where it can unwind the command
+            return
         note_signal(signum)
         if _state["raise"]:
             raise KeyboardInterrupt
     if phase != _REPORTED:
         _write_line_now(interrupt_line())
     os._exit(interrupt_exit_code())
+
+
+def _swallows_exceptions(frame: Any) -> bool:
+    """Whether ``frame`` is importlib's module-lock weakref callback, where an exception is
+    printed as "Exception ignored in: ..." with its traceback and then dropped, so that the
+    command would go on as if no stop had been asked."""
+    code = getattr(frame, "f_code", None)
+    return (
+        code is not None
+        and code.co_name == "cb"
+        and str(code.co_filename).startswith("<frozen importlib")
+    )
+
+
+def _deliver_again(signum: int) -> None:
+    """Send ``signum`` to this process again in a moment, when the main thread has left the
+    code that would swallow the KeyboardInterrupt (a daemon thread: it never delays an exit)."""
+    import threading
+
+    timer = threading.Timer(0.005, os.kill, (os.getpid(), signum))
+    timer.daemon = True
+    timer.start()
 
 
 def _write_line_now(text: str) -> None:
