@@ -22,12 +22,22 @@ SETTINGS = ["--k", "20", "--repeats", "2", "--limit", "25", "--batch-size", "10"
 DONE_BEFORE = {1: 0, 2: 10, 3: 20, 4: 25, 5: 35, 6: 45}
 
 
-def evaluate(checkpoint, data, output, *extra):
+def evaluate(checkpoint, data, output, *extra, **invoke):
     return runner.invoke(
         app,
         ["evaluate", "--checkpoint", str(checkpoint), "--data-dir", str(data), "--no-download",
          *SETTINGS, "--output", str(output), *extra],
+        **invoke,
     )  # fmt: skip
+
+
+def assert_resumes(checkpoint, data, output, done_before, expected):
+    """The same command, run again, continues after ``done_before`` image scores of 50 and
+    writes the ``expected`` (uninterrupted) figures."""
+    resumed = evaluate(checkpoint, data, output)
+    assert resumed.exit_code == 0, resumed.output
+    assert f"{done_before} of 50 image scores already computed" in resumed.output
+    assert figures(json.loads(output.read_text())) == figures(expected)
 
 
 @pytest.fixture
@@ -93,17 +103,9 @@ def test_an_evaluation_killed_resumes_from_its_last_periodic_save(
     output = tmp_path / "result.json"
     stop_at_batch(monkeypatch, 5, RuntimeError("killed"))
     with pytest.raises(RuntimeError, match="killed"):
-        runner.invoke(
-            app,
-            ["evaluate", "--checkpoint", str(checkpoint), "--data-dir", str(synthetic_data_dir),
-             "--no-download", *SETTINGS, "--output", str(output)],
-            catch_exceptions=False,
-        )  # fmt: skip
+        evaluate(checkpoint, synthetic_data_dir, output, catch_exceptions=False)
     monkeypatch.undo()
-    resumed = evaluate(checkpoint, synthetic_data_dir, output)
-    assert resumed.exit_code == 0, resumed.output
-    assert "35 of 50 image scores already computed" in resumed.output
-    assert figures(json.loads(output.read_text())) == figures(uninterrupted)
+    assert_resumes(checkpoint, synthetic_data_dir, output, 35, uninterrupted)
 
 
 def test_progress_of_another_evaluation_is_refused_and_kept(
@@ -202,10 +204,7 @@ def test_ctrl_c_as_a_repeat_ends_keeps_consistent_progress(
     output = tmp_path / "result.json"
     assert evaluate(checkpoint, synthetic_data_dir, output).exit_code == 130
     monkeypatch.undo()
-    resumed = evaluate(checkpoint, synthetic_data_dir, output)
-    assert resumed.exit_code == 0, resumed.output
-    assert "25 of 50 image scores already computed" in resumed.output
-    assert figures(json.loads(output.read_text())) == figures(uninterrupted)
+    assert_resumes(checkpoint, synthetic_data_dir, output, 25, uninterrupted)
 
 
 def test_a_model_without_a_likelihood_leaves_anothers_progress_alone(

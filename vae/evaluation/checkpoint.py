@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,18 +89,11 @@ def evaluate_checkpoint(
             trained.sha256, source.name(data_info), model, images, labels, k, repeats, options
         )
         progress, facts = _open_progress(Path(progress_file), identity, reporter)
-    try:
+    with _saying_where_progress_is(progress):
         inside = evaluate(
             model, images, repeats=repeats, reporter=reporter, labels=labels, **options,
             **({"progress": progress} if progress is not None else {}),
         )  # fmt: skip
-    except KeyboardInterrupt:
-        if progress is None or not progress.path.exists():
-            raise
-        raise Interrupted(
-            f"{interrupts.interrupt_line()}; the evaluation's progress is kept in "
-            f"{progress.path}: the same evaluation, run again, continues from it"
-        ) from None
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": trained.sha256,
@@ -114,6 +109,21 @@ def evaluate_checkpoint(
             inside, outside, scored_by_likelihood, names=names, histogram=histogram, k=k, seed=seed
         )
     return result
+
+
+@contextlib.contextmanager
+def _saying_where_progress_is(progress: EvaluationProgress | None) -> Iterator[None]:
+    """A Ctrl-C (or SIGTERM) of an evaluation that kept progress ends with the line saying
+    where it is; any other stop goes on as it is."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if progress is None or not progress.path.exists():
+            raise
+        raise Interrupted(
+            f"{interrupts.interrupt_line()}; the evaluation's progress is kept in "
+            f"{progress.path}: the same evaluation, run again, continues from it"
+        ) from None
 
 
 def _open_progress(
