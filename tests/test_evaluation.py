@@ -227,3 +227,20 @@ def test_evaluate_refuses_what_it_could_never_finish_before_evaluating(
         assert len(result.output.strip().splitlines()) == 1
     assert blocker.read_text() == "kept"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "typed"),
+    [
+        (["/venv/bin/evaluate", "--k", "5"], "evaluate --k 5"),
+        (["/x/vae/__main__.py", "evaluate", "--k", "5"], "python -m vae evaluate --k 5"),
+        (
+            ["vae", "evaluate", "--output", "my runs/e.json"],
+            "vae evaluate --output 'my runs/e.json'",
+        ),
+    ],
+)
+def test_the_json_records_the_command_as_it_can_be_typed_again(argv, typed):
+    from vae.cli.evaluate import command_line
+
+    assert command_line(argv) == typed

@@ -132,13 +132,15 @@ def test_vae_decides_by_capability_never_by_model_type():
     assert not found, "\n".join(found)
 
 
-# Figures of `evaluate --k 10 --limit 16` on each shipped checkpoint, computed by vae before the
-# families existed (commit 0787364), on the first 16 test images of its dataset.
+# Figures of `evaluate --k 10 --limit 16` on each shipped checkpoint, on the first 16 test images
+# of its dataset: computed by vae before the families existed (commit 0787364), and for the
+# hierarchical model when it was shipped.
 BEFORE = {
     "checkpoint_best.safetensors": ("mnist", {"nll": 81.00589442253113, "neg_elbo": 83.07631516456604, "kl": 22.82024782896042}),
     "standard-prior/checkpoint_best.safetensors": ("mnist", {"nll": 84.62772917747498, "neg_elbo": 87.3048722743988, "kl": 24.563142955303192}),
     "fashionmnist/checkpoint_best.safetensors": ("fashionmnist", {"nll": 199.93632411956787, "neg_elbo": 202.5674386024475, "kl": 16.919057309627533}),
     "ae/checkpoint_best.safetensors": ("mnist", {"reconstruction_error": 43.02790558338165}),
+    "hvae/checkpoint_best.safetensors": ("mnist", {"nll": 77.08268284797668, "neg_elbo": 78.52749919891357, "kl": 24.674826443195343}),
 }  # fmt: skip
 
 

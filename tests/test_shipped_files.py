@@ -315,13 +315,16 @@ def test_a_stale_model_card_hash_or_size_is_found(tmp_path: Path) -> None:
     assert model_card_errors(card.format(a=first, b="").replace("``", ""), tmp_path)
 
 
-@pytest.mark.parametrize("log", ["metrics.jsonl", "standard-prior/metrics.jsonl"])
-def test_shipped_logs_give_the_rate_each_epoch_trained_at(log: str) -> None:
-    # Both runs: lr 2e-3, a per-epoch cosine to 0 over 160 epochs (pretrained/README.md). Epoch e
-    # trained at lr0 (1 + cos(pi (e - 1) / 160)) / 2: the first at lr0, none at 0.
+@pytest.mark.parametrize(
+    ("log", "epochs"),
+    [("metrics.jsonl", 160), ("standard-prior/metrics.jsonl", 160), ("hvae/metrics.jsonl", 100)],
+)
+def test_shipped_logs_give_the_rate_each_epoch_trained_at(log: str, epochs: int) -> None:
+    # Each run: lr 2e-3, a per-epoch cosine to 0 over its epochs (pretrained/README.md). Epoch e
+    # trained at lr0 (1 + cos(pi (e - 1) / epochs)) / 2: the first at lr0, none at 0.
     import math
 
     lines = (REPO / "pretrained" / log).read_text().splitlines()
     rates = [json.loads(line)["lr"] for line in lines]
-    expected = [2e-3 * (1 + math.cos(math.pi * e / 160)) / 2 for e in range(160)]
+    expected = [2e-3 * (1 + math.cos(math.pi * e / epochs)) / 2 for e in range(epochs)]
     assert rates == pytest.approx(expected, rel=1e-9, abs=1e-15)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -113,7 +114,7 @@ def evaluate_command(
         progress_file=None if output is None else progress_path(output),
     )
     kept = result.pop("progress_file", None)  # None when this evaluation kept none
-    result["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    result["command"] = command_line(sys.argv)
     _report(result, output)
     if kept is not None:
         kept.unlink(missing_ok=True)  # its evaluation is written
@@ -192,3 +193,11 @@ def _write_evaluation(path: Path, text: str) -> None:
 def _write_scores(path: Path, text: str) -> Path:
     atomic_write_text(path, text, replaces=OUTLIER_SCORES)
     return path
+
+
+def command_line(argv: list[str]) -> str:
+    """The command as typed, for the evaluation JSON: the program's name (``python -m vae`` for
+    ``__main__.py``) and its arguments, quoted where a shell needs it."""
+    program = Path(argv[0]).name
+    head = ["python", "-m", "vae"] if program == "__main__.py" else [program]
+    return shlex.join([*head, *argv[1:]])

@@ -1,0 +1,98 @@
+"""The shipped hierarchical model (``pretrained/hvae/``) works with every command and the Python
+API, as the default model does: the same samples by every path, its own images reconstructed,
+pictures, the explorer and a card. Its scores are checked with the other shipped models'
+(tests/test_families.py) and its files with theirs (tests/test_shipped_files.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import vae
+from vae.cli import app
+from vae.numpy_sampling import load_decoder
+from vae.sampling import draw_latents, sample_images
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_HVAE = REPO / "pretrained" / "hvae" / "checkpoint_best.safetensors"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def model() -> vae.Model:
+    return vae.load(SHIPPED_HVAE)
+
+
+def test_the_python_api_reads_it_as_a_hierarchy(model: vae.Model) -> None:
+    assert (model.family, model.prior, model.likelihood) == ("hvae", "mog", "bce")
+    assert model.latent_dim == 64 and model.image_shape == (1, 28, 28)
+    groups = model.metadata["model"]["latent_groups"]
+    assert groups == 4
+
+
+def test_sample_is_generates_picture(model: vae.Model, tmp_path: Path) -> None:
+    images = model.sample(64, seed=3, temperature=0.8)
+    assert torch.equal(images, torch.from_numpy(sample_images(SHIPPED_HVAE, 64, 3, 0.8, "cpu")))
+    target = tmp_path / "samples.png"
+    result = runner.invoke(app, ["generate", "--checkpoint", str(SHIPPED_HVAE), "--seed", "3",
+                                 "--temperature", "0.8", "--output", str(target)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    grid = np.asarray(Image.open(target).convert("L"), dtype=np.float64) / 255
+    first = images[0, 0].numpy()
+    # The grid's first cell is the first sample, 8-bit rounded (after the grid's border, if any).
+    found = min(
+        np.abs(grid[r : r + 28, c : c + 28] - first).max() for r in range(3) for c in range(3)
+    )
+    assert found <= 1 / 255 + 1e-6
+
+
+def test_it_reconstructs_its_own_samples_better_than_other_images(model: vae.Model) -> None:
+    images = (model.sample(32, seed=1) > 0.5).float()
+    reconstructions = model.reconstruct(images).clamp(1e-6, 1 - 1e-6)
+
+    def bce(target: torch.Tensor) -> torch.Tensor:
+        terms = target * reconstructions.log() + (1 - target) * (1 - reconstructions).log()
+        return -terms.flatten(1).sum(1)
+
+    own, shifted = bce(images), bce(images.roll(1, dims=0))
+    assert float(own.mean()) < 0.5 * float(shifted.mean())
+    # On the same k samples the importance-weighted estimate is never below the bound (Jensen).
+    bound = model.elbo(images, k=20, seed=0).neg_elbo
+    nll = -model.log_likelihood(images, k=20, seed=0)
+    assert bool((nll <= bound + 1e-9).all()) and float(nll.mean()) < 120
+
+
+def test_pictures_and_the_explorer_work_on_it(tmp_path: Path, synthetic_data_dir: Path) -> None:
+    from test_explore import client_for
+
+    for command, extra in (("traverse", []), ("interpolate", []), ("manifold", [])):
+        result = runner.invoke(app, ["visualize", command, "--checkpoint", str(SHIPPED_HVAE),
+                                     "--data-dir", str(synthetic_data_dir), "--no-download",
+                                     "--output", str(tmp_path / f"{command}.png"), *extra])  # fmt: skip
+        assert result.exit_code == 0, (command, result.output)
+        assert Image.open(tmp_path / f"{command}.png").size[0] > 28
+    result = runner.invoke(app, ["inference", "--checkpoint", str(SHIPPED_HVAE),
+                                 "--data-dir", str(synthetic_data_dir), "--no-download",
+                                 "--mode", "reconstruct", "--output-dir", str(tmp_path / "out")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert list((tmp_path / "out").glob("*.png"))
+    client = client_for(SHIPPED_HVAE, synthetic_data_dir)
+    assert client.get("/api/model").json()["latent_dim"] == 64
+    sampled = client.post("/api/sample", json={"seed": 5, "temperature": 1.0}).json()
+    spec, weights = load_decoder(SHIPPED_HVAE)
+    np.testing.assert_allclose(sampled["z"], draw_latents(spec, weights, 1, 5, 1.0)[0], atol=1e-4)
+
+
+def test_its_exported_card_names_the_groups_and_its_shipped_figure(tmp_path: Path) -> None:
+    exported = runner.invoke(app, ["export", str(SHIPPED_HVAE), str(tmp_path / "card")])
+    assert exported.exit_code == 0, exported.output
+    card = (tmp_path / "card" / "README.md").read_text(encoding="utf-8")
+    assert "| latent groups | 4, drawn top-down |" in card
+    shipped = json.loads((SHIPPED_HVAE.parent / "evaluation_mnist_k1000.json").read_text())
+    assert f"| test NLL (nats) | {shipped['metrics']['nll']['mean']:.6g} |" in card
