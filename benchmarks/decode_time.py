@@ -7,7 +7,8 @@ For each checkpoint (default: the shipped one), in turns so that a busy machine 
 
 - `generate` (64 samples to a temporary PNG) through the installed entry point, from launch to
   exit: the torch-free NumPy path on the CPU;
-- the explorer's decode of one latent (what a dragged slider asks for), in process: the NumPy
+- the explorer's decode of one latent (what a dragged slider asks for), in process with the
+  explorer's one OpenBLAS thread (vae.blas_threads): the NumPy
   decoder alone, and with the PNG the page receives (`vae.explore.decoder.Decoder`).
 """
 
@@ -19,11 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from common import REPO, describe_machine, run_entry_point, summary
+from vae.blas_threads import use_one_blas_thread
 
-from vae.explore.decoder import Decoder
+use_one_blas_thread()  # as the explorer's process does, before NumPy loads OpenBLAS
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from common import REPO, describe_machine, run_entry_point, summary  # noqa: E402
+
+from vae.explore.decoder import Decoder  # noqa: E402
 
 SHIPPED = str(REPO / "pretrained" / "checkpoint_best.safetensors")
 DECODES_PER_ROUND = 50

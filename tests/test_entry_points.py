@@ -264,3 +264,38 @@ def test_a_stop_inside_importlibs_lock_callback_is_delivered_again(monkeypatch):
     assert interrupts._state["phase"] == interrupts._RUNNING  # not noted yet: it comes back
     with pytest.raises(KeyboardInterrupt):  # anywhere else it unwinds the command at once
         interrupts._exit_on_signal(signal.SIGINT, sys._getframe())
+
+
+@pytest.mark.parametrize(
+    ("argv", "preset", "expected"),
+    [
+        (["generate"], None, "1"),  # small NumPy work: one OpenBLAS thread
+        (["vae", "generate"], None, "1"),
+        (["generate"], "3", "3"),  # the user's own count is kept
+        (["info"], None, None),  # other commands keep OpenBLAS's default
+    ],
+)
+def test_generate_asks_for_one_blas_thread_before_numpy_loads(tmp_path, argv, preset, expected):
+    shipped = Path(__file__).resolve().parents[1] / "pretrained" / "checkpoint_best.safetensors"
+    name = "vae" if argv[0] == "vae" else argv[0]
+    arguments = [*argv[1:]]
+    if "generate" in argv:
+        arguments += ["--checkpoint", str(shipped), "--output", str(tmp_path / "g.png")]
+    else:
+        arguments += [str(shipped), "--json"]
+    code = (
+        "import os, sys\n"
+        f"from vae.entry import {name}\n"
+        "assert 'numpy' not in sys.modules  # OpenBLAS reads the count as NumPy loads\n"
+        f"sys.argv = [{argv[0]!r}, *{arguments!r}]\n"
+        f"try:\n    {name}()\nexcept SystemExit as done:\n    assert done.code == 0, done.code\n"
+        "print(os.environ.get('OPENBLAS_NUM_THREADS'), file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == str(expected)

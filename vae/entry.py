@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
+from vae.blas_threads import SMALL_NUMPY_COMMANDS, use_one_blas_thread
 from vae.commands import COMMANDS
 
 # Not `from typing import ...`: importing typing would delay the signal handler (see interrupts).
@@ -31,10 +32,25 @@ def _under_torchrun() -> bool:
         return False
 
 
-def _explorer(app_name: str) -> bool:
-    """Whether this process is the explorer (``explore``, ``vae explore``), which keeps its
-    threads and malloc arenas few (vae.explore.footprint)."""
-    return app_name == "explore_app" or (app_name == "app" and sys.argv[1:2] == ["explore"])
+def _command(app_name: str) -> str:
+    """The command this process runs: ``explore`` for the ``explore`` script and for ``vae
+    explore`` alike (empty for a bare ``vae``)."""
+    if app_name == "app":
+        return sys.argv[1] if len(sys.argv) > 1 else ""
+    return app_name.removesuffix("_app")
+
+
+def _prepare_threads(app_name: str) -> None:
+    """Thread settings read as NumPy and torch load (the command line imports NumPy): the
+    explorer keeps its threads and malloc arenas few (vae.explore.footprint), and the commands
+    of small NumPy work use one OpenBLAS thread (vae.blas_threads)."""
+    command = _command(app_name)
+    if command in SMALL_NUMPY_COMMANDS:
+        use_one_blas_thread()
+    if command == "explore":
+        from vae.explore.footprint import reserve_less
+
+        reserve_less()
 
 
 def _run(app_name: str) -> NoReturn:
@@ -44,11 +60,7 @@ def _run(app_name: str) -> NoReturn:
     # Under torchrun, SIGTERM keeps its default until training installs its own handler: it is
     # how torchrun stops workers, and there it has always ended them at once.
     interrupts.install_exit_handlers(sigterm=not _under_torchrun())
-    if _explorer(app_name):
-        # Its thread counts are read as NumPy and torch load: the command line imports NumPy.
-        from vae.explore.footprint import reserve_less
-
-        reserve_less()
+    _prepare_threads(app_name)
     try:
         code = _invoke(app_name)
     except KeyboardInterrupt:

@@ -13,8 +13,8 @@ with more cores:
 - each thread also reserves its stack (8 MiB by default), and the thread pools of torch
   (OpenMP) and of NumPy's OpenBLAS start one thread per core.
 
-:func:`reserve_less` caps the arenas at ``MALLOC_ARENAS`` and the compute threads at
-``THREADS``, called by ``vae.entry`` as the explorer's process starts (the command line imports
+:func:`reserve_less` caps the arenas at ``MALLOC_ARENAS``, torch's compute threads at
+``THREADS`` and OpenBLAS's at one (``vae.blas_threads``), called by ``vae.entry`` as the explorer's process starts (the command line imports
 NumPy) and again by ``serve``; the explorer's own pool (``vae.explore.app``) has ``THREADS``
 workers. After the
 same burst: 3.3 GiB (VmSize 3,499,472 kB), of which 689 MiB not mapped from files (was 1,252).
@@ -26,6 +26,8 @@ import ctypes
 import os
 import sys
 
+from vae.blas_threads import use_one_blas_thread
+
 # Threads for computing: the explorer's workers, and torch's and OpenBLAS's pools. A request
 # decodes one image (a millisecond); more threads than this only reserve memory.
 THREADS = max(1, min(4, os.cpu_count() or 1))
@@ -33,9 +35,9 @@ THREADS = max(1, min(4, os.cpu_count() or 1))
 # explorer's threads allocate little, and rarely at the same moment.
 MALLOC_ARENAS = 2
 M_ARENA_MAX = -8  # mallopt's parameter number (glibc's malloc.h)
-# Read when the libraries load (torch in the encoder's thread, NumPy with the decoder): the
-# user's own values are kept.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# Read when the libraries load (torch in the encoder's thread): the user's own values are kept.
+# OpenBLAS (NumPy, with the decoder) gets one thread (vae.blas_threads).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def reserve_less() -> None:
@@ -44,6 +46,7 @@ def reserve_less() -> None:
     libraries load; arenas already made are kept)."""
     for name in THREAD_VARIABLES:
         os.environ.setdefault(name, str(THREADS))
+    use_one_blas_thread()
     _cap_malloc_arenas(MALLOC_ARENAS)
 
 
