@@ -269,33 +269,38 @@ def test_a_stop_inside_importlibs_lock_callback_is_delivered_again(monkeypatch):
 @pytest.mark.parametrize(
     ("argv", "preset", "expected"),
     [
-        (["generate"], None, "1"),  # small NumPy work: one OpenBLAS thread
-        (["vae", "generate"], None, "1"),
-        (["generate"], "3", "3"),  # the user's own count is kept
-        (["info"], None, None),  # other commands keep OpenBLAS's default
+        (["generate"], None, "[False] 1"),  # small NumPy work: one OpenBLAS thread
+        (["vae", "generate"], None, "[False] 1"),
+        (["explore"], None, "[False] 1"),
+        (["vae", "explore"], None, "[False] 1"),
+        (["generate"], "3", "[False] 3"),  # the user's own count is kept
+        (["info"], None, "[] None"),  # other commands keep OpenBLAS's default
+        (["vae", "train"], None, "[] None"),
     ],
 )
-def test_generate_asks_for_one_blas_thread_before_numpy_loads(tmp_path, argv, preset, expected):
-    shipped = Path(__file__).resolve().parents[1] / "pretrained" / "checkpoint_best.safetensors"
-    name = "vae" if argv[0] == "vae" else argv[0]
-    arguments = [*argv[1:]]
-    if "generate" in argv:
-        arguments += ["--checkpoint", str(shipped), "--output", str(tmp_path / "g.png")]
-    else:
-        arguments += [str(shipped), "--json"]
-    code = (
-        "import os, sys\n"
-        f"from vae.entry import {name}\n"
-        "assert 'numpy' not in sys.modules  # OpenBLAS reads the count as NumPy loads\n"
-        f"sys.argv = [{argv[0]!r}, *{arguments!r}]\n"
-        f"try:\n    {name}()\nexcept SystemExit as done:\n    assert done.code == 0, done.code\n"
-        "print(os.environ.get('OPENBLAS_NUM_THREADS'), file=sys.stderr)\n"
-    )
+def test_generate_and_explore_ask_for_one_blas_thread_before_numpy_loads(argv, preset, expected):
+    """OpenBLAS reads its thread count as NumPy is imported (by the command line): the entry
+    point asks before that."""
+    code = """
+import os, sys
+from vae import blas_threads, entry
+numpy_loaded = []
+def spy():
+    numpy_loaded.append("numpy" in sys.modules)
+    blas_threads.use_one_blas_thread()
+entry.use_one_blas_thread = spy
+sys.argv = [*sys.argv[1:], "--help"]
+try:
+    getattr(entry, sys.argv[0])()
+except SystemExit:
+    pass
+print(numpy_loaded, os.environ.get("OPENBLAS_NUM_THREADS"), file=sys.stderr)
+"""
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     if preset is not None:
         env["OPENBLAS_NUM_THREADS"] = preset
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == str(expected)
+    assert result.stderr.strip().splitlines()[-1] == expected, result.stderr

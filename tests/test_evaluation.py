@@ -234,6 +234,7 @@ def test_evaluate_refuses_what_it_could_never_finish_before_evaluating(
     [
         (["/venv/bin/evaluate", "--k", "5"], "evaluate --k 5"),
         (["/x/vae/__main__.py", "evaluate", "--k", "5"], "python -m vae evaluate --k 5"),
+        (["/x/pytest/__main__.py", "-q"], "__main__.py -q"),  # another package's: as it is
         (
             ["vae", "evaluate", "--output", "my runs/e.json"],
             "vae evaluate --output 'my runs/e.json'",

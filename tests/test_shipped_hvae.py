@@ -36,7 +36,7 @@ def test_the_python_api_reads_it_as_a_hierarchy(model: vae.Model) -> None:
     assert groups == 4
 
 
-def test_sample_is_generates_picture(model: vae.Model, tmp_path: Path) -> None:
+def test_sample_draws_what_generate_writes(model: vae.Model, tmp_path: Path) -> None:
     images = model.sample(64, seed=3, temperature=0.8)
     assert torch.equal(images, torch.from_numpy(sample_images(SHIPPED_HVAE, 64, 3, 0.8, "cpu")))
     target = tmp_path / "samples.png"
@@ -76,7 +76,8 @@ def test_pictures_and_the_explorer_work_on_it(tmp_path: Path, synthetic_data_dir
                                      "--data-dir", str(synthetic_data_dir), "--no-download",
                                      "--output", str(tmp_path / f"{command}.png"), *extra])  # fmt: skip
         assert result.exit_code == 0, (command, result.output)
-        assert Image.open(tmp_path / f"{command}.png").size[0] > 28
+        picture = np.asarray(Image.open(tmp_path / f"{command}.png").convert("L"))
+        assert picture.shape[1] >= 2 * 28 and picture.std() > 20, command  # cells, not a blank
     result = runner.invoke(app, ["inference", "--checkpoint", str(SHIPPED_HVAE),
                                  "--data-dir", str(synthetic_data_dir), "--no-download",
                                  "--mode", "reconstruct", "--output-dir", str(tmp_path / "out")])  # fmt: skip
@@ -96,3 +97,29 @@ def test_its_exported_card_names_the_groups_and_its_shipped_figure(tmp_path: Pat
     assert "| latent groups | 4, drawn top-down |" in card
     shipped = json.loads((SHIPPED_HVAE.parent / "evaluation_mnist_k1000.json").read_text())
     assert f"| test NLL (nats) | {shipped['metrics']['nll']['mean']:.6g} |" in card
+
+
+def test_the_docs_quote_its_shipped_figures() -> None:
+    """The card, Results, the hierarchical page and the README quote the figures of the shipped
+    evaluation and training log, rounded as printed."""
+    evaluation = json.loads((SHIPPED_HVAE.parent / "evaluation_mnist_k1000.json").read_text())
+    figures = {key: value["mean"] for key, value in evaluation["metrics"].items()}
+    lines = (SHIPPED_HVAE.parent / "metrics.jsonl").read_text().splitlines()
+    best = [json.loads(line) for line in lines if json.loads(line)["best"]][-1]
+    group_kls = [best[f"val_kl_group{index}"] for index in range(1, 5)]
+    card = (REPO / "pretrained" / "README.md").read_text(encoding="utf-8")
+    card = card[card.index("## `hvae/checkpoint_best.safetensors`") :]
+    card = card[: card.index("\n## ", 1)]
+    quoted = [f"{figures['nll']:.2f} nats", f"({figures['nll']:.4f};", f"{figures['neg_elbo']:.2f}",
+              f"{figures['recon']:.2f} / {figures['kl']:.2f}", f"{evaluation['active_units']} of 64",
+              f"best epoch by validation -ELBO (beta = 1) after warm-up: {best['epoch']}",
+              f"validation -ELBO {best['val_neg_elbo']:.2f}",
+              " / ".join(f"{kl:.2f}" for kl in group_kls)]  # fmt: skip
+    assert [text for text in quoted if text not in card] == []
+    row = f"**{figures['nll']:.2f}** (-ELBO {figures['neg_elbo']:.2f})"
+    per_group = ", ".join(f"{kl:.1f}" for kl in group_kls[:3])
+    pages = {"README.md": [row], "docs/results.md": [row, per_group],
+             "docs/hierarchical.md": [f"**{figures['nll']:.2f}**", per_group]}  # fmt: skip
+    for page, texts in pages.items():
+        text = (REPO / page).read_text(encoding="utf-8").replace(" and ", ", ")
+        assert [quoted for quoted in texts if quoted not in text] == [], page

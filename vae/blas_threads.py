@@ -1,11 +1,11 @@
 """One OpenBLAS thread for the commands whose NumPy work is a few small matrix products.
 
 ``generate``'s torch-free decode and the explorer's (one image per request) multiply matrices of
-a few hundred rows: a second OpenBLAS thread gains nothing there and adds a hand-off that, on a
+a few hundred rows: a second OpenBLAS thread gains little there and adds a hand-off that, on a
 busy machine, waits for a core. With two other processes holding both cores of a 2-core machine,
-the explorer's decode of one latent took 24 ms (default model) and 16 ms (hierarchical) with
-OpenBLAS's default of one thread per core, 0.53 ms and 2.8 ms with one; ``generate`` of 64
-samples 0.52 s and 1.14 s against 0.46 s and 0.49 s (medians; benchmarks/decode_time.py).
+the explorer's decode of one latent took up to 24 ms (default model, median 0.40 ms) with
+OpenBLAS's default of one thread per core and at most 0.55 ms with one; ``generate`` of 64
+samples from the hierarchical model 1.73 s against 0.54 s (benchmarks/README.md, 2026-12-05).
 """
 
 from __future__ import annotations

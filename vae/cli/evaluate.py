@@ -197,7 +197,8 @@ def _write_scores(path: Path, text: str) -> Path:
 
 def command_line(argv: list[str]) -> str:
     """The command as typed, for the evaluation JSON: the program's name (``python -m vae`` for
-    ``__main__.py``) and its arguments, quoted where a shell needs it."""
-    program = Path(argv[0]).name
-    head = ["python", "-m", "vae"] if program == "__main__.py" else [program]
+    vae's ``__main__.py``) and its arguments, quoted where a POSIX shell needs it."""
+    program = Path(argv[0])
+    is_vae_main = program.name == "__main__.py" and program.parent.name == "vae"
+    head = ["python", "-m", "vae"] if is_vae_main else [program.name]
     return shlex.join([*head, *argv[1:]])

@@ -14,10 +14,9 @@ with more cores:
   (OpenMP) and of NumPy's OpenBLAS start one thread per core.
 
 :func:`reserve_less` caps the arenas at ``MALLOC_ARENAS``, torch's compute threads at
-``THREADS`` and OpenBLAS's at one (``vae.blas_threads``), called by ``vae.entry`` as the explorer's process starts (the command line imports
-NumPy) and again by ``serve``; the explorer's own pool (``vae.explore.app``) has ``THREADS``
-workers. After the
-same burst: 3.3 GiB (VmSize 3,499,472 kB), of which 689 MiB not mapped from files (was 1,252).
+``THREADS`` and OpenBLAS's at one (``vae.blas_threads``), called by ``vae.entry`` as the
+explorer's process starts (the command line imports NumPy) and again by ``serve``; the explorer's
+own pool (``vae.explore.app``) has ``THREADS`` workers. After the same burst: 3.3 GiB (VmSize 3,499,472 kB), of which 689 MiB not mapped from files (was 1,252).
 """
 
 from __future__ import annotations
