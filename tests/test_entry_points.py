@@ -266,6 +266,37 @@ def test_a_stop_inside_importlibs_lock_callback_is_delivered_again(monkeypatch):
         interrupts._exit_on_signal(signal.SIGINT, sys._getframe())
 
 
+def test_a_stop_inside_a_descriptors_set_name_ends_as_a_stop(monkeypatch):
+    """Python 3.11 wraps an exception from ``__set_name__`` (run while a class is made, as when
+    ``ipaddress`` is imported) in a RuntimeError, which would end the command with a traceback:
+    there the handler sends the signal again instead; later Pythons let it unwind as it is."""
+    from vae import interrupts
+
+    sent = []
+    monkeypatch.setattr(interrupts.os, "kill", lambda pid, signum: sent.append((pid, signum)))
+    monkeypatch.setitem(interrupts._state, "phase", interrupts._RUNNING)
+    monkeypatch.setitem(interrupts._state, "raise", True)
+    monkeypatch.setitem(interrupts._state, "signal", 0)
+
+    class Descriptor:
+        def __set_name__(self, owner, name):
+            interrupts._exit_on_signal(signal.SIGINT, sys._getframe())
+
+    def make_a_class():
+        return type("Owner", (), {"attribute": Descriptor()})
+
+    if sys.version_info >= (3, 12):
+        with pytest.raises(KeyboardInterrupt):
+            make_a_class()
+        return
+    assert make_a_class().__name__ == "Owner"  # nothing raised inside: the class is made
+    deadline = time.monotonic() + 5
+    while not sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sent == [(os.getpid(), signal.SIGINT)]
+    assert interrupts._state["phase"] == interrupts._RUNNING
+
+
 @pytest.mark.parametrize(
     ("argv", "preset", "expected"),
     [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
 # The entry points import this module first thing, before a signal handler is installed: so
@@ -105,15 +106,28 @@ def _exit_on_signal(signum: int, frame: Any) -> None:
 
 
 def _swallows_exceptions(frame: Any) -> bool:
-    """Whether ``frame`` is importlib's module-lock weakref callback, where an exception is
-    printed as "Exception ignored in: ..." with its traceback and then dropped, so that the
-    command would go on as if no stop had been asked."""
+    """Whether a KeyboardInterrupt raised in ``frame`` would not unwind the command as one:
+
+    - importlib's module-lock weakref callback prints an exception as "Exception ignored in:
+      ..." with its traceback and drops it, so that the command would go on;
+    - Python 3.11 turns an exception from a descriptor's ``__set_name__`` (run as a class is
+      made, e.g. ``functools.cached_property`` while ``ipaddress`` is imported) into a
+      RuntimeError, which would end the command with a traceback."""
     code = getattr(frame, "f_code", None)
-    return (
+    if (
         code is not None
         and code.co_name == "cb"
         and str(code.co_filename).startswith("<frozen importlib")
-    )
+    ):
+        return True
+    if sys.version_info >= (3, 12):  # __set_name__'s exceptions propagate as they are
+        return False
+    while frame is not None:
+        code = getattr(frame, "f_code", None)
+        if code is not None and code.co_name == "__set_name__":
+            return True
+        frame = getattr(frame, "f_back", None)
+    return False
 
 
 def _deliver_again(signum: int) -> None:
