@@ -84,7 +84,13 @@ def test_pictures_and_the_explorer_work_on_it(tmp_path: Path, synthetic_data_dir
     assert result.exit_code == 0, result.output
     assert list((tmp_path / "out").glob("*.png"))
     client = client_for(SHIPPED_HVAE, synthetic_data_dir)
-    assert client.get("/api/model").json()["latent_dim"] == 64
+    described = client.get("/api/model").json()
+    # The page names the family and labels each slider with its group (g1 the top) from these.
+    assert (described["model_type"], described["latent_dim"], described["latent_groups"]) == (
+        "hvae",
+        64,
+        4,
+    )
     sampled = client.post("/api/sample", json={"seed": 5, "temperature": 1.0}).json()
     spec, weights = load_decoder(SHIPPED_HVAE)
     np.testing.assert_allclose(sampled["z"], draw_latents(spec, weights, 1, 5, 1.0)[0], atol=1e-4)

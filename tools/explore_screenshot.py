@@ -80,6 +80,13 @@ def tour(page: Any, url: str) -> dict[str, Any]:
     page.wait_for_selector("body[data-ready='true']", timeout=TIMEOUT_MS)
     seen["sliders"] = page.locator("#sliders input[type='range']").count()
     seen["inactive"] = page.locator("#inactive-sliders input[type='range']").count()
+    seen["header"] = page.locator("#model-line").text_content()
+    # Each slider's dimension and the label beside it, active ones first.
+    seen["labels"] = page.evaluate(
+        "() => [...document.querySelectorAll('#sliders input, #inactive-sliders input')]"
+        ".filter((input) => input.type === 'range')"
+        ".map((input) => [Number(input.dataset.dim), input.previousElementSibling.textContent])"
+    )
 
     before = page.get_attribute("#decoded", "src")
     page.locator("#strip img").nth(1).click()
@@ -128,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         process.terminate()
         process.communicate(timeout=30)
+    seen["labels"] = len(seen["labels"])  # how many; the test reads them one by one
     print(f"wrote {args.output}: {seen}")
     return 0
 

@@ -196,6 +196,8 @@ class _Api:
             "model_type": spec.model_type,
             "prior": spec.prior,
             "latent_dim": spec.latent_dim,
+            # A hierarchy's groups split the code evenly, the top group first; 0 for other models.
+            "latent_groups": spec.latent_groups,
             "channels": spec.channels,
             "height": spec.height,
             "width": spec.width,

@@ -125,9 +125,20 @@ function makeSlider(d, label) {
   return row;
 }
 
+// A hierarchy's code is its groups' codes one after the other, the top group (g1) first: each
+// slider says which group it moves (the page's header says which is the top).
+function groupOf(d) {
+  const groups = state.model.latent_groups;
+  if (!groups) return "";
+  return ` g${Math.floor(d / (state.model.latent_dim / groups)) + 1}`;
+}
+
 function buildSliders(order, inactive, importance) {
   const unit = klRanked() ? "KL" : "var";
-  const label = (d) => importance ? `z${d} ${unit} ${importance[d].toFixed(2)}` : `z${d}`;
+  const label = (d) => {
+    const name = `z${d}${groupOf(d)}`;
+    return importance ? `${name} ${unit} ${importance[d].toFixed(2)}` : name;
+  };
   $("sliders").replaceChildren(...order.map((d) => makeSlider(d, label(d))));
   $("inactive-sliders").replaceChildren(...inactive.map((d) => makeSlider(d, label(d))));
   $("inactive-box").hidden = inactive.length === 0;
@@ -368,7 +379,11 @@ async function start() {
   const model = await api("/api/model");
   if (!model) return;
   state.model = model;
-  const kinds = { ae: "autoencoder", cvae: `conditional VAE, ${model.prior} prior, ${model.classes.length} classes` };
+  const kinds = {
+    ae: "autoencoder",
+    cvae: `conditional VAE, ${model.prior} prior, ${model.classes.length} classes`,
+    hvae: `hierarchical VAE, ${model.latent_groups} groups drawn top-down (g1, the top, to g${model.latent_groups}), ${model.prior} prior on g1`,
+  };
   const kind = kinds[model.model_type] || `VAE, ${model.prior} prior`;
   $("model-line").textContent = `${model.checkpoint}: ${kind}, ${model.latent_dim}-dimensional latent, ${model.channels}\u00d7${model.height}\u00d7${model.width} images`;
   const all = Array.from({ length: model.latent_dim }, (_, d) => d);
