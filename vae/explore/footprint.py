@@ -16,7 +16,8 @@ with more cores:
 :func:`reserve_less` caps the arenas at ``MALLOC_ARENAS``, torch's compute threads at
 ``THREADS`` and OpenBLAS's at one (``vae.blas_threads``), called by ``vae.entry`` as the
 explorer's process starts (the command line imports NumPy) and again by ``serve``; the explorer's
-own pool (``vae.explore.app``) has ``THREADS`` workers. After the same burst: 3.3 GiB (VmSize 3,499,472 kB), of which 689 MiB not mapped from files (was 1,252).
+own pool (``vae.explore.app``) has ``THREADS`` workers. After the same burst: 3.3 GiB (VmSize
+3,499,472 kB), of which 689 MiB not mapped from files (was 1,252).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import sys
 
 from vae.blas_threads import use_one_blas_thread
 
-# Threads for computing: the explorer's workers, and torch's and OpenBLAS's pools. A request
+# Threads for computing: the explorer's workers and torch's pool (OpenBLAS's: one). A request
 # decodes one image (a millisecond); more threads than this only reserve memory.
 THREADS = max(1, min(4, os.cpu_count() or 1))
 # The main thread's arena and one for every other thread, which take turns for it: the
