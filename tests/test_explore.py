@@ -247,6 +247,9 @@ def test_sample_is_the_seeded_prior_draw_and_temperature_is_bounded(client):
                 {"seed": 2**64, "temperature": 1}, {"temperature": "hot"}):  # fmt: skip
         answer = client.post("/api/sample", json=bad)
         assert answer.status_code == 400, bad
+    # Left out, seed and temperature are generate's defaults: 0 and 1.
+    default = client.post("/api/sample", json={}).json()
+    assert default == client.post("/api/sample", json={"seed": 0, "temperature": 1.0}).json()
 
 
 # --- what needs the encoder --------------------------------------------------------------------

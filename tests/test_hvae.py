@@ -227,7 +227,7 @@ def test_info_shows_each_group_with_its_validation_kl(hvae_run):
     described = json.loads(result.output)
     groups = described["groups"]
     assert list(groups) == ["group 1 (top)", "group 2 (bottom)"]
-    assert groups["group 2 (bottom)"]["code_dimensions"] == "3 to 4"
+    assert groups["group 2 (bottom)"]["code_dimensions"] == "z2 to z3"
     assert groups["group 1 (top)"]["validation_kl"] == described["validation"]["kl_group1"]
     assert described["model"]["latent_groups"] == 2
     assert described["model"]["hidden_sizes"] == []

@@ -96,6 +96,22 @@ def test_pictures_and_the_explorer_work_on_it(tmp_path: Path, synthetic_data_dir
     np.testing.assert_allclose(sampled["z"], draw_latents(spec, weights, 1, 5, 1.0)[0], atol=1e-4)
 
 
+def test_traversal_rows_and_info_name_each_dimensions_group(tmp_path, synthetic_data_dir) -> None:
+    from vae.data import ImageSource
+    from vae.visualize import load_inputs, traverse
+
+    inputs = load_inputs(
+        SHIPPED_HVAE, ImageSource(data_dir=str(synthetic_data_dir), download=False)
+    )
+    rows = traverse(inputs, tmp_path / "t.png", include_inactive=True)
+    assert sorted(rows.dims) == list(range(64))  # every dimension, ranked together
+    for dim, label in zip(rows.dims, rows.labels, strict=True):
+        assert label.split()[:2] == [f"z{dim}", f"g{dim // 16 + 1}"], label
+    shown = runner.invoke(app, ["info", str(SHIPPED_HVAE), "--json"])
+    groups = json.loads(shown.output)["groups"]
+    assert groups["group 4 (bottom)"]["code_dimensions"] == "z48 to z63"
+
+
 def test_its_exported_card_names_the_groups_and_its_shipped_figure(tmp_path: Path) -> None:
     exported = runner.invoke(app, ["export", str(SHIPPED_HVAE), str(tmp_path / "card")])
     assert exported.exit_code == 0, exported.output

@@ -46,6 +46,7 @@ from vae.sampling import sample_from_model
 from vae.trained_model import load_trained_model
 
 if TYPE_CHECKING:
+    from vae.model_spec import ModelSpec
     from vae.reporting import Reporter
 
 
@@ -239,6 +240,7 @@ class Traversal:
     dims: list[int]  # latent dimension of each row, top to bottom
     importance: list[float]  # average KL in nats (VAE) or code variance (autoencoder) per row
     skipped: list[int]  # inactive dimensions left out
+    labels: list[str]  # each row's label, as drawn
 
 
 def traverse(
@@ -289,10 +291,19 @@ def traverse(
     importance = codes.importance()
     unit = "KL" if codes.logvars is not None and codes.per_dimension_kl else "var"
     labels = [
-        f"z{d} {unit} {importance[d]:.2f}" + ("" if bool(active[d]) else " inactive") for d in dims
+        f"z{d}{_group_tag(spec, d)} {unit} {importance[d]:.2f}"
+        + ("" if bool(active[d]) else " inactive")
+        for d in dims
     ]
     save_labelled_rows(decoded, labels, path, columns=steps)
-    return Traversal(Path(path), dims, [float(importance[d]) for d in dims], skipped)
+    return Traversal(Path(path), dims, [float(importance[d]) for d in dims], skipped, labels)
+
+
+def _group_tag(spec: ModelSpec, dimension: int) -> str:
+    """What a row label adds after a hierarchy's dimension: " gN" for group N (1 the top), as
+    the explorer's sliders say; nothing for other models."""
+    group = spec.code_group(dimension)
+    return "" if group is None else f" g{group}"
 
 
 # --- latent map and manifold ---------------------------------------------------------------

@@ -230,7 +230,10 @@ class _Api:
     async def sample(self, request: Request) -> dict[str, Any]:
         body = await json_object(request)
         seed = index_in(body, "seed", SEED_MAX + 1) if "seed" in body else 0
-        temperature = positive(body, "temperature", MAX_TEMPERATURE)
+        # Left out: generate's defaults (seed 0, temperature 1).
+        temperature = (
+            positive(body, "temperature", MAX_TEMPERATURE) if "temperature" in body else 1.0
+        )
         label = class_of(body.get("label"), self.classes)
 
         def work() -> dict[str, Any]:

@@ -161,7 +161,8 @@ class HierarchicalVAE(GaussianVAE):
             place = " (top)" if number == 1 else " (bottom)" if number == groups else ""
             entry: dict[str, Any] = {
                 "latent_dim": size,
-                "code_dimensions": f"{(number - 1) * size + 1} to {number * size}",
+                # Named as traverse and the explorer name them: z0 is the code's first.
+                "code_dimensions": f"z{(number - 1) * size} to z{number * size - 1}",
             }
             kl = validation.get(f"kl_group{number}")
             if kl is not None:
