@@ -176,6 +176,19 @@ def test_a_checkpoint_given_is_read_as_given(tmp_path, monkeypatch):
     assert not (tmp_path / "s.png").exists()
 
 
+def test_another_shipped_file_named_from_elsewhere_or_its_folder_gets_a_hint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    hvae = Path("pretrained") / "hvae" / "checkpoint_best.safetensors"
+    result = runner.invoke(app, ["generate", "--checkpoint", str(hvae), "--output", "s.png"])
+    one_line_error(result, 1, "checkpoint not found", f"the shipped file is {REPO / hvae}")
+    result = runner.invoke(app, ["info", str(REPO / hvae.parent)])
+    one_line_error(result, 1, "not a file", f"a run folder? its checkpoint is {REPO / hvae}")
+    result = runner.invoke(app, ["info", str(tmp_path)])  # a folder without one: no hint
+    one_line_error(result, 1, "not a file")
+    assert "run folder" not in result.output
+    assert not (tmp_path / "s.png").exists()
+
+
 def test_no_shipped_model_anywhere_is_one_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("vae.shipped.PROJECT_FOLDER", tmp_path / "no-project")

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 from vae import __version__
 from vae.checkpoint.hub import HUB_SCHEME
 from vae.checkpoint.layout import check_tiling, tensor_spans
-from vae.checkpoint.names import DEFAULT_CHECKPOINT, FORMAT_NAME, FORMAT_VERSION
+from vae.checkpoint.names import BEST_NAME, DEFAULT_CHECKPOINT, FORMAT_NAME, FORMAT_VERSION
 from vae.errors import CheckpointError
 from vae.limits import MAX_CHECKPOINT_BYTES
 
@@ -58,7 +58,9 @@ def opened(path: Path) -> Iterator[BinaryIO]:
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}{_not_found_hint(path)}")
     if not path.is_file():  # before open(), which would wait for ever on a FIFO
-        raise CheckpointError(f"checkpoint path is not a file: {path}")
+        best = path / BEST_NAME
+        hint = f" (a run folder? its checkpoint is {best})" if best.is_file() else ""
+        raise CheckpointError(f"checkpoint path is not a file: {path}{hint}")
     try:
         with open(path, "rb") as handle:
             yield handle
@@ -219,11 +221,14 @@ def _not_found_hint(path: Path) -> str:
         if twin.is_file():
             return f" ({twin} exists: vae checkpoints are .safetensors files)"
         return " (vae reads .safetensors checkpoints, written by vae train)"
-    if path == DEFAULT_CHECKPOINT:
-        from vae.shipped import shipped_path
+    from vae.shipped import shipped_path
 
-        if (shipped := shipped_path(path)) != path:  # given as --checkpoint, from elsewhere
+    if path.parts[:1] == DEFAULT_CHECKPOINT.parts[:1] and (shipped := shipped_path(path)) != path:
+        # A shipped file named from another folder: it is in the project folder.
+        if path == DEFAULT_CHECKPOINT:
             return f" (the shipped model is {shipped}: pass that path, or leave out --checkpoint)"
+        return f" (the shipped file is {shipped}: pass that path, or run from the project folder)"
+    if path == DEFAULT_CHECKPOINT:
         return (
             " (the shipped model, in neither ./pretrained nor the installed package's project"
             " folder: run the command from the project folder, or pass --checkpoint)"
