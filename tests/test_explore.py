@@ -172,7 +172,8 @@ def test_requests_from_another_sites_pages_are_refused(client):
 def test_model_describes_the_checkpoint_and_the_sliders(client):
     model = client.get("/api/model").json()
     assert model["latent_dim"] == LATENT and model["prior"] == "mog"
-    assert model["latent_groups"] == 0  # no hierarchy: the page labels sliders z0, z1, ...
+    # No hierarchy: the page labels sliders z0, z1, ... with no group.
+    assert model["latent_groups"] == 0 and model["code_groups"] == []
     assert (model["channels"], model["height"], model["width"]) == (1, 28, 28)
     assert len(model["mean"]) == len(model["std"]) == LATENT and min(model["std"]) > 0
 

@@ -233,6 +233,23 @@ def test_info_shows_each_group_with_its_validation_kl(hvae_run):
     assert described["model"]["hidden_sizes"] == []
 
 
+def test_every_label_takes_a_dimensions_group_from_the_family():
+    from vae.models import family_named
+
+    hierarchy, plain = family_named("hvae"), family_named("vae")
+    assert hierarchy.code_groups(6, 3) == [1, 1, 2, 2, 3, 3]
+    assert plain.code_groups(6, 0) is None
+    # info reads groups from metadata no check has passed: odd figures give no groups, no crash.
+    for latent, groups in ((2, 4), (10**9, 3), (6, 0), (6, 10**6), ("6", 3), (6.0, 3)):
+        assert hierarchy.describe_groups({"latent_dim": latent, "latent_groups": groups}, {}) is None
+    described = hierarchy.describe_groups({"latent_dim": 6, "latent_groups": 3}, {"kl_group2": 1.5})
+    assert described == {
+        "group 1 (top)": {"latent_dim": 2, "code_dimensions": "z0 to z1"},
+        "group 2": {"latent_dim": 2, "code_dimensions": "z2 to z3", "validation_kl": 1.5},
+        "group 3 (bottom)": {"latent_dim": 2, "code_dimensions": "z4 to z5"},
+    }
+
+
 def test_a_checkpoint_round_trips_and_the_python_api_samples_as_generate(hvae_run, tmp_path):
     import vae
 

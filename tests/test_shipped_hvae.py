@@ -91,6 +91,7 @@ def test_pictures_and_the_explorer_work_on_it(tmp_path: Path, synthetic_data_dir
         64,
         4,
     )
+    assert described["code_groups"] == [d // 16 + 1 for d in range(64)]
     sampled = client.post("/api/sample", json={"seed": 5, "temperature": 1.0}).json()
     spec, weights = load_decoder(SHIPPED_HVAE)
     np.testing.assert_allclose(sampled["z"], draw_latents(spec, weights, 1, 5, 1.0)[0], atol=1e-4)

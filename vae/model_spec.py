@@ -46,13 +46,6 @@ class ModelSpec:
     latent_groups: int = 0
     cell_channels: int = 0
 
-    def code_group(self, dimension: int) -> int | None:
-        """The group (1, the top, to latent_groups) whose code holds ``dimension`` (z0 first) in
-        a hierarchy; None for a model without groups."""
-        if not self.latent_groups:
-            return None
-        return dimension // (self.latent_dim // self.latent_groups) + 1
-
     @property
     def decoder_hidden(self) -> list[int]:
         return self.hidden_sizes if self.decoder_hidden_sizes is None else self.decoder_hidden_sizes

@@ -41,6 +41,7 @@ from vae.latent import (
 from vae.limits import check_picture
 from vae.loss_name import training_loss_name
 from vae.model import VAE
+from vae.models import family_of
 from vae.plots import save_latent_maps, save_score_histograms, save_training_curves
 from vae.sampling import sample_from_model
 from vae.trained_model import load_trained_model
@@ -302,8 +303,8 @@ def traverse(
 def _group_tag(spec: ModelSpec, dimension: int) -> str:
     """What a row label adds after a hierarchy's dimension: " gN" for group N (1 the top), as
     the explorer's sliders say; nothing for other models."""
-    group = spec.code_group(dimension)
-    return "" if group is None else f" g{group}"
+    groups = family_of(spec).code_groups(spec.latent_dim, spec.latent_groups)
+    return "" if groups is None else f" g{groups[dimension]}"
 
 
 # --- latent map and manifold ---------------------------------------------------------------

@@ -52,6 +52,7 @@ from vae.explore.requests import (
     shown,
 )
 from vae.limits import MAX_TEMPERATURE
+from vae.models import family_of
 from vae.reporting import Reporter
 
 # The page's files, served from the package (no CDN, no build step), and their types.
@@ -196,8 +197,10 @@ class _Api:
             "model_type": spec.model_type,
             "prior": spec.prior,
             "latent_dim": spec.latent_dim,
-            # A hierarchy's groups split the code evenly, the top group first; 0 for other models.
+            # A hierarchy's groups (0 for other models) and each code dimension's group, z0
+            # first (empty for other models): the sliders' labels.
             "latent_groups": spec.latent_groups,
+            "code_groups": family_of(spec).code_groups(spec.latent_dim, spec.latent_groups) or [],
             "channels": spec.channels,
             "height": spec.height,
             "width": spec.width,

@@ -101,6 +101,12 @@ class Family:
         pre-sigmoid output; None: the layer plan's decoder (``vae.numpy_sampling``)."""
         return None
 
+    def code_groups(self, latent_dim: int, latent_groups: int) -> list[int] | None:
+        """The group (1, the top, upwards) of each code dimension, z0 first, as every label
+        names it (traverse rows, ``info``, the explorer's sliders); None for a latent of one
+        group."""
+        return None
+
     def describe_groups(self, model: Any, validation: Any) -> dict[str, Any] | None:
         """Its latent's groups for ``info``, from a checkpoint's recorded model spec and
         validation figures (dicts); None for a latent of one group."""

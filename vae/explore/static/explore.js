@@ -125,12 +125,11 @@ function makeSlider(d, label) {
   return row;
 }
 
-// A hierarchy's code is its groups' codes one after the other, the top group (g1) first: each
-// slider says which group it moves (the page's header says which is the top).
+// In a hierarchy each slider says which group it moves, g1 the top (the page's header says so),
+// as the server names the groups; other models' sliders are z0, z1, ...
 function groupOf(d) {
-  const groups = state.model.latent_groups;
-  if (!groups) return "";
-  return ` g${Math.floor(d / (state.model.latent_dim / groups)) + 1}`;
+  const groups = state.model.code_groups;
+  return groups.length ? ` g${groups[d]}` : "";
 }
 
 function buildSliders(order, inactive, importance) {

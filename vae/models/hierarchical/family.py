@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from vae.errors import ConfigError, Setting, shown
-from vae.limits import MAX_CONV_WIDTH, MAX_LATENT_GROUPS, check_at_most
+from vae.limits import MAX_CONV_WIDTH, MAX_LATENT_DIM, MAX_LATENT_GROUPS, check_at_most
 from vae.models.gaussian import GaussianVAE
 from vae.models.hierarchical.layout import activation_sizes, layout_of, network_shapes
 from vae.models.hierarchical.prior import TopGroupPrior, top_group_prior
@@ -147,22 +147,29 @@ class HierarchicalVAE(GaussianVAE):
             "group_size": spec.latent_dim // spec.latent_groups,
         }
 
+    def code_groups(self, latent_dim: int, latent_groups: int) -> list[int] | None:
+        # The code is the groups' codes one after the other, the top group first.
+        size = latent_dim // latent_groups
+        return [d // size + 1 for d in range(latent_dim)]
+
     def describe_groups(
         self, model: Mapping[str, Any], validation: Mapping[str, Any]
     ) -> dict[str, Any] | None:
         """Each group's size, where it sits in the code, and its validation KL where recorded
         (for ``info``, from a checkpoint's metadata)."""
         groups, latent = model.get("latent_groups"), model.get("latent_dim")
-        if not (_whole(groups) and _whole(latent) and 0 < groups <= MAX_LATENT_GROUPS):
+        if not (_whole(groups) and _whole(latent)):
             return None
-        size = latent // groups
+        if not (0 < groups <= MAX_LATENT_GROUPS and groups <= latent <= MAX_LATENT_DIM):
+            return None
+        membership = self.code_groups(latent, groups) or []
         described = {}
         for number in range(1, groups + 1):
             place = " (top)" if number == 1 else " (bottom)" if number == groups else ""
+            held = [d for d, group in enumerate(membership) if group == number]
             entry: dict[str, Any] = {
-                "latent_dim": size,
-                # Named as traverse and the explorer name them: z0 is the code's first.
-                "code_dimensions": f"z{(number - 1) * size} to z{number * size - 1}",
+                "latent_dim": len(held),
+                "code_dimensions": f"z{held[0]} to z{held[-1]}",
             }
             kl = validation.get(f"kl_group{number}")
             if kl is not None:
