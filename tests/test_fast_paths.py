@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from vae.data import ImageSet, training_batches
 from vae.device import bf16_autocast_supported
-from vae.model import ModelSpec, build_model, transposed_conv_as_matmul
+from vae.model import ModelSpec, build_model
+from vae.network import transposed_conv_as_matmul
 from vae.objectives import elbo_terms
 from vae.training import train
 

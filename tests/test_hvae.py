@@ -241,7 +241,9 @@ def test_every_label_takes_a_dimensions_group_from_the_family():
     assert plain.code_groups(6, 0) is None
     # info reads groups from metadata no check has passed: odd figures give no groups, no crash.
     for latent, groups in ((2, 4), (10**9, 3), (6, 0), (6, 10**6), ("6", 3), (6.0, 3)):
-        assert hierarchy.describe_groups({"latent_dim": latent, "latent_groups": groups}, {}) is None
+        assert (
+            hierarchy.describe_groups({"latent_dim": latent, "latent_groups": groups}, {}) is None
+        )
     described = hierarchy.describe_groups({"latent_dim": 6, "latent_groups": 3}, {"kl_group2": 1.5})
     assert described == {
         "group 1 (top)": {"latent_dim": 2, "code_dimensions": "z0 to z1"},

@@ -129,7 +129,7 @@ def test_a_made_up_plan_is_followed_by_modules_tensor_table_and_numpy_decoder():
     """Change the plan and all three readers change with it: nothing else describes layers."""
     import numpy as np
 
-    from vae.model import Network
+    from vae.network import Network
     from vae.numpy_sampling import run_layers
     from vae.plan import DECONV, LINEAR, UNFLATTEN, Layer, Plan
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vae.model import VAE, Network
+from vae.model import VAE
 from vae.models import family_of
 from vae.models.hierarchical.densities import log_densities
 from vae.models.hierarchical.layout import (
@@ -39,6 +39,7 @@ from vae.models.hierarchical.layout import (
     Layout,
     layout_of,
 )
+from vae.network import Network
 from vae.spec import ModelSpec, check_spec
 
 
