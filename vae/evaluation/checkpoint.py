@@ -6,9 +6,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vae import interrupts
 from vae.classes import check_image_labels
@@ -19,6 +19,9 @@ from vae.evaluation.progress import EvaluationProgress, evaluation_identity
 from vae.evaluation.protocols import evaluate_images, evaluate_reconstructions, has_likelihood
 from vae.reporting import Reporter
 from vae.trained_model import load_trained_model
+
+if TYPE_CHECKING:
+    from vae.model import VAE
 
 
 def evaluate_checkpoint(
@@ -58,12 +61,8 @@ def evaluate_checkpoint(
     if binarize_test is None:
         binarize_test = "static" if data_info.get("binarize", "none") != "none" else "none"
     sigma = recorded_gaussian_sigma(checkpoint, trained.metadata)
-    if ood_dataset is not None and model.family.conditional:
-        raise ConfigError(
-            Setting("ood_dataset"),
-            f" scores images by their likelihood alone, and a {model.family.label} gives only "
-            "the likelihood of an image given its class: leave it out",
-        )
+    if ood_dataset is not None:
+        _check_scores_outliers(model)
     test = trained.test_images(source, reporter)
     images = test.images
     check_image_labels(model.spec, test.labels, source.name(data_info))
@@ -74,14 +73,8 @@ def evaluate_checkpoint(
         else load_outlier_images(data_info, ood_dataset, source, reporter)
     )
     options = dict(binarize=binarize_test, seed=seed, batch_size=batch_size, gaussian_sigma=sigma)
-    # A model without a likelihood (an autoencoder, an SSIM-trained VAE) is scored by its own
-    # reconstruction loss, the outlier score such models are compared with elsewhere.
     scored_by_likelihood = has_likelihood(model)
-    evaluate = (
-        functools.partial(evaluate_images, k=k)
-        if scored_by_likelihood
-        else evaluate_reconstructions
-    )
+    evaluate = _scorer(scored_by_likelihood, k)
     labels = test.labels if model.family.conditional else None
     progress, facts = None, {}
     if progress_file is not None and scored_by_likelihood:
@@ -109,6 +102,25 @@ def evaluate_checkpoint(
             inside, outside, scored_by_likelihood, names=names, histogram=histogram, k=k, seed=seed
         )
     return result
+
+
+def _check_scores_outliers(model: VAE) -> None:
+    """Refuse an outlier evaluation of a model that gives no likelihood of an image alone."""
+    if model.family.conditional:
+        raise ConfigError(
+            Setting("ood_dataset"),
+            f" scores images by their likelihood alone, and a {model.family.label} gives only "
+            "the likelihood of an image given its class: leave it out",
+        )
+
+
+def _scorer(scored_by_likelihood: bool, k: int) -> Callable[..., tuple[Any, ...]]:
+    """What scores the images: the likelihood's evaluation with ``k`` importance samples, or,
+    for a model without a likelihood (an autoencoder, an SSIM-trained VAE), its own
+    reconstruction loss, the outlier score such models are compared with elsewhere."""
+    if scored_by_likelihood:
+        return functools.partial(evaluate_images, k=k)
+    return evaluate_reconstructions
 
 
 @contextlib.contextmanager

@@ -81,8 +81,7 @@ def evaluate_images(
     ``progress``: where an interrupted run left off is read from it and this run's progress
     kept in it (vae.evaluation.progress); the figures are an uninterrupted run's."""
     reporter = reporter or Reporter()
-    likelihood = model.spec.likelihood
-    if likelihood == "mse":
+    if model.spec.likelihood == "mse":
         binarize = "none"
     dimensions = model.spec.channels * model.spec.height * model.spec.width
     per_repeat: dict[str, list[float]] = {}
@@ -126,11 +125,8 @@ def evaluate_images(
     finally:
         reporter.task_ended()
     assert first is not None
-    protocol = protocol_text(likelihood, binarize, sigma_description(model, gaussian_sigma))
-    if model.family.conditional:
-        protocol += "; each image scored given its own class label: -log p(x|y), not -log p(x)"
     summary: dict[str, Any] = {
-        "protocol": protocol,
+        "protocol": _protocol_of(model, binarize, gaussian_sigma),
         **_run_facts(model, images, binarize, seed, repeats),
         "k": k,
         "metrics": {key: summarize(values) for key, values in per_repeat.items()},
@@ -141,6 +137,17 @@ def evaluate_images(
         "seconds": time.perf_counter() - started,
     }
     return summary, first, first_images
+
+
+def _protocol_of(model: VAE, binarize: str, gaussian_sigma: float) -> str:
+    """The protocol line of an evaluation's result: likelihood, binarization, sigma, and for a
+    conditional model that each image was scored given its class."""
+    protocol = protocol_text(
+        model.spec.likelihood, binarize, sigma_description(model, gaussian_sigma)
+    )
+    if model.family.conditional:
+        protocol += "; each image scored given its own class label: -log p(x|y), not -log p(x)"
+    return protocol
 
 
 def _figures(scores: ImageScores, dimensions: int) -> dict[str, float]:
