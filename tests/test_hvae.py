@@ -239,11 +239,17 @@ def test_every_label_takes_a_dimensions_group_from_the_family():
     hierarchy, plain = family_named("hvae"), family_named("vae")
     assert hierarchy.code_groups(6, 3) == [1, 1, 2, 2, 3, 3]
     assert plain.code_groups(6, 0) is None
+    assert hierarchy.code_groups(7, 3) is None and hierarchy.code_groups(6, 0) is None
     # info reads groups from metadata no check has passed: odd figures give no groups, no crash.
     for latent, groups in ((2, 4), (10**9, 3), (6, 0), (6, 10**6), ("6", 3), (6.0, 3)):
         assert (
             hierarchy.describe_groups({"latent_dim": latent, "latent_groups": groups}, {}) is None
         )
+    from vae.info import _latent_groups
+
+    for model_type in (["hvae"], {"hvae": 1}, None, 3):
+        metadata = {"model": {"model_type": model_type, "latent_dim": 6, "latent_groups": 3}}
+        assert _latent_groups(metadata) is None
     described = hierarchy.describe_groups({"latent_dim": 6, "latent_groups": 3}, {"kl_group2": 1.5})
     assert described == {
         "group 1 (top)": {"latent_dim": 2, "code_dimensions": "z0 to z1"},

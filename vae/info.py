@@ -47,7 +47,8 @@ def _latent_groups(metadata: dict[str, Any]) -> dict[str, Any] | None:
     from vae.models import FAMILIES
 
     model, validation = metadata.get("model"), metadata.get("validation")
-    family = FAMILIES.get(model.get("model_type")) if isinstance(model, dict) else None
+    model_type = model.get("model_type") if isinstance(model, dict) else None
+    family = FAMILIES.get(model_type) if isinstance(model_type, str) else None
     if family is None:
         return None
     return family.describe_groups(model, validation if isinstance(validation, dict) else {})

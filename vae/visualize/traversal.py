@@ -76,17 +76,17 @@ def traverse(
     )
     importance = codes.importance()
     unit = "KL" if codes.logvars is not None and codes.per_dimension_kl else "var"
+    tags = _group_tags(spec)
     labels = [
-        f"z{d}{_group_tag(spec, d)} {unit} {importance[d]:.2f}"
-        + ("" if bool(active[d]) else " inactive")
+        f"z{d}{tags[d]} {unit} {importance[d]:.2f}" + ("" if bool(active[d]) else " inactive")
         for d in dims
     ]
     save_labelled_rows(decoded, labels, path, columns=steps)
     return Traversal(Path(path), dims, [float(importance[d]) for d in dims], skipped, labels)
 
 
-def _group_tag(spec: ModelSpec, dimension: int) -> str:
-    """What a row label adds after a hierarchy's dimension: " gN" for group N (1 the top), as
-    the explorer's sliders say; nothing for other models."""
+def _group_tags(spec: ModelSpec) -> list[str]:
+    """What each dimension's row label adds after its name: " gN" for group N (1 the top) in a
+    hierarchy, as the explorer's sliders say; nothing for other models."""
     groups = family_of(spec).code_groups(spec.latent_dim, spec.latent_groups)
-    return "" if groups is None else f" g{groups[dimension]}"
+    return [""] * spec.latent_dim if groups is None else [f" g{group}" for group in groups]

@@ -128,8 +128,8 @@ function makeSlider(d, label) {
 // In a hierarchy each slider says which group it moves, g1 the top (the page's header says so),
 // as the server names the groups; other models' sliders are z0, z1, ...
 function groupOf(d) {
-  const groups = state.model.code_groups;
-  return groups.length ? ` g${groups[d]}` : "";
+  const group = (state.model.code_groups || [])[d];
+  return group === undefined ? "" : ` g${group}`;
 }
 
 function buildSliders(order, inactive, importance) {

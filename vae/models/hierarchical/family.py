@@ -148,7 +148,10 @@ class HierarchicalVAE(GaussianVAE):
         }
 
     def code_groups(self, latent_dim: int, latent_groups: int) -> list[int] | None:
-        # The code is the groups' codes one after the other, the top group first.
+        # The code is the groups' codes one after the other, the top group first; figures that
+        # no checked spec has (no group, an uneven split) give none.
+        if latent_groups < 1 or latent_dim % latent_groups:
+            return None
         size = latent_dim // latent_groups
         return [d // size + 1 for d in range(latent_dim)]
 
