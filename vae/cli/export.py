@@ -45,5 +45,6 @@ def export_command(
     done = export_checkpoint(
         checkpoint_or_run, out_dir, license=license, evaluation=evaluation, force=force
     )
-    figures = f" with the figures of {done.evaluation}" if done.evaluation else ""
+    named = ", ".join(str(path) for path in done.evaluations)
+    figures = f" with the figures of {named}" if named else ""
     say(f"exported {done.checkpoint} to {done.folder}: {', '.join(EXPORTED_FILES)}{figures}")

@@ -34,11 +34,12 @@ _LICENSE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,63}")
 @dataclass
 class Export:
     """What ``export_checkpoint`` wrote: the folder, the checkpoint it came from, and the
-    evaluation JSON whose figures the card reports (None when there was none)."""
+    evaluation JSONs whose figures the card reports (one, or one per seed of a protocol whose
+    seeds were written to separate files; empty when there was none)."""
 
     folder: Path
     checkpoint: Path
-    evaluation: Path | None
+    evaluations: list[Path]
 
 
 def export_checkpoint(
@@ -62,7 +63,7 @@ def export_checkpoint(
     _check_out_dir(folder, force)
     checkpoint = locate_checkpoint(source)  # after the checks: a hf:// source downloads
     model, content = load_checkpoint(checkpoint)  # every check a reader makes
-    record, record_path = find_evaluation(checkpoint, content.sha256, evaluation)
+    record, record_paths = find_evaluation(checkpoint, content.sha256, evaluation)
     metadata = shareable_metadata(content.header.metadata)
     folder.mkdir(parents=True, exist_ok=True)
     model_path = folder / MODEL_NAME
@@ -74,10 +75,10 @@ def export_checkpoint(
     # From the exported file, as ``generate --checkpoint model.safetensors`` draws them.
     samples = sample_images(model_path, SAMPLE_COUNT, SAMPLE_SEED)
     save_grid(samples, folder / SAMPLES_NAME, SAMPLE_COLUMNS)
-    record_name = record_path.name if record_path else None
-    card = model_card(metadata, record, license, record_name, hub_source=hub_source)
+    record_names = [path.name for path in record_paths]
+    card = model_card(metadata, record, license, record_names, hub_source=hub_source)
     atomic_write_text(folder / CARD_NAME, card)
-    return Export(folder, checkpoint, record_path)
+    return Export(folder, checkpoint, record_paths)
 
 
 def _check_license(license: str | None) -> None:

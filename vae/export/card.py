@@ -15,7 +15,7 @@ def model_card(
     metadata: dict[str, Any],
     record: dict[str, Any] | None,
     license: str | None,
-    record_name: str | None,
+    record_names: list[str],
     hub_source: str | None = None,
 ) -> str:
     """The model card: the Hub's YAML front matter, then the body (see the module's docstring)."""
@@ -56,7 +56,7 @@ def model_card(
             }
         ]
     head = yaml.safe_dump(front, sort_keys=False, allow_unicode=True)
-    body = _body(name, metadata, family, record, figures, record_name, hub_source)
+    body = _body(name, metadata, family, record, figures, record_names, hub_source)
     return f"---\n{head}---\n\n{body}"
 
 
@@ -82,7 +82,7 @@ def _body(
     family: Any,
     record: dict[str, Any] | None,
     figures: list[tuple[str, float | int]],
-    record_name: str | None,
+    record_names: list[str],
     hub_source: str | None,
 ) -> str:
     """The model card's text below its front matter: what the model is, how to use it, its
@@ -90,7 +90,7 @@ def _body(
     lines = [
         *_what_it_is(name, metadata, family),
         *_use(hub_source),
-        *_evaluation_section(record, figures, record_name),
+        *_evaluation_section(record, figures, record_names),
         *_samples(family),
     ]
     return "\n".join(lines)
@@ -191,7 +191,7 @@ def _use(hub_source: str | None) -> list[str]:
 def _evaluation_section(
     record: dict[str, Any] | None,
     figures: list[tuple[str, float | int]],
-    record_name: str | None,
+    record_names: list[str],
 ) -> list[str]:
     """The evaluation's figures and protocol, or how to make one."""
     lines = ["## Evaluation", ""]
@@ -203,14 +203,28 @@ def _evaluation_section(
         ]
     return [
         *lines,
-        f"From `{record_name}`: {record.get('num_images')} test images, "
-        f"k = {record.get('k')} importance samples, {record.get('repeats')} repeat(s); "
-        f"{record.get('protocol')}.",
+        f"From {_listed(record_names)}: {record.get('num_images')} test images, "
+        f"k = {record.get('k')} importance samples, {record.get('repeats')} repeat(s)"
+        f"{_seeds(record)}; {record.get('protocol')}.",
         "",
         "| metric | value |",
         "|---|---|",
         *(f"| {_METRIC_NAMES.get(metric, metric)} | {value:.6g} |" for metric, value in figures),
     ]
+
+
+def _listed(names: list[str]) -> str:
+    """File names as a sentence lists them: `a`, `b` and `c`."""
+    quoted = [f"`{name}`" for name in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
+
+
+def _seeds(record: dict[str, Any]) -> str:
+    """The seeds of several repeats, which the figures are the mean of ("" for one)."""
+    seeds = record.get("seeds")
+    if not isinstance(seeds, list) or len(seeds) < 2:
+        return ""
+    return f" (seeds {', '.join(str(seed) for seed in seeds)}; each figure their mean)"
 
 
 def _samples(family: Any) -> list[str]:

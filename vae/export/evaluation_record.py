@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,21 @@ from vae.errors import ConfigError
 _MAX_EVALUATION_BYTES = 16 * 1024 * 1024
 
 
+# What differs between evaluations of one protocol under different seeds, or of one evaluation
+# resumed over several sittings: everything else must agree for their figures to be pooled.
+_PER_RUN_FIELDS = frozenset(
+    {"checkpoint", "command", "seconds", "resumed_image_scores", "seeds", "repeats", "metrics"}
+)
+
+
 def find_evaluation(
     checkpoint: Path, sha256: str, given: str | Path | None
-) -> tuple[dict[str, Any] | None, Path | None]:
-    """The evaluation record the card reports and its file: ``given`` (which must be of this
-    checkpoint), else the best of those beside the checkpoint made of it (see ``best_record``)."""
+) -> tuple[dict[str, Any] | None, list[Path]]:
+    """The evaluation record the card reports and the files it comes from: ``given`` (which
+    must be of this checkpoint), else the most thorough of those beside the checkpoint made of
+    it (see ``best_record``), files that differ only in their seeds pooled into one record
+    (see ``pool_seeds``): a protocol's three seeds written one file each are reported as the
+    protocol reports them, their mean."""
     if given is not None:
         path = Path(given)
         record = _read_evaluation(path)
@@ -30,30 +41,109 @@ def find_evaluation(
                 f"{path} evaluates another checkpoint (its checkpoint_sha256 is not that of "
                 f"{checkpoint})"
             )
-        return record, path
+        return record, [path]
     found = []
     for path in sorted(checkpoint.parent.glob("evaluation*.json")):
         record = _read_evaluation(path)
         if record is not None and record["checkpoint_sha256"] == sha256:
             found.append((path, record))
     if not found:
-        return None, None
-    path, record = best_record(found)
-    return record, path
+        return None, []
+    paths, record = best_record(pool_seeds(found))
+    return record, paths
 
 
-def best_record(found: list[tuple[Path, dict[str, Any]]]) -> tuple[Path, dict[str, Any]]:
-    """Of several evaluations of one checkpoint, the most thorough: the most test images, then
-    the most importance samples (k), then the most repeats; a tie goes to the first by name."""
+def best_record(
+    found: list[tuple[list[Path], dict[str, Any]]],
+) -> tuple[list[Path], dict[str, Any]]:
+    """Of several evaluations of one checkpoint (each with the files it comes from), the most
+    thorough: the most test images, then the most importance samples (k), then the most
+    repeats (seeds); a tie goes to the first by file name."""
 
-    def thoroughness(item: tuple[Path, dict[str, Any]]) -> tuple[float, ...]:
+    def thoroughness(item: tuple[list[Path], dict[str, Any]]) -> tuple[float, ...]:
         record = item[1]
         return tuple(
             -float(value) if isinstance(value := record.get(key), int | float) else 0.0
             for key in ("num_images", "k", "repeats")
         )
 
-    return min(found, key=lambda item: (thoroughness(item), item[0].name))
+    return min(found, key=lambda item: (thoroughness(item), item[0][0].name))
+
+
+def pool_seeds(
+    found: list[tuple[Path, dict[str, Any]]],
+) -> list[tuple[list[Path], dict[str, Any]]]:
+    """The evaluations ``found`` (in file-name order), those that differ only in their seeds
+    (and in what each run records of itself: its command, time, sittings) pooled into one
+    record per protocol: its seeds and each metric's values joined, their mean and standard
+    deviation taken again. A file pools only with files whose seeds it does not repeat."""
+    pooled: list[tuple[list[Path], dict[str, Any]]] = []
+    for path, record in found:
+        for index, (paths, joined) in enumerate(pooled):
+            merged = _joined(joined, record)
+            if merged is not None:
+                pooled[index] = ([*paths, path], merged)
+                break
+        else:
+            pooled.append(([path], record))
+    return pooled
+
+
+def _joined(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any] | None:
+    """``first`` and ``second`` as one record of all their seeds, or None when they are not
+    the same evaluation under other seeds."""
+
+    def shared(record: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in record.items() if key not in _PER_RUN_FIELDS}
+
+    seeds = [_whole_numbers(first.get("seeds")), _whole_numbers(second.get("seeds"))]
+    values = [_metric_values(first), _metric_values(second)]
+    if shared(first) != shared(second) or None in seeds or None in values:
+        return None
+    assert seeds[0] is not None and seeds[1] is not None and values[0] and values[1]
+    if set(seeds[0]) & set(seeds[1]) or values[0].keys() != values[1].keys():
+        return None
+    metrics = {name: _summary(values[0][name] + values[1][name]) for name in values[0]}
+    every_seed = seeds[0] + seeds[1]
+    return {**shared(first), "seeds": every_seed, "repeats": len(every_seed), "metrics": metrics}
+
+
+def _whole_numbers(value: Any) -> list[int] | None:
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(item, int) and not isinstance(item, bool) for item in value)
+    ):
+        return value
+    return None
+
+
+def _metric_values(record: dict[str, Any]) -> dict[str, list[float]] | None:
+    """Each metric's per-repeat values, one per seed; None when a record lacks them."""
+    seeds = record.get("seeds")
+    found = {}
+    for name, summary in record["metrics"].items():
+        values = summary.get("values") if isinstance(summary, dict) else None
+        if not (
+            isinstance(values, list)
+            and isinstance(seeds, list)
+            and len(values) == len(seeds)
+            and all(_finite(value) for value in values)
+        ):
+            return None
+        found[name] = [float(value) for value in values]
+    return found or None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    """Mean, sample standard deviation and values, as ``evaluate`` summarises its repeats."""
+    mean = statistics.fmean(values)
+    spread = statistics.stdev(values) if len(values) > 1 else None
+    return {"mean": mean, "std": spread, "values": values}
 
 
 def _read_evaluation(path: Path) -> dict[str, Any] | None:
