@@ -221,13 +221,13 @@ def _evaluation(seeds: list[int], nll: list[float], **changes) -> dict:
         "checkpoint": "runs/x/checkpoint_best.safetensors", "checkpoint_sha256": "ab" * 32,
         "command": f"evaluate --seed {seeds[0]}", "seconds": 12.5, "k": 5000,
         "num_images": 10000, "repeats": len(seeds), "seeds": seeds, "active_units": 20,
-        "protocol": "Bernoulli likelihood", "metrics": {"nll": {"mean": sum(nll) / len(nll),
+        "protocol": "Bernoulli likelihood", "metrics": {"nll": {"mean": nll[0],
         "std": None, "values": nll}}, **changes,
     }  # fmt: skip
 
 
 def test_a_protocols_seeds_in_separate_files_are_pooled_and_nothing_else() -> None:
-    from vae.export.evaluation_record import best_record, pool_seeds
+    from vae.export.evaluation_record import best_record, evaluation_figures, pool_seeds
 
     first, second = Path("evaluation_seed0.json"), Path("evaluation_seed1.json")
     pooled = pool_seeds([(first, _evaluation([0], [80.0])), (second, _evaluation([1], [81.0]))])
@@ -248,10 +248,22 @@ def test_a_protocols_seeds_in_separate_files_are_pooled_and_nothing_else() -> No
         {**_evaluation([1], [81.0]), "seeds": [True]},
         _evaluation([1], [81.0], metrics={"nll": {"mean": 81.0}}),  # no values to pool
         _evaluation([1], [float("nan")]),
+        _evaluation([1], [10**400]),  # JSON can hold an integer no float can
         _evaluation([1, 2], [81.0]),  # fewer values than seeds
     ):
         pooled = pool_seeds([(first, _evaluation([0], [80.0])), (second, other)])
-        assert [paths for paths, _ in pooled] == [[first], [second]], other
+        assert sorted(paths for paths, _ in pooled) == [[first], [second]], other
+    # Figures whose sum no float holds are not pooled (nor do they crash the export).
+    huge = [(Path(f"h{seed}.json"), _evaluation([seed], [1e308])) for seed in range(2)]
+    assert [paths for paths, _ in pool_seeds(huge)] == [[huge[0][0]], [huge[1][0]]]
+    assert evaluation_figures(_evaluation([0], [10**400])) == [("active_units", 20)]
+    # A file of two seeds goes first, single seeds fill in around it; seeds come out in order.
+    named = [(Path("a.json"), _evaluation([2], [82.0])), (Path("b.json"), _evaluation([0], [80.0])),
+             (Path("c.json"), _evaluation([1, 2], [81.0, 82.5]))]  # fmt: skip
+    pooled = pool_seeds(named)
+    assert [paths for paths, _ in pooled] == [[Path("b.json"), Path("c.json")], [Path("a.json")]]
+    assert pooled[0][1]["seeds"] == [0, 1, 2]
+    assert pooled[0][1]["metrics"]["nll"]["values"] == [80.0, 81.0, 82.5]
     # Three seeds pooled beat one file of the same k and images; more images beat them all.
     three = pool_seeds([(Path(f"e{seed}.json"), _evaluation([seed], [80.0])) for seed in range(3)])
     single = ([Path("a.json")], _evaluation([0], [80.0]))

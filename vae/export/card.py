@@ -222,7 +222,11 @@ def _listed(names: list[str]) -> str:
 def _seeds(record: dict[str, Any]) -> str:
     """The seeds of several repeats, which the figures are the mean of ("" for one)."""
     seeds = record.get("seeds")
-    if not isinstance(seeds, list) or len(seeds) < 2:
+    whole = isinstance(seeds, list) and all(
+        isinstance(seed, int) and not isinstance(seed, bool) for seed in seeds
+    )
+    # Named only where they say something true and short: one per repeat, a handful.
+    if not whole or not 2 <= len(seeds) <= 20 or len(seeds) != record.get("repeats"):
         return ""
     return f" (seeds {', '.join(str(seed) for seed in seeds)}; each figure their mean)"
 

@@ -75,14 +75,17 @@ def pool_seeds(
 ) -> list[tuple[list[Path], dict[str, Any]]]:
     """The evaluations ``found`` (in file-name order), those that differ only in their seeds
     (and in what each run records of itself: its command, time, sittings) pooled into one
-    record per protocol: its seeds and each metric's values joined, their mean and standard
-    deviation taken again. A file pools only with files whose seeds it does not repeat."""
+    record per protocol: its seeds and each metric's values joined in seed order, their mean
+    and standard deviation taken again. A file pools only with files whose seeds it does not
+    repeat; files of more seeds are placed first, so that single seeds fill in around them."""
     pooled: list[tuple[list[Path], dict[str, Any]]] = []
-    for path, record in found:
+    for path, record in sorted(
+        found, key=lambda item: -len(_whole_numbers(item[1].get("seeds")) or [])
+    ):
         for index, (paths, joined) in enumerate(pooled):
             merged = _joined(joined, record)
             if merged is not None:
-                pooled[index] = ([*paths, path], merged)
+                pooled[index] = (sorted([*paths, path], key=lambda each: each.name), merged)
                 break
         else:
             pooled.append(([path], record))
@@ -103,12 +106,20 @@ def _joined(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any] | N
     assert seeds[0] is not None and seeds[1] is not None and values[0] and values[1]
     if set(seeds[0]) & set(seeds[1]) or values[0].keys() != values[1].keys():
         return None
-    metrics = {name: _summary(values[0][name] + values[1][name]) for name in values[0]}
     every_seed = seeds[0] + seeds[1]
-    return {**shared(first), "seeds": every_seed, "repeats": len(every_seed), "metrics": metrics}
+    order = sorted(range(len(every_seed)), key=every_seed.__getitem__)
+    metrics = {}
+    for name in values[0]:
+        joined = values[0][name] + values[1][name]
+        metrics[name] = _summary([joined[position] for position in order])
+        if metrics[name] is None:
+            return None
+    in_order = [every_seed[position] for position in order]
+    return {**shared(first), "seeds": in_order, "repeats": len(in_order), "metrics": metrics}
 
 
 def _whole_numbers(value: Any) -> list[int] | None:
+    """``value`` when it is a non-empty list of whole numbers (a record's seeds), else None."""
     if (
         isinstance(value, list)
         and value
@@ -136,13 +147,25 @@ def _metric_values(record: dict[str, Any]) -> dict[str, list[float]] | None:
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """Whether ``value`` is a number a figure can be (a JSON integer of 400 digits is not)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
-def _summary(values: list[float]) -> dict[str, Any]:
-    """Mean, sample standard deviation and values, as ``evaluate`` summarises its repeats."""
-    mean = statistics.fmean(values)
-    spread = statistics.stdev(values) if len(values) > 1 else None
+def _summary(values: list[float]) -> dict[str, Any] | None:
+    """Mean, sample standard deviation and values, as ``evaluate`` summarises its repeats;
+    None when no float holds them (figures near the float's limit)."""
+    try:
+        mean = statistics.fmean(values)
+        spread = statistics.stdev(values) if len(values) > 1 else None
+    except (OverflowError, ValueError):
+        return None
+    if not math.isfinite(mean) or (spread is not None and not math.isfinite(spread)):
+        return None
     return {"mean": mean, "std": spread, "values": values}
 
 
@@ -170,7 +193,7 @@ def evaluation_figures(record: dict[str, Any]) -> list[tuple[str, float | int]]:
     figures: list[tuple[str, float | int]] = []
     for name, summary in sorted(record["metrics"].items()):
         mean = summary.get("mean") if isinstance(summary, dict) else None
-        if isinstance(mean, int | float) and not isinstance(mean, bool) and math.isfinite(mean):
+        if _finite(mean):
             figures.append((str(name), float(mean)))
     units = record.get("active_units")
     if isinstance(units, int) and not isinstance(units, bool):
