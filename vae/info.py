@@ -44,11 +44,10 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
 def _latent_groups(metadata: dict[str, Any]) -> dict[str, Any] | None:
     """The model's groups of latents as its family describes them (a hierarchy's sizes and
     validation KL), None for a latent of one group."""
-    from vae.models import FAMILIES
+    from vae.models import known_family
 
     model, validation = metadata.get("model"), metadata.get("validation")
-    model_type = model.get("model_type") if isinstance(model, dict) else None
-    family = FAMILIES.get(model_type) if isinstance(model_type, str) else None
+    family = known_family(model.get("model_type")) if isinstance(model, dict) else None
     if family is None:
         return None
     return family.describe_groups(model, validation if isinstance(validation, dict) else {})

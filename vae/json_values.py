@@ -10,9 +10,14 @@ from typing import Any
 def is_number(value: Any, none: bool = False) -> bool:
     """Whether a JSON value is a finite number (``bool``, NaN and infinities are not; ``None``
     is when ``none``): vae writes no other, and a NaN would pass every comparison as false."""
-    return (none and value is None) or (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    )
+    if none and value is None:
+        return True
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a JSON integer of hundreds of digits: no float holds it
+        return False
 
 
 def is_count(value: Any) -> bool:

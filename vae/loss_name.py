@@ -44,13 +44,13 @@ def training_loss_name(config: dict[str, Any] | None) -> LossName:
     (:meth:`vae.models.Family.loss_name`); the -ELBO when the configuration says nothing
     readable."""
     from vae.config.choices import IWAE_OBJECTIVE
-    from vae.models import FAMILIES
+    from vae.models import known_family
 
     model = config.get("model") if isinstance(config, dict) else None
     objective = config.get("objective") if isinstance(config, dict) else None
     model_type = model.get("model_type", "vae") if isinstance(model, dict) else "vae"
     likelihood = objective.get("likelihood") if isinstance(objective, dict) else None
-    family = FAMILIES.get(model_type) if isinstance(model_type, str) else None
+    family = known_family(model_type)
     if family is None or not isinstance(likelihood, str):
         return ELBO
     assert isinstance(objective, dict)  # it holds the likelihood

@@ -43,7 +43,7 @@ from vae.errors import (
 )
 from vae.interrupts import graceful_interrupt
 from vae.json_values import is_count
-from vae.models import FAMILIES
+from vae.models import known_family
 from vae.reporting import Reporter, ReporterGroup
 from vae.run_folder import RunFolder
 from vae.trackers import check_tracker, make_tracker
@@ -287,7 +287,7 @@ def _folder_without_labels(
     the labels folders give today (it began before sub-folders were classes): the same data,
     for any model that does not train on the labels."""
     model = metadata.get("model")
-    family = FAMILIES.get(str(model.get("model_type"))) if isinstance(model, dict) else None
+    family = known_family(model.get("model_type")) if isinstance(model, dict) else None
     fingerprint = recorded.get("fingerprint")
     return (
         (family is None or not family.conditional)

@@ -22,7 +22,7 @@ from vae.config.settings import (
 )
 from vae.data.registry import FOLDER_PREFIX, HF_PREFIX, MEMORY_PREFIX
 from vae.errors import ConfigError, Setting
-from vae.models import FAMILIES
+from vae.models import FAMILIES, known_family
 from vae.models.priors import PRIORS, STANDARD
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def settings_not_read(model_type: Any, prior: Any, objective: Any) -> set[str]:
     """The settings a run of this family, prior and objective never reads (another family's
     own settings, another prior's size, the IWAE sample count of an ELBO run): a run's saved
     configuration records every setting, and a report of it leaves these out."""
-    chosen = FAMILIES.get(model_type) if isinstance(model_type, str) else None
+    chosen = known_family(model_type)
     unread = {name for family in FAMILIES.values() for name in family.own_settings}
     if chosen is not None:
         unread = (unread - set(chosen.own_settings)) | set(chosen.unused_settings)

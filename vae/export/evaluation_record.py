@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vae.errors import ConfigError
+from vae.json_values import is_count, is_number
 
 # An evaluation JSON is a few kilobytes; a larger file beside a checkpoint is not one.
 _MAX_EVALUATION_BYTES = 16 * 1024 * 1024
@@ -120,11 +121,7 @@ def _joined(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any] | N
 
 def _whole_numbers(value: Any) -> list[int] | None:
     """``value`` when it is a non-empty list of whole numbers (a record's seeds), else None."""
-    if (
-        isinstance(value, list)
-        and value
-        and all(isinstance(item, int) and not isinstance(item, bool) for item in value)
-    ):
+    if isinstance(value, list) and value and all(is_count(item) for item in value):
         return value
     return None
 
@@ -139,21 +136,11 @@ def _metric_values(record: dict[str, Any]) -> dict[str, list[float]] | None:
             isinstance(values, list)
             and isinstance(seeds, list)
             and len(values) == len(seeds)
-            and all(_finite(value) for value in values)
+            and all(is_number(value) for value in values)
         ):
             return None
         found[name] = [float(value) for value in values]
     return found or None
-
-
-def _finite(value: Any) -> bool:
-    """Whether ``value`` is a number a figure can be (a JSON integer of 400 digits is not)."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:
-        return False
 
 
 def _summary(values: list[float]) -> dict[str, Any] | None:
@@ -193,7 +180,7 @@ def evaluation_figures(record: dict[str, Any]) -> list[tuple[str, float | int]]:
     figures: list[tuple[str, float | int]] = []
     for name, summary in sorted(record["metrics"].items()):
         mean = summary.get("mean") if isinstance(summary, dict) else None
-        if _finite(mean):
+        if is_number(mean):
             figures.append((str(name), float(mean)))
     units = record.get("active_units")
     if isinstance(units, int) and not isinstance(units, bool):

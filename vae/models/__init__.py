@@ -27,9 +27,15 @@ MODEL_TYPES = tuple(FAMILIES)
 PRIOR_NAMES = tuple(PRIORS)
 
 
+def known_family(model_type: object) -> Family | None:
+    """The family a ``model_type`` names, None for any other value (metadata or a
+    configuration read back from a file may hold anything)."""
+    return FAMILIES.get(model_type) if isinstance(model_type, str) else None
+
+
 def family_named(model_type: object) -> Family:
     """The family a ``model_type`` names; ConfigError for any other value."""
-    family = FAMILIES.get(model_type) if isinstance(model_type, str) else None
+    family = known_family(model_type)
     if family is None:
         raise ConfigError(f"unknown model type {shown(model_type)}")
     return family
@@ -52,5 +58,6 @@ __all__ = [
     "Family",
     "family_named",
     "family_of",
+    "known_family",
     "prior_of",
 ]

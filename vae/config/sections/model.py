@@ -9,7 +9,7 @@ from vae import limits
 from vae.config.choices import ARCHITECTURES, MODEL_TYPES, PRIORS
 from vae.config.sections.help_text import choices_text, layers_text
 from vae.config.settings import setting
-from vae.models import FAMILIES
+from vae.models import known_family
 
 
 @dataclass
@@ -140,5 +140,5 @@ class ModelConfig:
     @property
     def effective_prior(self) -> str:
         """The prior the model gets: an autoencoder has none, whatever ``prior`` says."""
-        family = FAMILIES.get(self.model_type)
+        family = known_family(self.model_type)
         return self.prior if family is None or family.takes_prior_setting else "standard"
